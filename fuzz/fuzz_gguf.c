@@ -1,0 +1,50 @@
+/* fuzz_gguf.c - libFuzzer entry point for the GGUF reader.
+ *
+ * Not part of the main build. Build and run, e.g.:
+ *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
+ *     fuzz/fuzz_gguf.c src/gguf.c src/status.c src/quant*.c -lm -o build/fuzz_gguf
+ *   ./build/fuzz_gguf fuzz/corpus
+ * Seeds in fuzz/corpus/ are the valid files of tests/test_gguf.c
+ * (GGUF_WRITE_CORPUS=fuzz/corpus ./build/tests/test_gguf). On success it also
+ * walks every kv, array and tensor so that the sanitizers see each pointer
+ * the parser hands out. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+static unsigned touch_arr(const gguf_arr *a) {
+    unsigned acc = 0;
+    for (uint64_t i = 0; i < a->n; i++) {
+        if (a->type == GGUF_TYPE_STRING) {
+            if (a->strs[i].len) acc += (unsigned char)a->strs[i].ptr[a->strs[i].len - 1];
+        } else if (a->type == GGUF_TYPE_ARRAY) {
+            acc += touch_arr(&a->arrs[i]);
+        } else {
+            acc += (unsigned)gguf_arr_i64(a, i);
+        }
+    }
+    return acc;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* One input: parse; on success read back everything; always free. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    gguf_ctx *ctx = NULL;
+    sk_error err;
+    volatile unsigned acc = 0;
+    if (gguf_parse(data, size, &ctx, &err) != SK_OK) return 0;
+    for (uint64_t i = 0; i < ctx->n_kv; i++) {
+        const gguf_kv *kv = &ctx->kv[i];
+        if (kv->key.len) acc += (unsigned char)kv->key.ptr[kv->key.len - 1];
+        if (kv->type == GGUF_TYPE_ARRAY) acc += touch_arr(&kv->v.a);
+    }
+    for (uint64_t i = 0; i < ctx->n_tensors; i++) {
+        const gguf_tensor *t = &ctx->tensors[i];
+        acc += ((const uint8_t *)t->data)[t->nbytes - 1];
+    }
+    (void)acc;
+    gguf_free(ctx);
+    return 0;
+}

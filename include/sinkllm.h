@@ -1,0 +1,131 @@
+/* sinkllm.h - the public C API of sinkllm.
+ *
+ * A model (sk_model) is immutable after loading: weights are views into one
+ * read-only mmap of the GGUF file, and any number of contexts may share it.
+ * A context (sk_context) owns a KV cache, scratch buffers and a thread pool;
+ * it is used by one thread at a time. Nothing allocates in the token loop.
+ *
+ * Every call that can fail returns sk_status (0 = SK_OK) and, given an
+ * sk_error, a one-line message. The library never prints and never exits. */
+#ifndef SINKLLM_H
+#define SINKLLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SINKLLM_VERSION "0.1.0"
+
+typedef struct sk_model sk_model;
+typedef struct sk_context sk_context;
+typedef struct sk_tokenizer sk_tokenizer;
+
+/* ---- model ------------------------------------------------------------- */
+
+typedef struct sk_hparams {
+    char arch[32];          /* "llama" */
+    char name[128];         /* general.name, may be empty */
+    int64_t n_vocab;
+    int64_t n_ctx_train;    /* llama.context_length */
+    int n_embd;             /* model width */
+    int n_layer;
+    int n_head;
+    int n_head_kv;
+    int head_dim;           /* n_embd / n_head */
+    int n_ff;
+    int n_rot;              /* rope dimension count (<= head_dim) */
+    int rope_neox;          /* 1: rotate (i, i + n_rot/2); 0: rotate (2i, 2i+1) */
+    double rope_base;       /* rope.freq_base */
+    double rope_scale;      /* linear scaling factor: positions are divided by it */
+    float norm_eps;
+    int tied_output;        /* output matrix is token_embd */
+    int file_type;          /* general.file_type, -1 if absent */
+} sk_hparams;
+
+/* Load a GGUF file (read-only mmap). Validates the file, the hyper-parameters
+ * against the tensor shapes, and the vocabulary. */
+sk_status sk_model_load(const char *path, sk_model **out, sk_error *err);
+void sk_model_free(sk_model *m);
+const sk_hparams *sk_model_hparams(const sk_model *m);
+const sk_tokenizer *sk_model_tokenizer(const sk_model *m);
+/* Bytes of weights mapped; a short description ("llama 135M Q4_1"). */
+uint64_t sk_model_size(const sk_model *m);
+uint64_t sk_model_n_params(const sk_model *m);
+const char *sk_model_desc(const sk_model *m);
+/* Chat template text (tokenizer.chat_template) or NULL. */
+const char *sk_model_chat_template(const sk_model *m);
+
+/* ---- KV cache configuration -------------------------------------------- */
+
+typedef enum sk_cache_policy {
+    SK_CACHE_SINK = 0,   /* StreamingLLM: n_sinks first tokens + rolling window */
+    SK_CACHE_WINDOW,     /* rolling window only (sink with n_sinks = 0) */
+    SK_CACHE_DENSE,      /* keep everything up to n_ctx, then fail */
+    SK_CACHE_RECOMPUTE,  /* re-encode the last n_window tokens for every token */
+    SK_CACHE_SHIFT,      /* llama.cpp: keep n_keep, drop half the rest when full */
+} sk_cache_policy;
+
+typedef enum sk_kv_type { SK_KV_F16 = 0, SK_KV_F32, SK_KV_Q8_0 } sk_kv_type;
+
+typedef struct sk_cache_params {
+    sk_cache_policy policy;
+    int n_sinks;        /* SINK: attention sinks kept forever (default 4) */
+    int n_window;       /* SINK/WINDOW/RECOMPUTE/SHIFT: window slots, current token included */
+    int n_ctx;          /* DENSE: capacity in tokens */
+    sk_kv_type kv_type; /* storage of K and V (sinks are never below F16) */
+} sk_cache_params;
+
+/* ---- context ------------------------------------------------------------ */
+
+typedef struct sk_context_params {
+    int n_threads;      /* 0: all online cores */
+    int n_batch;        /* largest pre-fill chunk (default 256) */
+    sk_cache_params cache;
+} sk_context_params;
+
+void sk_context_params_default(sk_context_params *p);
+
+/* Validate every field (ranges, overflow of the cache size); err names the
+ * field. Called by sk_context_new. */
+sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparams *hp,
+                                     sk_error *err);
+
+sk_status sk_context_new(const sk_model *m, const sk_context_params *p, sk_context **out,
+                         sk_error *err);
+void sk_context_free(sk_context *c);
+
+/* Feed n tokens (a prompt chunk or one generated token). Pre-fills in chunks
+ * of n_batch with eviction between chunks, so any length works with the
+ * evicting policies. Afterwards sk_logits() holds the logits after the last
+ * token. Ids are validated. */
+sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err);
+
+/* Logits (n_vocab floats) after the last token fed; NULL before any. */
+const float *sk_logits(const sk_context *c);
+
+/* Forget everything: empty cache, position 0. */
+void sk_context_reset(sk_context *c);
+
+typedef struct sk_context_stats {
+    int64_t n_past;       /* tokens fed since the last reset (stream position) */
+    int64_t n_cached;     /* tokens now in the KV cache */
+    int64_t n_evicted;    /* tokens evicted so far */
+    int64_t cache_capacity;
+    uint64_t kv_bytes;    /* bytes of K/V storage */
+} sk_context_stats;
+
+void sk_context_get_stats(const sk_context *c, sk_context_stats *s);
+
+/* Parse "sink" / "window" / "dense" / "recompute" / "shift". */
+sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err);
+const char *sk_cache_policy_name(sk_cache_policy p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,346 @@
+/* context.c - a session's mutable state and the LLaMA forward pass.
+ *
+ * A context owns its KV cache (kvcache.c), its thread pool and every
+ * activation buffer, all sized for n_batch tokens when it is created:
+ * sk_decode allocates nothing. Tokens are fed in chunks of at most n_batch
+ * (pre-fill is matrix-matrix); between chunks the cache policy evicts. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcache.h"
+#include "model.h"
+#include "ops.h"
+#include "quant.h"
+#include "threadpool.h"
+#include "tokenizer.h"
+
+struct sk_context {
+    const sk_model *m;
+    sk_context_params p;
+    sk_pool *pool;
+    sk_kvcache *kv;
+    int n_batch;
+    int n_rep;           /* query heads per KV head */
+    double *theta;       /* (n_rot / 2) RoPE frequencies */
+    /* activations, n_batch rows each */
+    float *x;            /* (n_batch, n_embd) residual stream */
+    float *xb;           /* (n_batch, n_embd) normed input / matmul output */
+    float *q;            /* (n_batch, n_head * head_dim) rotated at stream position */
+    float *qp;           /* (n_batch, n_head * head_dim) rotated at cache position */
+    float *k;            /* (n_batch, n_head_kv * head_dim) */
+    float *v;            /* (n_batch, n_head_kv * head_dim) */
+    float *ao;           /* (n_batch, n_head * head_dim) attention output */
+    float *hg;           /* (n_batch, n_ff) gate, then SwiGLU */
+    float *hu;           /* (n_batch, n_ff) up */
+    float *att;          /* (n_threads, n_rep * (n_prefix + ring_cap)) scores */
+    size_t att_stride;
+    float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
+    float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
+    int64_t *lo;         /* (n_batch) lowest visible window position per token */
+    uint8_t *use_pfx;    /* (n_batch) query needs a second rotation */
+    void *qbuf;          /* quantized activations */
+    float *logits;       /* (n_vocab) */
+    int has_logits;
+    /* recompute policy: the last n_window tokens */
+    int32_t *hist;
+    int64_t n_hist;
+    int64_t n_recomputed;
+};
+
+void sk_context_params_default(sk_context_params *p) {
+    memset(p, 0, sizeof *p);
+    p->n_threads = 0;
+    p->n_batch = 256;
+    p->cache.policy = SK_CACHE_SINK;
+    p->cache.n_sinks = 4;
+    p->cache.n_window = 2044;
+    p->cache.n_ctx = 4096;
+    p->cache.kv_type = SK_KV_F16;
+}
+
+sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparams *hp,
+                                     sk_error *err) {
+    if (p->n_threads < 0 || p->n_threads > 1024)
+        return sk_error_set(err, SK_ERR_INVALID, "threads %d out of range 0..1024", p->n_threads);
+    if (p->n_batch < 1 || p->n_batch > 8192)
+        return sk_error_set(err, SK_ERR_INVALID, "batch %d out of range 1..8192", p->n_batch);
+    (void)hp;
+    return SK_OK; /* the cache checks its own parameters */
+}
+
+const char *sk_cache_policy_name(sk_cache_policy p) {
+    switch (p) {
+    case SK_CACHE_SINK: return "sink";
+    case SK_CACHE_WINDOW: return "window";
+    case SK_CACHE_DENSE: return "dense";
+    case SK_CACHE_RECOMPUTE: return "recompute";
+    case SK_CACHE_SHIFT: return "shift";
+    }
+    return "?";
+}
+
+sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err) {
+    for (int i = 0; i <= SK_CACHE_SHIFT; i++)
+        if (strcmp(s, sk_cache_policy_name((sk_cache_policy)i)) == 0) {
+            *out = (sk_cache_policy)i;
+            return SK_OK;
+        }
+    return sk_error_set(err, SK_ERR_INVALID,
+                        "unknown cache policy '%s' (sink, window, dense, recompute, shift)", s);
+}
+
+void sk_context_free(sk_context *c) {
+    if (!c) return;
+    sk_pool_free(c->pool);
+    sk_kvcache_free(c->kv);
+    free(c->theta);
+    free(c->x);
+    free(c->xb);
+    free(c->q);
+    free(c->qp);
+    free(c->k);
+    free(c->v);
+    free(c->ao);
+    free(c->hg);
+    free(c->hu);
+    free(c->att);
+    free(c->cs_win);
+    free(c->cs_pfx);
+    free(c->lo);
+    free(c->use_pfx);
+    free(c->qbuf);
+    free(c->logits);
+    free(c->hist);
+    free(c);
+}
+
+sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_context **out,
+                         sk_error *err) {
+    *out = NULL;
+    const sk_hparams *hp = &m->hp;
+    sk_status st = sk_context_params_validate(params, hp, err);
+    if (st) return st;
+    sk_context *c = calloc(1, sizeof *c);
+    if (!c) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (context)");
+    c->m = m;
+    c->p = *params;
+    c->n_batch = params->n_batch;
+    sk_cache_params cp = params->cache;
+    if (cp.policy == SK_CACHE_WINDOW) cp.n_sinks = 0;
+    if (cp.policy == SK_CACHE_RECOMPUTE) {
+        /* the cache of a recompute step is a dense one of the window size */
+        if (cp.n_window < 1 || cp.n_window > (1 << 24)) {
+            free(c);
+            return sk_error_set(err, SK_ERR_INVALID, "window %d out of range 1..%d", cp.n_window,
+                                1 << 24);
+        }
+        cp.n_ctx = cp.n_window;
+    }
+    if ((st = sk_kvcache_new(hp, &cp, c->n_batch, &c->kv, err))) {
+        free(c);
+        return st;
+    }
+    int nth = params->n_threads > 0 ? params->n_threads : sk_cpu_count();
+    if ((st = sk_pool_new(nth, &c->pool, err))) {
+        sk_context_free(c);
+        return st;
+    }
+    size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
+    size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
+    c->n_rep = hp->n_head / hp->n_head_kv;
+    c->att_stride = (size_t)c->n_rep * (size_t)(c->kv->n_prefix + c->kv->ring_cap);
+    c->theta = malloc(sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
+    c->x = malloc(sizeof(float) * B * d);
+    c->xb = malloc(sizeof(float) * B * (d > nq ? d : nq));
+    c->q = malloc(sizeof(float) * B * nq);
+    c->qp = malloc(sizeof(float) * B * nq);
+    c->k = malloc(sizeof(float) * B * nkv);
+    c->v = malloc(sizeof(float) * B * nkv);
+    c->ao = malloc(sizeof(float) * B * nq);
+    c->hg = malloc(sizeof(float) * B * ff);
+    c->hu = malloc(sizeof(float) * B * ff);
+    c->att = malloc(sizeof(float) * (size_t)nth * c->att_stride);
+    c->cs_win = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
+    c->cs_pfx = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
+    c->lo = malloc(sizeof(int64_t) * B);
+    c->use_pfx = malloc(B);
+    size_t widest = d > ff ? d : ff;
+    widest = widest > nq ? widest : nq;
+    c->qbuf = malloc(sk_matmul_scratch_size((int64_t)widest, c->n_batch));
+    c->logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = malloc(sizeof(int32_t) * (size_t)cp.n_window);
+    if (!c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
+        !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
+        !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist)) {
+        sk_context_free(c);
+        return sk_error_set(err, SK_ERR_NOMEM, "out of memory (context buffers)");
+    }
+    for (int i = 0; i < hp->n_rot / 2; i++)
+        c->theta[i] = pow(hp->rope_base, -2.0 * i / hp->n_rot);
+    sk_context_reset(c);
+    *out = c;
+    return SK_OK;
+}
+
+void sk_context_reset(sk_context *c) {
+    sk_kvcache_reset(c->kv);
+    c->has_logits = 0;
+    c->n_hist = 0;
+}
+
+const float *sk_logits(const sk_context *c) { return c->has_logits ? c->logits : NULL; }
+
+void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
+    memset(s, 0, sizeof *s);
+    if (c->p.cache.policy == SK_CACHE_RECOMPUTE) {
+        s->n_past = c->n_hist > c->kv->n_past ? c->n_hist : c->kv->n_past;
+        s->n_past = c->n_recomputed + c->kv->n_past;
+        s->n_cached = c->kv->n_past;
+        s->n_evicted = c->n_recomputed;
+    } else {
+        s->n_past = c->kv->n_past;
+        s->n_cached = sk_kvcache_cached(c->kv);
+        s->n_evicted = sk_kvcache_evicted(c->kv);
+    }
+    s->cache_capacity = c->kv->n_prefix + c->kv->n_window;
+    s->kv_bytes = c->kv->bytes;
+}
+
+/* cs = cos/sin of (pos / scale) * theta_i in double precision */
+static void rope_cs(const sk_context *c, int64_t pos, float *cs) {
+    const sk_hparams *hp = &c->m->hp;
+    double p = (double)pos / hp->rope_scale;
+    for (int i = 0; i < hp->n_rot / 2; i++) {
+        double a = p * c->theta[i];
+        cs[2 * i] = (float)cos(a);
+        cs[2 * i + 1] = (float)sin(a);
+    }
+}
+
+typedef struct attn_job {
+    sk_context *c;
+    int layer;
+    int n;
+    int64_t u0;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
+    const sk_hparams *hp = &c->m->hp;
+    int G = hp->n_head_kv, hd = hp->head_dim;
+    size_t nq = (size_t)hp->n_head * hd;
+    long lo, hi;
+    sk_split_range((long)j->n * G, 1, ith, nth, &lo, &hi);
+    float *att = c->att + (size_t)ith * c->att_stride;
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / G), g = (int)(it % G);
+        size_t off = (size_t)i * nq + (size_t)g * c->n_rep * hd;
+        const float *qw = c->q + off;
+        const float *qp = c->use_pfx[i] ? c->qp + off : qw;
+        sk_attend(c->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, c->lo[i], c->ao + off, att);
+    }
+}
+
+/* Run the transformer over tokens[0..n) at stream positions kv->n_past...;
+ * n <= n_batch; leaves the logits of the last token in c->logits. */
+static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_error *err) {
+    const sk_model *m = c->m;
+    const sk_hparams *hp = &m->hp;
+    sk_kvcache *kv = c->kv;
+    sk_status st = sk_kvcache_plan(kv, n, c->lo, err);
+    if (st) return st;
+    int d = hp->n_embd, hd = hp->head_dim, nr = hp->n_rot;
+    size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
+    int64_t u0 = kv->n_past;
+    for (int i = 0; i < n; i++) {
+        sk_embed_row(&m->tok_embd, tokens[i], c->x + (size_t)i * d);
+        int64_t u = u0 + i;
+        rope_cs(c, u, c->cs_win + (size_t)i * nr);
+        int64_t cpos = u < kv->n_prefix ? u : kv->n_prefix + (u - c->lo[i]);
+        c->use_pfx[i] = cpos != u && kv->n_prefix > 0;
+        if (c->use_pfx[i]) rope_cs(c, cpos, c->cs_pfx + (size_t)i * nr);
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        const sk_layer *L = &m->layers[l];
+        for (int i = 0; i < n; i++)
+            sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm.data, d,
+                       hp->norm_eps);
+        sk_matmul_job qkv[3] = {{&L->wq, c->q, nq}, {&L->wk, c->k, nkv}, {&L->wv, c->v, nkv}};
+        sk_matmul(c->pool, qkv, 3, c->xb, (size_t)d, d, n, c->qbuf);
+        for (int i = 0; i < n; i++) {
+            float *qi = c->q + (size_t)i * nq, *ki = c->k + (size_t)i * nkv;
+            if (c->use_pfx[i]) {
+                memcpy(c->qp + (size_t)i * nq, qi, nq * sizeof(float));
+                sk_rope_apply(c->qp + (size_t)i * nq, hp->n_head, hd, nr, hp->rope_neox,
+                              c->cs_pfx + (size_t)i * nr);
+            }
+            sk_rope_apply(qi, hp->n_head, hd, nr, hp->rope_neox, c->cs_win + (size_t)i * nr);
+            sk_rope_apply(ki, hp->n_head_kv, hd, nr, hp->rope_neox, c->cs_win + (size_t)i * nr);
+            sk_kvcache_store(kv, l, u0 + i, ki, c->v + (size_t)i * nkv);
+        }
+        attn_job aj = {c, l, n, u0};
+        sk_pool_run(c->pool, attn_worker, &aj);
+        sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
+        sk_matmul(c->pool, &o, 1, c->ao, nq, (int)nq, n, c->qbuf);
+        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        for (int i = 0; i < n; i++)
+            sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm.data, d,
+                       hp->norm_eps);
+        sk_matmul_job gu[2] = {{&L->w_gate, c->hg, ff}, {&L->w_up, c->hu, ff}};
+        sk_matmul(c->pool, gu, 2, c->xb, (size_t)d, d, n, c->qbuf);
+        sk_swiglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
+        sk_matmul_job dn = {&L->w_down, c->xb, (size_t)d};
+        sk_matmul(c->pool, &dn, 1, c->hg, ff, (int)ff, n, c->qbuf);
+        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+    }
+    float *last = c->x + (size_t)(n - 1) * d;
+    sk_rmsnorm(c->xb, last, m->output_norm.data, d, hp->norm_eps);
+    sk_matmul_job out = {&m->output, c->logits, (size_t)hp->n_vocab};
+    sk_matmul(c->pool, &out, 1, c->xb, (size_t)d, d, 1, c->qbuf);
+    sk_kvcache_commit(kv, n);
+    c->has_logits = 1;
+    return SK_OK;
+}
+
+static sk_status feed(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err) {
+    for (int64_t i = 0; i < n; i += c->n_batch) {
+        int k = (int)(n - i < c->n_batch ? n - i : c->n_batch);
+        sk_status st = forward_chunk(c, tokens + i, k, err);
+        if (st) return st;
+    }
+    return SK_OK;
+}
+
+sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err) {
+    if (n < 0) return sk_error_set(err, SK_ERR_INVALID, "negative token count");
+    if (n == 0) return SK_OK;
+    int64_t nv = c->m->hp.n_vocab;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv)
+            return sk_error_set(err, SK_ERR_INVALID, "token id %d out of range 0..%lld",
+                                tokens[i], (long long)nv - 1);
+    if (c->p.cache.policy != SK_CACHE_RECOMPUTE) return feed(c, tokens, n, err);
+    /* recompute: while the history fits, it is a plain dense pass; once it
+     * overflows, every token re-encodes the last W tokens from position 0 */
+    int64_t W = c->kv->n_window;
+    for (int64_t i = 0; i < n; i++) {
+        if (c->n_hist < W) {
+            c->hist[c->n_hist++] = tokens[i];
+            int64_t j = i + 1; /* feed the run of tokens that still fits */
+            while (j < n && c->n_hist < W) c->hist[c->n_hist++] = tokens[j++];
+            sk_status st = feed(c, tokens + i, j - i, err);
+            if (st) return st;
+            i = j - 1;
+            continue;
+        }
+        memmove(c->hist, c->hist + 1, sizeof(int32_t) * (size_t)(W - 1));
+        c->hist[W - 1] = tokens[i];
+        sk_kvcache_reset(c->kv);
+        c->n_recomputed++;
+        sk_status st = feed(c, c->hist, W, err);
+        if (st) return st;
+    }
+    return SK_OK;
+}

@@ -1,0 +1,268 @@
+/* kvcache.c - KV cache storage, eviction policies and attention over the
+ * cache (see kvcache.h for the layout and the position rule). */
+#include "kvcache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+
+#define SK_MAX_CACHE_TOKENS (1LL << 26) /* 64M slots: far beyond any RAM here */
+
+static int kv_elem_type(sk_kv_type t) {
+    switch (t) {
+    case SK_KV_F32: return SK_TYPE_F32;
+    case SK_KV_Q8_0: return SK_TYPE_Q8_0;
+    default: return SK_TYPE_F16;
+    }
+}
+
+static size_t row_bytes(int type, int n) {
+    if (type == SK_TYPE_F32) return (size_t)n * 4;
+    if (type == SK_TYPE_F16) return (size_t)n * 2;
+    return sk_row_size(type, n);
+}
+
+sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_batch,
+                         sk_kvcache **out, sk_error *err) {
+    *out = NULL;
+    if (n_batch < 1 || n_batch > 65536)
+        return sk_error_set(err, SK_ERR_INVALID, "batch size %d out of range 1..65536", n_batch);
+    int64_t n_prefix = 0, n_window = 0;
+    switch (p->policy) {
+    case SK_CACHE_SINK:
+    case SK_CACHE_SHIFT:
+        if (p->n_sinks < 0 || p->n_sinks > 65536)
+            return sk_error_set(err, SK_ERR_INVALID, "%s count %d out of range 0..65536",
+                                p->policy == SK_CACHE_SINK ? "sinks" : "keep", p->n_sinks);
+        n_prefix = p->n_sinks;
+        /* fall through */
+    case SK_CACHE_WINDOW:
+    case SK_CACHE_RECOMPUTE:
+        if (p->n_window < 1 || p->n_window > SK_MAX_CACHE_TOKENS)
+            return sk_error_set(err, SK_ERR_INVALID, "window %d out of range 1..%lld", p->n_window,
+                                SK_MAX_CACHE_TOKENS);
+        if (p->policy == SK_CACHE_SHIFT && p->n_window < 2)
+            return sk_error_set(err, SK_ERR_INVALID, "shift needs a window of at least 2");
+        n_window = p->n_window;
+        break;
+    case SK_CACHE_DENSE:
+        if (p->n_ctx < 1 || p->n_ctx > SK_MAX_CACHE_TOKENS)
+            return sk_error_set(err, SK_ERR_INVALID, "ctx %d out of range 1..%lld", p->n_ctx,
+                                SK_MAX_CACHE_TOKENS);
+        n_window = p->n_ctx;
+        break;
+    default:
+        return sk_error_set(err, SK_ERR_INVALID, "unknown cache policy %d", (int)p->policy);
+    }
+    if (p->kv_type != SK_KV_F16 && p->kv_type != SK_KV_F32 && p->kv_type != SK_KV_Q8_0)
+        return sk_error_set(err, SK_ERR_INVALID, "unknown KV type %d", (int)p->kv_type);
+    sk_kvcache *kv = calloc(1, sizeof *kv);
+    if (!kv) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (kv cache)");
+    kv->policy = p->policy;
+    kv->n_layer = hp->n_layer;
+    kv->n_head_kv = hp->n_head_kv;
+    kv->head_dim = hp->head_dim;
+    kv->n_prefix = n_prefix;
+    kv->n_window = n_window;
+    /* dense never wraps; the others need room for a chunk behind a full window */
+    kv->ring_cap = p->policy == SK_CACHE_DENSE ? n_window : n_window + n_batch - 1;
+    kv->kv_type = kv_elem_type(p->kv_type);
+    if (kv->kv_type == SK_TYPE_Q8_0 && hp->head_dim % SK_QK != 0) {
+        free(kv);
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "Q8_0 KV cache needs head_dim %% 32 == 0");
+    }
+    kv->pfx_type = p->kv_type == SK_KV_F32 ? SK_TYPE_F32 : SK_TYPE_F16;
+    kv->ring_row = row_bytes(kv->kv_type, kv->head_dim);
+    kv->pfx_row = row_bytes(kv->pfx_type, kv->head_dim);
+    double ring_bytes = (double)kv->n_layer * kv->n_head_kv * (double)kv->ring_cap * kv->ring_row;
+    double pfx_bytes = (double)kv->n_layer * kv->n_head_kv * (double)kv->n_prefix * kv->pfx_row;
+    if (ring_bytes + pfx_bytes > 64.0 * (1ULL << 30)) {
+        free(kv);
+        return sk_error_set(err, SK_ERR_INVALID, "KV cache of %.1f GiB is too large",
+                            2 * (ring_bytes + pfx_bytes) / (1ULL << 30));
+    }
+    kv->k_ring = calloc(1, (size_t)ring_bytes);
+    kv->v_ring = calloc(1, (size_t)ring_bytes);
+    kv->k_pfx = calloc(1, (size_t)pfx_bytes + 1);
+    kv->v_pfx = calloc(1, (size_t)pfx_bytes + 1);
+    if (!kv->k_ring || !kv->v_ring || !kv->k_pfx || !kv->v_pfx) {
+        sk_kvcache_free(kv);
+        return sk_error_set(err, SK_ERR_NOMEM, "out of memory (KV cache of %.0f MiB)",
+                            2 * (ring_bytes + pfx_bytes) / (1 << 20));
+    }
+    kv->bytes = (uint64_t)(2 * (ring_bytes + pfx_bytes));
+    *out = kv;
+    return SK_OK;
+}
+
+void sk_kvcache_free(sk_kvcache *kv) {
+    if (!kv) return;
+    free(kv->k_ring);
+    free(kv->v_ring);
+    free(kv->k_pfx);
+    free(kv->v_pfx);
+    free(kv);
+}
+
+void sk_kvcache_reset(sk_kvcache *kv) {
+    kv->n_past = 0;
+    kv->shift_lo = kv->n_prefix;
+    kv->n_shifts = 0;
+}
+
+sk_status sk_kvcache_plan(sk_kvcache *kv, int n, int64_t *lo, sk_error *err) {
+    int64_t S = kv->n_prefix, W = kv->n_window;
+    if (kv->n_past == 0) kv->shift_lo = S;
+    if (kv->policy == SK_CACHE_DENSE || kv->policy == SK_CACHE_RECOMPUTE) {
+        if (kv->n_past + n > W)
+            return sk_error_set(err, SK_ERR_FULL, "context full: %lld + %d tokens > ctx %lld",
+                                (long long)kv->n_past, n, (long long)W);
+        for (int i = 0; i < n; i++) lo[i] = 0;
+        return SK_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t u = kv->n_past + i;
+        if (u < S) {
+            lo[i] = S; /* a prefix token sees no window */
+        } else if (kv->policy == SK_CACHE_SHIFT) {
+            if (u - kv->shift_lo + 1 > W) { /* full: discard half of the window */
+                int64_t n_left = u - kv->shift_lo;
+                kv->shift_lo += n_left / 2 > 0 ? n_left / 2 : 1;
+                kv->n_shifts++;
+            }
+            lo[i] = kv->shift_lo;
+        } else {
+            lo[i] = u - W + 1 > S ? u - W + 1 : S;
+        }
+    }
+    return SK_OK;
+}
+
+void sk_kvcache_commit(sk_kvcache *kv, int n) { kv->n_past += n; }
+
+static int64_t next_lo(const sk_kvcache *kv) {
+    int64_t u = kv->n_past, S = kv->n_prefix, W = kv->n_window;
+    if (kv->policy == SK_CACHE_DENSE || kv->policy == SK_CACHE_RECOMPUTE) return 0;
+    if (u < S) return S;
+    if (kv->policy == SK_CACHE_SHIFT) {
+        int64_t lo = kv->shift_lo;
+        if (u - lo + 1 > W) lo += (u - lo) / 2 > 0 ? (u - lo) / 2 : 1;
+        return lo;
+    }
+    return u - W + 1 > S ? u - W + 1 : S;
+}
+
+int64_t sk_kvcache_evicted(const sk_kvcache *kv) {
+    if (kv->policy == SK_CACHE_DENSE || kv->policy == SK_CACHE_RECOMPUTE) return 0;
+    int64_t lo = next_lo(kv);
+    return lo > kv->n_prefix && kv->n_past > kv->n_prefix ? lo - kv->n_prefix : 0;
+}
+
+int64_t sk_kvcache_cached(const sk_kvcache *kv) {
+    int64_t u = kv->n_past, S = kv->n_prefix;
+    if (kv->policy == SK_CACHE_DENSE || kv->policy == SK_CACHE_RECOMPUTE) return u;
+    if (u <= S) return u;
+    return S + (u - next_lo(kv));
+}
+
+/* (layer l, head g, slot s) -> vector address in an area of n_slots slots */
+static inline char *slot_ptr(void *base, const sk_kvcache *kv, int l, int g, int64_t n_slots,
+                             int64_t s, size_t row) {
+    return (char *)base + (((size_t)l * kv->n_head_kv + g) * (size_t)n_slots + (size_t)s) * row;
+}
+
+static void put_row(int type, void *dst, const float *src, int n) {
+    if (type == SK_TYPE_F32)
+        memcpy(dst, src, (size_t)n * 4);
+    else if (type == SK_TYPE_F16)
+        sk_f32_to_f16_row(src, dst, n);
+    else
+        sk_type_get(type)->from_float(src, dst, n);
+}
+
+static void get_row(int type, const void *src, float *dst, int n) {
+    if (type == SK_TYPE_F32)
+        memcpy(dst, src, (size_t)n * 4);
+    else if (type == SK_TYPE_F16)
+        sk_f16_to_f32_row(src, dst, n);
+    else
+        sk_type_get(type)->to_float(src, dst, n);
+}
+
+void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const float *v) {
+    int hd = kv->head_dim;
+    for (int g = 0; g < kv->n_head_kv; g++) {
+        const float *kg = k + (size_t)g * hd, *vg = v + (size_t)g * hd;
+        if (pos < kv->n_prefix) {
+            put_row(kv->pfx_type, slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, pos, kv->pfx_row), kg, hd);
+            put_row(kv->pfx_type, slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, pos, kv->pfx_row), vg, hd);
+        } else {
+            int64_t s = (pos - kv->n_prefix) % kv->ring_cap;
+            put_row(kv->kv_type, slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), kg, hd);
+            put_row(kv->kv_type, slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), vg, hd);
+        }
+    }
+}
+
+#define SK_MAX_HEAD_DIM 1024
+
+/* One key/value vector: scores for the n_rep queries, then accumulate later.
+ * Two passes: (1) scores + max, (2) exp, sum, and V accumulation. */
+void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
+               const float *q_pfx, int64_t u, int64_t lo, float *out, float *att) {
+    int hd = kv->head_dim;
+    float kbuf[SK_MAX_HEAD_DIM];
+    SK_ASSERT(hd <= SK_MAX_HEAD_DIM);
+    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
+    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
+    int64_t n_keys = n_pfx + n_win;
+    float scale = 1.0f / sqrtf((float)hd);
+    /* att: (n_rep, n_keys) */
+    for (int64_t j = 0; j < n_keys; j++) {
+        const float *q;
+        if (j < n_pfx) {
+            get_row(kv->pfx_type, slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, j, kv->pfx_row), kbuf, hd);
+            q = q_pfx;
+        } else {
+            int64_t p = lo + (j - n_pfx);
+            int64_t s = (p - kv->n_prefix) % kv->ring_cap;
+            get_row(kv->kv_type, slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), kbuf, hd);
+            q = q_win;
+        }
+        for (int r = 0; r < n_rep; r++) {
+            const float *qr = q + (size_t)r * hd;
+            float d = 0.0f;
+            for (int i = 0; i < hd; i++) d += qr[i] * kbuf[i];
+            att[(size_t)r * n_keys + j] = d * scale;
+        }
+    }
+    for (int r = 0; r < n_rep; r++) {
+        float *a = att + (size_t)r * n_keys;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n_keys; j++) mx = a[j] > mx ? a[j] : mx;
+        double sum = 0.0;
+        for (int64_t j = 0; j < n_keys; j++) {
+            a[j] = expf(a[j] - mx);
+            sum += a[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < n_keys; j++) a[j] *= inv;
+    }
+    memset(out, 0, (size_t)n_rep * hd * sizeof(float));
+    for (int64_t j = 0; j < n_keys; j++) {
+        if (j < n_pfx) {
+            get_row(kv->pfx_type, slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, j, kv->pfx_row), kbuf, hd);
+        } else {
+            int64_t p = lo + (j - n_pfx);
+            int64_t s = (p - kv->n_prefix) % kv->ring_cap;
+            get_row(kv->kv_type, slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), kbuf, hd);
+        }
+        for (int r = 0; r < n_rep; r++) {
+            float w = att[(size_t)r * n_keys + j];
+            float *o = out + (size_t)r * hd;
+            for (int i = 0; i < hd; i++) o[i] += w * kbuf[i];
+        }
+    }
+}

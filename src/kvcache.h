@@ -1,0 +1,92 @@
+/* kvcache.h - the KV cache and its eviction policies, in one place.
+ *
+ * Layout. The cache has a PREFIX area of n_prefix slots (attention sinks for
+ * `sink`, the kept tokens for `shift`; 0 otherwise) that holds stream
+ * positions 0..n_prefix-1 forever, and a RING of ring_cap slots for the
+ * rolling window: stream position p >= n_prefix lives in ring slot
+ * (p - n_prefix) % ring_cap. Evicting a token copies nothing: its slot is
+ * simply overwritten later. K and V are stored per layer and KV head:
+ *   k_ring, v_ring: (n_layer, n_head_kv, ring_cap, head_dim) of kv_type
+ *   k_pfx,  v_pfx : (n_layer, n_head_kv, n_prefix, head_dim) of pfx_type
+ * pfx_type is never below F16 (sinks carry outlier keys).
+ *
+ * Positions (StreamingLLM, ../docs): attention uses positions within the
+ * cache. A query at stream position u sees the prefix and the window
+ * [lo(u), u] (contiguous stream positions). Keys are stored rotated at their
+ * stream position; since the window is contiguous and ends at the query,
+ * query-to-window distances are the same in cache and stream coordinates,
+ * so the query is rotated at u for window keys, and at its cache position
+ *   cpos(u) = n_prefix + (u - lo(u))
+ * for prefix keys. No pass ever re-rotates the window.
+ *
+ * Policies (lo(u) is the lowest visible window position):
+ *   sink      lo(u) = max(S, u - W + 1)                 prefix = S
+ *   window    the same with S = 0
+ *   dense     lo(u) = 0, error once u >= n_ctx          prefix = 0
+ *   shift     lo jumps by W/2 whenever the window is full  prefix = keep
+ *   recompute handled by the context (re-encodes W tokens per step); the
+ *             cache itself then behaves as dense with n_ctx = W.
+ * The ring holds W + n_batch - 1 slots so that a whole pre-fill chunk can be
+ * written while its first token still sees its full window. */
+#ifndef SK_KVCACHE_H
+#define SK_KVCACHE_H
+
+#include <stdint.h>
+
+#include "sinkllm.h"
+
+typedef struct sk_kvcache {
+    sk_cache_policy policy;
+    int n_layer, n_head_kv, head_dim;
+    int64_t n_prefix;     /* prefix slots */
+    int64_t n_window;     /* W: visible window, current token included */
+    int64_t ring_cap;     /* ring slots */
+    int kv_type;          /* enum sk_type of ring storage: F16, F32, Q8_0 */
+    int pfx_type;         /* enum sk_type of prefix storage: F16 or F32 */
+    size_t ring_row;      /* bytes per head_dim vector in the ring */
+    size_t pfx_row;       /* bytes per head_dim vector in the prefix */
+    void *k_ring, *v_ring, *k_pfx, *v_pfx;
+    uint64_t bytes;
+    /* state */
+    int64_t n_past;       /* next stream position */
+    int64_t shift_lo;     /* shift policy: current window start */
+    int64_t n_shifts;
+} sk_kvcache;
+
+/* Create a cache for the model shape and params (validated here: every
+ * size is checked for range and overflow). n_batch: largest chunk. */
+sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_batch,
+                         sk_kvcache **out, sk_error *err);
+void sk_kvcache_free(sk_kvcache *kv);
+void sk_kvcache_reset(sk_kvcache *kv);
+
+/* Before feeding tokens [n_past, n_past + n): check the policy allows them
+ * (dense: SK_ERR_FULL when past n_ctx) and fill lo[i] = lo(n_past + i)
+ * (advancing the shift state). n <= n_batch. */
+sk_status sk_kvcache_plan(sk_kvcache *kv, int n, int64_t *lo, sk_error *err);
+
+/* Store K and V (head_dim * n_head_kv floats each, K already rotated at
+ * stream position pos) for layer l at stream position pos. */
+void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const float *v);
+
+/* After the chunk is computed: n_past += n. */
+void sk_kvcache_commit(sk_kvcache *kv, int n);
+
+/* Tokens evicted so far (stream positions neither in the prefix nor
+ * visible to the next token). */
+int64_t sk_kvcache_evicted(const sk_kvcache *kv);
+/* Tokens the next query would see besides itself. */
+int64_t sk_kvcache_cached(const sk_kvcache *kv);
+
+/* Attention of one query token for KV head g in layer l (all query heads
+ * of that group: n_rep = n_head / n_head_kv of them).
+ *   q_win: (n_rep, head_dim) rotated at stream position u
+ *   q_pfx: (n_rep, head_dim) rotated at cpos(u); may equal q_win
+ *   out:   (n_rep, head_dim)
+ *   att:   scratch of at least n_prefix + n_window floats
+ * Visible keys: prefix slots [0, min(n_prefix, u + 1)) and window [lo, u]
+ * (lo >= n_prefix, or empty when u < n_prefix). */
+void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
+               const float *q_pfx, int64_t u, int64_t lo, float *out, float *att);
+
+#endif

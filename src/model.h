@@ -1,0 +1,60 @@
+/* model.h - an immutable LLaMA-family model: hyper-parameters, weight views
+ * into the mmapped GGUF file, and the tokenizer. Shared by any number of
+ * contexts (include/sinkllm.h has the public half). */
+#ifndef SK_MODEL_H
+#define SK_MODEL_H
+
+#include <stdint.h>
+
+#include "gguf.h"
+#include "quant.h"
+#include "sinkllm.h"
+
+/* A weight matrix or vector: a view into the mapped file.
+ * ne[0] is the row length (inputs), ne[1] the number of rows (outputs). */
+typedef struct sk_tensor {
+    const void *data;
+    int type;            /* enum sk_type */
+    int64_t ne[2];
+    size_t row_size;     /* bytes per row */
+    const sk_type_traits *tt;
+} sk_tensor;
+
+typedef struct sk_layer {
+    sk_tensor attn_norm;  /* (n_embd) F32 */
+    sk_tensor wq;         /* (n_head * head_dim, n_embd) */
+    sk_tensor wk;         /* (n_head_kv * head_dim, n_embd) */
+    sk_tensor wv;         /* (n_head_kv * head_dim, n_embd) */
+    sk_tensor wo;         /* (n_embd, n_head * head_dim) */
+    sk_tensor ffn_norm;   /* (n_embd) F32 */
+    sk_tensor w_gate;     /* (n_ff, n_embd) */
+    sk_tensor w_up;       /* (n_ff, n_embd) */
+    sk_tensor w_down;     /* (n_embd, n_ff) */
+} sk_layer;
+
+struct sk_model {
+    sk_hparams hp;
+    void *map;            /* read-only mapping of the whole file */
+    uint64_t map_size;
+    gguf_ctx *gguf;
+    sk_tokenizer *tok;
+    sk_tensor tok_embd;   /* (n_vocab, n_embd) rows of n_embd */
+    sk_tensor output_norm;/* (n_embd) F32 */
+    sk_tensor output;     /* (n_vocab, n_embd); == tok_embd when tied */
+    sk_layer *layers;     /* n_layer */
+    uint64_t weight_bytes;
+    uint64_t n_params;
+    char desc[96];
+    char *chat_template;  /* NUL-terminated copy, or NULL */
+    uint64_t fingerprint; /* FNV-1a over the header and tensor infos */
+};
+
+/* Validate hyper-parameters read from metadata (exposed for tests). */
+sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err);
+
+/* Parse a model from a span that the caller owns (the span must outlive
+ * the model; sk_model_free will not unmap it). Used by tests to load
+ * models built in memory. */
+sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk_error *err);
+
+#endif

@@ -1,0 +1,165 @@
+/* ops.c - small float kernels and the parallel quantized matmul (ops.h). */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+void sk_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    double ss = 0.0; /* double accumulation: the mean must not depend on n's size */
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+void sk_rope_table(double pos, int n_rot, double base, double scale, float *cs) {
+    double p = pos / scale;
+    for (int i = 0; i < n_rot / 2; i++) {
+        double theta = pow(base, -2.0 * i / n_rot);
+        double a = p * theta;
+        cs[2 * i] = (float)cos(a);
+        cs[2 * i + 1] = (float)sin(a);
+    }
+}
+
+void sk_rope_apply(float *x, int n_heads, int head_dim, int n_rot, int neox, const float *cs) {
+    int half = n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void sk_swiglu(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+void sk_embed_row(const sk_tensor *emb, int32_t id, float *out) {
+    const char *row = (const char *)emb->data + (size_t)id * emb->row_size;
+    emb->tt->to_float(row, out, emb->ne[0]);
+}
+
+size_t sk_matmul_scratch_size(int64_t n_in_max, int n_tok) {
+    /* the widest dot format is < 2 bytes per element (Q8_x: 34-36 B / 32,
+     * Q8_K: 292 B / 256, F16/BF16: 2 B); F32 needs 4 */
+    return (size_t)n_tok * ((size_t)n_in_max * 4 + 64) * 2;
+}
+
+/* ---- parallel matmul ----------------------------------------------------- */
+
+#define SK_TILE_R 4  /* weight rows per gemm tile */
+#define SK_TILE_C 4  /* activation rows per gemm tile */
+#define SK_MAX_JOBS 4
+#define SK_MAX_DOT_TYPES 4
+
+typedef struct mm_ctx {
+    const sk_matmul_job *jobs;
+    int n_jobs;
+    int n_tok;
+    int n_in;
+    const float *x;
+    size_t x_stride;
+    /* quantized input per job (pointer into qbuf) and its row stride */
+    const void *xq[SK_MAX_JOBS];
+    size_t xq_stride[SK_MAX_JOBS];
+    int64_t row_begin[SK_MAX_JOBS + 1]; /* prefix sums of job rows */
+    /* quantization work list */
+    int n_qt;
+    int qt_type[SK_MAX_DOT_TYPES];
+    void *qt_buf[SK_MAX_DOT_TYPES];
+    size_t qt_stride[SK_MAX_DOT_TYPES];
+} mm_ctx;
+
+static void mm_quantize(void *arg, int ith, int nth) {
+    mm_ctx *c = arg;
+    /* rows of (dot type, token) pairs split over threads */
+    long total = (long)c->n_qt * c->n_tok, lo, hi;
+    sk_split_range(total, 1, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        int q = (int)(i / c->n_tok), t = (int)(i % c->n_tok);
+        const float *src = c->x + (size_t)t * c->x_stride;
+        char *dst = (char *)c->qt_buf[q] + (size_t)t * c->qt_stride[q];
+        if (c->qt_type[q] == SK_TYPE_F32)
+            memcpy(dst, src, (size_t)c->n_in * sizeof(float));
+        else
+            sk_type_get(c->qt_type[q])->from_float(src, dst, c->n_in);
+    }
+}
+
+static void mm_compute(void *arg, int ith, int nth) {
+    mm_ctx *c = arg;
+    long total = (long)c->row_begin[c->n_jobs], lo, hi;
+    sk_split_range(total, 16, ith, nth, &lo, &hi);
+    for (int j = 0; j < c->n_jobs; j++) {
+        long jb = c->row_begin[j], je = c->row_begin[j + 1];
+        long r0 = lo > jb ? lo : jb, r1 = hi < je ? hi : je;
+        if (r0 >= r1) continue;
+        const sk_tensor *w = c->jobs[j].w;
+        const sk_type_traits *tt = w->tt;
+        float *out = c->jobs[j].out;
+        size_t os = c->jobs[j].out_stride;
+        const char *wd = (const char *)w->data;
+        r0 -= jb;
+        r1 -= jb;
+        if (c->n_tok == 1) {
+            for (long r = r0; r < r1; r++)
+                tt->vec_dot(c->n_in, out + r, wd + (size_t)r * w->row_size, c->xq[j]);
+            continue;
+        }
+        for (long r = r0; r < r1; r += SK_TILE_R) {
+            int nr = (int)(r1 - r < SK_TILE_R ? r1 - r : SK_TILE_R);
+            for (int t = 0; t < c->n_tok; t += SK_TILE_C) {
+                int nc = c->n_tok - t < SK_TILE_C ? c->n_tok - t : SK_TILE_C;
+                tt->gemm(c->n_in, nr, nc, wd + (size_t)r * w->row_size, w->row_size,
+                         (const char *)c->xq[j] + (size_t)t * c->xq_stride[j], c->xq_stride[j],
+                         out + (size_t)t * os + r, os);
+            }
+        }
+    }
+}
+
+void sk_matmul(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
+               size_t x_stride, int n_in, int n_tok, void *qbuf) {
+    SK_ASSERT(n_jobs >= 1 && n_jobs <= SK_MAX_JOBS);
+    mm_ctx c;
+    memset(&c, 0, sizeof c);
+    c.jobs = jobs;
+    c.n_jobs = n_jobs;
+    c.n_tok = n_tok;
+    c.n_in = n_in;
+    c.x = x;
+    c.x_stride = x_stride;
+    char *qb = qbuf;
+    for (int j = 0; j < n_jobs; j++) {
+        SK_ASSERT(jobs[j].w->ne[0] == n_in);
+        int dt = jobs[j].w->tt->dot_type;
+        int q;
+        for (q = 0; q < c.n_qt; q++)
+            if (c.qt_type[q] == dt) break;
+        if (q == c.n_qt) {
+            SK_ASSERT(c.n_qt < SK_MAX_DOT_TYPES);
+            c.qt_type[q] = dt;
+            c.qt_stride[q] = (dt == SK_TYPE_F32) ? (size_t)n_in * 4 : sk_row_size(dt, n_in);
+            SK_ASSERT(c.qt_stride[q] > 0);
+            c.qt_buf[q] = qb;
+            qb += (c.qt_stride[q] * (size_t)n_tok + 63) & ~(size_t)63;
+            c.n_qt++;
+        }
+        c.xq[j] = c.qt_buf[q];
+        c.xq_stride[j] = c.qt_stride[q];
+        c.row_begin[j + 1] = c.row_begin[j] + jobs[j].w->ne[1];
+    }
+    if (n_tok == 1)
+        mm_quantize(&c, 0, 1); /* one row: not worth a dispatch */
+    else
+        sk_pool_run(pool, mm_quantize, &c);
+    sk_pool_run(pool, mm_compute, &c);
+}

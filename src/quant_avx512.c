@@ -1,0 +1,310 @@
+/* quant_avx512.c - AVX-512 (F, BW, VL, DQ) + VNNI kernels for the tensor formats.
+ *
+ * Compiled with the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl
+ * -mavx512dq -mavx512vnni (Makefile, by file name); only called when quant.c
+ * has seen those features in cpuid. Registered on top of the AVX2 table, so
+ * whatever is not here keeps its AVX2 (or reference) kernel. Each kernel has
+ * its scalar twin in quant_ref.c; tests/test_quant.c compares the two.
+ *
+ * Accelerated: vec_dot + gemm of Q4_0 x Q8_0, Q4_1 x Q8_1, Q8_0 x Q8_0.
+ *
+ * The block dot is vpdpbusd: u8 x s8, four products summed into each i32
+ * lane, no intermediate i16 saturation. Signed weights are made unsigned:
+ *   Q4_0:  sum (q - 8) y = dpbusd(q, y) - dpbusd(8, y)
+ *   Q8_0:  sum x y       = dpbusd(|x|, sign(y, x))       (vec_dot)
+ *                        = dpbusd(x + 128, y) - dpbusd(128, y)   (gemm, where
+ *                          the correction is per activation block, shared
+ *                          by every weight row of the tile)
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant.h"
+#include "quant_impl.h"
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256i load32(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* 16 bytes of nibbles -> 32 bytes 0..15 in element order (low nibbles are
+ * elements 0..15, high nibbles 16..31): broadcast, shift the upper lane. */
+static inline __m256i q4_expand(const uint8_t *qs) {
+    __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    t = _mm256_mask_srli_epi16(t, 0xff00, t, 4);
+    return _mm256_and_si256(t, _mm256_set1_epi8(15));
+}
+
+/* Two blocks in one register: [a 0..15 | a 16..31 | b 0..15 | b 16..31] */
+static inline __m512i q4_expand2(const uint8_t *qa, const uint8_t *qb) {
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    z = _mm512_mask_srli_epi16(z, 0xff00ff00u, z, 4);
+    return _mm512_and_si512(z, _mm512_set1_epi8(15));
+}
+
+static inline __m512i load32x2(const int8_t *a, const int8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load32(a)), load32(b), 1);
+}
+
+static inline __m256i dot_us(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
+
+static inline __m256i dot_ss(__m256i x, __m256i y) { return dot_us(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)); }
+
+static inline __m256i dot_q4_0(__m256i q, __m256i y) {
+    return _mm256_sub_epi32(dot_us(q, y), dot_us(_mm256_set1_epi8(8), y));
+}
+
+/* (d, m) of two Q4_1 blocks times (d, s) of two Q8_1 blocks:
+ * [dxa dya, mxa sya, dxb dyb, mxb syb] */
+static inline __m128 dm_prod2(const void *xa, const void *xb, const void *ya, const void *yb) {
+    int32_t a, b, c, d;
+    memcpy(&a, xa, 4);
+    memcpy(&b, xb, 4);
+    memcpy(&c, ya, 4);
+    memcpy(&d, yb, 4);
+    __m128i xv = _mm_insert_epi32(_mm_cvtsi32_si128(a), b, 1);
+    __m128i yv = _mm_insert_epi32(_mm_cvtsi32_si128(c), d, 1);
+    return _mm_mul_ps(_mm_cvtph_ps(xv), _mm_cvtph_ps(yv));
+}
+
+/* ---- vec_dot (decode) ------------------------------------------------------ */
+
+/* Q4_1 x Q8_1, four blocks (80 bytes of x, 144 of y) per iteration.
+ * The blocks are gathered with dword permutes from a few wide loads
+ * (masked at the end, so nothing past the four blocks is touched):
+ *   x block k: (d, m) = dword 5k, qs = dwords 5k+1 .. 5k+4
+ *   y block k: (d, s) = dword 9k, qs = dwords 9k+1 .. 9k+8
+ * Two blocks share a register: nibble lanes [a lo | a hi | b lo | b hi]
+ * against [a.qs | b.qs]; i32 lanes 0..7 belong to a, 8..15 to b, and the
+ * scale vector is [dx dy]_a x 8, [dx dy]_b x 8. The (d, m) x (d, s)
+ * products of all four blocks come from one f16 conversion each:
+ *   P = [dx dy, mx sy]_0..3, accm += P (odd lanes are the min terms). */
+static inline __m512i pairs_expand(__m512i q) {
+    q = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4);
+    return _mm512_and_si512(q, _mm512_set1_epi8(15));
+}
+
+static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
+    const sk_block_q4_1 *x = vx;
+    const sk_block_q8_1 *y = vy;
+    const int64_t nb = n / SK_QK;
+    const __m512i ix01 = _mm512_setr_epi32(1, 2, 3, 4, 1, 2, 3, 4, 6, 7, 8, 9, 6, 7, 8, 9);
+    const __m512i ix23 = _mm512_setr_epi32(11, 12, 13, 14, 11, 12, 13, 14, 16, 17, 18, 19, 16, 17, 18, 19);
+    const __m512i ixdm = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i iy01 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17);
+    const __m512i iy23 = _mm512_setr_epi32(3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19);
+    const __m512i iyds = _mm512_setr_epi32(0, 9, 18, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i bc01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i bc23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps(); /* odd lanes collect mx * sy */
+    int64_t i = 0;
+    for (; i + 3 < nb; i += 4) {
+        const char *xb = (const char *)&x[i], *yb = (const char *)&y[i];
+        __m512i x0 = _mm512_loadu_si512(xb), x1 = _mm512_maskz_loadu_epi32(0x000f, xb + 64);
+        __m512i y0 = _mm512_loadu_si512(yb), y1 = _mm512_loadu_si512(yb + 64);
+        __m512i y2 = _mm512_maskz_loadu_epi32(0x000f, yb + 128);
+        __m128i xdm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(ixdm, x0));
+        __m128i yds = _mm512_castsi512_si128(_mm512_permutex2var_epi32(y0, iyds, y1));
+        __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(xdm), _mm256_cvtph_ps(yds));
+        accm = _mm256_add_ps(accm, p);
+        __m512 p512 = _mm512_castps256_ps512(p);
+        __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), pairs_expand(_mm512_permutex2var_epi32(x0, ix01, x1)),
+                                         _mm512_permutex2var_epi32(y0, iy01, y1));
+        __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), pairs_expand(_mm512_permutex2var_epi32(x0, ix23, x1)),
+                                         _mm512_permutex2var_epi32(y1, iy23, y2));
+        acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bc01, p512), _mm512_cvtepi32_ps(d0), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bc23, p512), _mm512_cvtepi32_ps(d1), acc1);
+    }
+    __m256 acc2 = _mm256_setzero_ps();
+    for (; i < nb; i++) {
+        __m128 p = dm_prod2(&x[i], &x[i], &y[i], &y[i]);
+        __m256i d = dot_us(q4_expand(x[i].qs), load32(y[i].qs));
+        acc2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(d), acc2);
+        accm = _mm256_add_ps(accm, _mm256_castps128_ps256(_mm_movelh_ps(p, _mm_setzero_ps())));
+    }
+    __m512 acc = _mm512_add_ps(acc0, acc1);
+    __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1));
+    m4 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4)); /* lane 1 += lane 3 */
+    *s = hsum8(_mm256_add_ps(a8, acc2)) + _mm_cvtss_f32(_mm_movehdup_ps(m4));
+}
+
+static void q4_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
+    const sk_block_q4_0 *x = vx;
+    const sk_block_q8_0 *y = vy;
+    const int64_t nb = n / SK_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i d0 = dot_q4_0(q4_expand(x[i].qs), load32(y[i].qs));
+        __m256i d1 = dot_q4_0(q4_expand(x[i + 1].qs), load32(y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(d1), acc1);
+    }
+    if (i < nb) {
+        __m256i d0 = dot_q4_0(q4_expand(x[i].qs), load32(y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
+    }
+    *s = hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+static void q8_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
+    const sk_block_q8_0 *x = vx, *y = vy;
+    const int64_t nb = n / SK_QK;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        __m256i d0 = dot_ss(load32(x[i].qs), load32(y[i].qs));
+        __m256i d1 = dot_ss(load32(x[i + 1].qs), load32(y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(d1), acc1);
+    }
+    if (i < nb) {
+        __m256i d0 = dot_ss(load32(x[i].qs), load32(y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
+    }
+    *s = hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- gemm (pre-fill) --------------------------------------------------------
+ * 4 x 4 register tiles (16 accumulators of 8 lanes out of 32 registers):
+ * every weight block is expanded once per tile and every activation block
+ * loaded once, for 16 vpdpbusd. Edge tiles use the same code with smaller
+ * constant sizes. */
+
+#define RM 4
+#define RN 4
+#define INLINE static inline __attribute__((always_inline))
+
+#define XB(T, r) ((const T *)(x + (size_t)(r) * xs) + i)
+#define YB(T, c) ((const T *)(y + (size_t)(c) * ys) + i)
+
+INLINE void q4_1_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs, const char *y,
+                      size_t ys, float *s, size_t ss) {
+    __m256 acc[RM][RN];
+    float summ[RM][RN];
+    for (int r = 0; r < rm; r++)
+        for (int c = 0; c < rn; c++) {
+            acc[r][c] = _mm256_setzero_ps();
+            summ[r][c] = 0;
+        }
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xq[RM];
+        __m256 dx[RM];
+        for (int r = 0; r < rm; r++) {
+            xq[r] = q4_expand(XB(sk_block_q4_1, r)->qs);
+            dx[r] = _mm256_set1_ps(h2f(XB(sk_block_q4_1, r)->d));
+        }
+        for (int c = 0; c < rn; c++) {
+            __m256i yq = load32(YB(sk_block_q8_1, c)->qs);
+            __m256 dy = _mm256_set1_ps(h2f(YB(sk_block_q8_1, c)->d));
+            for (int r = 0; r < rm; r++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy), _mm256_cvtepi32_ps(dot_us(xq[r], yq)), acc[r][c]);
+        }
+    }
+    /* the min terms sum_i mx_i sy_i, in a second light pass over the headers */
+    for (int64_t i = 0; i < nb; i++) {
+        float mx[RM];
+        for (int r = 0; r < rm; r++)
+            mx[r] = h2f(XB(sk_block_q4_1, r)->m);
+        for (int c = 0; c < rn; c++) {
+            float sy = h2f(YB(sk_block_q8_1, c)->s);
+            for (int r = 0; r < rm; r++)
+                summ[r][c] += mx[r] * sy;
+        }
+    }
+    for (int c = 0; c < rn; c++)
+        for (int r = 0; r < rm; r++)
+            s[(size_t)c * ss + r] = hsum8(acc[r][c]) + summ[r][c];
+}
+
+/* Q4_0 (XQ = q4_expand, K = 8) and Q8_0 (XQ = x ^ 0x80, K = 128):
+ * dot = dpbusd(-dpbusd(K, y), xq, y), the correction once per y block. */
+static inline __m256i q8_0_xq(const int8_t *p) { return _mm256_xor_si256(load32(p), _mm256_set1_epi8((char)0x80)); }
+
+#define OFFSET_TILE(name, XT, XQ, K)                                                               \
+    INLINE void name##_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs,      \
+                            const char *y, size_t ys, float *s, size_t ss) {                       \
+        __m256 acc[RM][RN];                                                                        \
+        for (int r = 0; r < rm; r++)                                                               \
+            for (int c = 0; c < rn; c++)                                                           \
+                acc[r][c] = _mm256_setzero_ps();                                                   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            __m256i xq[RM];                                                                        \
+            __m256 dx[RM];                                                                         \
+            for (int r = 0; r < rm; r++) {                                                         \
+                xq[r] = XQ(XB(XT, r)->qs);                                                         \
+                dx[r] = _mm256_set1_ps(h2f(XB(XT, r)->d));                                         \
+            }                                                                                      \
+            for (int c = 0; c < rn; c++) {                                                         \
+                __m256i yq = load32(YB(sk_block_q8_0, c)->qs);                                     \
+                __m256 dy = _mm256_set1_ps(h2f(YB(sk_block_q8_0, c)->d));                          \
+                __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),                            \
+                                                dot_us(_mm256_set1_epi8((char)(K)), yq));          \
+                for (int r = 0; r < rm; r++)                                                       \
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy),                          \
+                                                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, xq[r], yq)), \
+                                                acc[r][c]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (int c = 0; c < rn; c++)                                                               \
+            for (int r = 0; r < rm; r++)                                                           \
+                s[(size_t)c * ss + r] = hsum8(acc[r][c]);                                          \
+    }
+
+OFFSET_TILE(q4_0, sk_block_q4_0, q4_expand, 8)
+OFFSET_TILE(q8_0, sk_block_q8_0, q8_0_xq, 0x80)
+
+#define TILE_CASE(name, a, b)                                                                      \
+    case a * 8 + b: name##_tile(nb, a, b, x, xs, y, ys, o, ss); break;
+
+/* Walk the nr x nc output in RM x RN tiles; the switch instantiates each
+ * edge size with constants so the tile loops unroll. */
+#define GEMM(name)                                                                                 \
+    static void name##_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy,   \
+                            size_t ys, float *s, size_t ss) {                                      \
+        const int64_t nb = n / SK_QK;                                                              \
+        for (int r0 = 0; r0 < nr; r0 += RM) {                                                      \
+            const char *x = (const char *)vx + (size_t)r0 * xs;                                    \
+            int rm = nr - r0 < RM ? nr - r0 : RM;                                                  \
+            for (int c0 = 0; c0 < nc; c0 += RN) {                                                  \
+                const char *y = (const char *)vy + (size_t)c0 * ys;                                \
+                float *o = s + (size_t)c0 * ss + r0;                                               \
+                int rn = nc - c0 < RN ? nc - c0 : RN;                                              \
+                switch (rm * 8 + rn) {                                                             \
+                    TILE_CASE(name, 4, 4) TILE_CASE(name, 4, 3) TILE_CASE(name, 4, 2)              \
+                    TILE_CASE(name, 4, 1) TILE_CASE(name, 3, 4) TILE_CASE(name, 3, 3)              \
+                    TILE_CASE(name, 3, 2) TILE_CASE(name, 3, 1) TILE_CASE(name, 2, 4)              \
+                    TILE_CASE(name, 2, 3) TILE_CASE(name, 2, 2) TILE_CASE(name, 2, 1)              \
+                    TILE_CASE(name, 1, 4) TILE_CASE(name, 1, 3) TILE_CASE(name, 1, 2)              \
+                default: name##_tile(nb, 1, 1, x, xs, y, ys, o, ss); break;                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+GEMM(q4_1)
+GEMM(q4_0)
+GEMM(q8_0)
+
+/* Override the AVX-512 VNNI entries of table (applied after the AVX2 ones). */
+void sk_quant_register_avx512(sk_type_traits *t) {
+    t[SK_TYPE_Q4_0].vec_dot = q4_0_vec_dot;
+    t[SK_TYPE_Q4_0].gemm = q4_0_gemm;
+    t[SK_TYPE_Q4_1].vec_dot = q4_1_vec_dot;
+    t[SK_TYPE_Q4_1].gemm = q4_1_gemm;
+    t[SK_TYPE_Q8_0].vec_dot = q8_0_vec_dot;
+    t[SK_TYPE_Q8_0].gemm = q8_0_gemm;
+}

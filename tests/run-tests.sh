@@ -1,0 +1,13 @@
+#!/bin/sh
+# run-tests.sh BUILD - run every test binary; print a summary line.
+build=${1:-build}
+pass=0 fail=0 failed=""
+for t in "$build"/tests/test_*; do
+    [ -x "$t" ] || continue
+    echo "== $(basename "$t")"
+    if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
+done
+echo
+[ -n "$failed" ] && echo "failed:$failed"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -1,0 +1,224 @@
+/* cli.c - shared flag parsing and model loading for the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+double sk_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "error: %s expects an integer in %lld..%lld, got '%s'\n", flag,
+                (long long)lo, (long long)hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
+    int64_t v;
+    if (parse_i64(flag, s, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "error: %s expects a number in %g..%g, got '%s'\n", flag, lo, hi, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+const char *sk_cli_default_model(void) {
+    static char buf[4096];
+    const char *env = getenv("SINKLLM_MODEL");
+    if (env && *env) return env;
+    snprintf(buf, sizeof buf, "models/%s", DEFAULT_MODEL_NAME);
+    if (access(buf, R_OK) == 0) return buf;
+    char exe[3000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0; /* build/ */
+            slash = strrchr(exe, '/');
+            if (slash) *slash = 0; /* repo root */
+            snprintf(buf, sizeof buf, "%s/models/%s", exe, DEFAULT_MODEL_NAME);
+            if (access(buf, R_OK) == 0) return buf;
+        }
+    }
+    snprintf(buf, sizeof buf, "models/%s", DEFAULT_MODEL_NAME);
+    return buf;
+}
+
+sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms) {
+    const char *path = o->model ? o->model : sk_cli_default_model();
+    sk_error err = {0};
+    sk_model *m = NULL;
+    double t0 = sk_now_ms();
+    if (sk_model_load(path, &m, &err)) {
+        fprintf(stderr, "error: cannot load model: %s\n", err.msg);
+        if (!o->model && access(path, F_OK) != 0)
+            fprintf(stderr, "hint: run 'make model' to fetch the default model\n");
+        return NULL;
+    }
+    if (load_ms) *load_ms = sk_now_ms() - t0;
+    return m;
+}
+
+static int usage_error(const sk_cli *o, const char *fmt, const char *arg) {
+    fprintf(stderr, "error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nsee 'sinkllm %s --help'\n", o->cmd);
+    return 2;
+}
+
+int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **argv,
+                 const char *usage) {
+    memset(o, 0, sizeof *o);
+    o->cmd = cmd;
+    o->groups = groups;
+    o->n_threads = 0;
+    o->n_batch = 256;
+    o->n_predict = -1;
+    o->display_prompt = 1;
+    sk_sampler_params_default(&o->sp);
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    o->cache = cp.cache;
+    o->pp = 512;
+    o->tg = 128;
+    o->reps = 3;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                                                    \
+    do {                                                                                \
+        if (!v) return usage_error(o, "%s needs a value", a);                          \
+        i++;                                                                            \
+    } while (0)
+#define IS(s) (strcmp(a, s) == 0)
+#define GROUP(g) (groups & (g))
+        if (IS("-h") || IS("--help")) {
+            fputs(usage, stdout);
+            return 1;
+        } else if (GROUP(OPT_MODEL) && (IS("-m") || IS("--model"))) {
+            NEED_VALUE();
+            o->model = v;
+        } else if (GROUP(OPT_THREADS) && (IS("-t") || IS("--threads"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1024, &o->n_threads)) return 2;
+        } else if (GROUP(OPT_THREADS) && (IS("-b") || IS("--batch-size"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 8192, &o->n_batch)) return 2;
+        } else if (GROUP(OPT_GEN) && (IS("-p") || IS("--prompt"))) {
+            NEED_VALUE();
+            o->prompt = v;
+        } else if (GROUP(OPT_GEN) && (IS("-f") || IS("--file"))) {
+            NEED_VALUE();
+            o->prompt_file = v;
+        } else if (GROUP(OPT_GEN) && (IS("-n") || IS("--n-predict"))) {
+            NEED_VALUE();
+            if (parse_i64(a, v, -1, INT64_MAX / 2, &o->n_predict)) return 2;
+        } else if (GROUP(OPT_GEN) && IS("--special")) {
+            o->parse_special = 1;
+        } else if (GROUP(OPT_GEN) && IS("--no-display-prompt")) {
+            o->display_prompt = 0;
+        } else if (GROUP(OPT_SAMPLE) && IS("--temp")) {
+            NEED_VALUE();
+            if (parse_float(a, v, -1e9, 1e9, &o->sp.temp)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--top-k")) {
+            NEED_VALUE();
+            if (parse_int(a, v, INT_MIN, INT_MAX, &o->sp.top_k)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--top-p")) {
+            NEED_VALUE();
+            if (parse_float(a, v, 0, 1, &o->sp.top_p)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--min-p")) {
+            NEED_VALUE();
+            if (parse_float(a, v, 0, 1, &o->sp.min_p)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--repeat-penalty")) {
+            NEED_VALUE();
+            if (parse_float(a, v, 1e-6, 1e6, &o->sp.repeat_penalty)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--repeat-last-n")) {
+            NEED_VALUE();
+            if (parse_int(a, v, -1, 1 << 24, &o->sp.repeat_last_n)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--presence-penalty")) {
+            NEED_VALUE();
+            if (parse_float(a, v, -1e6, 1e6, &o->sp.presence_penalty)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && IS("--frequency-penalty")) {
+            NEED_VALUE();
+            if (parse_float(a, v, -1e6, 1e6, &o->sp.frequency_penalty)) return 2;
+        } else if (GROUP(OPT_SAMPLE) && (IS("-s") || IS("--seed"))) {
+            NEED_VALUE();
+            int64_t s;
+            if (parse_i64(a, v, -1, INT64_MAX, &s)) return 2;
+            o->sp.seed = s < 0 ? SK_SEED_RANDOM : (uint64_t)s;
+        } else if (GROUP(OPT_CACHE) && IS("--cache")) {
+            NEED_VALUE();
+            sk_error err;
+            if (sk_cache_policy_parse(v, &o->cache.policy, &err))
+                return usage_error(o, "%s", err.msg);
+            o->cache_set = 1;
+        } else if (GROUP(OPT_CACHE) && (IS("--sinks") || IS("--keep"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 0, 65536, &o->cache.n_sinks)) return 2;
+        } else if (GROUP(OPT_CACHE) && IS("--window")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1 << 24, &o->cache.n_window)) return 2;
+        } else if (GROUP(OPT_CACHE) && (IS("-c") || IS("--ctx-size"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1 << 24, &o->cache.n_ctx)) return 2;
+        } else if (GROUP(OPT_CACHE) && (IS("--kv-type") || IS("--cache-type-k"))) {
+            NEED_VALUE();
+            if (strcmp(v, "f16") == 0) o->cache.kv_type = SK_KV_F16;
+            else if (strcmp(v, "f32") == 0) o->cache.kv_type = SK_KV_F32;
+            else if (strcmp(v, "q8_0") == 0) o->cache.kv_type = SK_KV_Q8_0;
+            else return usage_error(o, "unknown KV type '%s' (f16, f32, q8_0)", v);
+        } else if (GROUP(OPT_BENCH) && (IS("-p") || IS("--n-prompt"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 0, 1 << 20, &o->pp)) return 2;
+        } else if (GROUP(OPT_BENCH) && (IS("-n") || IS("--n-gen"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 0, 1 << 20, &o->tg)) return 2;
+        } else if (GROUP(OPT_BENCH) && (IS("-r") || IS("--repetitions"))) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1000, &o->reps)) return 2;
+        } else if (GROUP(OPT_BENCH) && IS("--csv")) {
+            o->csv = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error(o, "unknown option '%s'", a);
+        } else {
+            return usage_error(o, "unexpected argument '%s'", a);
+        }
+#undef NEED_VALUE
+#undef IS
+#undef GROUP
+    }
+    if (groups & OPT_SAMPLE) {
+        sk_error err;
+        if (sk_sampler_params_validate(&o->sp, &err)) return usage_error(o, "%s", err.msg);
+    }
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* cli.h - flag parsing shared by the sinkllm subcommands.
+ *
+ * Every subcommand declares which option groups it takes; a flag outside
+ * them, a missing value or a malformed number is a usage error (exit 2).
+ * Flag names follow llama.cpp's where one exists. */
+#ifndef SK_CLI_H
+#define SK_CLI_H
+
+#include <stdint.h>
+
+#include "sampler.h"
+#include "sinkllm.h"
+
+enum {
+    OPT_MODEL = 1 << 0,   /* -m */
+    OPT_THREADS = 1 << 1, /* -t -b */
+    OPT_GEN = 1 << 2,     /* -p -f -n --special --no-display-prompt */
+    OPT_SAMPLE = 1 << 3,  /* --temp --top-k ... --seed */
+    OPT_CACHE = 1 << 4,   /* --cache --sinks --window -c --keep --kv-type */
+    OPT_BENCH = 1 << 5,   /* -p -n -r --csv (bench meaning) */
+};
+
+typedef struct sk_cli {
+    const char *cmd;
+    unsigned groups;
+    const char *model;
+    int n_threads;
+    int n_batch;
+    const char *prompt;
+    const char *prompt_file;
+    int64_t n_predict;
+    int parse_special;
+    int display_prompt;
+    sk_sampler_params sp;
+    sk_cache_params cache;
+    int cache_set;
+    /* bench */
+    int pp, tg, reps;
+    int csv;
+    const char *bench_csv_path;
+} sk_cli;
+
+/* Parse argv (after the subcommand). Returns 0 ok, 1 when --help was
+ * printed (exit 0), 2 on a usage error (already printed). */
+int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **argv,
+                 const char *usage);
+
+/* Path of the default model: $SINKLLM_MODEL, else models/<default> next to
+ * the working directory or to the executable's parent directory. */
+const char *sk_cli_default_model(void);
+
+/* Load the model named by o->model (or the default) and print a clear error
+ * on failure (returns NULL). */
+sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms);
+
+double sk_now_ms(void);
+
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

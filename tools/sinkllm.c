@@ -1,0 +1,44 @@
+/* sinkllm.c - the command-line tool: dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "quant.h"
+
+static const char *USAGE =
+    "usage: sinkllm COMMAND [options]\n"
+    "\n"
+    "StreamingLLM inference: endless generation at constant memory and speed.\n"
+    "\n"
+    "commands:\n"
+    "  run      generate text from a prompt (streams to stdout)\n"
+    "  bench    measure pre-fill and decode speed (llama-bench style table)\n"
+    "\n"
+    "'sinkllm COMMAND --help' for a command's options; 'sinkllm --version'.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        sk_quant_init();
+        printf("sinkllm %s (%s)\n", SINKLLM_VERSION, sk_quant_isa());
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--version")) {
+            sk_quant_init();
+            printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_quant_isa());
+            return 0;
+        }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    fprintf(stderr, "error: unknown command '%s'\n\n%s", cmd, USAGE);
+    return 2;
+}
