@@ -80,65 +80,39 @@ static inline __m128 dm_prod2(const void *xa, const void *xb, const void *ya, co
 
 /* ---- vec_dot (decode) ------------------------------------------------------ */
 
-/* Q4_1 x Q8_1, four blocks (80 bytes of x, 144 of y) per iteration.
- * The blocks are gathered with dword permutes from a few wide loads
- * (masked at the end, so nothing past the four blocks is touched):
- *   x block k: (d, m) = dword 5k, qs = dwords 5k+1 .. 5k+4
- *   y block k: (d, s) = dword 9k, qs = dwords 9k+1 .. 9k+8
- * Two blocks share a register: nibble lanes [a lo | a hi | b lo | b hi]
- * against [a.qs | b.qs]; i32 lanes 0..7 belong to a, 8..15 to b, and the
- * scale vector is [dx dy]_a x 8, [dx dy]_b x 8. The (d, m) x (d, s)
- * products of all four blocks come from one f16 conversion each:
- *   P = [dx dy, mx sy]_0..3, accm += P (odd lanes are the min terms). */
-static inline __m512i pairs_expand(__m512i q) {
-    q = _mm512_mask_srli_epi16(q, 0xff00ff00u, q, 4);
-    return _mm512_and_si512(q, _mm512_set1_epi8(15));
-}
-
+/* Q4_1 x Q8_1, two blocks per 512-bit register, two registers per
+ * iteration. Lanes 0..7 of the i32 dot belong to the first block, 8..15 to
+ * the second; the scale vector is [dx dy]_a x 8, [dx dy]_b x 8. */
 static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     const sk_block_q4_1 *x = vx;
     const sk_block_q8_1 *y = vy;
     const int64_t nb = n / SK_QK;
-    const __m512i ix01 = _mm512_setr_epi32(1, 2, 3, 4, 1, 2, 3, 4, 6, 7, 8, 9, 6, 7, 8, 9);
-    const __m512i ix23 = _mm512_setr_epi32(11, 12, 13, 14, 11, 12, 13, 14, 16, 17, 18, 19, 16, 17, 18, 19);
-    const __m512i ixdm = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i iy01 = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17);
-    const __m512i iy23 = _mm512_setr_epi32(3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17, 18, 19);
-    const __m512i iyds = _mm512_setr_epi32(0, 9, 18, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i bc01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i bc23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps(); /* odd lanes collect mx * sy */
+    __m128 accm = _mm_setzero_ps(); /* lanes 1 and 3 collect mx * sy */
     int64_t i = 0;
     for (; i + 3 < nb; i += 4) {
-        const char *xb = (const char *)&x[i], *yb = (const char *)&y[i];
-        __m512i x0 = _mm512_loadu_si512(xb), x1 = _mm512_maskz_loadu_epi32(0x000f, xb + 64);
-        __m512i y0 = _mm512_loadu_si512(yb), y1 = _mm512_loadu_si512(yb + 64);
-        __m512i y2 = _mm512_maskz_loadu_epi32(0x000f, yb + 128);
-        __m128i xdm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(ixdm, x0));
-        __m128i yds = _mm512_castsi512_si128(_mm512_permutex2var_epi32(y0, iyds, y1));
-        __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(xdm), _mm256_cvtph_ps(yds));
-        accm = _mm256_add_ps(accm, p);
-        __m512 p512 = _mm512_castps256_ps512(p);
-        __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), pairs_expand(_mm512_permutex2var_epi32(x0, ix01, x1)),
-                                         _mm512_permutex2var_epi32(y0, iy01, y1));
-        __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), pairs_expand(_mm512_permutex2var_epi32(x0, ix23, x1)),
-                                         _mm512_permutex2var_epi32(y1, iy23, y2));
-        acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bc01, p512), _mm512_cvtepi32_ps(d0), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bc23, p512), _mm512_cvtepi32_ps(d1), acc1);
+        __m128 p0 = dm_prod2(&x[i], &x[i + 1], &y[i], &y[i + 1]);
+        __m128 p1 = dm_prod2(&x[i + 2], &x[i + 3], &y[i + 2], &y[i + 3]);
+        __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_expand2(x[i].qs, x[i + 1].qs),
+                                         load32x2(y[i].qs, y[i + 1].qs));
+        __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_expand2(x[i + 2].qs, x[i + 3].qs),
+                                         load32x2(y[i + 2].qs, y[i + 3].qs));
+        acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(p0)), _mm512_cvtepi32_ps(d0), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(p1)), _mm512_cvtepi32_ps(d1), acc1);
+        accm = _mm_add_ps(accm, _mm_add_ps(p0, p1));
     }
     __m256 acc2 = _mm256_setzero_ps();
     for (; i < nb; i++) {
         __m128 p = dm_prod2(&x[i], &x[i], &y[i], &y[i]);
         __m256i d = dot_us(q4_expand(x[i].qs), load32(y[i].qs));
         acc2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(d), acc2);
-        accm = _mm256_add_ps(accm, _mm256_castps128_ps256(_mm_movelh_ps(p, _mm_setzero_ps())));
+        accm = _mm_add_ps(accm, _mm_movelh_ps(p, _mm_setzero_ps()));
     }
     __m512 acc = _mm512_add_ps(acc0, acc1);
     __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
-    __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1));
-    m4 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4)); /* lane 1 += lane 3 */
-    *s = hsum8(_mm256_add_ps(a8, acc2)) + _mm_cvtss_f32(_mm_movehdup_ps(m4));
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm)); /* lane 1 += lane 3 */
+    *s = hsum8(_mm256_add_ps(a8, acc2)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
 }
 
 static void q4_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
