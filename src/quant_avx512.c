@@ -161,47 +161,64 @@ static void q8_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
 #define RM 4
 #define RN 4
 #define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 4")
 
 #define XB(T, r) ((const T *)(x + (size_t)(r) * xs) + i)
 #define YB(T, c) ((const T *)(y + (size_t)(c) * ys) + i)
 
+/* Q4_1: the block scales come as f16 pairs, (d, m) in x and (d, s) in y.
+ * Per block, Y = [dy sy] of the RN columns and, per row, X = [dx mx] x 4:
+ * P = X * Y = [dx dy_c, mx sy_c]_c gives every pair's scale (lane 2c,
+ * broadcast by a permute) and min term (lane 2c + 1, summed in accm). */
+static inline uint32_t ld_u32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 INLINE void q4_1_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs, const char *y,
                       size_t ys, float *s, size_t ss) {
-    __m256 acc[RM][RN];
-    float summ[RM][RN];
-    for (int r = 0; r < rm; r++)
-        for (int c = 0; c < rn; c++) {
+    __m256 acc[RM][RN], accm[RM];
+    UNROLL
+    for (int r = 0; r < rm; r++) {
+        accm[r] = _mm256_setzero_ps();
+        UNROLL
+        for (int c = 0; c < rn; c++)
             acc[r][c] = _mm256_setzero_ps();
-            summ[r][c] = 0;
-        }
+    }
     for (int64_t i = 0; i < nb; i++) {
-        __m256i xq[RM];
-        __m256 dx[RM];
+        __m256i yq[RN];
+        __m128i yv = _mm_cvtsi32_si128((int)ld_u32(YB(sk_block_q8_1, 0)));
+        UNROLL
+        for (int c = 0; c < rn; c++) {
+            yq[c] = load32(YB(sk_block_q8_1, c)->qs);
+            if (c == 1)
+                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 1)), 1);
+            if (c == 2)
+                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 2)), 2);
+            if (c == 3)
+                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 3)), 3);
+        }
+        const __m256 yds = _mm256_cvtph_ps(yv);
+        UNROLL
         for (int r = 0; r < rm; r++) {
-            xq[r] = q4_expand(XB(sk_block_q4_1, r)->qs);
-            dx[r] = _mm256_set1_ps(h2f(XB(sk_block_q4_1, r)->d));
-        }
-        for (int c = 0; c < rn; c++) {
-            __m256i yq = load32(YB(sk_block_q8_1, c)->qs);
-            __m256 dy = _mm256_set1_ps(h2f(YB(sk_block_q8_1, c)->d));
-            for (int r = 0; r < rm; r++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy), _mm256_cvtepi32_ps(dot_us(xq[r], yq)), acc[r][c]);
-        }
-    }
-    /* the min terms sum_i mx_i sy_i, in a second light pass over the headers */
-    for (int64_t i = 0; i < nb; i++) {
-        float mx[RM];
-        for (int r = 0; r < rm; r++)
-            mx[r] = h2f(XB(sk_block_q4_1, r)->m);
-        for (int c = 0; c < rn; c++) {
-            float sy = h2f(YB(sk_block_q8_1, c)->s);
-            for (int r = 0; r < rm; r++)
-                summ[r][c] += mx[r] * sy;
+            const __m256i xq = q4_expand(XB(sk_block_q4_1, r)->qs);
+            const __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32((int)ld_u32(XB(sk_block_q4_1, r)))), yds);
+            accm[r] = _mm256_add_ps(accm[r], p);
+            UNROLL
+            for (int c = 0; c < rn; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(p, _mm256_set1_epi32(2 * c)),
+                                            _mm256_cvtepi32_ps(dot_us(xq, yq[c])), acc[r][c]);
         }
     }
-    for (int c = 0; c < rn; c++)
-        for (int r = 0; r < rm; r++)
-            s[(size_t)c * ss + r] = hsum8(acc[r][c]) + summ[r][c];
+    UNROLL
+    for (int r = 0; r < rm; r++) {
+        float m[8];
+        _mm256_storeu_ps(m, accm[r]);
+        UNROLL
+        for (int c = 0; c < rn; c++)
+            s[(size_t)c * ss + r] = hsum8(acc[r][c]) + m[2 * c + 1];
+    }
 }
 
 /* Q4_0 (XQ = q4_expand, K = 8) and Q8_0 (XQ = x ^ 0x80, K = 128):
@@ -212,28 +229,35 @@ static inline __m256i q8_0_xq(const int8_t *p) { return _mm256_xor_si256(load32(
     INLINE void name##_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs,      \
                             const char *y, size_t ys, float *s, size_t ss) {                       \
         __m256 acc[RM][RN];                                                                        \
+        UNROLL                                                                                     \
         for (int r = 0; r < rm; r++)                                                               \
+            UNROLL                                                                                 \
             for (int c = 0; c < rn; c++)                                                           \
                 acc[r][c] = _mm256_setzero_ps();                                                   \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             __m256i xq[RM];                                                                        \
             __m256 dx[RM];                                                                         \
+            UNROLL                                                                                 \
             for (int r = 0; r < rm; r++) {                                                         \
                 xq[r] = XQ(XB(XT, r)->qs);                                                         \
                 dx[r] = _mm256_set1_ps(h2f(XB(XT, r)->d));                                         \
             }                                                                                      \
+            UNROLL                                                                                 \
             for (int c = 0; c < rn; c++) {                                                         \
                 __m256i yq = load32(YB(sk_block_q8_0, c)->qs);                                     \
                 __m256 dy = _mm256_set1_ps(h2f(YB(sk_block_q8_0, c)->d));                          \
                 __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),                            \
                                                 dot_us(_mm256_set1_epi8((char)(K)), yq));          \
+                UNROLL                                                                             \
                 for (int r = 0; r < rm; r++)                                                       \
                     acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy),                          \
                                                 _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, xq[r], yq)), \
                                                 acc[r][c]);                                        \
             }                                                                                      \
         }                                                                                          \
+        UNROLL                                                                                     \
         for (int c = 0; c < rn; c++)                                                               \
+            UNROLL                                                                                 \
             for (int r = 0; r < rm; r++)                                                           \
                 s[(size_t)c * ss + r] = hsum8(acc[r][c]);                                          \
     }
