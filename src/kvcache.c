@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "vec.h"
 
 #define SK_MAX_CACHE_TOKENS (1LL << 26) /* 64M slots: far beyond any RAM here */
 
@@ -208,35 +209,82 @@ void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const 
 
 #define SK_MAX_HEAD_DIM 1024
 
-/* One key/value vector: scores for the n_rep queries, then accumulate later.
- * Two passes: (1) scores + max, (2) exp, sum, and V accumulation. */
+/* A run of visible keys that are contiguous in one storage area. */
+typedef struct kv_seg {
+    const char *k, *v; /* first key / value vector */
+    int type;
+    size_t row;
+    int64_t n;
+    int pfx;           /* scored with the query rotated at its cache position */
+} kv_seg;
+
+static void seg_scores(const kv_seg *sg, int hd, int n_rep, const float *q, float scale,
+                       float *att, size_t stride) {
+    if (sg->type == SK_TYPE_F16) {
+        sk_vec_get()->kq_f16(sg->n, hd, (const uint16_t *)sg->k, n_rep, q, scale, att, stride);
+        return;
+    }
+    float kbuf[SK_MAX_HEAD_DIM];
+    for (int64_t j = 0; j < sg->n; j++) {
+        get_row(sg->type, sg->k + (size_t)j * sg->row, kbuf, hd);
+        for (int r = 0; r < n_rep; r++) {
+            const float *qr = q + (size_t)r * hd;
+            float d = 0.0f;
+            for (int i = 0; i < hd; i++) d += qr[i] * kbuf[i];
+            att[(size_t)r * stride + j] = d * scale;
+        }
+    }
+}
+
+static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, size_t stride,
+                       float *out) {
+    if (sg->type == SK_TYPE_F16) {
+        sk_vec_get()->av_f16(sg->n, hd, (const uint16_t *)sg->v, n_rep, att, stride, out);
+        return;
+    }
+    float vbuf[SK_MAX_HEAD_DIM];
+    for (int64_t j = 0; j < sg->n; j++) {
+        get_row(sg->type, sg->v + (size_t)j * sg->row, vbuf, hd);
+        for (int r = 0; r < n_rep; r++) {
+            float w = att[(size_t)r * stride + j];
+            float *o = out + (size_t)r * hd;
+            for (int i = 0; i < hd; i++) o[i] += w * vbuf[i];
+        }
+    }
+}
+
+/* Softmax attention over the visible keys, in up to three contiguous
+ * segments: the prefix, then the window's run up to the ring's end, then
+ * its wrapped run from slot 0. att holds (n_rep, n_keys) scores. */
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                const float *q_pfx, int64_t u, int64_t lo, float *out, float *att) {
     int hd = kv->head_dim;
-    float kbuf[SK_MAX_HEAD_DIM];
     SK_ASSERT(hd <= SK_MAX_HEAD_DIM);
     int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
     int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
     int64_t n_keys = n_pfx + n_win;
     float scale = 1.0f / sqrtf((float)hd);
-    /* att: (n_rep, n_keys) */
-    for (int64_t j = 0; j < n_keys; j++) {
-        const float *q;
-        if (j < n_pfx) {
-            get_row(kv->pfx_type, slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, j, kv->pfx_row), kbuf, hd);
-            q = q_pfx;
-        } else {
-            int64_t p = lo + (j - n_pfx);
-            int64_t s = (p - kv->n_prefix) % kv->ring_cap;
-            get_row(kv->kv_type, slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), kbuf, hd);
-            q = q_win;
-        }
-        for (int r = 0; r < n_rep; r++) {
-            const float *qr = q + (size_t)r * hd;
-            float d = 0.0f;
-            for (int i = 0; i < hd; i++) d += qr[i] * kbuf[i];
-            att[(size_t)r * n_keys + j] = d * scale;
-        }
+    kv_seg seg[3];
+    int ns = 0;
+    if (n_pfx > 0)
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
+                             slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
+                             kv->pfx_type, kv->pfx_row, n_pfx, 1};
+    if (n_win > 0) {
+        int64_t s0 = (lo - kv->n_prefix) % kv->ring_cap;
+        int64_t n0 = kv->ring_cap - s0 < n_win ? kv->ring_cap - s0 : n_win;
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             kv->kv_type, kv->ring_row, n0, 0};
+        if (n0 < n_win)
+            seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 kv->kv_type, kv->ring_row, n_win - n0, 0};
+    }
+    int64_t off = 0;
+    for (int i = 0; i < ns; i++) {
+        seg_scores(&seg[i], hd, n_rep, seg[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n_keys);
+        off += seg[i].n;
     }
     for (int r = 0; r < n_rep; r++) {
         float *a = att + (size_t)r * n_keys;
@@ -251,18 +299,9 @@ void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win
         for (int64_t j = 0; j < n_keys; j++) a[j] *= inv;
     }
     memset(out, 0, (size_t)n_rep * hd * sizeof(float));
-    for (int64_t j = 0; j < n_keys; j++) {
-        if (j < n_pfx) {
-            get_row(kv->pfx_type, slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, j, kv->pfx_row), kbuf, hd);
-        } else {
-            int64_t p = lo + (j - n_pfx);
-            int64_t s = (p - kv->n_prefix) % kv->ring_cap;
-            get_row(kv->kv_type, slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s, kv->ring_row), kbuf, hd);
-        }
-        for (int r = 0; r < n_rep; r++) {
-            float w = att[(size_t)r * n_keys + j];
-            float *o = out + (size_t)r * hd;
-            for (int i = 0; i < hd; i++) o[i] += w * kbuf[i];
-        }
+    off = 0;
+    for (int i = 0; i < ns; i++) {
+        seg_values(&seg[i], hd, n_rep, att + off, (size_t)n_keys, out);
+        off += seg[i].n;
     }
 }

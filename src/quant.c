@@ -9,6 +9,7 @@
  */
 #include "quant.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,10 +26,16 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* ---- CPU features ------------------------------------------------------ */
 
+/* F16C is CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does
+ * not know "f16c"); the avx2 check already covers OS support of YMM state. */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 int sk_quant_cpu_has_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 }
 
 int sk_quant_cpu_has_avx512vnni(void) {

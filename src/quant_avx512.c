@@ -80,9 +80,11 @@ static inline __m128 dm_prod2(const void *xa, const void *xb, const void *ya, co
 
 /* ---- vec_dot (decode) ------------------------------------------------------ */
 
-/* Q4_1 x Q8_1, two blocks per 512-bit register, two registers per
- * iteration. Lanes 0..7 of the i32 dot belong to the first block, 8..15 to
- * the second; the scale vector is [dx dy]_a x 8, [dx dy]_b x 8. */
+/* Q4_1 x Q8_1, two blocks per 512-bit register, two registers (four
+ * blocks) per iteration, then a pair, then a single 256-bit block. Lanes
+ * 0..7 of the i32 dot belong to the first block of a pair, 8..15 to the
+ * second; the scale vector is [dx dy]_a x 8, [dx dy]_b x 8, taken from
+ * P = [dx dy, mx sy] per block (the odd lanes sum to the min terms). */
 static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     const sk_block_q4_1 *x = vx;
     const sk_block_q8_1 *y = vy;
@@ -91,16 +93,36 @@ static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m128 accm = _mm_setzero_ps(); /* lanes 1 and 3 collect mx * sy */
     int64_t i = 0;
+    /* the (d, m) pairs of x blocks i..i+3 are dwords 0, 5, 10, 15 of the 64
+     * bytes at x + i, the (d, s) pairs of y dwords 0, 9, 18, 27 of the 128
+     * bytes at y + i (both inside the four blocks) */
+    const __m512i ixdm = _mm512_setr_epi32(0, 5, 10, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i iyds = _mm512_setr_epi32(0, 9, 18, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i bcast23 = _mm512_setr_epi32(4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6);
+    __m256 accm4 = _mm256_setzero_ps(); /* odd lanes collect mx * sy */
     for (; i + 3 < nb; i += 4) {
-        __m128 p0 = dm_prod2(&x[i], &x[i + 1], &y[i], &y[i + 1]);
-        __m128 p1 = dm_prod2(&x[i + 2], &x[i + 3], &y[i + 2], &y[i + 3]);
+        const char *xb = (const char *)&x[i], *yb = (const char *)&y[i];
+        __m128i xdm = _mm512_castsi512_si128(_mm512_permutexvar_epi32(ixdm, _mm512_loadu_si512(xb)));
+        __m128i yds = _mm512_castsi512_si128(
+            _mm512_permutex2var_epi32(_mm512_loadu_si512(yb), iyds, _mm512_loadu_si512(yb + 64)));
+        __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(xdm), _mm256_cvtph_ps(yds));
+        accm4 = _mm256_add_ps(accm4, p);
+        __m512 p512 = _mm512_castps256_ps512(p);
         __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_expand2(x[i].qs, x[i + 1].qs),
                                          load32x2(y[i].qs, y[i + 1].qs));
         __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_expand2(x[i + 2].qs, x[i + 3].qs),
                                          load32x2(y[i + 2].qs, y[i + 3].qs));
+        acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast, p512), _mm512_cvtepi32_ps(d0), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast23, p512), _mm512_cvtepi32_ps(d1), acc1);
+    }
+    accm = _mm_add_ps(accm, _mm_add_ps(_mm256_castps256_ps128(accm4), _mm256_extractf128_ps(accm4, 1)));
+    if (i + 1 < nb) { /* a pair left over */
+        __m128 p0 = dm_prod2(&x[i], &x[i + 1], &y[i], &y[i + 1]);
+        __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_expand2(x[i].qs, x[i + 1].qs),
+                                         load32x2(y[i].qs, y[i + 1].qs));
         acc0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(p0)), _mm512_cvtepi32_ps(d0), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(p1)), _mm512_cvtepi32_ps(d1), acc1);
-        accm = _mm_add_ps(accm, _mm_add_ps(p0, p1));
+        accm = _mm_add_ps(accm, p0);
+        i += 2;
     }
     __m256 acc2 = _mm256_setzero_ps();
     for (; i < nb; i++) {

@@ -1,0 +1,37 @@
+/* vec.h - attention kernels over F16 keys and values.
+ *
+ * Scalar references live in vec.c; vec_avx2.c and vec_avx512.c hold the
+ * SIMD twins (tests/test_vec.c compares them). sk_vec_get() returns the
+ * best set for this CPU, chosen once; SINKLLM_SCALAR=1 forces the reference
+ * (the same switch as the tensor formats). */
+#ifndef SK_VEC_H
+#define SK_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sk_vec_kernels {
+    /* Scores of n_rep queries against n keys:
+     *   s[r * ss + j] = scale * sum_i q[r * hd + i] * K[j * hd + i]
+     * K: (n, hd) F16; q: (n_rep, hd) F32; r < n_rep, j < n. */
+    void (*kq_f16)(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
+                   float *s, size_t ss);
+    /* Weighted sum of n values for n_rep queries:
+     *   out[r * hd + i] += sum_j a[r * as + j] * V[j * hd + i]
+     * V: (n, hd) F16; a: (n_rep, as) F32 weights; out: (n_rep, hd) F32. */
+    void (*av_f16)(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
+                   float *out);
+    const char *isa;
+} sk_vec_kernels;
+
+#define SK_VEC_MAX_REP 8 /* SIMD paths handle n_rep <= 8 and hd % 16 == 0 */
+
+const sk_vec_kernels *sk_vec_get(void);
+const sk_vec_kernels *sk_vec_get_ref(void);
+
+/* Per-ISA tables (NULL-free; they fall back to the reference for shapes
+ * they do not handle). Exposed for the tests. */
+const sk_vec_kernels *sk_vec_get_avx2(void);
+const sk_vec_kernels *sk_vec_get_avx512(void);
+
+#endif
