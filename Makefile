@@ -107,6 +107,7 @@ $(VENV)/.ok: scripts/requirements.txt
 
 golden: venv model
 	$(VENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
+	$(VENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
 
 bench: all model venv
 	sh bench/vs-llamacpp.sh

@@ -85,6 +85,9 @@ typedef struct sk_cache_params {
 typedef struct sk_context_params {
     int n_threads;      /* 0: all online cores */
     int n_batch;        /* largest pre-fill chunk (default 256) */
+    int logits_all;     /* keep the logits of every token of the last chunk (sk_logits_ith) */
+    int precise;        /* reference arithmetic: weights dequantized to F32, activations
+                           not quantized (slow; for tests against an f64 forward pass) */
     sk_cache_params cache;
 } sk_context_params;
 
@@ -107,6 +110,10 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
 
 /* Logits (n_vocab floats) after the last token fed; NULL before any. */
 const float *sk_logits(const sk_context *c);
+
+/* With logits_all: logits after token i of the last sk_decode call, which
+ * must have fed at most n_batch tokens; NULL when i is out of range. */
+const float *sk_logits_ith(const sk_context *c, int i);
 
 /* Forget everything: empty cache, position 0. */
 void sk_context_reset(sk_context *c);

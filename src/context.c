@@ -40,7 +40,9 @@ struct sk_context {
     int64_t *lo;         /* (n_batch) lowest visible window position per token */
     uint8_t *use_pfx;    /* (n_batch) query needs a second rotation */
     void *qbuf;          /* quantized activations */
-    float *logits;       /* (n_vocab) */
+    float *rowbuf;       /* precise mode: (n_threads, widest input) dequantized rows */
+    float *logits;       /* (n_vocab), or (n_batch, n_vocab) with logits_all */
+    int n_logits;        /* rows of logits from the last sk_decode call */
     int has_logits;
     /* recompute policy: the last n_window tokens */
     int32_t *hist;
@@ -110,6 +112,7 @@ void sk_context_free(sk_context *c) {
     free(c->lo);
     free(c->use_pfx);
     free(c->qbuf);
+    free(c->rowbuf);
     free(c->logits);
     free(c->hist);
     free(c);
@@ -168,11 +171,13 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     size_t widest = d > ff ? d : ff;
     widest = widest > nq ? widest : nq;
     c->qbuf = malloc(sk_matmul_scratch_size((int64_t)widest, c->n_batch));
-    c->logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
+    c->logits = malloc(sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
+    if (params->precise) c->rowbuf = malloc(sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = malloc(sizeof(int32_t) * (size_t)cp.n_window);
     if (!c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
-        !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist)) {
+        !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
+        (params->precise && !c->rowbuf)) {
         sk_context_free(c);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (context buffers)");
     }
@@ -189,7 +194,24 @@ void sk_context_reset(sk_context *c) {
     c->n_hist = 0;
 }
 
-const float *sk_logits(const sk_context *c) { return c->has_logits ? c->logits : NULL; }
+const float *sk_logits(const sk_context *c) {
+    if (!c->has_logits) return NULL;
+    return c->p.logits_all ? c->logits + (size_t)(c->n_logits - 1) * c->m->hp.n_vocab : c->logits;
+}
+
+const float *sk_logits_ith(const sk_context *c, int i) {
+    if (!c->has_logits || !c->p.logits_all || i < 0 || i >= c->n_logits) return NULL;
+    return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+/* all matmuls of the forward pass go through here */
+static void matmul(sk_context *c, const sk_matmul_job *jobs, int n_jobs, const float *x,
+                   size_t x_stride, int n_in, int n_tok) {
+    if (c->p.precise)
+        sk_matmul_precise(c->pool, jobs, n_jobs, x, x_stride, n_in, n_tok, c->rowbuf);
+    else
+        sk_matmul(c->pool, jobs, n_jobs, x, x_stride, n_in, n_tok, c->qbuf);
+}
 
 void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
     memset(s, 0, sizeof *s);
@@ -268,7 +290,7 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
             sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm.data, d,
                        hp->norm_eps);
         sk_matmul_job qkv[3] = {{&L->wq, c->q, nq}, {&L->wk, c->k, nkv}, {&L->wv, c->v, nkv}};
-        sk_matmul(c->pool, qkv, 3, c->xb, (size_t)d, d, n, c->qbuf);
+        matmul(c, qkv, 3, c->xb, (size_t)d, d, n);
         for (int i = 0; i < n; i++) {
             float *qi = c->q + (size_t)i * nq, *ki = c->k + (size_t)i * nkv;
             if (c->use_pfx[i]) {
@@ -283,22 +305,27 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
         attn_job aj = {c, l, n, u0};
         sk_pool_run(c->pool, attn_worker, &aj);
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
-        sk_matmul(c->pool, &o, 1, c->ao, nq, (int)nq, n, c->qbuf);
+        matmul(c, &o, 1, c->ao, nq, (int)nq, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         for (int i = 0; i < n; i++)
             sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm.data, d,
                        hp->norm_eps);
         sk_matmul_job gu[2] = {{&L->w_gate, c->hg, ff}, {&L->w_up, c->hu, ff}};
-        sk_matmul(c->pool, gu, 2, c->xb, (size_t)d, d, n, c->qbuf);
+        matmul(c, gu, 2, c->xb, (size_t)d, d, n);
         sk_swiglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
         sk_matmul_job dn = {&L->w_down, c->xb, (size_t)d};
-        sk_matmul(c->pool, &dn, 1, c->hg, ff, (int)ff, n, c->qbuf);
+        matmul(c, &dn, 1, c->hg, ff, (int)ff, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
     }
-    float *last = c->x + (size_t)(n - 1) * d;
-    sk_rmsnorm(c->xb, last, m->output_norm.data, d, hp->norm_eps);
+    /* logits of the last token, or of every token with logits_all */
+    int n_out = c->p.logits_all ? n : 1;
+    const float *first = c->x + (size_t)(n - n_out) * d;
+    for (int i = 0; i < n_out; i++)
+        sk_rmsnorm(c->xb + (size_t)i * d, first + (size_t)i * d, m->output_norm.data, d,
+                   hp->norm_eps);
     sk_matmul_job out = {&m->output, c->logits, (size_t)hp->n_vocab};
-    sk_matmul(c->pool, &out, 1, c->xb, (size_t)d, d, 1, c->qbuf);
+    matmul(c, &out, 1, c->xb, (size_t)d, d, n_out);
+    c->n_logits = n_out;
     sk_kvcache_commit(kv, n);
     c->has_logits = 1;
     return SK_OK;

@@ -163,3 +163,40 @@ void sk_matmul(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float
         sk_pool_run(pool, mm_quantize, &c);
     sk_pool_run(pool, mm_compute, &c);
 }
+
+typedef struct mmp_ctx {
+    const sk_matmul_job *jobs;
+    int n_jobs, n_tok, n_in;
+    const float *x;
+    size_t x_stride;
+    float *rowbuf;
+    int64_t row_begin[SK_MAX_JOBS + 1];
+} mmp_ctx;
+
+static void mmp_compute(void *arg, int ith, int nth) {
+    mmp_ctx *c = arg;
+    long lo, hi;
+    sk_split_range((long)c->row_begin[c->n_jobs], 1, ith, nth, &lo, &hi);
+    float *row = c->rowbuf + (size_t)ith * c->n_in;
+    for (long g = lo; g < hi; g++) {
+        int j = 0;
+        while (g >= c->row_begin[j + 1]) j++;
+        const sk_tensor *w = c->jobs[j].w;
+        long r = g - (long)c->row_begin[j];
+        w->tt->to_float((const char *)w->data + (size_t)r * w->row_size, row, c->n_in);
+        for (int t = 0; t < c->n_tok; t++) {
+            const float *xt = c->x + (size_t)t * c->x_stride;
+            double s = 0;
+            for (int i = 0; i < c->n_in; i++) s += (double)row[i] * xt[i];
+            c->jobs[j].out[(size_t)t * c->jobs[j].out_stride + (size_t)r] = (float)s;
+        }
+    }
+}
+
+void sk_matmul_precise(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
+                       size_t x_stride, int n_in, int n_tok, float *rowbuf) {
+    SK_ASSERT(n_jobs >= 1 && n_jobs <= SK_MAX_JOBS);
+    mmp_ctx c = {jobs, n_jobs, n_tok, n_in, x, x_stride, rowbuf, {0}};
+    for (int j = 0; j < n_jobs; j++) c.row_begin[j + 1] = c.row_begin[j] + jobs[j].w->ne[1];
+    sk_pool_run(pool, mmp_compute, &c);
+}

@@ -42,6 +42,12 @@ size_t sk_matmul_scratch_size(int64_t n_in_max, int n_tok);
 void sk_matmul(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
                size_t x_stride, int n_in, int n_tok, void *qbuf);
 
+/* The same product in reference arithmetic: each weight row is dequantized
+ * to F32 (rowbuf: n_threads * n_in floats of scratch) and dotted with the
+ * F32 input, accumulating in double. */
+void sk_matmul_precise(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
+                       size_t x_stride, int n_in, int n_tok, float *rowbuf);
+
 /* out (n_embd floats) = row `id` of the embedding matrix, dequantized. */
 void sk_embed_row(const sk_tensor *emb, int32_t id, float *out);
 
