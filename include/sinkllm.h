@@ -115,6 +115,16 @@ const float *sk_logits(const sk_context *c);
  * must have fed at most n_batch tokens; NULL when i is out of range. */
 const float *sk_logits_ith(const sk_context *c, int i);
 
+/* Diagnostics (sinkllm attn): record attention probabilities averaged over
+ * heads. buf holds (n_layers, n_tok, n_tok) floats, zeroed by the caller:
+ * buf[(k * n_tok + u) * n_tok + p] += the mean over heads of the attention
+ * that the query at stream position u pays to the key at stream position p,
+ * in layer layers[k], for u, p < n_tok. Slower (attention runs on one
+ * thread while recording). buf = NULL stops recording. The buffer and the
+ * layer list must outlive the recording. */
+sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_layers, int n_tok,
+                                       float *buf, sk_error *err);
+
 /* Forget everything: empty cache, position 0. */
 void sk_context_reset(sk_context *c);
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""make_f64_golden.py - reference logits from a float64 forward pass.
+"""make_f64_golden.py - reference logits and streaming perplexity from a
+float64 forward pass.
 
 An independent oracle for the arithmetic of the forward pass: the GGUF's
 weights are dequantized by the `gguf` package (not by sinkllm), and a plain
@@ -7,6 +8,11 @@ numpy LLaMA forward pass in float64 (dense causal attention, RoPE in the
 interleaved "normal" layout) computes the logits after each short prompt of
 tests/golden/logits.json. sinkllm's precise mode (F32 weights, no activation
 quantization, F32 KV cache) must match these within 2e-4 (tests/test_precise.c).
+
+It also writes golden/ppl_sink.json: the per-token NLL of 300 tokens of
+Moby-Dick streamed under the StreamingLLM rule (4 sinks + a window of 60,
+positions assigned within the cache, keys re-rotated from pre-RoPE values
+at every step: the definition, not our ring-buffer shortcut).
 
 usage: make_f64_golden.py --model MODEL.gguf --golden tests/golden
 """
@@ -84,10 +90,72 @@ def forward(kv, W, ids):
     return rms(x[-1], W["output_norm.weight"]) @ out_w.T
 
 
+def stream_nll(kv, W, ids, S, Wn):
+    """Token-by-token streaming with sinks S and window Wn (current token
+    included), in float64, from pre-RoPE keys at cache positions."""
+    arch = kv["general.architecture"]
+    L = kv[f"{arch}.block_count"]
+    d = kv[f"{arch}.embedding_length"]
+    nh = kv[f"{arch}.attention.head_count"]
+    nkv = kv.get(f"{arch}.attention.head_count_kv", nh)
+    eps = kv[f"{arch}.attention.layer_norm_rms_epsilon"]
+    base = kv.get(f"{arch}.rope.freq_base", 10000.0)
+    hd = d // nh
+    nrot = kv.get(f"{arch}.rope.dimension_count", hd)
+    inv = base ** (-2.0 * np.arange(nrot // 2) / nrot)
+
+    def rms(x, w):
+        return x / np.sqrt(np.mean(x * x) + eps) * w
+
+    def rope(x, pos):  # x (..., hd) at positions pos (broadcast on leading axis)
+        a = np.asarray(pos, dtype=np.float64)[..., None] * inv
+        c, s_ = np.cos(a), np.sin(a)
+        y = x.copy()
+        x0, x1 = x[..., 0:nrot:2], x[..., 1:nrot:2]
+        y[..., 0:nrot:2] = x0 * c - x1 * s_
+        y[..., 1:nrot:2] = x0 * s_ + x1 * c
+        return y
+
+    K = [[] for _ in range(L)]
+    V = [[] for _ in range(L)]
+    out_w = W.get("output.weight", W["token_embd.weight"])
+    nll = []
+    for t, tok in enumerate(ids[:-1]):
+        vis = list(range(min(S, t + 1))) + list(range(max(S, t - Wn + 1), t + 1)) if t >= S else list(range(t + 1))
+        cpos = np.arange(len(vis))
+        x = W["token_embd.weight"][tok].copy()
+        for l in range(L):
+            p = f"blk.{l}."
+            h = rms(x, W[p + "attn_norm.weight"])
+            q = (W[p + "attn_q.weight"] @ h).reshape(nh, hd)
+            K[l].append((W[p + "attn_k.weight"] @ h).reshape(nkv, hd))
+            V[l].append((W[p + "attn_v.weight"] @ h).reshape(nkv, hd))
+            kk = np.stack([K[l][j] for j in vis])          # (n, nkv, hd) pre-RoPE
+            vv = np.stack([V[l][j] for j in vis])
+            kr = rope(kk, cpos[:, None])                   # rotated at cache positions
+            qr = rope(q, np.full(nh, cpos[-1]))
+            o = np.zeros((nh, hd))
+            for hh in range(nh):
+                g = hh // (nh // nkv)
+                sc = kr[:, g, :] @ qr[hh] / np.sqrt(hd)
+                sc = np.exp(sc - sc.max())
+                o[hh] = (sc / sc.sum()) @ vv[:, g, :]
+            x = x + W[p + "attn_output.weight"] @ o.reshape(-1)
+            h = rms(x, W[p + "ffn_norm.weight"])
+            g_ = W[p + "ffn_gate.weight"] @ h
+            u = W[p + "ffn_up.weight"] @ h
+            x = x + W[p + "ffn_down.weight"] @ (g_ / (1 + np.exp(-g_)) * u)
+        lg = out_w @ rms(x, W["output_norm.weight"])
+        m = lg.max()
+        nll.append(float(np.log(np.exp(lg - m).sum()) + m - lg[ids[t + 1]]))
+    return nll
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
+    ap.add_argument("--moby", default="../shared/data/moby-dick.txt")
     a = ap.parse_args()
     kv, W = load(a.model)
     src = json.load(open(f"{a.golden}/logits.json"))
@@ -104,6 +172,20 @@ def main():
         print(p["name"], "top-1", int(top[0]), float(lg[top[0]]))
     with open(f"{a.golden}/f64.json", "w") as f:
         json.dump({"generator": "scripts/make_f64_golden.py", "prompts": recs}, f)
+        f.write("\n")
+
+    import llama_cpp
+    text = open(a.moby, encoding="utf-8").read()
+    start = text.index("Call me Ishmael.")
+    voc = llama_cpp.Llama(model_path=a.model, vocab_only=True, verbose=False)
+    ids = voc.tokenize(text[start:start + 4000].encode(), add_bos=False, special=False)[:300]
+    S, Wn = 4, 60
+    nll = stream_nll(kv, W, ids, S, Wn)
+    ppl = float(np.exp(np.mean(nll)))
+    print(f"streaming sink {S}+{Wn}, {len(ids)} tokens: PPL {ppl:.6f}")
+    with open(f"{a.golden}/ppl_sink.json", "w") as f:
+        json.dump({"generator": "scripts/make_f64_golden.py", "sinks": S, "window": Wn,
+                   "ids": ids, "nll": [round(v, 7) for v in nll], "ppl": ppl}, f)
         f.write("\n")
 
 

@@ -44,6 +44,10 @@ struct sk_context {
     float *logits;       /* (n_vocab), or (n_batch, n_vocab) with logits_all */
     int n_logits;        /* rows of logits from the last sk_decode call */
     int has_logits;
+    /* attention capture (diagnostics) */
+    const int *cap_layers;
+    int cap_n_layers, cap_n_tok;
+    float *cap_buf;
     /* recompute policy: the last n_window tokens */
     int32_t *hist;
     int64_t n_hist;
@@ -240,11 +244,43 @@ static void rope_cs(const sk_context *c, int64_t pos, float *cs) {
     }
 }
 
+sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_layers, int n_tok,
+                                       float *buf, sk_error *err) {
+    if (buf && (n_layers < 1 || n_tok < 1 || !layers))
+        return sk_error_set(err, SK_ERR_INVALID, "attention capture needs layers and n_tok >= 1");
+    for (int k = 0; buf && k < n_layers; k++)
+        if (layers[k] < 0 || layers[k] >= c->m->hp.n_layer)
+            return sk_error_set(err, SK_ERR_INVALID, "layer %d out of range 0..%d", layers[k],
+                                c->m->hp.n_layer - 1);
+    c->cap_layers = layers;
+    c->cap_n_layers = buf ? n_layers : 0;
+    c->cap_n_tok = n_tok;
+    c->cap_buf = buf;
+    return SK_OK;
+}
+
+/* record the head-averaged probabilities of one (token, KV head) */
+static void capture(sk_context *c, int k, int64_t u, int64_t lo, const float *att) {
+    int64_t T = c->cap_n_tok;
+    if (u >= T) return;
+    sk_kvcache *kv = c->kv;
+    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
+    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0, n_keys = n_pfx + n_win;
+    float *row = c->cap_buf + ((size_t)k * T + (size_t)u) * T;
+    float inv = 1.0f / c->m->hp.n_head;
+    for (int r = 0; r < c->n_rep; r++)
+        for (int64_t j = 0; j < n_keys; j++) {
+            int64_t p = j < n_pfx ? j : lo + (j - n_pfx);
+            if (p < T) row[p] += att[(size_t)r * n_keys + j] * inv;
+        }
+}
+
 typedef struct attn_job {
     sk_context *c;
     int layer;
     int n;
     int64_t u0;
+    int capture; /* index into cap_layers, or -1 */
 } attn_job;
 
 static void attn_worker(void *arg, int ith, int nth) {
@@ -262,6 +298,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         const float *qw = c->q + off;
         const float *qp = c->use_pfx[i] ? c->qp + off : qw;
         sk_attend(c->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, c->lo[i], c->ao + off, att);
+        if (j->capture >= 0) capture(c, j->capture, j->u0 + i, c->lo[i], att);
     }
 }
 
@@ -302,8 +339,13 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
             sk_rope_apply(ki, hp->n_head_kv, hd, nr, hp->rope_neox, c->cs_win + (size_t)i * nr);
             sk_kvcache_store(kv, l, u0 + i, ki, c->v + (size_t)i * nkv);
         }
-        attn_job aj = {c, l, n, u0};
-        sk_pool_run(c->pool, attn_worker, &aj);
+        attn_job aj = {c, l, n, u0, -1};
+        for (int k = 0; k < c->cap_n_layers; k++)
+            if (c->cap_layers[k] == l) aj.capture = k;
+        if (aj.capture >= 0)
+            attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
+        else
+            sk_pool_run(c->pool, attn_worker, &aj);
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
         matmul(c, &o, 1, c->ao, nq, (int)nq, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];

@@ -111,6 +111,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
     o->pp = 512;
     o->tg = 128;
     o->reps = 3;
+    o->score_every = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -196,6 +197,33 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             else if (strcmp(v, "f32") == 0) o->cache.kv_type = SK_KV_F32;
             else if (strcmp(v, "q8_0") == 0) o->cache.kv_type = SK_KV_Q8_0;
             else return usage_error(o, "unknown KV type '%s' (f16, f32, q8_0)", v);
+        } else if (GROUP(OPT_PPL) && (IS("-f") || IS("--file"))) {
+            NEED_VALUE();
+            o->ppl_file = v;
+        } else if (GROUP(OPT_PPL) && IS("--tokens")) {
+            NEED_VALUE();
+            if (parse_i64(a, v, 2, INT64_MAX / 4, &o->ppl_tokens)) return 2;
+        } else if (GROUP(OPT_PPL) && IS("--csv")) {
+            NEED_VALUE();
+            o->ppl_csv = v;
+        } else if (GROUP(OPT_PPL) && IS("--plot")) {
+            NEED_VALUE();
+            o->ppl_plot = v;
+        } else if (GROUP(OPT_PPL) && IS("--overlay")) {
+            NEED_VALUE();
+            if (o->n_overlay >= 8) return usage_error(o, "%s", "at most 8 --overlay files");
+            o->overlay[o->n_overlay++] = v;
+        } else if (GROUP(OPT_PPL) && IS("--score-every")) {
+            NEED_VALUE();
+            if (parse_int(a, v, 1, 1 << 30, &o->score_every)) return 2;
+        } else if (GROUP(OPT_PPL) && IS("--sink-token")) {
+            NEED_VALUE();
+            o->sink_token = v;
+        } else if (GROUP(OPT_PPL) && IS("--label")) {
+            NEED_VALUE();
+            o->label = v;
+        } else if (GROUP(OPT_PPL) && (IS("-q") || IS("--quiet"))) {
+            o->quiet = 1;
         } else if (GROUP(OPT_BENCH) && (IS("-p") || IS("--n-prompt"))) {
             NEED_VALUE();
             if (parse_int(a, v, 0, 1 << 20, &o->pp)) return 2;

@@ -18,6 +18,7 @@ enum {
     OPT_SAMPLE = 1 << 3,  /* --temp --top-k ... --seed */
     OPT_CACHE = 1 << 4,   /* --cache --sinks --window -c --keep --kv-type */
     OPT_BENCH = 1 << 5,   /* -p -n -r --csv (bench meaning) */
+    OPT_PPL = 1 << 6,     /* -f --tokens --csv PATH --plot --overlay --score-every --sink-token */
 };
 
 typedef struct sk_cli {
@@ -38,6 +39,17 @@ typedef struct sk_cli {
     int pp, tg, reps;
     int csv;
     const char *bench_csv_path;
+    /* ppl */
+    const char *ppl_file;
+    int64_t ppl_tokens;
+    const char *ppl_csv;
+    const char *ppl_plot;
+    const char *overlay[8];
+    int n_overlay;
+    int score_every;
+    const char *sink_token;
+    const char *label;
+    int quiet;
 } sk_cli;
 
 /* Parse argv (after the subcommand). Returns 0 ok, 1 when --help was
@@ -57,5 +69,9 @@ double sk_now_ms(void);
 
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_stream(int argc, char **argv); /* bench --stream (cmd_stream.c) */
+int cmd_ppl(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_attn(int argc, char **argv);
 
 #endif

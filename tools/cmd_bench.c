@@ -22,7 +22,8 @@ static const char *BENCH_USAGE =
     "  -t, --threads N        threads (default: all cores)\n"
     "  -b, --batch-size N     pre-fill chunk (default 256)\n"
     "      --cache POLICY ... as for 'sinkllm run' (default: dense, ctx = p + n)\n"
-    "      --csv              print CSV rows: engine,threads,test,tokens_per_s\n";
+    "      --csv              print CSV rows: engine,threads,test,tokens_per_s\n"
+    "      --stream           latency and memory vs cache size and tokens (--stream --help)\n";
 
 static void stats(const double *x, int n, double *mean, double *sd) {
     double s = 0, ss = 0;
@@ -33,6 +34,8 @@ static void stats(const double *x, int n, double *mean, double *sd) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) /* the streaming benchmark has its own flags */
+        if (!strcmp(argv[i], "--stream")) return cmd_bench_stream(argc, argv);
     sk_cli o;
     int rc = sk_cli_parse(&o, "bench", OPT_MODEL | OPT_THREADS | OPT_CACHE | OPT_BENCH, argc,
                           argv, BENCH_USAGE);

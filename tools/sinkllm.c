@@ -13,6 +13,9 @@ static const char *USAGE =
     "commands:\n"
     "  run      generate text from a prompt (streams to stdout)\n"
     "  bench    measure pre-fill and decode speed (llama-bench style table)\n"
+    "  ppl      streaming perplexity of a text under a KV cache policy\n"
+    "  plot     overlay the perplexity curves of several 'ppl --csv' runs\n"
+    "  attn     draw attention maps (the attention-sink picture)\n"
     "\n"
     "'sinkllm COMMAND --help' for a command's options; 'sinkllm --version'.\n";
 
@@ -31,14 +34,23 @@ int main(int argc, char **argv) {
         printf("sinkllm %s (%s)\n", SINKLLM_VERSION, sk_quant_isa());
         return 0;
     }
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--version")) {
-            sk_quant_init();
-            printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_quant_isa());
-            return 0;
-        }
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
+        {"run", cmd_run},
+        {"bench", cmd_bench},
+        {"ppl", cmd_ppl},
+        {"plot", cmd_plot},
+        {"attn", cmd_attn},
+    };
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        if (strcmp(cmd, cmds[c].name) != 0) continue;
+        for (int i = 2; i < argc; i++)
+            if (!strcmp(argv[i], "--version")) {
+                sk_quant_init();
+                printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_quant_isa());
+                return 0;
+            }
+        return cmds[c].fn(argc - 2, argv + 2);
+    }
     fprintf(stderr, "error: unknown command '%s'\n\n%s", cmd, USAGE);
     return 2;
 }

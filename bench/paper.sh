@@ -1,0 +1,47 @@
+#!/bin/sh
+# paper.sh - reproduce the StreamingLLM paper's perplexity experiments on the
+# default model with ../shared/data/moby-dick.txt (looped past its ~321K
+# tokens). Writes one CSV per run (pos,token,nll,rss_mb) and the PPL lines to
+# bench/out/paper/; docs/results.md is written from these.
+#
+#   sh bench/paper.sh [a|b|c|d|e ...]   (default: all; about two hours on 2 cores)
+#
+#   a  Fig. 3: 20,000 tokens: dense, window 0+1024, recompute 1024, sink 4+1020
+#   b  Table 2: sinks 0/1/2/4/8 with caches 1024 and 2048, 65,536 tokens
+#   c  Table 6: caches 4+252 ... 4+4092, 65,536 tokens
+#   d  Fig. 5: sink 4+1020 over 1,000,000 tokens (PPL and RSS)
+#   e  Table 1 variant: four "\n" tokens as the sinks, cache 1024, 65,536 tokens
+set -eu
+cd "$(dirname "$0")/.."
+SK=${SINKLLM:-build/sinkllm}
+TXT=${TEXT:-../shared/data/moby-dick.txt}
+OUT=bench/out/paper
+T=${THREADS:-2}
+mkdir -p "$OUT"
+ppl() { # name, args...
+    name=$1; shift
+    echo "== $name: $SK ppl -f $TXT -t $T $*" | tee -a "$OUT/log.txt"
+    "$SK" ppl -f "$TXT" -t "$T" -q --csv "$OUT/$name.csv" "$@" | tee -a "$OUT/log.txt" | tee "$OUT/$name.ppl"
+}
+run_a() {
+    ppl a_sink --tokens 20000 --cache sink --sinks 4 --window 1020
+    ppl a_window --tokens 20000 --cache window --window 1024
+    ppl a_dense --tokens 20000 --cache dense
+    ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 50
+}
+run_b() {
+    for c in 1024 2048; do for s in 0 1 2 4 8; do
+        if [ "$s" = 0 ]; then ppl "b_s0_c$c" --tokens 65536 --cache window --window "$c"
+        else ppl "b_s${s}_c$c" --tokens 65536 --cache sink --sinks "$s" --window $((c - s)); fi
+    done; done
+}
+run_c() {
+    for c in 256 512 1024 2048 4096; do
+        ppl "c_4_$((c - 4))" --tokens 65536 --cache sink --sinks 4 --window $((c - 4))
+    done
+}
+run_d() { ppl d_sink_1M --tokens 1000000 --cache sink --sinks 4 --window 1020; }
+run_e() { ppl e_newline_sinks --tokens 65536 --cache sink --sinks 4 --window 1020 --sink-token "
+"; }
+[ $# -gt 0 ] || set -- a e b c d
+for x in "$@"; do "run_$x"; done
