@@ -11,6 +11,7 @@
 #   c  Table 6: caches 4+252 ... 4+4092, 65,536 tokens
 #   d  Fig. 5: sink 4+1020 over 1,000,000 tokens (PPL and RSS)
 #   e  Table 1 variant: four "\n" tokens as the sinks, cache 1024, 65,536 tokens
+#   f  KV precision: f32 / f16 / q8_0 storage, sink 4+1020, 20,000 tokens
 set -eu
 cd "$(dirname "$0")/.."
 SK=${SINKLLM:-build/sinkllm}
@@ -43,5 +44,10 @@ run_c() {
 run_d() { ppl d_sink_1M --tokens 1000000 --cache sink --sinks 4 --window 1020; }
 run_e() { ppl e_newline_sinks --tokens 65536 --cache sink --sinks 4 --window 1020 --sink-token "
 "; }
-[ $# -gt 0 ] || set -- a e b c d
+run_f() {
+    for k in f32 f16 q8_0; do
+        ppl "f_kv_$k" --tokens 20000 --cache sink --sinks 4 --window 1020 --kv-type "$k"
+    done
+}
+[ $# -gt 0 ] || set -- a e b c d f
 for x in "$@"; do "run_$x"; done
