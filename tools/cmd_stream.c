@@ -535,11 +535,20 @@ int cmd_bench_stream(int argc, char **argv) {
            STREAM_CACHE - N_SINKS);
     printf("| ---: | ---: | ---: | ---: | ---: |\n");
     static const int64_t checkpoints[] = {1000, 2000, 4000, 8000, 16000, 32000, 64000, 100000};
-    for (size_t i = 0; i < sizeof checkpoints / sizeof checkpoints[0]; i++) {
-        int64_t t = checkpoints[i];
+    int n_rows = 0;
+    for (size_t i = 0; i <= sizeof checkpoints / sizeof checkpoints[0]; i++) {
+        int64_t t;
+        if (i < sizeof checkpoints / sizeof checkpoints[0]) {
+            t = checkpoints[i];
+        } else { /* streams under 1K: one row at the end */
+            if (n_rows) break;
+            t = (int64_t)(cs.n_blocks ? cs.end[cs.n_blocks - 1] : cd.end[cd.n_blocks - 1]);
+        }
         int64_t bs = block_of(&cs, blk, t), bd = block_of(&cd, blk, t);
         if (bs < 0 && bd < 0) continue;
-        printf("| %lldK |", (long long)(t / 1000));
+        n_rows++;
+        if (t % 1000 == 0) printf("| %lldK |", (long long)(t / 1000));
+        else printf("| %lld |", (long long)t);
         print_cell(&cs, bs);
         print_cell(&cd, bd);
         printf("\n");
