@@ -8,8 +8,8 @@
 #
 #   a  Fig. 3: 20,000 tokens: dense, window 0+1024, recompute 1024, sink 4+1020
 #   b  Table 2: sinks 0/1/2/4/8 with caches 1024 and 2048, 65,536 tokens
-#   c  Table 6: caches 4+252 ... 4+4092, 65,536 tokens
-#   d  Fig. 5: sink 4+1020 over 1,000,000 tokens (PPL and RSS)
+#   c  Table 6: caches 4+252 ... 4+4092, 32,768 tokens
+#   d  Fig. 5: sink 4+252 over 1,000,000 tokens (PPL and RSS)
 #   e  Table 1 variant: four "\n" tokens as the sinks, cache 1024, 65,536 tokens
 #   f  KV precision: f32 / f16 / q8_0 storage, sink 4+1020, 20,000 tokens
 set -eu
@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 SK=${SINKLLM:-build/sinkllm}
 TXT=${TEXT:-../shared/data/moby-dick.txt}
 OUT=bench/out/paper
+# Runs are independent: two queues with THREADS=1 each use both cores well,
+# e.g. `THREADS=1 sh bench/paper.sh d &  THREADS=1 sh bench/paper.sh a e f b c`.
 T=${THREADS:-2}
 mkdir -p "$OUT"
 ppl() { # name, args...
@@ -28,8 +30,9 @@ run_a() {
     ppl a_sink --tokens 20000 --cache sink --sinks 4 --window 1020
     ppl a_window --tokens 20000 --cache window --window 1024
     ppl a_dense --tokens 20000 --cache dense
-    ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 50
+    run_ar
 }
+run_ar() { ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 100; }
 run_b() {
     for c in 1024 2048; do for s in 0 1 2 4 8; do
         if [ "$s" = 0 ]; then ppl "b_s0_c$c" --tokens 65536 --cache window --window "$c"
@@ -38,10 +41,10 @@ run_b() {
 }
 run_c() {
     for c in 256 512 1024 2048 4096; do
-        ppl "c_4_$((c - 4))" --tokens 65536 --cache sink --sinks 4 --window $((c - 4))
+        ppl "c_4_$((c - 4))" --tokens 32768 --cache sink --sinks 4 --window $((c - 4))
     done
 }
-run_d() { ppl d_sink_1M --tokens 1000000 --cache sink --sinks 4 --window 1020; }
+run_d() { ppl d_sink_1M --tokens 1000000 --cache sink --sinks 4 --window 252; }
 run_e() { ppl e_newline_sinks --tokens 65536 --cache sink --sinks 4 --window 1020 --sink-token "
 "; }
 run_f() {

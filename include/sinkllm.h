@@ -115,6 +115,12 @@ const float *sk_logits(const sk_context *c);
  * must have fed at most n_batch tokens; NULL when i is out of range. */
 const float *sk_logits_ith(const sk_context *c, int i);
 
+/* With logits_all: nll[i] = -log softmax(logits of token i of the last
+ * sk_decode call)[targets[i]] for i < n, computed on the context's threads
+ * (perplexity). A target < 0 or >= n_vocab gives NaN. n must not exceed the
+ * rows of the last call. */
+sk_status sk_context_nll(sk_context *c, const int32_t *targets, int n, double *nll, sk_error *err);
+
 /* Diagnostics (sinkllm attn): record attention probabilities averaged over
  * heads. buf holds (n_layers, n_tok, n_tok) floats, zeroed by the caller:
  * buf[(k * n_tok + u) * n_tok + p] += the mean over heads of the attention

@@ -15,6 +15,8 @@
 #include "threadpool.h"
 #include "tokenizer.h"
 
+#define SK_QBLK 16 /* query tokens per block in the chunked attention path */
+
 struct sk_context {
     const sk_model *m;
     sk_context_params p;
@@ -156,7 +158,10 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     size_t B = (size_t)c->n_batch, d = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
     c->n_rep = hp->n_head / hp->n_head_kv;
-    c->att_stride = (size_t)c->n_rep * (size_t)(c->kv->n_prefix + c->kv->ring_cap);
+    /* per thread: scores of one token, or of a block of SK_QBLK tokens, plus
+     * the block's gathered queries (two rotations) and outputs */
+    c->att_stride = (size_t)SK_QBLK * c->n_rep * (size_t)(c->kv->n_prefix + c->kv->ring_cap + SK_QBLK) +
+                    3 * (size_t)SK_QBLK * c->n_rep * hd;
     c->theta = malloc(sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
     c->x = malloc(sizeof(float) * B * d);
     c->xb = malloc(sizeof(float) * B * (d > nq ? d : nq));
@@ -206,6 +211,42 @@ const float *sk_logits(const sk_context *c) {
 const float *sk_logits_ith(const sk_context *c, int i) {
     if (!c->has_logits || !c->p.logits_all || i < 0 || i >= c->n_logits) return NULL;
     return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+typedef struct nll_job {
+    const sk_context *c;
+    const int32_t *targets;
+    int n;
+    double *nll;
+} nll_job;
+
+static void nll_worker(void *arg, int ith, int nth) {
+    nll_job *j = arg;
+    int64_t nv = j->c->m->hp.n_vocab;
+    long lo, hi;
+    sk_split_range(j->n, 1, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++) {
+        const float *lg = j->c->logits + (size_t)i * nv;
+        int32_t t = j->targets[i];
+        if (t < 0 || t >= nv) {
+            j->nll[i] = NAN;
+            continue;
+        }
+        float mx = lg[0];
+        for (int64_t k = 1; k < nv; k++) mx = lg[k] > mx ? lg[k] : mx;
+        double s = 0;
+        for (int64_t k = 0; k < nv; k++) s += expf(lg[k] - mx);
+        j->nll[i] = log(s) + mx - lg[t];
+    }
+}
+
+sk_status sk_context_nll(sk_context *c, const int32_t *targets, int n, double *nll, sk_error *err) {
+    if (!c->has_logits || !c->p.logits_all || n < 0 || n > c->n_logits)
+        return sk_error_set(err, SK_ERR_INVALID, "nll: %d rows requested, %d available (logits_all %s)",
+                            n, c->has_logits ? c->n_logits : 0, c->p.logits_all ? "on" : "off");
+    nll_job j = {c, targets, n, nll};
+    sk_pool_run(c->pool, nll_worker, &j);
+    return SK_OK;
 }
 
 /* all matmuls of the forward pass go through here */
@@ -283,6 +324,36 @@ typedef struct attn_job {
     int capture; /* index into cap_layers, or -1 */
 } attn_job;
 
+/* Chunked path: (token block, KV head) items; each gathers its queries into
+ * contiguous (n_q, n_rep, hd) blocks, runs sk_attend_multi, scatters back. */
+static void attn_worker_multi(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
+    const sk_hparams *hp = &c->m->hp;
+    int G = hp->n_head_kv, hd = hp->head_dim, R = c->n_rep;
+    size_t nq = (size_t)hp->n_head * hd, qb = (size_t)R * hd;
+    int nblk = (j->n + SK_QBLK - 1) / SK_QBLK;
+    long lo, hi;
+    sk_split_range((long)nblk * G, 1, ith, nth, &lo, &hi);
+    float *base = c->att + (size_t)ith * c->att_stride;
+    float *qw = base, *qp = qw + (size_t)SK_QBLK * qb, *ob = qp + (size_t)SK_QBLK * qb;
+    float *att = ob + (size_t)SK_QBLK * qb;
+    for (long it = lo; it < hi; it++) {
+        int b = (int)(it / G), g = (int)(it % G);
+        int i0 = b * SK_QBLK, n_q = j->n - i0 < SK_QBLK ? j->n - i0 : SK_QBLK;
+        for (int i = 0; i < n_q; i++) {
+            size_t off = (size_t)(i0 + i) * nq + (size_t)g * qb;
+            memcpy(qw + (size_t)i * qb, c->q + off, qb * sizeof(float));
+            memcpy(qp + (size_t)i * qb, c->use_pfx[i0 + i] ? c->qp + off : c->q + off,
+                   qb * sizeof(float));
+        }
+        sk_attend_multi(c->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, c->lo + i0, ob, att);
+        for (int i = 0; i < n_q; i++)
+            memcpy(c->ao + (size_t)(i0 + i) * nq + (size_t)g * qb, ob + (size_t)i * qb,
+                   qb * sizeof(float));
+    }
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     attn_job *j = arg;
     sk_context *c = j->c;
@@ -344,6 +415,8 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
             if (c->cap_layers[k] == l) aj.capture = k;
         if (aj.capture >= 0)
             attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
+        else if (n >= 4 && sk_kvcache_multi_ok(kv))
+            sk_pool_run(c->pool, attn_worker_multi, &aj);
         else
             sk_pool_run(c->pool, attn_worker, &aj);
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};

@@ -305,3 +305,76 @@ void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win
         off += seg[i].n;
     }
 }
+
+int sk_kvcache_multi_ok(const sk_kvcache *kv) {
+    return kv->kv_type == SK_TYPE_F16 && kv->pfx_type == SK_TYPE_F16;
+}
+
+/* Columns of the score matrix: the prefix slots [0, n_pfx), then the window
+ * union [wlo, u_last] in stream order (up to two ring runs). Row i * n_rep + r
+ * belongs to token u0 + i; cells outside that token's visible set get zero
+ * weight after the softmax. */
+void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, const float *q_win,
+                     const float *q_pfx, int64_t u0, const int64_t *lo, float *out, float *att) {
+    int hd = kv->head_dim, nrows = n_q * n_rep;
+    int64_t S = kv->n_prefix, u_last = u0 + n_q - 1;
+    int64_t n_pfx = u_last + 1 < S ? u_last + 1 : S;
+    int64_t wlo = -1;
+    for (int i = 0; i < n_q; i++)
+        if (u0 + i >= S) {
+            wlo = lo[i];
+            break;
+        }
+    int64_t n_win = wlo >= 0 ? u_last - wlo + 1 : 0, ncols = n_pfx + n_win;
+    float scale = 1.0f / sqrtf((float)hd);
+    const sk_vec_kernels *vk = sk_vec_get();
+    kv_seg seg[3];
+    int ns = 0;
+    if (n_pfx > 0)
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_pfx, kv, l, g, S, 0, kv->pfx_row),
+                             slot_ptr(kv->v_pfx, kv, l, g, S, 0, kv->pfx_row), kv->pfx_type,
+                             kv->pfx_row, n_pfx, 1};
+    if (n_win > 0) {
+        int64_t s0 = (wlo - S) % kv->ring_cap;
+        int64_t n0 = kv->ring_cap - s0 < n_win ? kv->ring_cap - s0 : n_win;
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             kv->kv_type, kv->ring_row, n0, 0};
+        if (n0 < n_win)
+            seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 kv->kv_type, kv->ring_row, n_win - n0, 0};
+    }
+    int64_t off = 0;
+    for (int k = 0; k < ns; k++) {
+        vk->kq_f16(seg[k].n, hd, (const uint16_t *)seg[k].k, nrows, seg[k].pfx ? q_pfx : q_win,
+                   scale, att + off, (size_t)ncols);
+        off += seg[k].n;
+    }
+    for (int i = 0; i < n_q; i++) {
+        int64_t u = u0 + i;
+        int64_t vp = u + 1 < S ? u + 1 : S;                 /* visible prefix columns */
+        int64_t c0 = u >= S ? n_pfx + (lo[i] - wlo) : ncols; /* visible window columns */
+        int64_t c1 = u >= S ? n_pfx + (u - wlo) + 1 : ncols;
+        for (int r = 0; r < n_rep; r++) {
+            float *a = att + (size_t)(i * n_rep + r) * ncols;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < vp; j++) mx = a[j] > mx ? a[j] : mx;
+            for (int64_t j = c0; j < c1; j++) mx = a[j] > mx ? a[j] : mx;
+            double sum = 0.0;
+            for (int64_t j = 0; j < vp; j++) sum += (a[j] = expf(a[j] - mx));
+            for (int64_t j = c0; j < c1; j++) sum += (a[j] = expf(a[j] - mx));
+            float inv = (float)(1.0 / sum);
+            for (int64_t j = 0; j < vp; j++) a[j] *= inv;
+            for (int64_t j = c0; j < c1; j++) a[j] *= inv;
+            for (int64_t j = vp; j < c0; j++) a[j] = 0.0f; /* masked: zero weight */
+            for (int64_t j = c1; j < ncols; j++) a[j] = 0.0f;
+        }
+    }
+    memset(out, 0, (size_t)nrows * hd * sizeof(float));
+    off = 0;
+    for (int k = 0; k < ns; k++) {
+        vk->av_f16(seg[k].n, hd, (const uint16_t *)seg[k].v, nrows, att + off, (size_t)ncols, out);
+        off += seg[k].n;
+    }
+}

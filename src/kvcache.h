@@ -89,4 +89,13 @@ int64_t sk_kvcache_cached(const sk_kvcache *kv);
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                const float *q_pfx, int64_t u, int64_t lo, float *out, float *att);
 
+/* The same for n_q consecutive query tokens u0..u0+n_q-1 at once (a pre-fill
+ * chunk): keys are read once for all of them and each token's own visible
+ * set is applied as a mask. q_win, q_pfx, out: (n_q, n_rep, head_dim); lo:
+ * (n_q); att: scratch of n_q * n_rep * (n_prefix + n_window + n_q) floats.
+ * Only for F16 storage (sk_kvcache_multi_ok). */
+int sk_kvcache_multi_ok(const sk_kvcache *kv);
+void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, const float *q_win,
+                     const float *q_pfx, int64_t u0, const int64_t *lo, float *out, float *att);
+
 #endif

@@ -7,6 +7,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -17,7 +18,11 @@
 #define SK_PAUSE() ((void)0)
 #endif
 
-#define SK_SPIN_ITERS 200000 /* ~ a few hundred microseconds of spinning */
+/* Spin about 50 microseconds (a pause is ~25 ns here) before sleeping or
+ * yielding: long enough to bridge the gaps between the ops of one token,
+ * short enough not to steal a core from a descheduled peer when the
+ * machine is oversubscribed. */
+#define SK_SPIN_ITERS 2000
 
 typedef struct sk_worker {
     struct sk_pool *pool;
@@ -126,7 +131,11 @@ void sk_pool_run(sk_pool *p, sk_pool_fn fn, void *arg) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(arg, 0, p->nth);
-    while (atomic_load_explicit(&p->n_done, memory_order_acquire) != p->nth - 1) SK_PAUSE();
+    int spins = 0;
+    while (atomic_load_explicit(&p->n_done, memory_order_acquire) != p->nth - 1) {
+        if (++spins < SK_SPIN_ITERS) SK_PAUSE();
+        else sched_yield(); /* a worker may be waiting for a core */
+    }
 }
 
 void sk_split_range(long n, long align, int ith, int nth, long *lo, long *hi) {

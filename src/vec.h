@@ -24,7 +24,9 @@ typedef struct sk_vec_kernels {
     const char *isa;
 } sk_vec_kernels;
 
-#define SK_VEC_MAX_REP 8 /* SIMD paths handle n_rep <= 8 and hd % 16 == 0 */
+#define SK_VEC_MAX_REP 8 /* SIMD register paths: n_rep <= 8 and hd % 16 == 0; the AVX-512
+                            file handles any n_rep >= 8 (many queries: a chunk of tokens)
+                            with blocked kernels, hd <= 256 */
 
 const sk_vec_kernels *sk_vec_get(void);
 const sk_vec_kernels *sk_vec_get_ref(void);

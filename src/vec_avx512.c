@@ -9,8 +9,74 @@ void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const fl
 void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
                        float *out);
 
+/* Many queries (nq >= 8): keys are widened and transposed 16 at a time into
+ * KT (hd, 16), so each query's 16 scores are hd broadcast-FMAs with no
+ * horizontal reductions. */
+static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const float *q,
+                           float scale, float *s, size_t ss) {
+    float kb[16 * 256], kt[256 * 16];
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        int nb = n - j0 < 16 ? (int)(n - j0) : 16;
+        for (int j = 0; j < nb; j++)
+            for (int c = 0; c < hd / 16; c++)
+                _mm512_storeu_ps(kb + j * hd + 16 * c,
+                                 _mm512_cvtph_ps(_mm256_loadu_si256(
+                                     (const __m256i *)(K + (size_t)(j0 + j) * hd + 16 * c))));
+        for (int d = 0; d < hd; d++) {
+            for (int j = 0; j < nb; j++) kt[d * 16 + j] = kb[j * hd + d];
+            for (int j = nb; j < 16; j++) kt[d * 16 + j] = 0.0f;
+        }
+        __mmask16 m = (__mmask16)((1u << nb) - 1);
+        for (int i = 0; i < nq; i++) {
+            const float *qi = q + (size_t)i * hd;
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (int d = 0; d < hd; d += 2) {
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(qi[d]), _mm512_loadu_ps(kt + d * 16), a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(qi[d + 1]), _mm512_loadu_ps(kt + (d + 1) * 16), a1);
+            }
+            _mm512_mask_storeu_ps(s + (size_t)i * ss + j0, m,
+                                  _mm512_mul_ps(_mm512_add_ps(a0, a1), _mm512_set1_ps(scale)));
+        }
+    }
+}
+
+/* Many queries: values widened 16 keys at a time into VB (16, hd); each
+ * query accumulates its (hd) output in registers. */
+static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const float *a, size_t as,
+                           float *out) {
+    float vb[16 * 256];
+    int nc = hd / 16;
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        int nb = n - j0 < 16 ? (int)(n - j0) : 16;
+        for (int j = 0; j < nb; j++)
+            for (int c = 0; c < nc; c++)
+                _mm512_storeu_ps(vb + j * hd + 16 * c,
+                                 _mm512_cvtph_ps(_mm256_loadu_si256(
+                                     (const __m256i *)(V + (size_t)(j0 + j) * hd + 16 * c))));
+        for (int i = 0; i < nq; i++) {
+            const float *ai = a + (size_t)i * as + j0;
+            float *oi = out + (size_t)i * hd;
+            for (int c = 0; c < nc; c += 4) {
+                int k = nc - c < 4 ? nc - c : 4;
+                __m512 acc[4];
+                for (int t = 0; t < k; t++) acc[t] = _mm512_loadu_ps(oi + 16 * (c + t));
+                for (int j = 0; j < nb; j++) {
+                    __m512 w = _mm512_set1_ps(ai[j]);
+                    for (int t = 0; t < k; t++)
+                        acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vb + j * hd + 16 * (c + t)), acc[t]);
+                }
+                for (int t = 0; t < k; t++) _mm512_storeu_ps(oi + 16 * (c + t), acc[t]);
+            }
+        }
+    }
+}
+
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss) {
+    if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
+        kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
+        return;
+    }
     if (hd % 16 || n_rep > SK_VEC_MAX_REP || hd > 256) {
         sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
         return;
@@ -32,6 +98,10 @@ static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float 
 
 static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
                    float *out) {
+    if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
+        av_f16_blocked(n, hd, V, n_rep, a, as, out);
+        return;
+    }
     if (hd % 16 || n_rep > SK_VEC_MAX_REP) {
         sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
         return;

@@ -166,6 +166,44 @@ static void test_chunked_prefill(void **state) {
     tiny_free(&t);
 }
 
+/* The chunked attention path (F16 storage, blocks of query tokens, keys
+ * shared and masked per token) against the oracle and against feeding
+ * token by token, on a model whose head_dim (32) takes the SIMD path. */
+static void test_chunked_f16_vs_oracle(void **state) {
+    (void)state;
+    tiny t = tiny_load_dim(0, 128);
+    int configs[][3] = {{4, 7, 5}, {4, 64, 40}, {1, 20, 64}, {0, 9, 33}, {4, 30, 256}, {4, 200, 17}};
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        int S = configs[k][0], W = configs[k][1], B = configs[k][2];
+        int64_t T = 300;
+        int32_t *toks = malloc(sizeof(int32_t) * T);
+        for (int64_t i = 0; i < T; i++) toks[i] = tok_at(i);
+        sk_cache_policy pol = S ? SK_CACHE_SINK : SK_CACHE_WINDOW;
+        sk_context *a = ctx_new(t.m, pol, S, W, 0, B, SK_KV_F16);
+        sk_context *b = ctx_new(t.m, pol, S, W, 0, 1, SK_KV_F16);
+        sk_cache_params cp = {.policy = pol, .n_sinks = S, .n_window = W};
+        oracle *o = oracle_new(t.m, &cp, T);
+        double ref[64];
+        for (int64_t i = 0; i < T; i++) oracle_step(o, toks[i], ref);
+        sk_error err = {0};
+        assert_int_equal(sk_decode(a, toks, T, &err), SK_OK);
+        for (int64_t i = 0; i < T; i++) assert_int_equal(sk_decode(b, &toks[i], 1, &err), SK_OK);
+        double eo = rel_err(sk_logits(a), ref, 64), md = 0, mb = 0;
+        for (int i = 0; i < 64; i++) {
+            md = fmax(md, fabs(sk_logits(a)[i] - sk_logits(b)[i]));
+            mb = fmax(mb, fabs(sk_logits(b)[i]));
+        }
+        printf("  f16 S=%d W=%d chunk=%d: vs oracle %.2g, vs token-by-token %.2g\n", S, W, B, eo, md / mb);
+        assert_true(eo < 5e-3);
+        assert_true(md / mb < 1e-3);
+        free(toks);
+        oracle_free(o);
+        sk_context_free(a);
+        sk_context_free(b);
+    }
+    tiny_free(&t);
+}
+
 /* F16 storage (the default) stays close to the oracle too. */
 static void test_f16_and_q8_cache(void **state) {
     (void)state;
@@ -293,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_sink_window_vs_oracle),
         cmocka_unit_test(test_other_policies_vs_oracle),
         cmocka_unit_test(test_chunked_prefill),
+        cmocka_unit_test(test_chunked_f16_vs_oracle),
         cmocka_unit_test(test_f16_and_q8_cache),
         cmocka_unit_test(test_no_drift_at_1m),
     };

@@ -26,7 +26,7 @@ static void check_set(const sk_vec_kernels *simd) {
     int64_t ns[] = {1, 2, 3, 17, 64, 257};
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
-            for (int n_rep = 1; n_rep <= 9; n_rep += 2) {
+            for (int n_rep = 1; n_rep <= 50; n_rep += (n_rep < 9 ? 2 : 20)) {
                 int hd = hds[a];
                 int64_t n = ns[b];
                 uint16_t *K = malloc(sizeof(uint16_t) * (size_t)(n * hd));

@@ -255,6 +255,12 @@ int cmd_ppl(int argc, char **argv) {
     int64_t *spos = malloc(sizeof(int64_t) * (size_t)cap);
     double *snll = malloc(sizeof(double) * (size_t)cap);
     int tty = isatty(2) && !o.quiet;
+    int32_t *tgt = malloc(sizeof(int32_t) * (size_t)o.n_batch);
+    double *nllv = malloc(sizeof(double) * (size_t)o.n_batch);
+    if (!tgt || !nllv || !spos || !snll) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
     double sum = 0, t0 = sk_now_ms(), last_prog = 0, rss = rss_mb();
     rc = 0;
     if (n_pre > 0) {
@@ -293,10 +299,15 @@ int cmd_ppl(int argc, char **argv) {
                 break;
             }
             rss = rss_mb();
+            for (int j = 0; j < n; j++) tgt[j] = SCORED(i + j + 1) ? toks[i + j + 1] : -1;
+            if (sk_context_nll(c, tgt, n, nllv, &err)) {
+                rc = 1;
+                break;
+            }
             for (int j = 0; j < n; j++) {
                 int64_t p = i + j + 1;
                 if (!SCORED(p)) continue;
-                double v = nll_of(sk_logits_ith(c, j), nv, toks[p]);
+                double v = nllv[j];
                 sum += v;
                 spos[n_scored] = p;
                 snll[n_scored++] = v;
@@ -331,6 +342,8 @@ int cmd_ppl(int argc, char **argv) {
     }
     free(spos);
     free(snll);
+    free(tgt);
+    free(nllv);
     free(toks);
     sk_context_free(c);
     sk_model_free(m);
