@@ -33,11 +33,14 @@ run_a() {
     run_ar
 }
 run_ar() { ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 100; }
-run_b() {
-    for c in 1024 2048; do for s in 0 1 2 4 8; do
-        if [ "$s" = 0 ]; then ppl "b_s0_c$c" --tokens 65536 --cache window --window "$c"
-        else ppl "b_s${s}_c$c" --tokens 65536 --cache sink --sinks "$s" --window $((c - s)); fi
-    done; done
+run_b() { run_b1; run_b2; }
+run_b1() { table2 1024; }
+run_b2() { table2 2048; }
+table2() {
+    for s in 0 1 2 4 8; do
+        if [ "$s" = 0 ]; then ppl "b_s0_c$1" --tokens 65536 --cache window --window "$1"
+        else ppl "b_s${s}_c$1" --tokens 65536 --cache sink --sinks "$s" --window $(($1 - s)); fi
+    done
 }
 run_c() {
     for c in 256 512 1024 2048 4096; do

@@ -218,6 +218,30 @@ typedef struct kv_seg {
     int pfx;           /* scored with the query rotated at its cache position */
 } kv_seg;
 
+/* The visible keys as contiguous runs: prefix slots [0, n_pfx), then the
+ * window [lo, lo + n_win) of stream positions, which wraps the ring at most
+ * once. Returns the number of runs (<= 3). */
+static int build_segs(const sk_kvcache *kv, int l, int g, int64_t n_pfx, int64_t lo,
+                      int64_t n_win, kv_seg *seg) {
+    int ns = 0;
+    if (n_pfx > 0)
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
+                             slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
+                             kv->pfx_type, kv->pfx_row, n_pfx, 1};
+    if (n_win > 0) {
+        int64_t s0 = (lo - kv->n_prefix) % kv->ring_cap;
+        int64_t n0 = kv->ring_cap - s0 < n_win ? kv->ring_cap - s0 : n_win;
+        seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
+                             kv->kv_type, kv->ring_row, n0, 0};
+        if (n0 < n_win)
+            seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
+                                 kv->kv_type, kv->ring_row, n_win - n0, 0};
+    }
+    return ns;
+}
+
 static void seg_scores(const kv_seg *sg, int hd, int n_rep, const float *q, float scale,
                        float *att, size_t stride) {
     if (sg->type == SK_TYPE_F16) {
@@ -265,22 +289,7 @@ void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win
     int64_t n_keys = n_pfx + n_win;
     float scale = 1.0f / sqrtf((float)hd);
     kv_seg seg[3];
-    int ns = 0;
-    if (n_pfx > 0)
-        seg[ns++] = (kv_seg){slot_ptr(kv->k_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
-                             slot_ptr(kv->v_pfx, kv, l, g, kv->n_prefix, 0, kv->pfx_row),
-                             kv->pfx_type, kv->pfx_row, n_pfx, 1};
-    if (n_win > 0) {
-        int64_t s0 = (lo - kv->n_prefix) % kv->ring_cap;
-        int64_t n0 = kv->ring_cap - s0 < n_win ? kv->ring_cap - s0 : n_win;
-        seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
-                             slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
-                             kv->kv_type, kv->ring_row, n0, 0};
-        if (n0 < n_win)
-            seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
-                                 slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
-                                 kv->kv_type, kv->ring_row, n_win - n0, 0};
-    }
+    int ns = build_segs(kv, l, g, n_pfx, lo, n_win, seg);
     int64_t off = 0;
     for (int i = 0; i < ns; i++) {
         seg_scores(&seg[i], hd, n_rep, seg[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n_keys);
@@ -329,22 +338,7 @@ void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, con
     float scale = 1.0f / sqrtf((float)hd);
     const sk_vec_kernels *vk = sk_vec_get();
     kv_seg seg[3];
-    int ns = 0;
-    if (n_pfx > 0)
-        seg[ns++] = (kv_seg){slot_ptr(kv->k_pfx, kv, l, g, S, 0, kv->pfx_row),
-                             slot_ptr(kv->v_pfx, kv, l, g, S, 0, kv->pfx_row), kv->pfx_type,
-                             kv->pfx_row, n_pfx, 1};
-    if (n_win > 0) {
-        int64_t s0 = (wlo - S) % kv->ring_cap;
-        int64_t n0 = kv->ring_cap - s0 < n_win ? kv->ring_cap - s0 : n_win;
-        seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
-                             slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, s0, kv->ring_row),
-                             kv->kv_type, kv->ring_row, n0, 0};
-        if (n0 < n_win)
-            seg[ns++] = (kv_seg){slot_ptr(kv->k_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
-                                 slot_ptr(kv->v_ring, kv, l, g, kv->ring_cap, 0, kv->ring_row),
-                                 kv->kv_type, kv->ring_row, n_win - n0, 0};
-    }
+    int ns = build_segs(kv, l, g, n_pfx, wlo, n_win, seg);
     int64_t off = 0;
     for (int k = 0; k < ns; k++) {
         vk->kq_f16(seg[k].n, hd, (const uint16_t *)seg[k].k, nrows, seg[k].pfx ? q_pfx : q_win,

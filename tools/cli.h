@@ -67,6 +67,13 @@ sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms);
 
 double sk_now_ms(void);
 
+/* Read a whole file (or pipe) into a malloc'ed buffer with a NUL after the
+ * last byte; NULL on error or past max_bytes. *len gets the byte count. */
+char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len);
+
+/* Resident set size of this process in MiB (/proc/self/statm). */
+double sk_rss_mb(void);
+
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_stream(int argc, char **argv); /* bench --stream (cmd_stream.c) */

@@ -24,27 +24,6 @@ static const char *ATTN_USAGE =
     "  -m, --model PATH      GGUF model (default: the bundled SmolLM2-135M-Instruct)\n"
     "  -t, --threads N       threads\n";
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    size_t r;
-    while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap && n < (64u << 20)) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) free(b);
-            b = nb;
-        } else if (n == cap) {
-            break; /* the first 64 MiB are plenty for 1024 tokens */
-        }
-    }
-    fclose(f);
-    if (b) *len = n;
-    return b;
-}
-
 int cmd_attn(int argc, char **argv) {
     const char *file = NULL, *png = NULL, *model = NULL, *layers_s = NULL;
     int n_tok = 256, n_threads = 0;
@@ -121,7 +100,7 @@ int cmd_attn(int argc, char **argv) {
             if (def[i] < hp->n_layer && (nl == 0 || def[i] != layers[nl - 1])) layers[nl++] = def[i];
     }
     size_t len = 0;
-    char *text = slurp(file, &len);
+    char *text = sk_cli_read_file(file, (size_t)1 << 30, &len);
     if (!text) {
         fprintf(stderr, "error: cannot read %s\n", file);
         sk_model_free(m);

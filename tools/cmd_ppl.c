@@ -41,16 +41,6 @@ static const char *PPL_USAGE =
     "  -b, --batch-size N      tokens per chunk (default 64)\n"
     "  -q, --quiet             no progress bar\n";
 
-static double rss_mb(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
-        fclose(f);
-    }
-    return res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
 /* -log softmax(logits)[target] */
 static double nll_of(const float *lg, int64_t n, int32_t target) {
     float mx = lg[0];
@@ -58,25 +48,6 @@ static double nll_of(const float *lg, int64_t n, int32_t target) {
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += exp((double)lg[i] - mx);
     return log(s) + mx - lg[target];
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return NULL;
-    }
-    long n = ftell(f);
-    rewind(f);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) *len = (size_t)n;
-    return b;
 }
 
 static void config_label(const sk_cli *o, char *buf, size_t n) {
@@ -173,7 +144,7 @@ int cmd_ppl(int argc, char **argv) {
         return 2;
     }
     size_t len = 0;
-    char *text = slurp(o.ppl_file, &len);
+    char *text = sk_cli_read_file(o.ppl_file, (size_t)1 << 30, &len);
     if (!text) {
         fprintf(stderr, "error: cannot read %s\n", o.ppl_file);
         return 1;
@@ -261,7 +232,7 @@ int cmd_ppl(int argc, char **argv) {
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
-    double sum = 0, t0 = sk_now_ms(), last_prog = 0, rss = rss_mb();
+    double sum = 0, t0 = sk_now_ms(), last_prog = 0, rss = sk_rss_mb();
     rc = 0;
     if (n_pre > 0) {
         int32_t pre[256];
@@ -286,7 +257,7 @@ int cmd_ppl(int argc, char **argv) {
             snll[n_scored++] = v;
             if (csv) fprintf(csv, "%lld,%d,%.6f,%.1f\n", (long long)p, toks[p], v, rss);
             if (tty && sk_now_ms() - last_prog > 200) {
-                rss = rss_mb();
+                rss = sk_rss_mb();
                 progress(p, N, sum, n_scored, t0);
                 last_prog = sk_now_ms();
             }
@@ -298,7 +269,7 @@ int cmd_ppl(int argc, char **argv) {
                 rc = 1;
                 break;
             }
-            rss = rss_mb();
+            rss = sk_rss_mb();
             for (int j = 0; j < n; j++) tgt[j] = SCORED(i + j + 1) ? toks[i + j + 1] : -1;
             if (sk_context_nll(c, tgt, n, nllv, &err)) {
                 rc = 1;

@@ -33,31 +33,6 @@ static const char *RUN_USAGE =
     "  -c, --ctx-size N        dense capacity (4096)\n"
     "      --kv-type T         f16 (default), f32, q8_0\n";
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) *len = n;
-    return buf;
-}
-
 int cmd_run(int argc, char **argv) {
     sk_cli o;
     int rc = sk_cli_parse(&o, "run", OPT_MODEL | OPT_THREADS | OPT_GEN | OPT_SAMPLE | OPT_CACHE,
@@ -66,7 +41,7 @@ int cmd_run(int argc, char **argv) {
     char *text = NULL;
     size_t text_len = 0;
     if (o.prompt_file) {
-        text = read_file(o.prompt_file, &text_len);
+        text = sk_cli_read_file(o.prompt_file, (size_t)1 << 30, &text_len);
         if (!text) {
             fprintf(stderr, "error: cannot read %s\n", o.prompt_file);
             return 1;

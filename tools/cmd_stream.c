@@ -198,16 +198,6 @@ static int parse_opts(stream_opts *o, int argc, char **argv) {
     return 0;
 }
 
-static double rss_mb(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
-        fclose(f);
-    }
-    return res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
-}
-
 /* Create the directory holding path (one level) if it is missing; returns 0
  * when it exists and is writable, else -1 with a message printed. */
 static int ensure_parent_dir(const char *path) {
@@ -294,7 +284,7 @@ static int time_full_cache(const sk_model *m, const stream_opts *o, sk_cache_pol
         double t0 = sk_now_ms();
         rc = greedy(c, &tok, n_steps, nv, &err) ? -1 : 0;
         *ms = (sk_now_ms() - t0) / n_steps;
-        *rss = rss_mb();
+        *rss = sk_rss_mb();
     }
     if (rc) fprintf(stderr, "%serror: %s, cache %d: %s\n", tty ? "\n" : "", name, C, err.msg);
     sk_context_free(c);
@@ -328,7 +318,7 @@ static int run_curve(const sk_model *m, curve *cv, sk_context *c, int64_t n, int
         int64_t b = cv->n_blocks++;
         cv->end[b] = (double)done;
         cv->ms[b] = ms;
-        cv->rss[b] = rss_mb();
+        cv->rss[b] = sk_rss_mb();
         double el = (sk_now_ms() - t_start) / 1e3, eta = el * (double)(n - done) / (double)done;
         progress(tty, "tokens: %s %lld/%lld  %.2f ms/tok  rss %.0f MiB  eta %dm%02ds", cv->policy,
                  (long long)done, (long long)n, ms, cv->rss[b], (int)eta / 60, (int)eta % 60);
@@ -458,7 +448,7 @@ int cmd_bench_stream(int argc, char **argv) {
     printf("sinkllm bench --stream: %s, %d thread%s, %s, kv %s; RSS after load %.0f MiB, "
            "weights %.1f MiB mapped\n(RSS below is the whole process: it counts the weights "
            "once touched and the KV cache as it fills)\n\n",
-           sk_model_desc(m), nth, nth == 1 ? "" : "s", sk_quant_isa(), kvn, rss_mb(),
+           sk_model_desc(m), nth, nth == 1 ? "" : "s", sk_quant_isa(), kvn, sk_rss_mb(),
            sk_model_size(m) / 1048576.0);
 
     /* ---- 1. latency vs cache size ------------------------------------- */
