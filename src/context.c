@@ -200,7 +200,9 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
 void sk_context_reset(sk_context *c) {
     sk_kvcache_reset(c->kv);
     c->has_logits = 0;
+    c->n_logits = 0;
     c->n_hist = 0;
+    c->n_recomputed = 0;
 }
 
 const float *sk_logits(const sk_context *c) {
@@ -261,7 +263,7 @@ static void matmul(sk_context *c, const sk_matmul_job *jobs, int n_jobs, const f
 void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
     memset(s, 0, sizeof *s);
     if (c->p.cache.policy == SK_CACHE_RECOMPUTE) {
-        s->n_past = c->n_hist > c->kv->n_past ? c->n_hist : c->kv->n_past;
+        /* each re-encode replaced one token of the window with a new one */
         s->n_past = c->n_recomputed + c->kv->n_past;
         s->n_cached = c->kv->n_past;
         s->n_evicted = c->n_recomputed;
