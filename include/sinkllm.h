@@ -131,6 +131,26 @@ sk_status sk_context_nll(sk_context *c, const int32_t *targets, int n, double *n
 sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_layers, int n_tok,
                                        float *buf, sk_error *err);
 
+/* ---- sessions: save and restore a context ----------------------------- */
+
+/* Write the context's whole state (KV cache, positions, last logits) and an
+ * optional caller blob (e.g. the transcript) to path, crash-safely: the file
+ * is written to path.tmp.<pid>, fsynced, renamed over path, and the
+ * directory fsynced, so path always holds the old or the new version. The
+ * file carries a magic, a version, the model's fingerprint, the cache
+ * configuration and a checksum. Symlinks at path are replaced, not
+ * followed. */
+sk_status sk_context_save(const sk_context *c, const char *path, const void *blob,
+                          size_t blob_len, sk_error *err);
+
+/* Restore a state written by sk_context_save into a context of the same
+ * model and cache configuration. A truncated or corrupt file (checksum), a
+ * foreign model, another configuration or version gives a clear error and
+ * leaves the context reset. *blob (malloc'ed, caller frees; NULL when empty)
+ * and *blob_len receive the caller blob; pass blob NULL to ignore it. */
+sk_status sk_context_load(sk_context *c, const char *path, void **blob, size_t *blob_len,
+                          sk_error *err);
+
 /* Forget everything: empty cache, position 0. */
 void sk_context_reset(sk_context *c);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "context.h"
 #include "kvcache.h"
 #include "model.h"
 #include "ops.h"
@@ -15,46 +16,6 @@
 #include "threadpool.h"
 #include "tokenizer.h"
 
-#define SK_QBLK 16 /* query tokens per block in the chunked attention path */
-
-struct sk_context {
-    const sk_model *m;
-    sk_context_params p;
-    sk_pool *pool;
-    sk_kvcache *kv;
-    int n_batch;
-    int n_rep;           /* query heads per KV head */
-    double *theta;       /* (n_rot / 2) RoPE frequencies */
-    /* activations, n_batch rows each */
-    float *x;            /* (n_batch, n_embd) residual stream */
-    float *xb;           /* (n_batch, n_embd) normed input / matmul output */
-    float *q;            /* (n_batch, n_head * head_dim) rotated at stream position */
-    float *qp;           /* (n_batch, n_head * head_dim) rotated at cache position */
-    float *k;            /* (n_batch, n_head_kv * head_dim) */
-    float *v;            /* (n_batch, n_head_kv * head_dim) */
-    float *ao;           /* (n_batch, n_head * head_dim) attention output */
-    float *hg;           /* (n_batch, n_ff) gate, then SwiGLU */
-    float *hu;           /* (n_batch, n_ff) up */
-    float *att;          /* (n_threads, n_rep * (n_prefix + ring_cap)) scores */
-    size_t att_stride;
-    float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
-    float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
-    int64_t *lo;         /* (n_batch) lowest visible window position per token */
-    uint8_t *use_pfx;    /* (n_batch) query needs a second rotation */
-    void *qbuf;          /* quantized activations */
-    float *rowbuf;       /* precise mode: (n_threads, widest input) dequantized rows */
-    float *logits;       /* (n_vocab), or (n_batch, n_vocab) with logits_all */
-    int n_logits;        /* rows of logits from the last sk_decode call */
-    int has_logits;
-    /* attention capture (diagnostics) */
-    const int *cap_layers;
-    int cap_n_layers, cap_n_tok;
-    float *cap_buf;
-    /* recompute policy: the last n_window tokens */
-    int32_t *hist;
-    int64_t n_hist;
-    int64_t n_recomputed;
-};
 
 void sk_context_params_default(sk_context_params *p) {
     memset(p, 0, sizeof *p);

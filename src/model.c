@@ -251,9 +251,20 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
         sk_model_free(m);
         return st;
     }
-    /* fingerprint: header + tensor infos (up to the data section) */
+    /* fingerprint: header + tensor infos (up to the data section) and a
+     * sample of each tensor's bytes (start, middle, end), so that two
+     * fine-tunes of one shape differ */
     uint64_t h = 0xcbf29ce484222325ULL;
-    m->fingerprint = fnv1a(h, data, m->gguf->data_offset < size ? m->gguf->data_offset : size);
+    h = fnv1a(h, data, m->gguf->data_offset < size ? m->gguf->data_offset : size);
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const gguf_tensor *t = &m->gguf->tensors[i];
+        size_t nb = (size_t)t->nbytes, k = nb < 64 ? nb : 64;
+        const char *d = t->data;
+        h = fnv1a(h, d, k);
+        h = fnv1a(h, d + nb / 2 - (nb / 2 < k ? nb / 2 : k / 2), k);
+        h = fnv1a(h, d + nb - k, k);
+    }
+    m->fingerprint = h;
     const char *ftn[] = {"F32", "F16", "Q4_0", "Q4_1", "?", "?", "?", "Q8_0", "Q5_0", "Q5_1",
                          "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S",
                          "Q5_K_M", "Q6_K"};

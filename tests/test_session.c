@@ -1,0 +1,271 @@
+/* test_session.c - saving and restoring a context: a restored session
+ * continues with logits identical to one never interrupted; corrupt,
+ * truncated, foreign-model and other-configuration files give clear errors;
+ * a writer killed with SIGKILL in the middle of saves leaves the old or the
+ * new file, never garbage. */
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "model.h"
+#include "sinkllm.h"
+#include "util_tiny.h"
+
+static uint8_t *g_buf;
+static sk_model *g_m;
+static char g_dir[64];
+
+static int setup(void **state) {
+    (void)state;
+    tiny_opts o;
+    tiny_defaults(&o);
+    size_t n;
+    tiny_build(&o, &g_buf, &n);
+    sk_error err = {0};
+    if (sk_model_from_span(g_buf, n, &g_m, &err)) return -1;
+    snprintf(g_dir, sizeof g_dir, "/tmp/sk_sess_%d", (int)getpid());
+    return mkdir(g_dir, 0700) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    sk_model_free(g_m);
+    free(g_buf);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static sk_context *ctx(const sk_model *m, sk_cache_policy pol, int S, int W) {
+    sk_context_params p;
+    sk_context_params_default(&p);
+    p.n_threads = 1;
+    p.n_batch = 8;
+    p.cache.policy = pol;
+    p.cache.n_sinks = S;
+    p.cache.n_window = W;
+    p.cache.n_ctx = 256;
+    sk_context *c = NULL;
+    sk_error err = {0};
+    if (sk_context_new(m, &p, &c, &err)) fail_msg("%s", err.msg);
+    return c;
+}
+
+static int32_t tok(int i) { return (int32_t)((i * 31 + 7) % 64); }
+
+static void feed(sk_context *c, int from, int n) {
+    sk_error err = {0};
+    for (int i = from; i < from + n; i++) {
+        int32_t t = tok(i);
+        assert_int_equal(sk_decode(c, &t, 1, &err), SK_OK);
+    }
+}
+
+static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+
+static void test_roundtrip_identical(void **state) {
+    (void)state;
+    sk_cache_policy pols[] = {SK_CACHE_SINK, SK_CACHE_WINDOW, SK_CACHE_DENSE, SK_CACHE_SHIFT, SK_CACHE_RECOMPUTE};
+    for (size_t k = 0; k < sizeof pols / sizeof *pols; k++) {
+        sk_context *a = ctx(g_m, pols[k], 4, 16), *b = ctx(g_m, pols[k], 4, 16);
+        feed(a, 0, 50); /* several ring wraps */
+        char path[128];
+        path_of(path, sizeof path, "rt.sess");
+        sk_error err = {0};
+        const char blob[] = "transcript: hello";
+        assert_int_equal(sk_context_save(a, path, blob, sizeof blob, &err), SK_OK);
+        void *got = NULL;
+        size_t got_len = 0;
+        assert_int_equal(sk_context_load(b, path, &got, &got_len, &err), SK_OK);
+        assert_int_equal(got_len, sizeof blob);
+        assert_memory_equal(got, blob, sizeof blob);
+        free(got);
+        assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+        for (int i = 50; i < 90; i++) { /* continue both: bit-identical */
+            feed(a, i, 1);
+            feed(b, i, 1);
+            assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+        }
+        sk_context_stats sa, sb;
+        sk_context_get_stats(a, &sa);
+        sk_context_get_stats(b, &sb);
+        assert_int_equal(sa.n_past, sb.n_past);
+        assert_int_equal(sa.n_evicted, sb.n_evicted);
+        sk_context_free(a);
+        sk_context_free(b);
+    }
+}
+
+static void expect_load_error(sk_context *c, const char *path, const char *needle) {
+    sk_error err = {0};
+    void *blob = (void *)1;
+    size_t n = 7;
+    assert_int_not_equal(sk_context_load(c, path, &blob, &n, &err), SK_OK);
+    assert_null(blob);
+    assert_int_equal(n, 0);
+    if (!strstr(err.msg, needle)) fail_msg("'%s' lacks '%s'", err.msg, needle);
+    /* the context is usable (reset) afterwards */
+    sk_context_stats st;
+    sk_context_get_stats(c, &st);
+    assert_int_equal(st.n_past, 0);
+    assert_null(sk_logits(c));
+}
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const uint8_t *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void test_bad_files(void **state) {
+    (void)state;
+    sk_context *a = ctx(g_m, SK_CACHE_SINK, 4, 16), *b = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(a, 0, 30);
+    char path[128], bad[128];
+    path_of(path, sizeof path, "good.sess");
+    path_of(bad, sizeof bad, "bad.sess");
+    sk_error err = {0};
+    assert_int_equal(sk_context_save(a, path, "x", 1, &err), SK_OK);
+    size_t n;
+    uint8_t *good = slurp(path, &n);
+    /* every truncation (a sample of prefixes, all of the header) */
+    for (size_t len = 0; len < n; len += (len < 256 ? 1 : 97)) {
+        spit(bad, good, len);
+        expect_load_error(b, bad, "");
+    }
+    /* a flipped byte in the payload, and in each header field region */
+    for (size_t off = 0; off < n; off += 53) {
+        uint8_t *c = malloc(n);
+        memcpy(c, good, n);
+        c[off] ^= 0x40;
+        spit(bad, c, n);
+        expect_load_error(b, bad, "");
+        free(c);
+    }
+    uint8_t *c = malloc(n + 1);
+    memcpy(c, good, n);
+    c[n - 1] ^= 1;
+    spit(bad, c, n);
+    expect_load_error(b, bad, "checksum");
+    memcpy(c, good, n);
+    c[0] = 'X';
+    spit(bad, c, n);
+    expect_load_error(b, bad, "not a sinkllm session");
+    memcpy(c, good, n);
+    c[n] = 0;
+    spit(bad, c, n + 1);
+    expect_load_error(b, bad, "trailing");
+    free(c);
+    free(good);
+    /* another cache configuration */
+    sk_context *w = ctx(g_m, SK_CACHE_SINK, 4, 17);
+    expect_load_error(w, path, "configuration");
+    sk_context_free(w);
+    /* another model (different weights, same shapes) */
+    tiny_opts o;
+    tiny_defaults(&o);
+    o.seed = 99;
+    uint8_t *buf2;
+    size_t n2;
+    tiny_build(&o, &buf2, &n2);
+    sk_model *m2 = NULL;
+    assert_int_equal(sk_model_from_span(buf2, n2, &m2, &err), SK_OK);
+    sk_context *x = ctx(m2, SK_CACHE_SINK, 4, 16);
+    expect_load_error(x, path, "another model");
+    sk_context_free(x);
+    sk_model_free(m2);
+    free(buf2);
+    /* a symlink is not followed; a directory and a missing file are errors */
+    char link[128];
+    path_of(link, sizeof link, "link.sess");
+    assert_int_equal(symlink(path, link), 0);
+    expect_load_error(b, link, "symbolic link");
+    expect_load_error(b, g_dir, "");
+    path_of(bad, sizeof bad, "missing.sess");
+    expect_load_error(b, bad, "No such file");
+    /* saving over a symlink replaces the link, the target is untouched */
+    size_t before;
+    free(slurp(path, &before));
+    sk_context *e = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(e, 0, 3);
+    assert_int_equal(sk_context_save(e, link, NULL, 0, &err), SK_OK);
+    size_t after;
+    free(slurp(path, &after));
+    assert_int_equal(before, after);
+    assert_int_equal(sk_context_load(b, link, NULL, NULL, &err), SK_OK); /* now a plain file */
+    sk_context_free(e);
+    sk_context_free(a);
+    sk_context_free(b);
+}
+
+/* A child saves two states alternately into one path and is killed at a
+ * random moment; the file must always load as one of the two. */
+static void test_kill9_during_save(void **state) {
+    (void)state;
+    char path[128];
+    path_of(path, sizeof path, "kill.sess");
+    sk_context *a = ctx(g_m, SK_CACHE_SINK, 4, 16), *b = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(a, 0, 20);
+    feed(b, 100, 27);
+    float la[64], lb[64];
+    memcpy(la, sk_logits(a), sizeof la);
+    memcpy(lb, sk_logits(b), sizeof lb);
+    sk_error err = {0};
+    assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
+    srand((unsigned)time(NULL));
+    int n_a = 0, n_b = 0;
+    for (int round = 0; round < 30; round++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            for (int i = 0;; i++) sk_context_save(i % 2 ? b : a, path, NULL, 0, NULL);
+        }
+        struct timespec ts = {0, (long)(rand() % 20000) * 1000};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        sk_context *r = ctx(g_m, SK_CACHE_SINK, 4, 16);
+        assert_int_equal(sk_context_load(r, path, NULL, NULL, &err), SK_OK);
+        if (!memcmp(sk_logits(r), la, sizeof la)) n_a++;
+        else if (!memcmp(sk_logits(r), lb, sizeof lb)) n_b++;
+        else fail_msg("round %d: restored state is neither version", round);
+        sk_context_free(r);
+    }
+    printf("  30 kills: file held state A %d times, state B %d times, never garbage\n", n_a, n_b);
+    /* leftover temporary files are the only debris */
+    sk_context_free(a);
+    sk_context_free(b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip_identical),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_kill9_during_save),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
