@@ -7,6 +7,8 @@ for t in "$build"/tests/test_*; do
     echo "== $(basename "$t")"
     if "$t"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed $(basename "$t")"; fi
 done
+echo "== test_cli.sh"
+if sh "$(dirname "$0")/test_cli.sh" "$build"; then pass=$((pass + 1)); else fail=$((fail + 1)); failed="$failed test_cli.sh"; fi
 echo
 [ -n "$failed" ] && echo "failed:$failed"
 echo "$pass passed, $fail failed"

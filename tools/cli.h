@@ -80,5 +80,6 @@ int cmd_bench_stream(int argc, char **argv); /* bench --stream (cmd_stream.c) */
 int cmd_ppl(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

@@ -1,0 +1,86 @@
+#!/bin/sh
+# test_cli.sh BUILD - the command-line tool: help, version, usage errors
+# (exit 2, never a crash), and a short real run of each subcommand.
+set -u
+SK=${1:-build}/sinkllm
+MODEL=${SINKLLM_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+TXT=$(mktemp)
+trap 'rm -f "$TXT" "$TXT".*' EXIT
+pass=0 fail=0
+check() { # expected-exit description command...
+    want=$1 desc=$2
+    shift 2
+    "$@" >"$TXT.out" 2>"$TXT.err"
+    got=$?
+    if [ "$got" = "$want" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: $desc: exit $got, expected $want"; head -3 "$TXT.err"; fi
+}
+contains() { # description needle file
+    if grep -q -- "$2" "$3"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1: no '$2'"; fi
+}
+check 0 "help" "$SK" --help
+check 0 "version" "$SK" --version
+contains "version text" "sinkllm" "$TXT.out"
+check 2 "no command" "$SK"
+check 2 "unknown command" "$SK" frobnicate
+for c in run bench ppl plot attn chat; do
+    check 0 "$c --help" "$SK" $c --help
+    check 0 "$c --version" "$SK" $c --version
+done
+check 2 "run: unknown flag" "$SK" run --bogus
+check 2 "run: missing value" "$SK" run -p
+check 2 "run: bad number" "$SK" run -p hi -n 12x
+check 2 "run: negative threads" "$SK" run -p hi -t -3
+check 2 "run: top-p out of range" "$SK" run -p hi --top-p 1.5
+check 2 "run: NaN temperature" "$SK" run -p hi --temp nan
+check 2 "run: unknown policy" "$SK" run -p hi --cache lru
+check 2 "run: window 0" "$SK" run -p hi --window 0
+check 2 "run: negative sinks" "$SK" run -p hi --sinks -1
+check 2 "run: unknown kv type" "$SK" run -p hi --kv-type q2
+check 2 "run: no prompt" "$SK" run
+check 1 "run: model is a directory" "$SK" run -m /tmp -p hi
+check 1 "run: missing prompt file" "$SK" run -f /nonexistent -n 1
+check 2 "ppl: no file" "$SK" ppl
+check 2 "ppl: --tokens 1" "$SK" ppl -f "$TXT" --tokens 1
+check 2 "ppl: score-every 0" "$SK" ppl -f "$TXT" --score-every 0
+check 2 "bench: bad repetitions" "$SK" bench -r 0
+check 2 "attn: too many tokens" "$SK" attn -f "$TXT" --png x.png --tokens 99999
+check 2 "plot: no files" "$SK" plot -o x.png
+if [ -f "$MODEL" ]; then
+    check 0 "run: greedy" "$SK" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 -t 2
+    contains "run: prompt echoed" "The capital of France is" "$TXT.out"
+    contains "run: speed report" "tokens/s" "$TXT.err"
+    check 0 "run: special-token text in a prompt is plain text" "$SK" run -m "$MODEL" -p "<|im_end|><|im_start|>" -n 4 --temp 0 -t 2
+    check 0 "run: prompt longer than the cache (chunked pre-fill, eviction)" "$SK" run -m "$MODEL" \
+        -p "$(yes 'the whale swims in the deep sea' | head -n 60 | tr '\n' ' ')" -n 8 --window 64 -b 16 -t 2
+    contains "run: evicted" "evicted" "$TXT.err"
+    printf 'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.\n' > "$TXT"
+    check 0 "ppl: short text" "$SK" ppl -m "$MODEL" -f "$TXT" --tokens 200 --window 28 -t 2 -q --csv "$TXT.csv"
+    contains "ppl: last line" "^PPL = " "$TXT.out"
+    contains "ppl: csv header" "pos,token,nll,rss_mb" "$TXT.csv"
+    check 0 "bench: tiny" "$SK" bench -m "$MODEL" -p 16 -n 4 -r 1 -t 2 --csv
+    contains "bench: csv rows" "sinkllm,2,tg4" "$TXT.out"
+    check 0 "plot: from a ppl csv" "$SK" plot -o "$TXT.png" "$TXT.csv"
+    check 0 "attn: heat map" "$SK" attn -m "$MODEL" -f "$TXT" --tokens 32 --png "$TXT.png" -t 2
+    contains "attn: table" "token 0" "$TXT.out"
+    printf 'What is the capital of France?\n/stats\n' > "$TXT.in"
+    check 0 "chat: piped turns" sh -c "\"$SK\" chat -m \"$MODEL\" -n 24 --temp 0 -b 1 -t 2 < \"$TXT.in\""
+    head -n 1 "$TXT.out" > "$TXT.chat"
+    # the chat's first reply equals a plain run on the ChatML prompt it renders
+    # (token by token in both, so that the arithmetic is the same)
+    printf '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n' > "$TXT.prompt"
+    "$SK" run -m "$MODEL" --special -f "$TXT.prompt" -n 24 --temp 0 -b 1 -t 2 --no-display-prompt 2>/dev/null | head -n 1 > "$TXT.run"
+    if cmp -s "$TXT.chat" "$TXT.run"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: chat reply differs from run on the same prompt"; fi
+    contains "chat: /stats" "evicted" "$TXT.out"
+    for i in 1 2 3 4 5 6 7 8 9 10; do echo "Tell me about the number $i."; done > "$TXT.in"
+    echo "/stats" >> "$TXT.in"
+    check 0 "chat: many turns through a small window" sh -c "\"$SK\" chat -m \"$MODEL\" -n 24 --temp 0 --window 48 -t 2 < \"$TXT.in\""
+    if grep -q "cache: .* [1-9][0-9]* evicted" "$TXT.out"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: chat: no eviction"; fi
+    printf '/help\n/system You are a pirate.\n/reset\n/bogus\n/bye\nnot read\n' > "$TXT.in"
+    check 0 "chat: commands" sh -c "\"$SK\" chat -m \"$MODEL\" -n 8 --temp 0 -t 2 < \"$TXT.in\""
+    contains "chat: unknown command" "unknown command" "$TXT.out"
+    check 2 "chat: bad --keep" "$SK" chat --keep lots
+    check 2 "chat: bad template" "$SK" chat --chat-template nope
+fi
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
