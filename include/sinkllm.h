@@ -151,6 +151,12 @@ sk_status sk_context_save(const sk_context *c, const char *path, const void *blo
 sk_status sk_context_load(sk_context *c, const char *path, void **blob, size_t *blob_len,
                           sk_error *err);
 
+/* Read only the cache configuration, batch size and caller blob of a
+ * session file (to create a matching context before sk_context_load). The
+ * blob is checked by the full load, not here. */
+sk_status sk_session_peek(const char *path, sk_cache_params *cache, int *n_batch, void **blob,
+                          size_t *blob_len, sk_error *err);
+
 /* Forget everything: empty cache, position 0. */
 void sk_context_reset(sk_context *c);
 

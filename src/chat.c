@@ -536,7 +536,7 @@ sk_status sk_chat_render_text(sk_chat_kind k, const sk_chat_msg *msgs, int n_msg
             free(l.v);
             return sk_error_set(err, SK_ERR_INVALID, "chat: prompt too long");
         }
-        if (cap > 0 && total < cap - 1) {
+        if (len > 0 && cap > 0 && total < cap - 1) {
             size_t w = cap - 1 - total < len ? cap - 1 - total : len;
             memcpy(buf + total, s, w);
         }

@@ -253,3 +253,47 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
     }
     return SK_OK;
 }
+
+sk_status sk_session_peek(const char *path, sk_cache_params *cache, int *n_batch, void **blob,
+                          size_t *blob_len, sk_error *err) {
+    *blob = NULL;
+    *blob_len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return sk_error_set(err, SK_ERR_IO, "%s: %s", path,
+                            errno == ELOOP ? "is a symbolic link (not followed)" : strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return sk_error_set(err, SK_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    sess_header h;
+    sk_status st = read_all(f, &h, sizeof h, path, err);
+    if (!st && (memcmp(h.magic, SESS_MAGIC, 8) != 0 || h.version != SESS_VERSION ||
+                h.header_size != sizeof h))
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm session file (version %u)", path,
+                          SESS_VERSION);
+    if (!st && (h.blob_bytes > SESS_MAX_BLOB || h.policy < 0 || h.policy > SK_CACHE_SHIFT ||
+                h.kv_type < 0 || h.kv_type > SK_KV_Q8_0))
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s: session header out of range", path);
+    void *b = NULL;
+    if (!st && h.blob_bytes) {
+        b = malloc((size_t)h.blob_bytes);
+        if (!b) st = sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+        else st = read_all(f, b, (size_t)h.blob_bytes, path, err);
+    }
+    fclose(f);
+    if (st) {
+        free(b);
+        return st;
+    }
+    cache->policy = (sk_cache_policy)h.policy;
+    cache->n_sinks = h.n_sinks;
+    cache->n_window = h.n_window;
+    cache->n_ctx = h.n_ctx;
+    cache->kv_type = (sk_kv_type)h.kv_type;
+    *n_batch = h.n_batch;
+    *blob = b;
+    *blob_len = (size_t)h.blob_bytes;
+    return SK_OK;
+}

@@ -79,6 +79,19 @@ if [ -f "$MODEL" ]; then
     printf '/help\n/system You are a pirate.\n/reset\n/bogus\n/bye\nnot read\n' > "$TXT.in"
     check 0 "chat: commands" sh -c "\"$SK\" chat -m \"$MODEL\" -n 8 --temp 0 -t 2 < \"$TXT.in\""
     contains "chat: unknown command" "unknown command" "$TXT.out"
+    # a saved conversation continues exactly as one never interrupted
+    SD="$TXT.sessions"
+    printf 'My name is Ahab.\nWhat is my name?\n' > "$TXT.in"
+    "$SK" chat -m "$MODEL" -n 12 --temp 0 -t 2 < "$TXT.in" > "$TXT.whole" 2>/dev/null
+    printf 'My name is Ahab.\n/save s1\n' > "$TXT.in"
+    check 0 "chat: /save" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
+    printf '/load s1\nWhat is my name?\n/load ../x\n/load nothere\n' > "$TXT.in"
+    check 0 "chat: /load" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
+    if [ "$(sed -n 2p "$TXT.whole")" = "$(sed -n 2p "$TXT.out")" ] && [ -n "$(sed -n 2p "$TXT.out")" ]; then
+        pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: chat: restored reply differs"; fi
+    contains "chat: bad session name" "session names are" "$TXT.out"
+    contains "chat: missing session" "No such file" "$TXT.out"
+    rm -rf "$SD"
     check 2 "chat: bad --keep" "$SK" chat --keep lots
     check 2 "chat: bad template" "$SK" chat --chat-template nope
 fi

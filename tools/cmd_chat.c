@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chat.h"
@@ -38,7 +39,9 @@ static const char *CHAT_USAGE =
     "  -t, --threads N           threads      -s, --seed N   sampling seed\n"
     "      --temp --top-k --top-p --min-p --repeat-penalty ...  as for 'sinkllm run'\n"
     "\n"
-    "commands: /help /reset /system TEXT /stats /bye\n";
+    "      --session-dir DIR     where /save and /load keep sessions (default: sessions)\n"
+    "\n"
+    "commands: /help /reset /system TEXT /save NAME /load NAME /stats /bye\n";
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) {
@@ -62,7 +65,97 @@ typedef struct chat {
     int64_t buf_cap;
     double last_tps;
     int64_t n_turns, n_reply_tokens;
+    const char *session_dir;
+    int fed;             /* something is in the cache since the last start */
+    int pending_system;  /* the template merges the system prompt into the first user turn */
 } chat;
+
+/* Templates that have no system turn of their own: the system prompt is
+ * rendered together with the first user message. */
+static int merges_system(sk_chat_kind k) {
+    return k == SK_CHAT_LLAMA2 || k == SK_CHAT_MISTRAL || k == SK_CHAT_GEMMA;
+}
+
+/* Session names: [A-Za-z0-9_-]{1,64}, so a name can never leave the directory. */
+static int valid_name(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The blob of a chat session: the kind, then the system prompt (NUL-ended). */
+static int save_session(chat *ch, const char *name) {
+    if (!valid_name(name)) {
+        printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
+        return 0;
+    }
+    mkdir(ch->session_dir, 0700);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.session", ch->session_dir, name);
+    const char *sys = ch->system ? ch->system : "";
+    size_t n = strlen(sys) + 2;
+    char *blob = malloc(n);
+    if (!blob) return -1;
+    blob[0] = (char)('0' + (int)ch->kind);
+    memcpy(blob + 1, sys, n - 1);
+    sk_error err = {0};
+    sk_status st = sk_context_save(ch->ctx, path, blob, n, &err);
+    free(blob);
+    if (st) printf("error: %s\n", err.msg);
+    else printf("saved %s\n", path);
+    return 0;
+}
+
+static int load_session(chat *ch, const char *name) {
+    if (!valid_name(name)) {
+        printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.session", ch->session_dir, name);
+    sk_cache_params cache;
+    int n_batch = 0;
+    void *blob = NULL;
+    size_t blob_len = 0;
+    sk_error err = {0};
+    if (sk_session_peek(path, &cache, &n_batch, &blob, &blob_len, &err)) {
+        printf("error: %s\n", err.msg);
+        return 0;
+    }
+    char *b = blob;
+    if (blob_len < 2 || b[blob_len - 1] != 0 || b[0] < '0' || b[0] >= '0' + SK_CHAT_N_KINDS) {
+        free(blob);
+        printf("error: %s: not a chat session\n", path);
+        return 0;
+    }
+    sk_context_params cp = ch->cp;
+    cp.cache = cache;
+    cp.n_batch = n_batch;
+    sk_context *c = NULL;
+    if (sk_context_new(ch->m, &cp, &c, &err) || sk_context_load(c, path, NULL, NULL, &err)) {
+        printf("error: %s\n", err.msg);
+        sk_context_free(c);
+        free(blob);
+        return 0;
+    }
+    sk_context_free(ch->ctx);
+    ch->ctx = c;
+    ch->cp = cp;
+    ch->kind = (sk_chat_kind)(b[0] - '0');
+    free(ch->system);
+    ch->system = b[1] ? strdup(b + 1) : NULL;
+    ch->fed = 1;
+    ch->pending_system = 0;
+    free(blob);
+    printf("loaded %s\n", path);
+    return 0;
+}
 
 /* Render msgs with the template into ch->buf, growing it; returns count or -1. */
 static int64_t render(chat *ch, const sk_chat_msg *msgs, int n, int add_gen, int continuation) {
@@ -83,23 +176,13 @@ static int64_t render(chat *ch, const sk_chat_msg *msgs, int n, int add_gen, int
     return -1;
 }
 
-/* (Re)create the context so that its pinned prefix fits the system turn,
- * then feed the system turn. */
-static int start(chat *ch) {
+/* (Re)create the context with n_pin tokens pinned (--keep decides). */
+static int new_context(chat *ch, int64_t n_pin) {
     sk_context_free(ch->ctx);
     ch->ctx = NULL;
-    int64_t n_sys = 0;
-    if (ch->system || ch->default_system) {
-        /* SmolLM2's template supplies this system message when none is given */
-        sk_chat_msg sys = {"system", ch->system ? ch->system
-                                                : "You are a helpful AI assistant named SmolLM, "
-                                                  "trained by Hugging Face"};
-        n_sys = render(ch, &sys, 1, 0, 0);
-        if (n_sys < 0) return -1;
-    }
     sk_context_params cp = ch->cp;
     cp.cache.policy = SK_CACHE_SINK;
-    if (!strcmp(ch->keep, "system")) cp.cache.n_sinks = n_sys > 4 ? (int)n_sys : 4;
+    if (!strcmp(ch->keep, "system")) cp.cache.n_sinks = n_pin > 4 ? (int)n_pin : 4;
     else if (!strcmp(ch->keep, "none")) cp.cache.n_sinks = 4;
     else cp.cache.n_sinks = atoi(ch->keep);
     sk_error err = {0};
@@ -107,9 +190,37 @@ static int start(chat *ch) {
         fprintf(stderr, "error: %s\n", err.msg);
         return -1;
     }
-    if (n_sys > 0 && sk_decode(ch->ctx, ch->buf, n_sys, &err)) {
-        fprintf(stderr, "error: %s\n", err.msg);
-        return -1;
+    return 0;
+}
+
+/* Start the conversation over: feed the system turn and pin it (--keep
+ * system). Templates without a system turn pin the first exchange's
+ * prompt instead, when it comes (turn()). */
+static int start(chat *ch) {
+    ch->fed = 0;
+    ch->pending_system = 0;
+    const char *sys = ch->system ? ch->system
+                      /* SmolLM2's template supplies this system message when none is given */
+                      : ch->default_system ? "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                                           : NULL;
+    if (sys && merges_system(ch->kind)) {
+        ch->pending_system = 1;
+        return new_context(ch, 0);
+    }
+    int64_t n_sys = 0;
+    if (sys) {
+        sk_chat_msg m = {"system", sys};
+        n_sys = render(ch, &m, 1, 0, 0);
+        if (n_sys < 0) return -1;
+    }
+    if (new_context(ch, n_sys)) return -1;
+    sk_error err = {0};
+    if (n_sys > 0) {
+        if (sk_decode(ch->ctx, ch->buf, n_sys, &err)) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return -1;
+        }
+        ch->fed = 1;
     }
     return 0;
 }
@@ -127,9 +238,17 @@ static void show_stats(chat *ch) {
 
 /* One user turn: pre-fill its tokens, stream the reply, close the turn. */
 static int turn(chat *ch, const char *text) {
-    sk_chat_msg user = {"user", text};
-    int64_t n = render(ch, &user, 1, 1, 1);
-    if (n < 0) return -1;
+    sk_chat_msg msgs[2] = {{"system", ch->system}, {"user", text}};
+    int64_t n;
+    if (ch->pending_system) { /* system prompt and first message, pinned together */
+        n = render(ch, msgs, 2, 1, 0);
+        if (n < 0 || new_context(ch, n)) return -1;
+        ch->pending_system = 0;
+    } else {
+        n = render(ch, &msgs[1], 1, 1, ch->fed); /* the first turn brings BOS */
+        if (n < 0) return -1;
+    }
+    ch->fed = 1;
     sk_error err = {0};
     if (sk_decode(ch->ctx, ch->buf, n, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
@@ -181,7 +300,8 @@ static int command(chat *ch, const char *line) {
     if (!strcmp(line, "/bye") || !strcmp(line, "/exit") || !strcmp(line, "/quit")) return 1;
     if (!strcmp(line, "/help")) {
         printf("/help            this list\n/reset           forget the conversation (keeps the "
-               "system prompt)\n/system TEXT     set the system prompt and start over\n/stats      "
+               "system prompt)\n/system TEXT     set the system prompt and start over\n/save NAME       save the conversation (KV cache and all)\n/load NAME       "
+               "continue a saved conversation\n/stats      "
                "      cache fill, evictions, speed\n/bye             leave (or Ctrl-D)\n");
     } else if (!strcmp(line, "/reset")) {
         if (start(ch)) return -1;
@@ -192,6 +312,10 @@ static int command(chat *ch, const char *line) {
         ch->system = strdup(t);
         if (!ch->system || start(ch)) return -1;
         printf("system prompt set; conversation reset\n");
+    } else if (!strncmp(line, "/save ", 6)) {
+        return save_session(ch, line + 6);
+    } else if (!strncmp(line, "/load ", 6)) {
+        return load_session(ch, line + 6);
     } else if (!strcmp(line, "/stats")) {
         show_stats(ch);
     } else {
@@ -203,7 +327,7 @@ static int command(chat *ch, const char *line) {
 
 int cmd_chat(int argc, char **argv) {
     /* chat-only flags are taken out before the shared parser sees the rest */
-    const char *system = NULL, *keep = "system", *tmpl = NULL;
+    const char *system = NULL, *keep = "system", *tmpl = NULL, *session_dir = "sessions";
     int64_t n_predict = 512;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     int nrest = 0;
@@ -214,6 +338,7 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(a, "--system") && has) system = argv[++i];
         else if (!strcmp(a, "--keep") && has) keep = argv[++i];
         else if (!strcmp(a, "--chat-template") && has) tmpl = argv[++i];
+        else if (!strcmp(a, "--session-dir") && has) session_dir = argv[++i];
         else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && has) {
             char *end;
             n_predict = strtoll(argv[++i], &end, 10);
@@ -241,6 +366,7 @@ int cmd_chat(int argc, char **argv) {
     chat ch;
     memset(&ch, 0, sizeof ch);
     ch.keep = keep;
+    ch.session_dir = session_dir;
     ch.n_predict = n_predict;
     ch.tty = isatty(0) && isatty(1);
     sk_error err = {0};
