@@ -70,20 +70,27 @@ static void progress(int64_t done, int64_t total, double sum, int64_t n_scored, 
             el > 0 ? done / el : 0.0, (int)eta / 60, (int)eta % 60);
 }
 
-/* series for the plot: moving average of the NLL of a CSV or of this run */
+/* series for the plot: the mean NLL over a trailing span of 1/50 of the
+ * stream (in positions, so that runs scored at every token and at every
+ * K-th token are smoothed alike), from a CSV or from this run */
 static int add_series(sk_plot *p, const char *label, const int64_t *pos, const double *nll,
                       int64_t n) {
     if (n <= 0) return 0;
-    int64_t win = n / 100 > 1 ? n / 100 : 1;
+    int64_t span = pos[n - 1] / 50 > 1 ? pos[n - 1] / 50 : 1;
     double *x = malloc(sizeof(double) * (size_t)n), *y = malloc(sizeof(double) * (size_t)n);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return -1;
+    }
     double acc = 0;
-    int64_t m = 0;
+    int64_t m = 0, lo = 0;
     for (int64_t i = 0; i < n; i++) {
         acc += nll[i];
-        if (i >= win) acc -= nll[i - win];
-        if (i >= win - 1) {
+        while (pos[lo] <= pos[i] - span) acc -= nll[lo++];
+        if (pos[i] >= span) {
             x[m] = (double)pos[i];
-            y[m] = acc / win;
+            y[m] = acc / (double)(i - lo + 1);
             m++;
         }
     }
@@ -325,7 +332,7 @@ static const char *PLOT_USAGE =
     "usage: sinkllm plot -o OUT.png [--title TEXT] CSV...\n"
     "\n"
     "Overlay the per-token NLL of several 'sinkllm ppl --csv' runs: log perplexity\n"
-    "(moving average over 1/100 of each run) against tokens, one line per CSV.\n";
+    "(mean over a trailing 1/50 of each run) against tokens, one line per CSV.\n";
 
 int cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = "streaming perplexity";
