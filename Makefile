@@ -44,7 +44,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit asan deps model golden bench clean venv
+.PHONY: all run test unit asan deps model golden bench clean venv refvenv
 
 all: $(BUILD)/sinkllm
 
@@ -97,20 +97,29 @@ test: deps
 asan:
 	$(MAKE) SANITIZER=address test
 
-# ---- reference tools (Python venv; not needed by make test) -------------
+# ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
+# .venv holds what the integration tests need (pytest, openai, requests);
+# .venv-ref holds llama.cpp (llama-cpp-python, built from source with native
+# flags: ~15 minutes), gguf and numpy, for make golden and make bench only.
 VENV = .venv
+REFVENV = .venv-ref
 venv: $(VENV)/.ok
-$(VENV)/.ok: scripts/requirements.txt
+$(VENV)/.ok: scripts/requirements-test.txt
 	python3 -m venv $(VENV)
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(VENV)/bin/pip install -q -r scripts/requirements.txt
+	$(VENV)/bin/pip install -q -r scripts/requirements-test.txt
+	touch $@
+refvenv: $(REFVENV)/.ok
+$(REFVENV)/.ok: scripts/requirements-ref.txt
+	python3 -m venv $(REFVENV)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(REFVENV)/bin/pip install -q -r scripts/requirements-ref.txt
 	touch $@
 
-golden: venv model
-	$(VENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
-	$(VENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
+golden: refvenv model
+	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
 
-bench: all model venv
-	sh bench/vs-llamacpp.sh
+bench: all model refvenv
+	PYTHON=$(REFVENV)/bin/python sh bench/vs-llamacpp.sh
 
 clean:
 	rm -rf build build-*

@@ -10,12 +10,12 @@
 # Writes bench/out/vs-llamacpp.csv (engine,threads,test,tokens_per_s) and
 # prints a markdown table with the ratio sinkllm / llama.cpp.
 #
-# Environment: PYTHON (default .venv/bin/python), MODEL, SINKLLM (the
+# Environment: PYTHON (default .venv-ref/bin/python), MODEL, SINKLLM (the
 # binary), THREADS (default "1 2"), PP (512), TG (128).
 set -u
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-.venv/bin/python}
+PYTHON=${PYTHON:-.venv-ref/bin/python}
 MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SINKLLM=${SINKLLM:-build/sinkllm}
 THREADS=${THREADS:-"1 2"}
@@ -25,7 +25,7 @@ OUT=bench/out
 CSV=$OUT/vs-llamacpp.csv
 
 [ -f "$MODEL" ] || { echo "vs-llamacpp: no model at $MODEL (make model)" >&2; exit 1; }
-[ -x "$PYTHON" ] || { echo "vs-llamacpp: no python at $PYTHON (make venv, or set PYTHON)" >&2; exit 1; }
+[ -x "$PYTHON" ] || { echo "vs-llamacpp: no python at $PYTHON (make refvenv, or set PYTHON)" >&2; exit 1; }
 mkdir -p "$OUT"
 load0=$(cut -d" " -f1-3 /proc/loadavg 2>/dev/null)
 echo "engine,threads,test,tokens_per_s" > "$CSV"
