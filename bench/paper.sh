@@ -8,7 +8,7 @@
 #
 #   a  Fig. 3: 20,000 tokens: dense, window 0+1024, recompute 1024, sink 4+1020
 #   b  Table 2: sinks 0/1/2/4/8 with caches 1024 and 2048, 65,536 tokens
-#   c  Table 6: caches 4+252 ... 4+4092, 32,768 tokens
+#   c  Table 6: caches 4+252 ... 4+4092, 16,384 tokens
 #   d  Fig. 5: sink 4+252 over 1,000,000 tokens (PPL and RSS)
 #   e  Table 1 variant: four "\n" tokens as the sinks, cache 1024, 65,536 tokens
 #   f  KV precision: f32 / f16 / q8_0 storage, sink 4+1020, 20,000 tokens
@@ -44,7 +44,7 @@ table2() {
 }
 run_c() {
     for c in 256 512 1024 2048 4096; do
-        ppl "c_4_$((c - 4))" --tokens 32768 --cache sink --sinks 4 --window $((c - 4))
+        ppl "c_4_$((c - 4))" --tokens 16384 --cache sink --sinks 4 --window $((c - 4))
     done
 }
 run_d() { ppl d_sink_1M --tokens 1000000 --cache sink --sinks 4 --window 252; }
