@@ -91,8 +91,9 @@ run: deps
 # ---- tests --------------------------------------------------------------
 export SINKLLM_MODEL = $(abspath $(MODEL))
 test: deps
-	$(MAKE) all model $(TEST_BIN)
+	$(MAKE) all model venv $(TEST_BIN)
 	@sh tests/run-tests.sh $(BUILD)
+	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest -q tests/integration
 
 asan:
 	$(MAKE) SANITIZER=address test

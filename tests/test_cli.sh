@@ -23,7 +23,7 @@ check 0 "version" "$SK" --version
 contains "version text" "sinkllm" "$TXT.out"
 check 2 "no command" "$SK"
 check 2 "unknown command" "$SK" frobnicate
-for c in run bench ppl plot attn chat; do
+for c in run bench ppl plot attn chat serve; do
     check 0 "$c --help" "$SK" $c --help
     check 0 "$c --version" "$SK" $c --version
 done

@@ -81,5 +81,6 @@ int cmd_ppl(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* cmd_serve.c: OpenAI-compatible HTTP server */
 
 #endif

@@ -13,6 +13,7 @@ static const char *USAGE =
     "commands:\n"
     "  run      generate text from a prompt (streams to stdout)\n"
     "  chat     talk to the model: an endless conversation at constant memory\n"
+    "  serve    OpenAI-compatible HTTP server (streaming, sessions, metrics)\n"
     "  bench    measure pre-fill and decode speed (llama-bench style table)\n"
     "  ppl      streaming perplexity of a text under a KV cache policy\n"
     "  plot     overlay the perplexity curves of several 'ppl --csv' runs\n"
@@ -42,6 +43,7 @@ int main(int argc, char **argv) {
         {"plot", cmd_plot},
         {"attn", cmd_attn},
         {"chat", cmd_chat},
+        {"serve", cmd_serve},
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;

@@ -1,0 +1,522 @@
+"""Integration tests of `sinkllm serve` (tools/server.c, tools/cmd_serve.c).
+
+The server runs as a subprocess on a free 127.0.0.1 port and is driven with
+the official `openai` client, `requests`, curl and raw sockets (for what a
+well-behaved client cannot send: oversized or malformed requests).
+
+  SINKLLM_BIN    the binary (default build/sinkllm)
+  SINKLLM_MODEL  the model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)
+
+Run: python -m pytest -q tests/integration/test_server.py
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import openai
+import pytest
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("SINKLLM_BIN", os.path.join(ROOT, "build", "sinkllm"))
+MODEL = os.environ.get("SINKLLM_MODEL",
+                       os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+KEY = "test-key-1234"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A `sinkllm serve` subprocess; stderr goes to a log file."""
+
+    def __init__(self, tmp, *args, name="srv"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(str(tmp), f"{name}-{self.port}.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+             "-t", "1", *args], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.read_log()
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not become healthy:\n" + self.read_log())
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def client(self, key="none"):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def post(self, path, body, headers=None, **kw):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return requests.post(self.url + path, data=json.dumps(body), headers=h, timeout=60, **kw)
+
+
+def raw(port, data, timeout=10):
+    """Send raw bytes, return the whole response (until close or timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if b"\r\n\r\n" in out:
+                    head, _, rest = out.partition(b"\r\n\r\n")
+                    for line in head.split(b"\r\n"):
+                        if line.lower().startswith(b"content-length:"):
+                            if len(rest) >= int(line.split(b":")[1]):
+                                return out
+        except socket.timeout:
+            pass
+        return out
+
+
+def status_of(resp):
+    return int(resp.split(b" ", 2)[1]) if resp else 0
+
+
+if not (os.access(BIN, os.X_OK) and os.path.exists(MODEL)):
+    pytest.skip(f"needs {BIN} and {MODEL}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("main"), "--slots", "2", "--window", "128")
+    yield s
+    assert s.stop() == 0, s.read_log()
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """One slot, no queue, an API key."""
+    s = Server(tmp_path_factory.mktemp("keyed"), "--slots", "1", "--queue", "0",
+               "--api-key", KEY, name="keyed")
+    yield s
+    assert s.stop() == 0
+    assert KEY not in s.read_log()
+
+
+HI = [{"role": "user", "content": "Say hi"}]
+
+
+# ---- stage 1: health, models, tokenize, chat ------------------------------
+
+def test_health_and_models(srv):
+    r = requests.get(srv.url + "/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    models = srv.client().models.list()
+    assert [m.id for m in models.data] == [os.path.basename(MODEL)]
+
+
+def test_tokenize_roundtrip(srv):
+    r = srv.post("/tokenize", {"content": "Hello world, héllo"})
+    assert r.status_code == 200
+    toks = r.json()["tokens"]
+    assert toks and all(isinstance(t, int) for t in toks)
+    r = srv.post("/detokenize", {"tokens": toks})
+    assert r.json() == {"content": "Hello world, héllo"}
+    assert srv.post("/detokenize", {"tokens": [10 ** 9]}).status_code == 400
+    # special-token spellings in content are plain text unless asked for
+    plain = srv.post("/tokenize", {"content": "<|im_start|>"}).json()["tokens"]
+    special = srv.post("/tokenize", {"content": "<|im_start|>", "parse_special": True}).json()
+    assert len(plain) > 1 and len(special["tokens"]) == 1
+
+
+def test_chat_nonstreaming(srv):
+    r = srv.client().chat.completions.create(model="x", messages=HI, max_tokens=8,
+                                             temperature=0)
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    u = r.usage
+    assert u.completion_tokens <= 8 and u.prompt_tokens > 0
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+    # our extras
+    extra = u.model_extra
+    assert extra["sinks"] == 4 and extra["window"] == 128 and "evicted_tokens" in extra
+    assert r.model_extra["sinkllm"]["prefill_tokens"] >= 1
+    # temperature 0 is deterministic
+    r2 = srv.client().chat.completions.create(model="x", messages=HI, max_tokens=8,
+                                              temperature=0)
+    assert r2.choices[0].message.content == r.choices[0].message.content
+
+
+def test_content_parts_and_stop(srv):
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "Say"},
+                                         {"type": "text", "text": " hi"}]}]
+    r = srv.client().chat.completions.create(model="x", messages=msgs, max_tokens=8,
+                                             temperature=0)
+    full = r.choices[0].message.content
+    assert full == srv.client().chat.completions.create(
+        model="x", messages=HI, max_tokens=8, temperature=0).choices[0].message.content
+    # a stop string cuts the reply before it, finish_reason "stop"
+    word = full.split()[1]
+    r = srv.client().chat.completions.create(model="x", messages=HI, max_tokens=8,
+                                             temperature=0, stop=[word, "zzzz"])
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == full[:full.index(word)]
+
+
+# ---- stage 2: streaming and completions -----------------------------------
+
+def test_chat_streaming(srv):
+    ref = srv.client().chat.completions.create(model="x", messages=HI, max_tokens=6,
+                                               temperature=0).choices[0].message.content
+    chunks = list(srv.client().chat.completions.create(
+        model="x", messages=HI, max_tokens=6, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == ref
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason == "length"
+    assert chunks[-1].usage.completion_tokens == 6 and chunks[-1].choices == []
+
+
+def test_stream_done_marker(srv):
+    r = srv.post("/v1/chat/completions", {"messages": HI, "max_tokens": 3, "stream": True},
+                 stream=True)
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+    body = r.content.decode()
+    events = [e for e in body.split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] == "length"
+
+
+def test_completions(srv):
+    c = srv.client()
+    r = c.completions.create(model="x", prompt="The capital of France is", max_tokens=5,
+                             temperature=0)
+    assert r.object == "text_completion" and r.choices[0].text
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+    parts = list(c.completions.create(model="x", prompt="The capital of France is",
+                                      max_tokens=5, temperature=0, stream=True))
+    assert "".join(p.choices[0].text for p in parts) == r.choices[0].text
+    assert parts[-1].choices[0].finish_reason == "length"
+
+
+def test_curl_sse(srv):
+    if not shutil.which("curl"):
+        pytest.skip("no curl")
+    body = json.dumps({"messages": HI, "max_tokens": 3, "stream": True})
+    out = subprocess.run(["curl", "-sN", "-X", "POST", srv.url + "/v1/chat/completions",
+                          "-H", "Content-Type: application/json", "-d", body],
+                         capture_output=True, timeout=60).stdout.decode()
+    assert '"role":"assistant"' in out
+    assert out.endswith("data: [DONE]\n\n")
+
+
+def test_metrics(srv):
+    text = requests.get(srv.url + "/metrics").text
+    for name in ("sinkllm_requests_total", "sinkllm_tokens_generated_total",
+                 "sinkllm_prompt_tokens_total", "sinkllm_tokens_per_second",
+                 "sinkllm_active_sessions", "sinkllm_evicted_tokens_total",
+                 "sinkllm_queue_depth"):
+        assert f"\n{name} " in text, name
+    gen = [l for l in text.splitlines() if l.startswith("sinkllm_tokens_generated_total ")]
+    assert int(gen[0].split()[1]) > 0
+
+
+# ---- stage 3: errors, limits, auth -----------------------------------------
+
+@pytest.mark.parametrize("field,value", [("temperature", "hot"), ("top_p", 2),
+                                         ("max_tokens", -1), ("top_k", "x"),
+                                         ("presence_penalty", 5), ("stop", ["a"] * 9),
+                                         ("session_id", "bad id!"), ("n", 2)])
+def test_bad_field_is_400(srv, field, value):
+    r = srv.post("/v1/chat/completions", {"messages": HI, field: value})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] == field
+    assert err["message"]
+
+
+def test_openai_client_sees_400(srv):
+    with pytest.raises(openai.BadRequestError) as e:
+        srv.client().chat.completions.create(model="x", messages=HI, top_p=2)
+    assert "top_p" in str(e.value)
+
+
+@pytest.mark.parametrize("body", [
+    {},                                                   # no messages
+    {"messages": []},
+    {"messages": [{"role": "tool", "content": "x"}]},     # role
+    {"messages": [{"role": "user", "content": 5}]},       # content type
+    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+    {"messages": "hi"},
+])
+def test_bad_messages_are_400(srv, body):
+    r = srv.post("/v1/chat/completions", body)
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_bad_bodies(srv):
+    r = requests.post(srv.url + "/v1/chat/completions", data="{not json",
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    r = requests.post(srv.url + "/v1/chat/completions", data=json.dumps({"messages": HI}),
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400
+    assert requests.get(srv.url + "/nope").status_code == 404
+    r = requests.get(srv.url + "/v1/chat/completions")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    assert requests.delete(srv.url + "/v1/models").status_code == 405
+
+
+def test_body_limit_413(srv):
+    big = 9 << 20
+    resp = raw(srv.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{" % big)
+    assert status_of(resp) == 413
+
+
+def test_malformed_http(srv):
+    # duplicate Content-Length
+    resp = raw(srv.port, b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+               b"\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+    assert status_of(resp) == 400
+    # HTTP/1.1 without Host
+    resp = raw(srv.port, b"GET /health HTTP/1.1\r\n\r\n")
+    assert status_of(resp) == 400
+    # the server survives
+    assert requests.get(srv.url + "/health").status_code == 200
+
+
+def test_api_key(keyed):
+    assert requests.get(keyed.url + "/health").status_code == 200
+    assert requests.get(keyed.url + "/v1/models").status_code == 401
+    assert requests.get(keyed.url + "/metrics").status_code == 401
+    r = requests.get(keyed.url + "/v1/models", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        keyed.client("nope").models.list()
+    assert keyed.client(KEY).models.list().data
+    r = keyed.client(KEY).chat.completions.create(model="x", messages=HI, max_tokens=2)
+    assert r.usage.completion_tokens <= 2
+
+
+def test_queue_full_503_and_disconnect(keyed):
+    """One slot, no queue: a second request while one streams gets 503, and a
+    client that hangs up frees the slot."""
+    h = {"Authorization": "Bearer " + KEY}
+    r1 = keyed.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
+                                        "stream": True}, headers=h, stream=True)
+    it = r1.iter_lines()
+    next(it)  # generation is running
+    r2 = keyed.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1}, headers=h)
+    assert r2.status_code == 503 and r2.headers.get("Retry-After") == "1"
+    r1.close()  # hang up
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r3 = keyed.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1}, headers=h)
+        if r3.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert r3.status_code == 200
+    m = requests.get(keyed.url + "/metrics", headers=h).text
+    assert "sinkllm_disconnects_total 1" in m
+
+
+# ---- stage 4: sessions ------------------------------------------------------
+
+def test_session_prefill_only_suffix(srv):
+    c = srv.client()
+    h = {"X-Session-Id": "conv-1"}
+    msgs = [{"role": "user", "content": "Name a color."}]
+    r1 = c.chat.completions.create(model="x", messages=msgs, max_tokens=6, temperature=0,
+                                   extra_headers=h)
+    msgs += [{"role": "assistant", "content": r1.choices[0].message.content},
+             {"role": "user", "content": "And another one?"}]
+    raw_r2 = c.chat.completions.with_raw_response.create(
+        model="x", messages=msgs, max_tokens=6, temperature=0, extra_headers=h)
+    r2 = raw_r2.parse()
+    s2 = r2.model_extra["sinkllm"]
+    fed1 = r1.usage.prompt_tokens + r1.usage.completion_tokens
+    assert s2["session_id"] == "conv-1"
+    assert s2["reused_tokens"] == fed1
+    assert s2["prefill_tokens"] == r2.usage.prompt_tokens - fed1
+    assert int(raw_r2.headers["X-Prefill-Tokens"]) == s2["prefill_tokens"]
+    assert r2.usage.prompt_tokens_details.cached_tokens == fed1
+    # the body field works as well as the header
+    r3 = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 1,
+                                           "session_id": "conv-1", "temperature": 0})
+    assert r3.json()["sinkllm"]["session_id"] == "conv-1"
+
+
+def test_long_prompt_rebuilds_from_tail(srv):
+    """A prompt longer than the window is fed as its pinned start (the
+    system turn) plus one window of its tail; the next turn still extends it."""
+    c = srv.client()
+    h = {"X-Session-Id": "tail-1"}
+    msgs = [{"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "word " * 400 + "Summarize."}]
+    r1 = c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
+                                   extra_headers=h)
+    s1 = r1.model_extra["sinkllm"]
+    assert r1.usage.prompt_tokens > 400
+    assert 128 + 4 <= s1["prefill_tokens"] <= 128 + 40
+    assert s1["n_cached"] <= 4 + 128
+    msgs += [{"role": "assistant", "content": r1.choices[0].message.content},
+             {"role": "user", "content": "Again."}]
+    r2 = c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
+                                   extra_headers=h)
+    fed1 = r1.usage.prompt_tokens + r1.usage.completion_tokens
+    assert r2.model_extra["sinkllm"]["reused_tokens"] == fed1
+
+
+def test_anonymous_prefix_reuse(srv):
+    """Without a session id the slot whose transcript prefixes the prompt is
+    preferred."""
+    c = srv.client()
+    msgs = [{"role": "user", "content": "Count to three, anonymously."}]
+    r1 = c.chat.completions.create(model="x", messages=msgs, max_tokens=4, temperature=0)
+    msgs += [{"role": "assistant", "content": r1.choices[0].message.content},
+             {"role": "user", "content": "Go on."}]
+    r2 = c.chat.completions.create(model="x", messages=msgs, max_tokens=2, temperature=0)
+    assert r2.model_extra["sinkllm"]["session_id"] is None
+    assert r2.model_extra["sinkllm"]["reused_tokens"] == (r1.usage.prompt_tokens +
+                                                          r1.usage.completion_tokens)
+
+
+def test_session_busy_409(srv):
+    h = {"X-Session-Id": "busy-1"}
+    r1 = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
+                                      "stream": True}, headers=h, stream=True)
+    it = r1.iter_lines()
+    next(it)
+    r2 = srv.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1}, headers=h)
+    assert r2.status_code == 409
+    r1.close()
+
+
+def test_long_conversation_constant_memory(srv):
+    """Many turns through one session with a 128-token window: every turn
+    pre-fills only its suffix, the cache evicts, RSS stays flat."""
+    c = srv.client()
+    h = {"X-Session-Id": "long-1"}
+    msgs = [{"role": "system", "content": "You are terse."}]
+    rss = []
+    evicted = 0
+    turns = 200
+    for i in range(turns):
+        msgs.append({"role": "user", "content": f"Turn {i}: say a word."})
+        r = c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
+                                      extra_headers=h)
+        msgs.append({"role": "assistant", "content": r.choices[0].message.content})
+        evicted += r.usage.model_extra["evicted_tokens"]
+        if i >= 20:
+            assert r.model_extra["sinkllm"]["n_cached"] <= 4 + 128
+        if i in (30, turns - 1):
+            rss.append(srv.rss_kib())
+    assert evicted > 1000
+    with open(f"/proc/{srv.proc.pid}/maps") as f:
+        sanitized = "asan" in f.read()  # ASan's quarantine holds freed memory
+    if not sanitized:
+        assert rss[1] - rss[0] < 4096, rss  # KiB
+
+
+# ---- stage 5: persistence ---------------------------------------------------
+
+def test_session_persistence(tmp_path):
+    sdir = tmp_path / "sessions"
+    c_msgs = [{"role": "user", "content": "Name a fruit."}]
+    a = Server(tmp_path, "--slots", "2", "--session-dir", str(sdir), name="a")
+    try:
+        ca = a.client()
+        r1 = ca.chat.completions.create(model="x", messages=c_msgs, max_tokens=5,
+                                        temperature=0, extra_headers={"X-Session-Id": "p1"})
+        turn2 = c_msgs + [{"role": "assistant", "content": r1.choices[0].message.content},
+                          {"role": "user", "content": "Another?"}]
+        assert a.post("/v1/sessions/p1/save", {}).status_code == 200
+        assert a.post("/v1/sessions/nope/save", {}).status_code == 404
+        assert a.post("/v1/sessions/bad%20id/save", {}).status_code in (400, 404)
+        # control: the same conversation without a restart
+        ca.chat.completions.create(model="x", messages=c_msgs, max_tokens=5, temperature=0,
+                                   extra_headers={"X-Session-Id": "p2"})
+        ref = ca.chat.completions.create(model="x", messages=turn2, max_tokens=8,
+                                         temperature=0, extra_headers={"X-Session-Id": "p2"})
+    finally:
+        assert a.stop(signal.SIGINT) == 0, a.read_log()
+    assert (sdir / "p1.session").exists() and (sdir / "p2.session").exists()
+    b = Server(tmp_path, "--slots", "2", "--session-dir", str(sdir), name="b")
+    try:
+        r = b.client().chat.completions.create(model="x", messages=turn2, max_tokens=8,
+                                               temperature=0,
+                                               extra_headers={"X-Session-Id": "p1"})
+        assert r.model_extra["sinkllm"]["reused_tokens"] > 0  # came back from disk
+        assert r.choices[0].message.content == ref.choices[0].message.content
+        # a symlinked session file is refused (ignored: rebuilt from the prompt)
+        os.symlink(sdir / "p2.session", sdir / "p3.session")
+        r = b.client().chat.completions.create(model="x", messages=turn2, max_tokens=2,
+                                               temperature=0,
+                                               extra_headers={"X-Session-Id": "p3"})
+        assert r.model_extra["sinkllm"]["reused_tokens"] == 0
+    finally:
+        assert b.stop() == 0
+
+
+def test_timeout_and_graceful_shutdown(tmp_path):
+    sdir = tmp_path / "sd"
+    s = Server(tmp_path, "--slots", "1", "--timeout", "2", "--session-dir", str(sdir), name="t")
+    try:
+        r = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000},
+                   headers={"X-Session-Id": "t1"}).json()
+        assert r["choices"][0]["finish_reason"] == "length" and r["sinkllm"]["timed_out"]
+        assert 0 < r["usage"]["completion_tokens"] < 100000
+        # t2 needs the only slot: idle t1 is evicted and saved
+        assert not (sdir / "t1.session").exists()
+        # SIGTERM while a stream runs: it ends with [DONE], the session is saved
+        r1 = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
+                                        "stream": True}, headers={"X-Session-Id": "t2"},
+                    stream=True)
+        it = r1.iter_lines()
+        next(it)
+        assert (sdir / "t1.session").exists()
+        s.proc.send_signal(signal.SIGTERM)
+        rest = b"\n".join(it)
+        assert rest.rstrip().endswith(b"data: [DONE]")
+    finally:
+        assert s.stop() == 0, s.read_log()
+    assert (sdir / "t1.session").exists() and (sdir / "t2.session").exists()
