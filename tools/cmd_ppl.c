@@ -229,7 +229,9 @@ int cmd_ppl(int argc, char **argv) {
                 o.ppl_file, (long long)N, kvn, o.sink_token ? "yes" : "no", o.score_every);
         fprintf(csv, "# label=%s\npos,token,nll,rss_mb\n", o.label ? o.label : cfg);
     }
-    int64_t cap = N / o.score_every + 2, n_scored = 0;
+    /* per-token records only when this run draws its own plot: a long run
+     * keeps constant memory (the CSV has them too) */
+    int64_t cap = o.ppl_plot ? N / o.score_every + 2 : 1, n_scored = 0;
     int64_t *spos = malloc(sizeof(int64_t) * (size_t)cap);
     double *snll = malloc(sizeof(double) * (size_t)cap);
     int tty = isatty(2) && !o.quiet;
@@ -260,8 +262,11 @@ int cmd_ppl(int argc, char **argv) {
             }
             double v = nll_of(sk_logits(c), nv, toks[p]);
             sum += v;
-            spos[n_scored] = p;
-            snll[n_scored++] = v;
+            if (o.ppl_plot) {
+                spos[n_scored] = p;
+                snll[n_scored] = v;
+            }
+            n_scored++;
             if (csv) fprintf(csv, "%lld,%d,%.6f,%.1f\n", (long long)p, toks[p], v, rss);
             if (tty && sk_now_ms() - last_prog > 200) {
                 rss = sk_rss_mb();
@@ -287,8 +292,11 @@ int cmd_ppl(int argc, char **argv) {
                 if (!SCORED(p)) continue;
                 double v = nllv[j];
                 sum += v;
-                spos[n_scored] = p;
-                snll[n_scored++] = v;
+                if (o.ppl_plot) {
+                    spos[n_scored] = p;
+                    snll[n_scored] = v;
+                }
+                n_scored++;
                 if (csv) fprintf(csv, "%lld,%d,%.6f,%.1f\n", (long long)p, toks[p], v, rss);
             }
             if (tty && sk_now_ms() - last_prog > 200) {
