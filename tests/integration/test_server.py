@@ -520,3 +520,53 @@ def test_timeout_and_graceful_shutdown(tmp_path):
     finally:
         assert s.stop() == 0, s.read_log()
     assert (sdir / "t1.session").exists() and (sdir / "t2.session").exists()
+
+
+def test_kill9_during_saves(tmp_path):
+    """kill -9 the server while it saves a session, many times: after every
+    restart the session file loads (the old or the new version, never
+    garbage) and the conversation continues from it."""
+    sdir = tmp_path / "sessions"
+    msgs = [{"role": "user", "content": "Count to three."}]
+    first = True
+    for round_ in range(8):
+        s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name=f"k{round_}")
+        try:
+            r = s.client().chat.completions.create(model="x", messages=msgs, max_tokens=6,
+                                                   temperature=0,
+                                                   extra_headers={"X-Session-Id": "k"})
+            if not first:  # the previous round's file came back from disk
+                assert r.model_extra["sinkllm"]["reused_tokens"] > 0, s.read_log()
+            first = False
+            msgs = msgs + [{"role": "assistant", "content": r.choices[0].message.content},
+                           {"role": "user", "content": "Again."}]
+            assert s.post("/v1/sessions/k/save", {}).status_code == 200
+            # saves in a loop, then SIGKILL at a random moment of one of them
+            stop = threading.Event()
+
+            def saver():
+                while not stop.is_set():
+                    try:
+                        s.post("/v1/sessions/k/save", {})
+                    except requests.RequestException:
+                        return
+
+            t = threading.Thread(target=saver)
+            t.start()
+            time.sleep(0.05 + 0.03 * round_)
+            s.proc.kill()
+            s.proc.wait()
+            stop.set()
+            t.join()
+        finally:
+            s.log.close()
+        leftovers = [p.name for p in sdir.iterdir() if p.name != "k.session"]
+        assert (sdir / "k.session").exists(), leftovers
+    # a last start: the file is intact and the session answers
+    s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="final")
+    try:
+        r = s.client().chat.completions.create(model="x", messages=msgs, max_tokens=4,
+                                               temperature=0, extra_headers={"X-Session-Id": "k"})
+        assert r.model_extra["sinkllm"]["reused_tokens"] > 0
+    finally:
+        assert s.stop() == 0
