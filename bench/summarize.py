@@ -23,7 +23,10 @@ def load(name):
         for line in f:
             if line[0] in "#p":
                 continue
-            p, _, v, r = line.strip().split(",")
+            f4 = line.strip().split(",")
+            if len(f4) != 4:  # a run still being written
+                continue
+            p, _, v, r = f4
             pos.append(int(p))
             nll.append(float(v))
             rss.append(float(r))
@@ -72,7 +75,7 @@ def fig3():
 
 
 def table2():
-    print("| cache | 0 sinks (window) | 1 | 2 | 4 | 8 |")
+    print("| cache (65,536 tokens) | 0 sinks (window) | 1 | 2 | 4 | 8 |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in (1024, 2048):
         row = []
@@ -83,7 +86,7 @@ def table2():
 
 
 def table6():
-    print("| cache | PPL | tokens/s (1 thread) |")
+    print("| cache (16,384 tokens) | PPL | tokens/s (1 thread) |")
     print("| --- | ---: | ---: |")
     for c in (256, 512, 1024, 2048, 4096):
         n = f"c_4_{c - 4}"
