@@ -402,8 +402,11 @@ int cmd_chat(int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
     if (ch.tty) {
-        printf("sinkllm chat - %s, template %s, cache sink %d+%d. /help for commands, Ctrl-D to "
-               "leave.\n", sk_model_desc(ch.m), sk_chat_kind_name(ch.kind), ch.cp.cache.n_sinks,
+        sk_context_stats st;
+        sk_context_get_stats(ch.ctx, &st);
+        printf("sinkllm chat - %s, template %s, cache: %lld pinned + %d window. /help for "
+               "commands, Ctrl-C stops a reply, Ctrl-D leaves.\n", sk_model_desc(ch.m),
+               sk_chat_kind_name(ch.kind), (long long)(st.cache_capacity - ch.cp.cache.n_window),
                ch.cp.cache.n_window);
         using_history();
     }
