@@ -4,6 +4,8 @@
  * Routes
  *   POST /v1/chat/completions, POST /v1/completions   (stream or not)
  *   GET  /v1/models, GET /health (never needs the key), GET /metrics
+ *   GET  / and /index.html: the web chat page (tools/webui.c; never needs
+ *        the key, the API calls it makes do)
  *   POST /tokenize {"content"}, POST /detokenize {"tokens"}
  *   POST /v1/sessions/{id}/save
  *
@@ -56,6 +58,7 @@
 
 #include "cli.h"
 #include "tokenizer.h"
+#include "webui.h"
 
 #define MAX_MESSAGES 1024
 #define MAX_STOPS 8
@@ -164,6 +167,23 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
     json_decref(j);
     if (!s) return MHD_NO;
     return send_text(c, status, "application/json", s, strlen(s), h1, v1);
+}
+
+/* Queue the web chat page (static, never copied); its scripts and styles
+ * are inline and it may fetch only from this origin. */
+static enum MHD_Result send_page(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sk_webui_html_len, (void *)sk_webui_html, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 static json_t *error_body(const char *type, const char *param, const char *msg) {
@@ -1367,11 +1387,13 @@ typedef struct req {
     char session_save[80];
 } req;
 
-enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE };
+enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
+       R_PAGE };
 
 static int route_of(const char *url, int *is_post, char *save_id) {
     *is_post = 1;
     if (!strcmp(url, "/health")) return *is_post = 0, R_HEALTH;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return *is_post = 0, R_PAGE;
     if (!strcmp(url, "/metrics")) return *is_post = 0, R_METRICS;
     if (!strcmp(url, "/v1/models")) return *is_post = 0, R_MODELS;
     if (!strcmp(url, "/v1/chat/completions")) return R_CHAT;
@@ -1425,7 +1447,7 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
         return send_error(s, c, 400, NULL, NULL, NULL, "conflicting Content-Length headers");
     int is_post;
     rq->route = route_of(url, &is_post, rq->session_save);
-    if (rq->route != R_HEALTH && !authorized(s, c))
+    if (rq->route != R_HEALTH && rq->route != R_PAGE && !authorized(s, c))
         return send_error(s, c, 401, NULL, "WWW-Authenticate", "Bearer",
                           "missing or wrong API key (Authorization: Bearer KEY)");
     if (rq->route == R_NONE) return send_error(s, c, 404, NULL, NULL, NULL, "no route %s", url);
@@ -1454,7 +1476,7 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
                                   "Content-Type must be application/json");
         }
     }
-    if (rq->route != R_HEALTH && rq->route != R_METRICS && !s->loaded)
+    if (rq->route != R_HEALTH && rq->route != R_METRICS && rq->route != R_PAGE && !s->loaded)
         return send_error(s, c, 503, NULL, "Retry-After", "1", "the model is loading");
     *handled = 0;
     return MHD_YES;
@@ -1505,6 +1527,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!s->loaded) return send_json(c, 503, json_pack("{s:s}", "status", "loading"), NULL, NULL);
         return send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
     case R_METRICS: return handle_metrics(s, c);
+    case R_PAGE: return send_page(c);
     case R_MODELS: return handle_models(s, c);
     case R_SAVE: return handle_save(s, c, rq->session_save);
     default: break;
