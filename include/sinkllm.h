@@ -93,8 +93,9 @@ typedef struct sk_context_params {
 
 void sk_context_params_default(sk_context_params *p);
 
-/* Validate every field (ranges, overflow of the cache size); err names the
- * field. Called by sk_context_new. */
+/* Validate the context fields (threads, batch, and that logits_all is not
+ * combined with recompute); err names the field. The cache parameters are
+ * validated when the cache is created (sk_context_new). */
 sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparams *hp,
                                      sk_error *err);
 

@@ -34,6 +34,9 @@ sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparam
         return sk_error_set(err, SK_ERR_INVALID, "threads %d out of range 0..1024", p->n_threads);
     if (p->n_batch < 1 || p->n_batch > 8192)
         return sk_error_set(err, SK_ERR_INVALID, "batch %d out of range 1..8192", p->n_batch);
+    if (p->logits_all && p->cache.policy == SK_CACHE_RECOMPUTE)
+        return sk_error_set(err, SK_ERR_INVALID,
+                            "logits_all is not available with the recompute policy");
     (void)hp;
     return SK_OK; /* the cache checks its own parameters */
 }
@@ -172,7 +175,8 @@ const float *sk_logits(const sk_context *c) {
 }
 
 const float *sk_logits_ith(const sk_context *c, int i) {
-    if (!c->has_logits || !c->p.logits_all || i < 0 || i >= c->n_logits) return NULL;
+    if (!c->has_logits || !c->p.logits_all || !c->n_logits_valid || i < 0 || i >= c->n_logits)
+        return NULL;
     return c->logits + (size_t)i * c->m->hp.n_vocab;
 }
 
@@ -204,7 +208,7 @@ static void nll_worker(void *arg, int ith, int nth) {
 }
 
 sk_status sk_context_nll(sk_context *c, const int32_t *targets, int n, double *nll, sk_error *err) {
-    if (!c->has_logits || !c->p.logits_all || n < 0 || n > c->n_logits)
+    if (!c->has_logits || !c->p.logits_all || !c->n_logits_valid || n < 0 || n > c->n_logits)
         return sk_error_set(err, SK_ERR_INVALID, "nll: %d rows requested, %d available (logits_all %s)",
                             n, c->has_logits ? c->n_logits : 0, c->p.logits_all ? "on" : "off");
     nll_job j = {c, targets, n, nll};
@@ -410,11 +414,18 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
 }
 
 static sk_status feed(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err) {
+    /* dense: all or nothing, so that a failed call leaves the cache as it was */
+    if (c->kv->policy == SK_CACHE_DENSE && c->kv->n_past + n > c->kv->n_window)
+        return sk_error_set(err, SK_ERR_FULL, "context full: %lld + %lld tokens > ctx %lld",
+                            (long long)c->kv->n_past, (long long)n, (long long)c->kv->n_window);
     for (int64_t i = 0; i < n; i += c->n_batch) {
         int k = (int)(n - i < c->n_batch ? n - i : c->n_batch);
         sk_status st = forward_chunk(c, tokens + i, k, err);
         if (st) return st;
     }
+    /* logits_all rows belong to a call of at most n_batch tokens */
+    if (n > c->n_batch && c->p.logits_all) c->n_logits_valid = 0;
+    else c->n_logits_valid = 1;
     return SK_OK;
 }
 

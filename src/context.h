@@ -30,7 +30,7 @@ struct sk_context {
     float *ao;           /* (n_batch, n_head * head_dim) attention output */
     float *hg;           /* (n_batch, n_ff) gate, then SwiGLU */
     float *hu;           /* (n_batch, n_ff) up */
-    float *att;          /* (n_threads, n_rep * (n_prefix + ring_cap)) scores */
+    float *att;          /* (n_threads, att_stride): per-thread scores and query blocks */
     size_t att_stride;
     float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
     float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
@@ -39,7 +39,8 @@ struct sk_context {
     void *qbuf;          /* quantized activations */
     float *rowbuf;       /* precise mode: (n_threads, widest input) dequantized rows */
     float *logits;       /* (n_vocab), or (n_batch, n_vocab) with logits_all */
-    int n_logits;        /* rows of logits from the last sk_decode call */
+    int n_logits;        /* rows of logits from the last chunk */
+    int n_logits_valid;  /* the last sk_decode call fit in one chunk (sk_logits_ith) */
     int has_logits;
     /* attention capture (diagnostics) */
     const int *cap_layers;

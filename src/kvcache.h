@@ -83,7 +83,7 @@ int64_t sk_kvcache_cached(const sk_kvcache *kv);
  *   q_win: (n_rep, head_dim) rotated at stream position u
  *   q_pfx: (n_rep, head_dim) rotated at cpos(u); may equal q_win
  *   out:   (n_rep, head_dim)
- *   att:   scratch of at least n_prefix + n_window floats
+ *   att:   scratch of at least n_rep * (n_prefix + n_window) floats
  * Visible keys: prefix slots [0, min(n_prefix, u + 1)) and window [lo, u]
  * (lo >= n_prefix, or empty when u < n_prefix). */
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,

@@ -39,6 +39,9 @@ sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err) {
         return sk_error_set(err, SK_ERR_FORMAT,
                             "attention.head_count %d is not divisible by head_count_kv %d",
                             hp->n_head, hp->n_head_kv);
+    if (hp->head_dim > 1024)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "head dimension %d is above 1024",
+                            hp->head_dim);
     if (hp->head_dim % 2 != 0)
         return sk_error_set(err, SK_ERR_FORMAT, "head dimension %d is odd", hp->head_dim);
     if (hp->n_rot < 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)

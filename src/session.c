@@ -11,8 +11,9 @@
  *   k_pfx, v_pfx, k_ring, v_ring   the raw cache areas (kv->bytes in all)
  * Writing goes to a temporary file in the same directory, then fsync,
  * rename, fsync of the directory: a crash leaves the old or the new file.
- * Reading checks sizes before allocating and the checksum before touching
- * the context. */
+ * Reading checks sizes and the stream state before allocating, reads the
+ * sections into the context, and resets the context when the checksum (an
+ * integrity check, not a signature) does not match. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -160,6 +161,34 @@ sk_status sk_context_save(const sk_context *c, const char *path, const void *blo
     return st;
 }
 
+/* The stream state of a header must be one that decoding could have
+ * produced: the checksum is no protection against a crafted file, and the
+ * attention code indexes the ring with these numbers. */
+static int state_ok(const sk_context *c, const sess_header *h) {
+    const sk_kvcache *kv = c->kv;
+    int64_t S = kv->n_prefix, W = kv->n_window;
+    if (h->n_past < 0 || h->n_past > ((int64_t)1 << 62) || h->n_shifts < 0 ||
+        h->n_recomputed < 0 || h->n_recomputed > ((int64_t)1 << 62) || h->has_logits > 1 ||
+        h->blob_bytes > SESS_MAX_BLOB || (h->has_logits && h->n_past == 0))
+        return 0;
+    switch (kv->policy) {
+    case SK_CACHE_DENSE:
+        return h->n_past <= W && h->n_hist == 0 && h->shift_lo == S && h->n_recomputed == 0;
+    case SK_CACHE_RECOMPUTE:
+        /* the history holds the last min(n_past, W) tokens */
+        return h->n_past <= W && h->n_hist >= 0 && h->n_hist <= W &&
+               (h->n_hist < W ? h->n_past == h->n_hist && h->n_recomputed == 0
+                              : h->n_past == W) && h->shift_lo == S;
+    case SK_CACHE_SHIFT:
+        if (h->n_hist != 0) return 0;
+        if (h->n_past <= S) return h->shift_lo == S;
+        /* the window [shift_lo, n_past) never exceeds W */
+        return h->shift_lo >= S && h->shift_lo <= h->n_past && h->n_past - h->shift_lo <= W;
+    default:
+        return h->n_hist == 0 && h->shift_lo == S && h->n_shifts == 0;
+    }
+}
+
 static sk_status read_all(FILE *f, void *p, size_t n, const char *path, sk_error *err) {
     if (n && fread(p, 1, n, f) != n)
         return sk_error_set(err, SK_ERR_FORMAT, "%s: truncated session file", path);
@@ -203,11 +232,7 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
                           "%s: saved with another cache configuration (%s %d+%d, ctx %d, batch %d)",
                           path, sk_cache_policy_name((sk_cache_policy)h.policy), h.n_sinks,
                           h.n_window, h.n_ctx, h.n_batch);
-    int64_t hist_cap = c->hist ? c->kv->n_window : 0;
-    if (!st && (h.n_past < 0 || h.shift_lo < 0 || h.shift_lo > h.n_past + c->kv->n_prefix ||
-                h.n_hist < 0 || h.n_hist > hist_cap || h.n_recomputed < 0 ||
-                h.has_logits > 1 || h.blob_bytes > SESS_MAX_BLOB ||
-                (h.policy == SK_CACHE_DENSE && h.n_past > h.n_ctx)))
+    if (!st && !state_ok(c, &h))
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: session state out of range", path);
     void *blob = NULL;
     if (!st && h.blob_bytes) {
@@ -245,6 +270,7 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
     c->kv->n_shifts = h.n_shifts;
     c->n_recomputed = h.n_recomputed;
     c->n_logits = h.has_logits ? 1 : 0;
+    c->n_logits_valid = 1;
     if (blob_out) {
         *blob_out = blob;
         if (blob_len) *blob_len = (size_t)h.blob_bytes;

@@ -124,7 +124,9 @@ void sk_pool_run(sk_pool *p, sk_pool_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    /* seq_cst: the new gen must be visible before we read n_sleeping, or a
+     * worker that just went to sleep could miss its wake-up */
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_seq_cst);
     if (atomic_load(&p->n_sleeping) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->cv);

@@ -88,6 +88,12 @@ static void test_bad_heads(void **state) {
     tiny_defaults(&o);
     o.n_layer = 0;
     expect_error(&o, "block_count");
+    tiny_defaults(&o);
+    o.n_embd = 2048; /* one head of 2048: beyond what the attention kernels take */
+    o.n_head = 1;
+    o.n_head_kv = 1;
+    o.n_layer = 1;
+    expect_error(&o, "above 1024");
 }
 
 static void test_bad_vocab(void **state) {
@@ -157,6 +163,17 @@ static void test_bad_cache_params(void **state) {
         {SK_CACHE_SINK, 4, 16, 0, 1, 0, "batch"},
         {SK_CACHE_RECOMPUTE, 0, 0, 0, 1, 8, "window"},
     };
+    {
+        sk_context_params p;
+        sk_context_params_default(&p);
+        p.cache.policy = SK_CACHE_RECOMPUTE;
+        p.cache.n_window = 8;
+        p.logits_all = 1;
+        sk_context *c = (sk_context *)1;
+        assert_int_not_equal(sk_context_new(m, &p, &c, &err), SK_OK);
+        assert_null(c);
+        assert_non_null(strstr(err.msg, "logits_all"));
+    }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sk_context_params p;
         sk_context_params_default(&p);
@@ -181,6 +198,12 @@ static void test_bad_cache_params(void **state) {
     sk_context *c = NULL;
     assert_int_equal(sk_context_new(m, &p, &c, &err), SK_OK);
     int32_t toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    /* too long for the context: refused as a whole, nothing fed */
+    assert_int_equal(sk_decode(c, toks, 9, &err), SK_ERR_FULL);
+    sk_context_stats st;
+    sk_context_get_stats(c, &st);
+    assert_int_equal(st.n_past, 0);
+    assert_null(sk_logits(c));
     assert_int_equal(sk_decode(c, toks, 8, &err), SK_OK);
     assert_int_equal(sk_decode(c, toks, 1, &err), SK_ERR_FULL);
     assert_non_null(strstr(err.msg, "context full"));

@@ -222,6 +222,55 @@ static void test_bad_files(void **state) {
     sk_context_free(b);
 }
 
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Patch an int64 header field and re-seal the checksum, as an attacker
+ * would: the loader must reject states that decoding cannot produce. */
+static void patch_and_reseal(uint8_t *b, size_t n, size_t off, int64_t v) {
+    memcpy(b + off, &v, 8);
+    memset(b + 136, 0, 8);
+    uint64_t h = fnv(0xcbf29ce484222325ULL, b + 192, n - 192);
+    h = fnv(h, b, 192);
+    memcpy(b + 136, &h, 8);
+}
+
+static void test_crafted_state(void **state) {
+    (void)state;
+    struct { sk_cache_policy pol; size_t off; int64_t v; } cases[] = {
+        {SK_CACHE_SHIFT, 64, 1000000},          /* n_past far ahead of shift_lo */
+        {SK_CACHE_SHIFT, 72, 1},                /* shift_lo below the kept prefix */
+        {SK_CACHE_SINK, 64, INT64_MAX - 3},     /* n_past near overflow */
+        {SK_CACHE_SINK, 72, 7},                 /* shift state on a sink cache */
+        {SK_CACHE_DENSE, 64, 257},              /* past n_ctx */
+        {SK_CACHE_RECOMPUTE, 96, 2},            /* history shorter than the cache */
+        {SK_CACHE_WINDOW, 64, -5},
+    };
+    char path[128], bad[128];
+    path_of(path, sizeof path, "craft.sess");
+    path_of(bad, sizeof bad, "craft-bad.sess");
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        sk_context *a = ctx(g_m, cases[k].pol, 4, 8), *b = ctx(g_m, cases[k].pol, 4, 8);
+        feed(a, 0, cases[k].pol == SK_CACHE_RECOMPUTE ? 12 : 6);
+        sk_error err = {0};
+        assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
+        size_t n;
+        uint8_t *buf = slurp(path, &n);
+        /* the unpatched, resealed file still loads: the reseal is right */
+        patch_and_reseal(buf, n, 200 - 200, *(int64_t *)(void *)buf);
+        spit(bad, buf, n);
+        assert_int_equal(sk_context_load(b, bad, NULL, NULL, &err), SK_OK);
+        patch_and_reseal(buf, n, cases[k].off, cases[k].v);
+        spit(bad, buf, n);
+        expect_load_error(b, bad, "out of range");
+        free(buf);
+        sk_context_free(a);
+        sk_context_free(b);
+    }
+}
+
 /* A child saves two states alternately into one path and is killed at a
  * random moment; the file must always load as one of the two. */
 static void test_kill9_during_save(void **state) {
@@ -265,6 +314,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_identical),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_crafted_state),
         cmocka_unit_test(test_kill9_during_save),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -21,12 +21,17 @@ double sk_now_ms(void) {
 char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
+    size_t cap = max_bytes < (1u << 16) ? max_bytes + 1 : 1u << 16, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
         if (r == 0) break;
+        if (n > max_bytes) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
         if (n == cap) {
             char *nb = cap * 2 <= max_bytes ? realloc(buf, cap * 2 + 1) : NULL;
             if (!nb) {

@@ -190,7 +190,11 @@ int cmd_ppl(int argc, char **argv) {
             return 2;
         }
         pre_tok = one[0];
-        n_pre = o.cache.policy == SK_CACHE_SINK || o.cache.policy == SK_CACHE_SHIFT ? o.cache.n_sinks : 0;
+        if (o.cache.policy != SK_CACHE_SINK && o.cache.policy != SK_CACHE_SHIFT) {
+            fprintf(stderr, "error: --sink-token needs a policy with sinks (sink, shift)\n");
+            return 2;
+        }
+        n_pre = o.cache.n_sinks;
     }
     int recompute = o.cache.policy == SK_CACHE_RECOMPUTE;
     sk_context_params cp;
@@ -243,11 +247,8 @@ int cmd_ppl(int argc, char **argv) {
     }
     double sum = 0, t0 = sk_now_ms(), last_prog = 0, rss = sk_rss_mb();
     rc = 0;
-    if (n_pre > 0) {
-        int32_t pre[256];
-        for (int i = 0; i < n_pre && i < 256; i++) pre[i] = pre_tok;
-        if (sk_decode(c, pre, n_pre < 256 ? n_pre : 256, &err)) rc = 1;
-    }
+    for (int i = 0; i < n_pre && !rc; i++) /* the artificial sinks, one at a time */
+        if (sk_decode(c, &pre_tok, 1, &err)) rc = 1;
     /* position p (1 <= p < N) is the prediction of toks[p] */
 #define SCORED(p) ((p) % o.score_every == 0)
     if (recompute) {
