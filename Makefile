@@ -100,6 +100,11 @@ test: deps
 asan:
 	$(MAKE) SANITIZER=address test
 
+# the 2,000-turn conversation through one server session (about 10 minutes)
+test-long: all model venv
+	SINKLLM_LONG_TURNS=2000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
+	  -q -s tests/integration/test_server.py -k long_conversation
+
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests);
 # .venv-ref holds llama.cpp (llama-cpp-python, built from source with native

@@ -60,7 +60,7 @@
 #include "tokenizer.h"
 #include "webui.h"
 
-#define MAX_MESSAGES 1024
+#define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */
 #define MAX_STOPS 8
 #define MAX_STOP_LEN 256
 #define MAX_GEN_TOKENS (1 << 20)

@@ -432,29 +432,42 @@ def test_session_busy_409(srv):
 
 
 def test_long_conversation_constant_memory(srv):
-    """Many turns through one session with a 128-token window: every turn
-    pre-fills only its suffix, the cache evicts, RSS stays flat."""
+    """2,000 turns through one session with a 128-token window: every turn
+    pre-fills only its suffix, the cache evicts, server RSS stays flat and so
+    does the decode speed the server reports (per-token latency). The whole
+    request time grows a little with the transcript, which the client sends
+    in full every time (OpenAI's API) and the server re-tokenizes."""
     c = srv.client()
     h = {"X-Session-Id": "long-1"}
     msgs = [{"role": "system", "content": "You are terse."}]
-    rss = []
+    rss, tps = [], []
     evicted = 0
-    turns = 200
+    # make test runs 300 turns; SINKLLM_LONG_TURNS=2000 (make test-long) the full length
+    turns = int(os.environ.get("SINKLLM_LONG_TURNS", "300"))
     for i in range(turns):
         msgs.append({"role": "user", "content": f"Turn {i}: say a word."})
         r = c.chat.completions.create(model="x", messages=msgs, max_tokens=3, temperature=0,
                                       extra_headers=h)
         msgs.append({"role": "assistant", "content": r.choices[0].message.content})
         evicted += r.usage.model_extra["evicted_tokens"]
+        info = r.model_extra["sinkllm"]
+        assert info["reused_tokens"] > 0 or i == 0, (i, info)  # suffix-only pre-fill
         if i >= 20:
-            assert r.model_extra["sinkllm"]["n_cached"] <= 4 + 128
-        if i in (30, turns - 1):
+            assert info["n_cached"] <= 4 + 128
+        if i in (50, turns - 1):
             rss.append(srv.rss_kib())
-    assert evicted > 1000
+        if info.get("tokens_per_second"):
+            tps.append(info["tokens_per_second"])
+    assert evicted > 5 * turns
+    k = max(10, len(tps) // 10)
+    early, late = sorted(tps[k:2 * k])[k // 2], sorted(tps[-k:])[k // 2]
+    print(f"\n{turns} turns: evicted {evicted}, decode {early:.1f} -> {late:.1f} tok/s, "
+          f"RSS {rss[0]} -> {rss[1]} KiB")
+    assert late > 0.5 * early, (early, late)  # flat within the noise of a shared machine
     with open(f"/proc/{srv.proc.pid}/maps") as f:
         sanitized = "asan" in f.read()  # ASan's quarantine holds freed memory
     if not sanitized:
-        assert rss[1] - rss[0] < 4096, rss  # KiB
+        assert rss[1] - rss[0] < 8192, rss  # KiB: the transcript kept per session grows a little
 
 
 # ---- stage 5: persistence ---------------------------------------------------
