@@ -1141,7 +1141,13 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     return (ssize_t)n;
 }
 
-static void stream_free(void *cls) { job_free(cls); }
+/* MHD frees the stream; a job it drops unfinished lost its client (a failed
+ * write can notice the hang-up before peer_gone does) */
+static void stream_free(void *cls) {
+    job *j = cls;
+    if (j && !j->finished && !atomic_load(&j->s->stopping)) j->cancelled = 1;
+    job_free(j);
+}
 
 /* POST /v1/chat/completions and /v1/completions. */
 static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, json_t *body,

@@ -356,7 +356,7 @@ def test_queue_full_503_and_disconnect(keyed):
         time.sleep(0.1)
     assert r3.status_code == 200
     m = requests.get(keyed.url + "/metrics", headers=h).text
-    assert "sinkllm_disconnects_total 1" in m
+    assert "sinkllm_disconnects_total 1" in m, m
 
 
 # ---- stage 4: sessions ------------------------------------------------------
