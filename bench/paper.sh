@@ -34,6 +34,7 @@ run_a() {
 }
 run_ar() { ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 100; }
 run_b() { run_b1; run_b2; }
+run_b8only() { ppl b_s8_c1024 --tokens 65536 --cache sink --sinks 8 --window 1016; }
 run_b1() { table2 1024; }
 run_b2() { table2 2048; }
 table2() {

@@ -14,9 +14,17 @@ import sys
 D = sys.argv[1] if len(sys.argv) > 1 else "bench/out/paper"
 
 
-def load(name):
+def complete(name):
+    """A run is complete once its PPL line is written."""
+    try:
+        return open(os.path.join(D, name + ".ppl")).read().startswith("PPL =")
+    except OSError:
+        return False
+
+
+def load(name, partial=False):
     path = os.path.join(D, name + ".csv")
-    if not os.path.exists(path):
+    if not os.path.exists(path) or (not partial and not complete(name)):
         return None
     pos, nll, rss = [], [], []
     with open(path) as f:
@@ -95,10 +103,12 @@ def table6():
 
 
 def fig5():
-    d = load("d_sink_1M")
+    d = load("d_sink_1M", partial=True)
     if not d:
         print("(not run)")
         return
+    if not complete("d_sink_1M"):
+        print(f"(run in progress: the first {len(d[0]):,} tokens)\n")
     pos, nll, rss = d
     step = 100000
     print("| tokens | PPL of the segment | RSS at its end (MB) |")
