@@ -71,6 +71,10 @@ double sk_now_ms(void);
  * last byte; NULL on error or past max_bytes. *len gets the byte count. */
 char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len);
 
+/* Is s a session name: [A-Za-z0-9_-]{1,64}? Such a name can never leave the
+ * session directory. */
+int sk_cli_valid_session_name(const char *s);
+
 /* Resident set size of this process in MiB (/proc/self/statm). */
 double sk_rss_mb(void);
 

@@ -76,22 +76,9 @@ static int merges_system(sk_chat_kind k) {
     return k == SK_CHAT_LLAMA2 || k == SK_CHAT_MISTRAL || k == SK_CHAT_GEMMA;
 }
 
-/* Session names: [A-Za-z0-9_-]{1,64}, so a name can never leave the directory. */
-static int valid_name(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 64) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* The blob of a chat session: the kind, then the system prompt (NUL-ended). */
 static int save_session(chat *ch, const char *name) {
-    if (!valid_name(name)) {
+    if (!sk_cli_valid_session_name(name)) {
         printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
         return 0;
     }
@@ -113,7 +100,7 @@ static int save_session(chat *ch, const char *name) {
 }
 
 static int load_session(chat *ch, const char *name) {
-    if (!valid_name(name)) {
+    if (!sk_cli_valid_session_name(name)) {
         printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
         return 0;
     }

@@ -103,18 +103,6 @@ struct sk_server {
 
 static double now_ms(void) { return sk_now_ms(); }
 
-static int valid_session_id(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 64) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Constant-time comparison: the time depends only on the lengths. */
 static int key_equal(const char *a, const char *b) {
     size_t na = strlen(a), nb = strlen(b);
@@ -365,7 +353,7 @@ static int parse_common(sk_server *s, json_t *body, const char *hdr_session, gen
         sid = json_string_value(v);
     }
     if (sid) {
-        if (!valid_session_id(sid))
+        if (!sk_cli_valid_session_name(sid))
             return fail(e, 400, "session_id",
                         "session ids are 1-64 characters of A-Z a-z 0-9 _ -");
         snprintf(r->session, sizeof r->session, "%s", sid);
@@ -1351,7 +1339,7 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
 }
 
 static enum MHD_Result handle_save(sk_server *s, struct MHD_Connection *c, const char *id) {
-    if (!valid_session_id(id))
+    if (!sk_cli_valid_session_name(id))
         return send_error(s, c, 400, "session_id", NULL, NULL,
                           "session ids are 1-64 characters of A-Z a-z 0-9 _ -");
     if (!s->cfg.session_dir)
