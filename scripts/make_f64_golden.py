@@ -40,16 +40,20 @@ def load(path):
     return kv, W
 
 
-def forward(kv, W, ids):
+def hparams(kv):
+    """(layers, width, heads, kv heads, rms eps, rope base, head dim, rope dims)"""
     arch = kv["general.architecture"]
-    L = kv[f"{arch}.block_count"]
     d = kv[f"{arch}.embedding_length"]
     nh = kv[f"{arch}.attention.head_count"]
-    nkv = kv.get(f"{arch}.attention.head_count_kv", nh)
-    eps = kv[f"{arch}.attention.layer_norm_rms_epsilon"]
-    base = kv.get(f"{arch}.rope.freq_base", 10000.0)
     hd = d // nh
-    nrot = kv.get(f"{arch}.rope.dimension_count", hd)
+    return (kv[f"{arch}.block_count"], d, nh, kv.get(f"{arch}.attention.head_count_kv", nh),
+            kv[f"{arch}.attention.layer_norm_rms_epsilon"],
+            kv.get(f"{arch}.rope.freq_base", 10000.0), hd,
+            kv.get(f"{arch}.rope.dimension_count", hd))
+
+
+def forward(kv, W, ids):
+    L, d, nh, nkv, eps, base, hd, nrot = hparams(kv)
     T = len(ids)
     pos = np.arange(T, dtype=np.float64)
 
@@ -93,15 +97,7 @@ def forward(kv, W, ids):
 def stream_nll(kv, W, ids, S, Wn):
     """Token-by-token streaming with sinks S and window Wn (current token
     included), in float64, from pre-RoPE keys at cache positions."""
-    arch = kv["general.architecture"]
-    L = kv[f"{arch}.block_count"]
-    d = kv[f"{arch}.embedding_length"]
-    nh = kv[f"{arch}.attention.head_count"]
-    nkv = kv.get(f"{arch}.attention.head_count_kv", nh)
-    eps = kv[f"{arch}.attention.layer_norm_rms_epsilon"]
-    base = kv.get(f"{arch}.rope.freq_base", 10000.0)
-    hd = d // nh
-    nrot = kv.get(f"{arch}.rope.dimension_count", hd)
+    L, d, nh, nkv, eps, base, hd, nrot = hparams(kv)
     inv = base ** (-2.0 * np.arange(nrot // 2) / nrot)
 
     def rms(x, w):

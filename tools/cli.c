@@ -77,7 +77,7 @@ double sk_rss_mb(void) {
     return res * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
 }
 
-static int parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+int sk_cli_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -92,7 +92,7 @@ static int parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, in
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out) {
     int64_t v;
-    if (parse_i64(flag, s, lo, hi, &v)) return -1;
+    if (sk_cli_parse_i64(flag, s, lo, hi, &v)) return -1;
     *out = (int)v;
     return 0;
 }
@@ -201,7 +201,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->prompt_file = v;
         } else if (GROUP(OPT_GEN) && (IS("-n") || IS("--n-predict"))) {
             NEED_VALUE();
-            if (parse_i64(a, v, -1, INT64_MAX / 2, &o->n_predict)) return 2;
+            if (sk_cli_parse_i64(a, v, -1, INT64_MAX / 2, &o->n_predict)) return 2;
         } else if (GROUP(OPT_GEN) && IS("--special")) {
             o->parse_special = 1;
         } else if (GROUP(OPT_GEN) && IS("--no-display-prompt")) {
@@ -233,7 +233,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
         } else if (GROUP(OPT_SAMPLE) && (IS("-s") || IS("--seed"))) {
             NEED_VALUE();
             int64_t s;
-            if (parse_i64(a, v, -1, INT64_MAX, &s)) return 2;
+            if (sk_cli_parse_i64(a, v, -1, INT64_MAX, &s)) return 2;
             o->sp.seed = s < 0 ? SK_SEED_RANDOM : (uint64_t)s;
         } else if (GROUP(OPT_CACHE) && IS("--cache")) {
             NEED_VALUE();
@@ -261,7 +261,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->ppl_file = v;
         } else if (GROUP(OPT_PPL) && IS("--tokens")) {
             NEED_VALUE();
-            if (parse_i64(a, v, 2, INT64_MAX / 4, &o->ppl_tokens)) return 2;
+            if (sk_cli_parse_i64(a, v, 2, INT64_MAX / 4, &o->ppl_tokens)) return 2;
         } else if (GROUP(OPT_PPL) && IS("--csv")) {
             NEED_VALUE();
             o->ppl_csv = v;

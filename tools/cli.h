@@ -67,6 +67,10 @@ sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms);
 
 double sk_now_ms(void);
 
+/* Parse a decimal integer flag value in [lo, hi]; prints an error naming the
+ * flag and returns -1 when it is not one. */
+int sk_cli_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
+
 /* Read a whole file (or pipe) into a malloc'ed buffer with a NUL after the
  * last byte; NULL on error or past max_bytes. *len gets the byte count. */
 char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len);

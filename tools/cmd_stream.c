@@ -87,17 +87,9 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 static int parse_num(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "error: %s expects an integer in %lld..%lld, got '%s'\n", flag,
-                (long long)lo, (long long)hi, s);
-        fprintf(stderr, "see 'sinkllm bench --stream --help'\n");
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (sk_cli_parse_i64(flag, s, lo, hi, out) == 0) return 0;
+    fprintf(stderr, "see 'sinkllm bench --stream --help'\n");
+    return -1;
 }
 
 /* "256,512,..." -> o->caches, sorted ascending. Returns 0 or -1 (printed). */
