@@ -76,7 +76,7 @@ def main():
         while total < a.tokens:
             t0 = time.time()
             r = post(base + "/v1/chat/completions",
-                     {"messages": msgs, "max_tokens": a.chunk, "temperature": 0.8,
+                     {"messages": msgs, "max_tokens": a.chunk, "temperature": 0.8, "ignore_eos": True,
                       "seed": i}, "soak")
             dt = time.time() - t0
             n = r["usage"]["completion_tokens"]

@@ -25,6 +25,11 @@
  * (saved to --session-dir when set) and comes back from its file on its
  * next request. A request for a session that is generating gets 409.
  *
+ * Sampling fields: temperature, top_p, top_k, min_p, presence_penalty,
+ * frequency_penalty, repeat_penalty, repeat_last_n, seed, max_tokens
+ * (max_completion_tokens, n_predict), stop, logit_bias (OpenAI's object or
+ * llama.cpp's [[id, bias]] pairs; false bans a token) and ignore_eos.
+ *
  * Generation runs in the connection's thread: for a non-streaming request
  * inside the access handler, for a streaming one inside the content-reader
  * callback, one token per call. Before each token the socket is polled, so
@@ -62,6 +67,7 @@
 
 #define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */
 #define MAX_STOPS 8
+#define MAX_LOGIT_BIAS 1024
 #define MAX_STOP_LEN 256
 #define MAX_GEN_TOKENS (1 << 20)
 #define SESSION_MAGIC "SKSRV01"
@@ -214,6 +220,9 @@ typedef struct gen_req {
     int32_t *prompt;          /* (n_prompt) rendered prompt */
     int64_t n_prompt;
     int64_t n_pin;            /* tokens kept at the start when the prompt is truncated */
+    int32_t *bias_id;         /* (n_bias) logit_bias entries, and with ignore_eos */
+    float *bias;              /*   every end-of-generation token at -inf */
+    int n_bias;
 } gen_req;
 
 typedef struct perr {
@@ -268,6 +277,96 @@ static void gen_req_free(gen_req *r) {
     r->n_stop = 0;
     free(r->prompt);
     r->prompt = NULL;
+    free(r->bias_id);
+    free(r->bias);
+    r->bias_id = NULL;
+    r->bias = NULL;
+    r->n_bias = 0;
+}
+
+/* Append one (token, bias) pair; a later entry for the same token wins. */
+static int bias_add(gen_req *r, int32_t id, float b, perr *e) {
+    for (int i = 0; i < r->n_bias; i++)
+        if (r->bias_id[i] == id) {
+            r->bias[i] = b;
+            return 0;
+        }
+    if (r->n_bias % 64 == 0) {
+        int32_t *ni = realloc(r->bias_id, sizeof *ni * (size_t)(r->n_bias + 64));
+        if (ni) r->bias_id = ni;
+        float *nb = realloc(r->bias, sizeof *nb * (size_t)(r->n_bias + 64));
+        if (nb) r->bias = nb;
+        if (!ni || !nb) return fail(e, 500, NULL, "out of memory");
+    }
+    r->bias_id[r->n_bias] = id;
+    r->bias[r->n_bias++] = b;
+    return 0;
+}
+
+/* One logit_bias entry: token id (a decimal string or an integer) and a bias
+ * in [-100, 100], or false (llama.cpp: never this token). */
+static int bias_entry(sk_server *s, gen_req *r, json_t *key, json_t *val, perr *e) {
+    long long id;
+    if (json_is_integer(key)) {
+        id = json_integer_value(key);
+    } else {
+        const char *k = json_string_value(key);
+        char *end;
+        errno = 0;
+        id = k && *k ? strtoll(k, &end, 10) : -1;
+        if (!k || !*k || *end || errno) id = -1;
+    }
+    if (id < 0 || id >= s->n_vocab)
+        return fail(e, 400, "logit_bias", "logit_bias: token ids are integers in [0, %lld)",
+                    (long long)s->n_vocab);
+    float b;
+    if (json_is_false(val)) b = -INFINITY;
+    else if (json_is_number(val) && isfinite(json_number_value(val)) &&
+             fabs(json_number_value(val)) <= 100)
+        b = (float)json_number_value(val);
+    else return fail(e, 400, "logit_bias", "logit_bias: a bias is a number in [-100, 100] or false");
+    return bias_add(r, (int32_t)id, b, e);
+}
+
+/* logit_bias (OpenAI: {"id": bias}; llama.cpp also [[id, bias], ...]) and
+ * ignore_eos (llama.cpp: end-of-generation tokens are never sampled). */
+static int parse_bias(sk_server *s, json_t *body, gen_req *r, perr *e) {
+    json_t *v = json_object_get(body, "logit_bias");
+    if (v && !json_is_null(v)) {
+        size_t n = json_is_object(v) ? json_object_size(v) : json_is_array(v) ? json_array_size(v) : 0;
+        if (!json_is_object(v) && !json_is_array(v))
+            return fail(e, 400, "logit_bias", "'logit_bias' must be an object or an array of pairs");
+        if (n > MAX_LOGIT_BIAS)
+            return fail(e, 400, "logit_bias", "at most %d logit_bias entries, got %zu",
+                        MAX_LOGIT_BIAS, n);
+        if (json_is_object(v)) {
+            const char *k;
+            json_t *val;
+            json_object_foreach(v, k, val) {
+                json_t *key = json_string(k);
+                if (!key) return fail(e, 500, NULL, "out of memory");
+                int rc = bias_entry(s, r, key, val, e);
+                json_decref(key);
+                if (rc) return -1;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                json_t *pair = json_array_get(v, i);
+                if (!json_is_array(pair) || json_array_size(pair) != 2 ||
+                    !json_is_integer(json_array_get(pair, 0)))
+                    return fail(e, 400, "logit_bias", "logit_bias pairs are [token id, bias]");
+                if (bias_entry(s, r, json_array_get(pair, 0), json_array_get(pair, 1), e)) return -1;
+            }
+        }
+    }
+    v = json_object_get(body, "ignore_eos");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        return fail(e, 400, "ignore_eos", "'ignore_eos' must be a boolean");
+    if (v && json_is_true(v))
+        for (int64_t t = 0; t < s->n_vocab; t++)
+            if (sk_token_is_eog(s->tok, (int32_t)t) && bias_add(r, (int32_t)t, -INFINITY, e))
+                return -1;
+    return 0;
 }
 
 /* Sampling fields, stop strings, max_tokens, stream flags, session id. */
@@ -299,6 +398,7 @@ static int parse_common(sk_server *s, json_t *body, const char *hdr_session, gen
         return -1;
     set = 0;
     if (get_int(body, "n", 1, 1, &x, &set, e)) return -1;
+    if (parse_bias(s, body, r, e)) return -1;
     sk_error err = {0};
     if (sk_sampler_params_validate(&r->sp, &err))
         return fail(e, 400, "temperature", "%s", err.msg);
@@ -913,6 +1013,7 @@ static void job_step(job *j) {
         return;
     }
     memcpy(j->logits, lg, sizeof(float) * (size_t)s->n_vocab);
+    for (int i = 0; i < j->r.n_bias; i++) j->logits[j->r.bias_id[i]] += j->r.bias[i];
     int32_t t = sk_sampler_sample(j->smp, j->logits);
     if (sk_token_is_eog(s->tok, t)) {
         job_end(j, "stop");

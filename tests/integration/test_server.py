@@ -182,6 +182,30 @@ def test_chat_nonstreaming(srv):
     assert r2.choices[0].message.content == r.choices[0].message.content
 
 
+def test_logit_bias_and_ignore_eos(srv):
+    c = srv.client()
+    base = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0)
+    first = srv.post("/tokenize", {"content": base.choices[0].message.content}).json()["tokens"][0]
+    # banning the greedy first token changes the first token
+    r = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0,
+                                  logit_bias={str(first): -100})
+    got = srv.post("/tokenize", {"content": r.choices[0].message.content}).json()["tokens"]
+    assert got and got[0] != first
+    # a +100 bias forces a token (OpenAI's exclusive-selection behaviour)
+    forced = srv.post("/tokenize", {"content": " whale"}).json()["tokens"][0]
+    r = srv.post("/v1/chat/completions", {"messages": HI, "max_tokens": 3, "temperature": 0.8,
+                                          "seed": 1, "logit_bias": [[forced, 100]]}).json()
+    assert r["choices"][0]["message"]["content"] == " whale" * 3
+    # ignore_eos: the reply runs to max_tokens ("length") where it would stop early
+    short = srv.post("/v1/chat/completions", {"messages": HI, "max_tokens": 300,
+                                              "temperature": 0}).json()
+    assert short["choices"][0]["finish_reason"] == "stop"
+    n = short["usage"]["completion_tokens"] + 5
+    r = srv.post("/v1/chat/completions", {"messages": HI, "max_tokens": n, "temperature": 0,
+                                          "ignore_eos": True}).json()
+    assert r["choices"][0]["finish_reason"] == "length" and r["usage"]["completion_tokens"] == n
+
+
 def test_content_parts_and_stop(srv):
     msgs = [{"role": "user", "content": [{"type": "text", "text": "Say"},
                                          {"type": "text", "text": " hi"}]}]
@@ -264,7 +288,10 @@ def test_metrics(srv):
 @pytest.mark.parametrize("field,value", [("temperature", "hot"), ("top_p", 2),
                                          ("max_tokens", -1), ("top_k", "x"),
                                          ("presence_penalty", 5), ("stop", ["a"] * 9),
-                                         ("session_id", "bad id!"), ("n", 2)])
+                                         ("session_id", "bad id!"), ("n", 2),
+                                         ("logit_bias", {"abc": 1}), ("logit_bias", {"1": 101}),
+                                         ("logit_bias", {"999999": 1}), ("logit_bias", [[1]]),
+                                         ("logit_bias", "x"), ("ignore_eos", "yes")])
 def test_bad_field_is_400(srv, field, value):
     r = srv.post("/v1/chat/completions", {"messages": HI, field: value})
     assert r.status_code == 400, r.text
