@@ -60,10 +60,12 @@ static void quant_init_once(void) {
         return;
     if (sk_quant_cpu_has_avx2()) {
         sk_quant_register_avx2(g_sel);
+        sk_quant_register_k_avx2(g_sel);
         g_isa = "avx2";
     }
     if (sk_quant_cpu_has_avx512vnni()) {
         sk_quant_register_avx512(g_sel);
+        sk_quant_register_k_avx512(g_sel);
         g_isa = "avx512vnni";
     }
 }

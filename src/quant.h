@@ -2,8 +2,8 @@
  *
  * Type numbers are GGUF's (ggml's) so that a tensor's type field indexes this
  * table directly. Every format has a scalar reference implementation
- * (quant_ref.c); instruction-set files (quant_avx2.c, quant_avx512.c) provide
- * faster twins that the tests compare against the reference. sk_quant_init()
+ * (quant_ref.c); instruction-set files (quant_avx2.c, quant_avx512.c, and
+ * quant_k_avx2.c, quant_k_avx512.c for the K-quants) provide faster twins that the tests compare against the reference. sk_quant_init()
  * picks the best set once at start-up; SINKLLM_SCALAR=1 in the environment
  * forces the reference path.
  *

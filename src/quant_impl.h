@@ -6,8 +6,9 @@
  * sk_type_traits indexed by type number; entries with name == NULL are
  * unsupported types.
  *
- * Dispatch order (quant.c): sk_quant_ref_fill, then sk_quant_register_avx2 if
- * the CPU has AVX2+FMA+F16C, then sk_quant_register_avx512 if it also has
+ * Dispatch order (quant.c): sk_quant_ref_fill, then sk_quant_register_avx2
+ * and sk_quant_register_k_avx2 if the CPU has AVX2+FMA+F16C, then
+ * sk_quant_register_avx512 and sk_quant_register_k_avx512 if it also has
  * AVX-512 F/BW/VL/VNNI. Each register function replaces only the function
  * pointers it accelerates, so the result is always a complete table.
  */
@@ -86,6 +87,10 @@ void sk_quant_ref_fill(sk_type_traits *table);
  * have checked the CPU (sk_quant_cpu_has_*). */
 void sk_quant_register_avx2(sk_type_traits *table);
 void sk_quant_register_avx512(sk_type_traits *table);
+/* The K-quant kernels (Q4_K, Q5_K, Q6_K x Q8_K; the Q8_K quantizer), in
+ * their own files quant_k_avx2.c and quant_k_avx512.c; same contract. */
+void sk_quant_register_k_avx2(sk_type_traits *table);
+void sk_quant_register_k_avx512(sk_type_traits *table);
 
 /* CPU feature checks, independent of SINKLLM_SCALAR (tests use them to
  * run every instruction set the machine has). */

@@ -12,7 +12,9 @@
  * calling the register functions on a copy of the reference, not through
  * the dispatcher), vec_dot / gemm / to_float / from_float are compared with
  * the scalar reference on ragged sizes, several seeds and data shapes
- * (gaussian, outliers, all-zero, constant, all-positive, large scale).
+ * (gaussian, outliers, all-zero, constant, all-positive, large scale);
+ * the K-quant kernels also on real row lengths (256 .. 11008) with random
+ * block bytes and all-extreme blocks, and the Q8_K quantizer bit for bit.
  *
  * `test_quant --print-isa` prints sk_quant_isa() and exits (used to check
  * SINKLLM_SCALAR in a fresh process). */
@@ -61,13 +63,16 @@ static void build_tables(void) {
         a->name = "avx2";
         memcpy(a->t, ref->t, sizeof a->t);
         sk_quant_register_avx2(a->t);
+        sk_quant_register_k_avx2(a->t);
     }
     if (sk_quant_cpu_has_avx512vnni()) {
         isa_table *a = &g_isa[g_n_isa++];
         a->name = "avx512vnni";
         memcpy(a->t, ref->t, sizeof a->t);
         sk_quant_register_avx2(a->t);
+        sk_quant_register_k_avx2(a->t);
         sk_quant_register_avx512(a->t);
+        sk_quant_register_k_avx512(a->t);
     }
 }
 
@@ -338,6 +343,42 @@ static double min_term_slack(int type, const void *xq, const void *yq, int64_t n
     return slack;
 }
 
+/* Magnitude for dot_tol of a K-quant dot: sum over elements of
+ * (|d sc q| + |dmin m|) |y| for Q4_K and Q5_K (found by decoding copies of
+ * x with dmin, then d, zeroed), |d sc (q - 32)| |y| for Q6_K. Each kernel
+ * rounds d dy sumq and dmin dy summ separately; where they cancel (a
+ * sub-block with an outlier) the rounding error is relative to these
+ * parts, not to sum |x y|. Other types: sum |x y| of the dequantized rows. */
+static double k_mag(int type, const void *xq, const void *yq, int64_t n) {
+    if (g_ref[type].dot_type != SK_TYPE_Q8_K)
+        return 0;
+    const size_t rs = sk_row_size(type, n), bs = g_ref[type].size;
+    char *tmp = xmalloc(rs);
+    float *a = xmalloc((size_t)n * 4), *b = xmalloc((size_t)n * 4), *yd = xmalloc((size_t)n * 4);
+    g_ref[SK_TYPE_Q8_K].to_float(yq, yd, n);
+    memset(b, 0, (size_t)n * 4);
+    memcpy(tmp, xq, rs);
+    if (type != SK_TYPE_Q6_K) {
+        for (size_t i = 0; i < rs; i += bs)
+            memset(tmp + i + offsetof(sk_block_q4_K, dmin), 0, 2);
+        g_ref[type].to_float(tmp, a, n);
+        memcpy(tmp, xq, rs);
+        for (size_t i = 0; i < rs; i += bs)
+            memset(tmp + i + offsetof(sk_block_q4_K, d), 0, 2);
+        g_ref[type].to_float(tmp, b, n);
+    } else {
+        g_ref[type].to_float(tmp, a, n);
+    }
+    double mag = 0;
+    for (int64_t i = 0; i < n; i++)
+        mag += (fabs(a[i]) + fabs(b[i])) * fabs(yd[i]);
+    free(tmp);
+    free(a);
+    free(b);
+    free(yd);
+    return mag;
+}
+
 static void check_dot(int type, int64_t n, int kx, int ky, uint64_t seed) {
     const sk_type_traits *rt = &g_ref[type], *rd = &g_ref[rt->dot_type];
     float *x = xmalloc((size_t)n * 4), *y = xmalloc((size_t)n * 4);
@@ -371,7 +412,7 @@ static void check_dot(int type, int64_t n, int kx, int ky, uint64_t seed) {
     for (int a = 1; a < g_n_isa; a++) {
         float vi = NAN;
         g_isa[a].t[type].vec_dot(n, &vi, xq, yq);
-        double t2 = dot_tol(vr, mag, terms);
+        double t2 = dot_tol(vr, fmax(mag, k_mag(type, xq, yq, n)), terms);
         if (!(fabs(vi - vr) <= t2))
             fail_msg("%s %s vec_dot %.9g vs reference %.9g (tol %g) n=%lld kinds %d/%d seed %llu", g_isa[a].name,
                      rt->name, vi, vr, t2, (long long)n, kx, ky, (unsigned long long)seed);
@@ -430,6 +471,7 @@ static void check_gemm(const isa_table *isa, int type, int64_t n, int nr, int nc
             double mag = 0;
             for (int64_t i = 0; i < n; i++)
                 mag += fabs((double)xd[i] * yd[i]);
+            mag = fmax(mag, k_mag(type, xq + r * xs, yq + c * ys, n));
             double tol = dot_tol(v, mag, rt->blck == 1 ? n : n / rt->blck);
             float g = s[(size_t)c * ss + r];
             if (!(fabs(g - v) <= tol))
@@ -462,6 +504,223 @@ static void test_gemm(void **state) {
                 check_gemm(&g_isa[a], type, n, 13, 11, 99); /* several full tiles and edges */
             }
         }
+}
+
+/* ---- 3b. K-quant kernels: real row lengths, raw block bytes ------------------------------
+ * The K-quant SIMD kernels (quant_k_avx2.c, quant_k_avx512.c) against the
+ * reference on the row lengths of real models (256 .. 11008), vec_dot and
+ * gemm, with three kinds of data: rows made by from_float (the shapes
+ * above); random block bytes, which reach what the simple test quantizer
+ * never makes (6-bit scales and mins up to 63, negative d, negative Q6_K
+ * scales down to -128, every q, Q8_K q = -128); and an all-extremes block
+ * (every q and scale at its largest magnitude, y = -128) at the edge of
+ * the kernels' i16 range argument. The tolerance is dot_tol over the
+ * magnitudes of both parts of x (d sc q and dmin m, which may cancel). */
+
+static const int64_t k_krows[] = {256, 512, 768, 2816, 4096, 11008};
+#define N_KROWS ((int)(sizeof k_krows / sizeof k_krows[0]))
+
+enum { KD_FIT, KD_RAW, KD_EXTREME, KD_COUNT };
+
+/* f16 of magnitude in [lo, 4 lo), random sign where neg */
+static uint16_t rand_h(uint64_t *s, float lo, int neg) {
+    float v = lo * (1 + 3 * rng_unif(s));
+    return sk_f32_to_f16(neg && (rng_next(s) & 1) ? -v : v);
+}
+
+/* one row of n elements of K-quant type `type` */
+static void k_make_x(int type, int64_t n, int kind, uint64_t seed, void *xq) {
+    const size_t bs = g_ref[type].size;
+    uint8_t *xb = xq;
+    uint64_t s = seed * 7919 + (uint64_t)kind;
+    if (kind == KD_FIT) {
+        float *f = xmalloc((size_t)n * 4);
+        gen(f, n, (int)(seed % D_COUNT), seed);
+        g_ref[type].from_float(f, xq, n);
+        free(f);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)(n / SK_QK_K) * bs; i++)
+        xb[i] = kind == KD_EXTREME ? 0xff : (uint8_t)rng_next(&s);
+    for (int64_t b = 0; b < n / SK_QK_K; b++) {
+        uint8_t *blk = xb + (size_t)b * bs;
+        uint16_t d = rand_h(&s, 0x1p-8f, kind == KD_RAW), dmin = rand_h(&s, 0x1p-8f, kind == KD_RAW);
+        if (type == SK_TYPE_Q6_K) {
+            memcpy(blk + offsetof(sk_block_q6_K, d), &d, 2);
+            if (kind == KD_EXTREME)
+                memset(blk + offsetof(sk_block_q6_K, scales), 0x80, 16); /* -128 */
+        } else { /* Q4_K and Q5_K share the head: d, dmin, scales */
+            memcpy(blk + offsetof(sk_block_q4_K, d), &d, 2);
+            memcpy(blk + offsetof(sk_block_q4_K, dmin), &dmin, 2);
+        }
+    }
+}
+
+/* one Q8_K row: from_float of shaped data, or random q (-128 included) with
+ * consistent bsums, or all -128 */
+static void k_make_y(int64_t n, int kind, uint64_t seed, sk_block_q8_K *y) {
+    uint64_t s = seed * 104729 + (uint64_t)kind;
+    if (kind == KD_FIT) {
+        float *f = xmalloc((size_t)n * 4);
+        gen(f, n, (int)((seed + 1) % D_COUNT), seed + 100);
+        g_ref[SK_TYPE_Q8_K].from_float(f, y, n);
+        free(f);
+        return;
+    }
+    for (int64_t b = 0; b < n / SK_QK_K; b++) {
+        y[b].d = 0x1p-7f * (1 + 3 * rng_unif(&s)) * ((rng_next(&s) & 1) ? -1 : 1);
+        for (int j = 0; j < SK_QK_K; j++)
+            y[b].qs[j] = kind == KD_EXTREME ? -128 : (int8_t)(uint8_t)rng_next(&s);
+        for (int g = 0; g < SK_QK_K / 16; g++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++)
+                sum += y[b].qs[16 * g + l];
+            y[b].bsums[g] = (int16_t)sum;
+        }
+    }
+}
+
+/* NR weight rows x NC activation rows of one kind: every instruction set's
+ * vec_dot (each pair) and gemm (the whole tile, NC = 5 covers a full
+ * 4-column group and an edge) against the reference vec_dot */
+static void check_k(int type, int64_t n, int kind, uint64_t seed, int64_t *n_exact, int64_t *n_all) {
+    enum { NR = 3, NC = 5, SS = NR + 2 };
+    const sk_type_traits *rt = &g_ref[type];
+    const size_t xs = sk_row_size(type, n) + 6, ys = sk_row_size(SK_TYPE_Q8_K, n) + 4; /* odd strides */
+    char *xq = xmalloc(xs * NR), *yq = xmalloc(ys * NC);
+    for (int r = 0; r < NR; r++)
+        k_make_x(type, n, kind, seed * 31 + (uint64_t)r, xq + r * xs);
+    for (int c = 0; c < NC; c++)
+        k_make_y(n, kind, seed * 37 + (uint64_t)c, (sk_block_q8_K *)(yq + c * ys));
+    float ref[NC][NR];
+    double tol[NC][NR];
+    for (int c = 0; c < NC; c++)
+        for (int r = 0; r < NR; r++) {
+            rt->vec_dot(n, &ref[c][r], xq + r * xs, yq + c * ys);
+            tol[c][r] = dot_tol(ref[c][r], k_mag(type, xq + r * xs, yq + c * ys, n), n / SK_QK_K);
+            assert_true(isfinite(ref[c][r]));
+        }
+    for (int a = 1; a < g_n_isa; a++) {
+        const sk_type_traits *it = &g_isa[a].t[type];
+        float s[NC * SS];
+        for (int i = 0; i < NC * SS; i++)
+            s[i] = SENTINEL;
+        it->gemm(n, NR, NC, xq, xs, yq, ys, s, SS);
+        for (int c = 0; c < NC; c++)
+            for (int r = 0; r < NR; r++) {
+                float v = NAN;
+                it->vec_dot(n, &v, xq + r * xs, yq + c * ys);
+                if (!(fabs(v - ref[c][r]) <= tol[c][r]))
+                    fail_msg("%s %s vec_dot n=%lld kind %d seed %llu (%d,%d): %.9g vs reference %.9g (tol %g)",
+                             g_isa[a].name, rt->name, (long long)n, kind, (unsigned long long)seed, r, c, v,
+                             ref[c][r], tol[c][r]);
+                float g = s[c * SS + r];
+                if (!(fabs(g - ref[c][r]) <= tol[c][r]))
+                    fail_msg("%s %s gemm n=%lld kind %d seed %llu s[%d][%d]: %.9g vs reference %.9g (tol %g)",
+                             g_isa[a].name, rt->name, (long long)n, kind, (unsigned long long)seed, c, r, g,
+                             ref[c][r], tol[c][r]);
+                *n_exact += v == ref[c][r];
+                *n_all += 1;
+            }
+        for (int c = 0; c < NC; c++) /* padding untouched */
+            for (int r = NR; r < SS; r++)
+                assert_true(s[c * SS + r] == SENTINEL);
+    }
+    free(xq);
+    free(yq);
+}
+
+static void test_k_quant_simd(void **state) {
+    (void)state;
+    build_tables();
+    static const int types[] = {SK_TYPE_Q4_K, SK_TYPE_Q5_K, SK_TYPE_Q6_K};
+    for (int ti = 0; ti < 3; ti++) {
+        int64_t n_exact = 0, n_all = 0;
+        for (int m = 0; m < N_KROWS; m++)
+            for (int kind = 0; kind < KD_COUNT; kind++)
+                for (uint64_t seed = 1; seed <= (kind == KD_EXTREME ? 1u : 3u); seed++)
+                    check_k(types[ti], k_krows[m], kind, seed, &n_exact, &n_all);
+        if (g_n_isa > 1)
+            print_message("  %s SIMD vec_dot: %lld of %lld bit-equal to the reference\n", g_ref[types[ti]].name,
+                          (long long)n_exact, (long long)n_all);
+    }
+}
+
+/* The all-extremes block by hand: Q4_K with sc = m = 63, q = 15, d = dmin
+ * = 1 against y = -128 (bsums -2048), dy = 1: per sub-block
+ * 63 * 15 * (-128 * 32) - 63 * (-4096) = -3870720 + 258048, times 8. */
+static void test_hand_k_extreme(void **state) {
+    (void)state;
+    build_tables();
+    sk_block_q4_K x;
+    memset(&x, 0xff, sizeof x);
+    x.d = x.dmin = 0x3c00;
+    sk_block_q8_K y;
+    y.d = 1.0f;
+    memset(y.qs, 0x80, sizeof y.qs);
+    for (int g = 0; g < 16; g++)
+        y.bsums[g] = -2048;
+    for (int a = 0; a < g_n_isa; a++) {
+        float v = 0;
+        g_isa[a].t[SK_TYPE_Q4_K].vec_dot(256, &v, &x, &y);
+        assert_true(v == 8.0f * (-3870720.0f + 258048.0f));
+    }
+    /* Q6_K: q = 63 (x = 31 d sc), scales -128, d = 1: 16 * (-128) * 31 * (-128) * 16 */
+    sk_block_q6_K x6;
+    memset(&x6, 0xff, sizeof x6);
+    memset(x6.scales, 0x80, sizeof x6.scales);
+    x6.d = 0x3c00;
+    for (int a = 0; a < g_n_isa; a++) {
+        float v = 0;
+        g_isa[a].t[SK_TYPE_Q6_K].vec_dot(256, &v, &x6, &y);
+        assert_true(v == 16.0f * 128 * 31 * 128 * 16);
+    }
+}
+
+/* SIMD Q8_K from_float is bit-identical to the reference: same d, q and
+ * bsums, on every data shape, rounding ties (x = k / 2 with iscale = -1),
+ * and a largest magnitude that appears with both signs (the first one
+ * gives the sign of max, hence of every q). */
+static void test_q8_K_from_float_simd(void **state) {
+    (void)state;
+    build_tables();
+    static const int64_t ns[] = {256, 512, 768, 2816, 4096};
+    for (int a = 1; a < g_n_isa; a++) {
+        const sk_type_traits *it = &g_isa[a].t[SK_TYPE_Q8_K], *rt = &g_ref[SK_TYPE_Q8_K];
+        if (it->from_float == rt->from_float)
+            continue;
+        for (int m = 0; m < 5; m++)
+            for (int kind = 0; kind < D_COUNT + 2; kind++)
+                for (uint64_t seed = 1; seed <= 3; seed++) {
+                    int64_t n = ns[m], nb = n / SK_QK_K;
+                    float *x = xmalloc((size_t)n * 4);
+                    sk_block_q8_K *qi = xmalloc((size_t)nb * sizeof *qi), *qr = xmalloc((size_t)nb * sizeof *qr);
+                    if (kind < D_COUNT) {
+                        gen(x, n, kind, seed);
+                    } else if (kind == D_COUNT) { /* ties: max = -127 gives iscale = 1 */
+                        for (int64_t i = 0; i < n; i++)
+                            x[i] = i % 256 == 7 ? -127.0f : (float)((i * 5 + (int64_t)seed) % 15 - 7) * 0.5f;
+                    } else { /* +-amax both present, at seed-dependent places */
+                        gen(x, n, D_GAUSS, seed);
+                        for (int64_t b = 0; b < nb; b++) {
+                            float s = (seed & 1) ? 1 : -1;
+                            x[b * 256 + (int64_t)(seed * 37 % 256)] = 9.0f * s;
+                            x[b * 256 + (int64_t)(seed * 91 % 256)] = -9.0f * s;
+                        }
+                    }
+                    memset(qi, 0x5a, (size_t)nb * sizeof *qi);
+                    memset(qr, 0x5a, (size_t)nb * sizeof *qr);
+                    it->from_float(x, qi, n);
+                    rt->from_float(x, qr, n);
+                    for (int64_t b = 0; b < nb; b++)
+                        if (memcmp(&qi[b], &qr[b], sizeof qi[b]) != 0)
+                            fail_msg("%s Q8_K from_float differs from reference: n=%lld kind %d seed %llu block %lld",
+                                     g_isa[a].name, (long long)n, kind, (unsigned long long)seed, (long long)b);
+                    free(x);
+                    free(qi);
+                    free(qr);
+                }
+    }
 }
 
 /* ---- 5. f16 / bf16 ------------------------------------------------------------------------ */
@@ -788,6 +1047,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_hand_q4_K),     cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_to_float_simd), cmocka_unit_test(test_act_quant_simd),
         cmocka_unit_test(test_vec_dot),       cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_k_quant_simd),  cmocka_unit_test(test_hand_k_extreme),
+        cmocka_unit_test(test_q8_K_from_float_simd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
