@@ -13,8 +13,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include "pack.h"
 #include "tokenizer.h"
 
 #define SK_MAX_LAYERS 4096
@@ -225,6 +227,101 @@ static sk_status load_weights(sk_model *m, sk_error *err) {
     return SK_OK;
 }
 
+/* The weight matrices that the matmul reads, in model order. */
+static int matmul_tensors(sk_model *m, sk_tensor **t) {
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        sk_layer *L = &m->layers[l];
+        sk_tensor *lt[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof lt / sizeof *lt; i++) t[n++] = lt[i];
+    }
+    t[n++] = &m->output;
+    return n;
+}
+
+/* Copy every packable matrix into the pack.h layout (one anonymous
+ * mapping, 64-byte aligned tensors). Without packing, or when the mapping
+ * fails, the matmul uses the original layout: not an error. */
+typedef struct pack_job {
+    sk_tensor **t;
+    char **dst;
+    int lo, hi;
+} pack_job;
+
+static void *pack_range(void *arg) {
+    pack_job *j = arg;
+    for (int i = j->lo; i < j->hi; i++) {
+        sk_tensor *w = j->t[i];
+        sk_pack_rows(w->type, w->ne[0], w->ne[1] / SK_PACK_ROWS, w->data, w->row_size, j->dst[i]);
+    }
+    return NULL;
+}
+
+/* Copy every packable matrix into the pack.h layout (one anonymous
+ * mapping, 64-byte aligned tensors), on two threads: half of the bytes
+ * each (the copy and the page faults of fresh memory both scale). Without
+ * packing, or when memory is short, the matmul uses the original layout:
+ * not an error. */
+static void pack_weights(sk_model *m) {
+    if (!sk_pack_enabled()) return;
+    int cap = 7 * m->hp.n_layer + 1, n = 0;
+    sk_tensor **all = malloc(sizeof *all * (size_t)cap), **t = malloc(sizeof *t * (size_t)cap);
+    char **dst = malloc(sizeof *dst * (size_t)cap);
+    if (!all || !t || !dst) goto out;
+    int n_all = matmul_tensors(m, all);
+    size_t total = 0;
+    for (int i = 0; i < n_all; i++)
+        if (sk_pack_supported(all[i]->type, all[i]->ne[0], all[i]->ne[1])) {
+            t[n] = all[i];
+            dst[n++] = (char *)(uintptr_t)total; /* offset until the mapping exists */
+            total += (sk_pack_group_size(all[i]->type, all[i]->ne[0]) *
+                          (size_t)(all[i]->ne[1] / SK_PACK_ROWS) + 63) & ~(size_t)63;
+        }
+    if (!total) goto out;
+    void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) goto out;
+    madvise(mem, total, MADV_HUGEPAGE);
+    int half = 0; /* first tensor that starts in the second half of the bytes */
+    while (half < n && (size_t)(uintptr_t)dst[half] * 2 < total) half++;
+    for (int i = 0; i < n; i++) dst[i] = (char *)mem + (uintptr_t)dst[i];
+    pack_job j0 = {t, dst, 0, half}, j1 = {t, dst, half, n};
+    pthread_t th;
+    int threaded = pthread_create(&th, NULL, pack_range, &j1) == 0;
+    pack_range(&j0);
+    if (threaded) pthread_join(th, NULL);
+    else pack_range(&j1);
+    for (int i = 0; i < n; i++) {
+        t[i]->packed = dst[i];
+        t[i]->pack_gs = sk_pack_group_size(t[i]->type, t[i]->ne[0]);
+    }
+    mprotect(mem, total, PROT_READ);
+    m->pack_mem = mem;
+    m->pack_size = total;
+out:
+    free(all);
+    free(t);
+    free(dst);
+}
+
+/* Give back the file pages of the packed matrices (the matmul reads the
+ * packed copies; a later read, e.g. an embedding row, faults the page back
+ * in from the page cache). Only for file mappings that we own. */
+static void drop_packed_originals(sk_model *m) {
+    if (!m->pack_mem || !m->map) return;
+    int cap = 7 * m->hp.n_layer + 1;
+    sk_tensor **t = malloc(sizeof *t * (size_t)cap);
+    if (!t) return;
+    int n = matmul_tensors(m, t);
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < n; i++) {
+        if (!t[i]->packed) continue;
+        uintptr_t a = ((uintptr_t)t[i]->data + pg - 1) & ~(pg - 1);
+        uintptr_t b = ((uintptr_t)t[i]->data + t[i]->row_size * (size_t)t[i]->ne[1]) & ~(pg - 1);
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+    free(t);
+}
+
 sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk_error *err) {
     *out = NULL;
     sk_quant_init();
@@ -254,6 +351,7 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
         sk_model_free(m);
         return st;
     }
+    pack_weights(m);
     /* fingerprint: header + tensor infos (up to the data section) and a
      * sample of each tensor's bytes (start, middle, end), so that two
      * fine-tunes of one shape differ */
@@ -305,7 +403,7 @@ sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
         return sk_error_set(err, SK_ERR_FORMAT, "%s: file too small to be GGUF (%lld bytes)", path,
                             (long long)sb.st_size);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | (sk_pack_enabled() ? MAP_POPULATE : 0), fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED) return sk_error_set(err, SK_ERR_IO, "%s: mmap: %s", path, strerror(e));
@@ -322,6 +420,7 @@ sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
     }
     m->map = map;
     m->map_size = (uint64_t)sb.st_size;
+    drop_packed_originals(m);
     *out = m;
     return SK_OK;
 }
@@ -333,6 +432,7 @@ void sk_model_free(sk_model *m) {
     free(m->layers);
     free(m->chat_template);
     if (m->map) munmap(m->map, (size_t)m->map_size);
+    if (m->pack_mem) munmap(m->pack_mem, m->pack_size);
     free(m);
 }
 

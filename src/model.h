@@ -18,6 +18,8 @@ typedef struct sk_tensor {
     int64_t ne[2];
     size_t row_size;     /* bytes per row */
     const sk_type_traits *tt;
+    const void *packed;  /* the same rows in a pack.h layout, or NULL */
+    size_t pack_gs;      /* bytes per packed group of 16 rows */
 } sk_tensor;
 
 typedef struct sk_layer {
@@ -47,6 +49,8 @@ struct sk_model {
     char desc[96];
     char *chat_template;  /* NUL-terminated copy, or NULL */
     uint64_t fingerprint; /* FNV-1a over the header and tensor infos */
+    void *pack_mem;       /* anonymous mapping that holds every packed tensor */
+    size_t pack_size;
 };
 
 /* Validate hyper-parameters read from metadata (exposed for tests). */

@@ -1,6 +1,8 @@
 /* ops.c - small float kernels and the parallel quantized matmul (ops.h). */
 #include "ops.h"
 
+#include "pack.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -126,9 +128,65 @@ static void mm_compute(void *arg, int ith, int nth) {
     }
 }
 
+/* ---- packed weights (pack.h): 16-row groups split over the threads ------ */
+
+typedef struct mmk_ctx {
+    const sk_matmul_job *jobs;
+    int n_jobs, n_tok, n_in;
+    const float *x;
+    size_t x_stride;
+    sk_block_q8p *xq;       /* n_tok rows of xq_stride bytes */
+    size_t xq_stride;
+    int64_t group_begin[SK_MAX_JOBS + 1]; /* prefix sums of job groups */
+} mmk_ctx;
+
+static void mmk_quantize(void *arg, int ith, int nth) {
+    mmk_ctx *c = arg;
+    long lo, hi;
+    sk_split_range(c->n_tok, 1, ith, nth, &lo, &hi);
+    for (long t = lo; t < hi; t++)
+        sk_q8p_quantize(c->x + (size_t)t * c->x_stride,
+                        (sk_block_q8p *)((char *)c->xq + (size_t)t * c->xq_stride), c->n_in);
+}
+
+static void mmk_compute(void *arg, int ith, int nth) {
+    mmk_ctx *c = arg;
+    long lo, hi;
+    sk_split_range((long)c->group_begin[c->n_jobs], 1, ith, nth, &lo, &hi);
+    for (int j = 0; j < c->n_jobs; j++) {
+        long jb = (long)c->group_begin[j], je = (long)c->group_begin[j + 1];
+        long g0 = lo > jb ? lo : jb, g1 = hi < je ? hi : je;
+        if (g0 >= g1) continue;
+        const sk_tensor *w = c->jobs[j].w;
+        g0 -= jb;
+        g1 -= jb;
+        sk_packed_gemm(w->type, c->n_in, g1 - g0, c->n_tok,
+                       (const char *)w->packed + (size_t)g0 * w->pack_gs, w->pack_gs, c->xq,
+                       c->xq_stride, c->jobs[j].out + (size_t)g0 * SK_PACK_ROWS,
+                       c->jobs[j].out_stride);
+    }
+}
+
+static void matmul_packed(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
+                          size_t x_stride, int n_in, int n_tok, void *qbuf) {
+    mmk_ctx c = {jobs, n_jobs, n_tok, n_in, x, x_stride, qbuf,
+                 sizeof(sk_block_q8p) * (size_t)(n_in / 32), {0}};
+    for (int j = 0; j < n_jobs; j++)
+        c.group_begin[j + 1] = c.group_begin[j] + jobs[j].w->ne[1] / SK_PACK_ROWS;
+    if (n_tok == 1) mmk_quantize(&c, 0, 1);
+    else sk_pool_run(pool, mmk_quantize, &c);
+    sk_pool_run(pool, mmk_compute, &c);
+}
+
 void sk_matmul(sk_pool *pool, const sk_matmul_job *jobs, int n_jobs, const float *x,
                size_t x_stride, int n_in, int n_tok, void *qbuf) {
     SK_ASSERT(n_jobs >= 1 && n_jobs <= SK_MAX_JOBS);
+    int all_packed = 1;
+    for (int j = 0; j < n_jobs; j++) all_packed &= jobs[j].w->packed != NULL;
+    if (all_packed) {
+        matmul_packed(pool, jobs, n_jobs, x, x_stride, n_in, n_tok, qbuf);
+        return;
+    }
     mm_ctx c;
     memset(&c, 0, sizeof c);
     c.jobs = jobs;

@@ -265,6 +265,8 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
         } else if (GROUP(OPT_PPL) && IS("--csv")) {
             NEED_VALUE();
             o->ppl_csv = v;
+        } else if (GROUP(OPT_PPL) && IS("--precise")) {
+            o->precise = 1;
         } else if (GROUP(OPT_PPL) && IS("--plot")) {
             NEED_VALUE();
             o->ppl_plot = v;

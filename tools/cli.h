@@ -44,6 +44,7 @@ typedef struct sk_cli {
     int64_t ppl_tokens;
     const char *ppl_csv;
     const char *ppl_plot;
+    int precise;           /* --precise: reference arithmetic (slow) */
     const char *overlay[8];
     int n_overlay;
     int score_every;

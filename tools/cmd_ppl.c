@@ -28,6 +28,8 @@ static const char *PPL_USAGE =
     "      --sinks N           attention sinks (4)         --window N  window (2044)\n"
     "  -c, --ctx-size N        dense capacity (default: the token count)\n"
     "      --kv-type T         f16 (default), f32, q8_0\n"
+    "      --precise           reference arithmetic: F32 weights and activations, F32 KV,\n"
+    "                          double sums (an oracle; many times slower)\n"
     "      --sink-token TEXT   feed this token (one token) n_sinks times first and use\n"
     "                          them as the sinks (the paper's \"\\n\" sinks variant)\n"
     "      --score-every K     score only positions p with p %% K == 0 (same positions for\n"
@@ -202,6 +204,7 @@ int cmd_ppl(int argc, char **argv) {
     cp.n_threads = o.n_threads;
     cp.n_batch = o.n_batch;
     cp.logits_all = !recompute;
+    cp.precise = o.precise;
     cp.cache = o.cache;
     if (recompute) { /* a fresh dense pass over the last W tokens per scored token */
         cp.cache.policy = SK_CACHE_DENSE;
