@@ -126,8 +126,12 @@ golden: refvenv model
 	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
 	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
 
-bench: all model refvenv
-	PYTHON=$(REFVENV)/bin/python sh bench/vs-llamacpp.sh
+bench: all model refvenv $(BUILD)/membw
+	PYTHON=$(REFVENV)/bin/python SINKLLM=$(BUILD)/sinkllm MEMBW=$(BUILD)/membw sh bench/vs-llamacpp.sh
+
+# memory read bandwidth, the ceiling that make bench compares decode with
+$(BUILD)/membw: bench/membw.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 clean:
 	rm -rf build build-*

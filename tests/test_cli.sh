@@ -44,6 +44,18 @@ check 2 "ppl: no file" "$SK" ppl
 check 2 "ppl: --tokens 1" "$SK" ppl -f "$TXT" --tokens 1
 check 2 "ppl: score-every 0" "$SK" ppl -f "$TXT" --score-every 0
 check 2 "bench: bad repetitions" "$SK" bench -r 0
+check 2 "bench: negative depth" "$SK" bench --depth -1
+contains "bench: negative depth error" "depth expects an integer in 0\.\." "$TXT.err"
+check 2 "bench: depth not a number" "$SK" bench --depth 2k
+contains "bench: depth not a number error" "got '2k'" "$TXT.err"
+check 2 "bench: depth overflow" "$SK" bench -d 99999999999999999999999
+contains "bench: depth overflow error" "-d expects an integer" "$TXT.err"
+check 2 "bench: depth without a value" "$SK" bench --depth
+contains "bench: depth without a value error" "depth needs a value" "$TXT.err"
+check 2 "bench: dense depth beyond -c" "$SK" bench --cache dense -c 256 --depth 200 -n 128
+contains "bench: dense depth error names -c" "but -c is 256" "$TXT.err"
+check 2 "bench: dense depth beyond the largest ctx" "$SK" bench --depth 20000000
+contains "bench: dense depth beyond the largest ctx error" "use an evicting --cache" "$TXT.err"
 check 2 "attn: too many tokens" "$SK" attn -f "$TXT" --png x.png --tokens 99999
 check 2 "plot: no files" "$SK" plot -o x.png
 if [ -f "$MODEL" ]; then
@@ -60,6 +72,11 @@ if [ -f "$MODEL" ]; then
     contains "ppl: csv header" "pos,token,nll,rss_mb" "$TXT.csv"
     check 0 "bench: tiny" "$SK" bench -m "$MODEL" -p 16 -n 4 -r 1 -t 2 --csv
     contains "bench: csv rows" "sinkllm,2,tg4" "$TXT.out"
+    check 0 "bench: depth, dense ctx sized for it" "$SK" bench -m "$MODEL" -p 0 -n 4 --depth 300 -r 1 -t 2 --csv
+    contains "bench: depth csv row" "^sinkllm,2,tg4,[0-9.]*,300,dense$" "$TXT.out"
+    check 0 "bench: depth through a sink cache (eviction)" "$SK" bench -m "$MODEL" -p 0 -n 4 --depth 100 \
+        --cache sink --sinks 4 --window 28 -b 16 -r 1 -t 2
+    contains "bench: depth label" "tg4 @ d100 " "$TXT.out"
     check 0 "plot: from a ppl csv" "$SK" plot -o "$TXT.png" "$TXT.csv"
     check 0 "attn: heat map" "$SK" attn -m "$MODEL" -f "$TXT" --tokens 32 --png "$TXT.png" -t 2
     contains "attn: table" "token 0" "$TXT.out"

@@ -1,6 +1,9 @@
 /* cmd_bench.c - `sinkllm bench`: pre-fill (ppN) and decode (tgN) speed, in
  * the spirit of llama-bench: each test runs on a fresh cache, repeated, and
- * reports mean +- standard deviation of tokens/s. */
+ * reports mean +- standard deviation of tokens/s. With --depth D each
+ * repetition first feeds D tokens through the cache (untimed; the evicting
+ * policies evict as they go), so the test measures speed at that depth:
+ * "tg128 @ d2048", as llama-bench labels it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +21,25 @@ static const char *BENCH_USAGE =
     "  -m, --model PATH       GGUF model (default: the bundled SmolLM2-135M-Instruct)\n"
     "  -p, --n-prompt N       prompt tokens for the ppN test (512; 0 = skip)\n"
     "  -n, --n-gen N          generated tokens for the tgN test (128; 0 = skip)\n"
+    "  -d, --depth N          before each repetition feed N tokens through the cache\n"
+    "                         (untimed, in chunks of -b, evicting under sink/window/shift),\n"
+    "                         then time the test: 'tg128 @ d2048' (0; no warm-up run when > 0:\n"
+    "                         the pre-fill warms up)\n"
     "  -r, --repetitions N    repetitions (3)\n"
     "  -t, --threads N        threads (default: all cores)\n"
     "  -b, --batch-size N     pre-fill chunk (default 256)\n"
-    "      --cache POLICY ... as for 'sinkllm run' (default: dense, ctx = p + n)\n"
-    "      --csv              print CSV rows: engine,threads,test,tokens_per_s\n"
+    "      --cache POLICY ... as for 'sinkllm run' (default: dense, ctx = depth + p + n;\n"
+    "                         dense without -c sizes its ctx the same way)\n"
+    "      --csv              print CSV rows: engine,threads,test,tokens_per_s,depth,cache\n"
+    "                         (cache: dense, sink4+2044, window2048, shift4+2044,\n"
+    "                         recompute2048; ':f32' or ':q8_0' appended for those KV types)\n"
     "      --stream           latency and memory vs cache size and tokens (--stream --help)\n";
+
+/* Largest --depth: far beyond any run's patience, and depth + p + n stays
+ * well inside int64. */
+#define BENCH_MAX_DEPTH (1LL << 40)
+/* Largest dense context that -c accepts (cli.c). */
+#define BENCH_MAX_CTX (1LL << 24)
 
 static void stats(const double *x, int n, double *mean, double *sd) {
     double s = 0, ss = 0;
@@ -33,13 +49,109 @@ static void stats(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
 }
 
+/* The cache column of the CSV: policy and sizes, e.g. "sink4+2044". */
+static void cache_label(const sk_cache_params *c, char *buf, size_t n) {
+    int k;
+    switch (c->policy) {
+    case SK_CACHE_SINK: k = snprintf(buf, n, "sink%d+%d", c->n_sinks, c->n_window); break;
+    case SK_CACHE_SHIFT: k = snprintf(buf, n, "shift%d+%d", c->n_sinks, c->n_window); break;
+    case SK_CACHE_WINDOW: k = snprintf(buf, n, "window%d", c->n_window); break;
+    case SK_CACHE_RECOMPUTE: k = snprintf(buf, n, "recompute%d", c->n_window); break;
+    default: k = snprintf(buf, n, "dense"); break;
+    }
+    if (k > 0 && (size_t)k < n && c->kv_type != SK_KV_F16)
+        snprintf(buf + k, n - (size_t)k, ":%s", c->kv_type == SK_KV_F32 ? "f32" : "q8_0");
+}
+
+/* n pseudo-random token ids in [0, n_vocab), continuing the LCG stream in
+ * *seed (fixed ids, as llama-bench uses random ones: no text needed). */
+static void fill_tokens(int32_t *toks, int64_t n, int64_t n_vocab, unsigned *seed) {
+    for (int64_t i = 0; i < n; i++) {
+        *seed = *seed * 1103515245u + 12345u;
+        toks[i] = (int32_t)((*seed >> 8) % (unsigned)n_vocab);
+    }
+}
+
+/* Feed `depth` pseudo-random tokens through ctx, in chunks of buf_n (the
+ * batch size, so that sk_decode evicts between chunks as a stream would).
+ * Returns 0 or -1 with err set. */
+static int feed_depth(sk_context *ctx, int64_t depth, int32_t *buf, int64_t buf_n, int64_t n_vocab,
+                      sk_error *err) {
+    unsigned seed = 777;
+    for (int64_t done = 0; done < depth;) {
+        int64_t n = depth - done < buf_n ? depth - done : buf_n;
+        fill_tokens(buf, n, n_vocab, &seed);
+        if (sk_decode(ctx, buf, n, err) != SK_OK) return -1;
+        done += n;
+    }
+    return 0;
+}
+
+/* Take --depth/-d out of argv (the shared parser does not know it) into
+ * *depth, and note whether -c/--ctx-size was given. argv_out has room for
+ * argc pointers. Returns the new argc, or -1 after a usage error (printed). */
+static int take_bench_flags(int argc, char **argv, char **argv_out, int64_t *depth, int *ctx_given) {
+    int n = 0;
+    *depth = 0;
+    *ctx_given = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "error: %s needs a value\nsee 'sinkllm bench --help'\n", a);
+                return -1;
+            }
+            if (sk_cli_parse_i64(a, argv[++i], 0, BENCH_MAX_DEPTH, depth)) {
+                fprintf(stderr, "see 'sinkllm bench --help'\n");
+                return -1;
+            }
+            continue;
+        }
+        if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) *ctx_given = 1;
+        argv_out[n++] = argv[i];
+    }
+    return n;
+}
+
 int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < argc; i++) /* the streaming benchmark has its own flags */
         if (!strcmp(argv[i], "--stream")) return cmd_bench_stream(argc, argv);
+    char **args = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
+    if (!args) return 1;
+    int64_t depth;
+    int ctx_given;
+    int n_args = take_bench_flags(argc, argv, args, &depth, &ctx_given);
+    if (n_args < 0) {
+        free(args);
+        return 2;
+    }
     sk_cli o;
-    int rc = sk_cli_parse(&o, "bench", OPT_MODEL | OPT_THREADS | OPT_CACHE | OPT_BENCH, argc,
-                          argv, BENCH_USAGE);
+    int rc = sk_cli_parse(&o, "bench", OPT_MODEL | OPT_THREADS | OPT_CACHE | OPT_BENCH, n_args,
+                          args, BENCH_USAGE);
+    free(args);
     if (rc) return rc == 1 ? 0 : rc;
+    /* pp and tg each run after `depth` tokens on a fresh cache: a dense cache
+     * needs depth + max(p, n) slots. Without -c it gets depth + p + n + 1. */
+    if (!o.cache_set) o.cache.policy = SK_CACHE_DENSE;
+    int dense = o.cache.policy == SK_CACHE_DENSE;
+    int64_t need = depth + (o.pp > o.tg ? o.pp : o.tg);
+    if (dense && !ctx_given) {
+        if (depth + o.pp + o.tg + 1 > BENCH_MAX_CTX) {
+            fprintf(stderr,
+                    "error: --depth %lld with a dense cache needs a context of %lld tokens, "
+                    "beyond the largest (%lld); use an evicting --cache (sink, window)\n"
+                    "see 'sinkllm bench --help'\n",
+                    (long long)depth, (long long)(depth + o.pp + o.tg + 1), BENCH_MAX_CTX);
+            return 2;
+        }
+        o.cache.n_ctx = (int)(depth + o.pp + o.tg + 1);
+    } else if (dense && need > o.cache.n_ctx) {
+        fprintf(stderr,
+                "error: the dense cache needs %lld tokens (depth %lld + %d), but -c is %d "
+                "(leave -c out to size it automatically)\nsee 'sinkllm bench --help'\n",
+                (long long)need, (long long)depth, o.pp > o.tg ? o.pp : o.tg, o.cache.n_ctx);
+        return 2;
+    }
     sk_model *m = sk_cli_load_model(&o, NULL);
     if (!m) return 1;
     const sk_hparams *hp = sk_model_hparams(m);
@@ -48,10 +160,6 @@ int cmd_bench(int argc, char **argv) {
     cp.n_threads = o.n_threads;
     cp.n_batch = o.n_batch;
     cp.cache = o.cache;
-    if (!o.cache_set) {
-        cp.cache.policy = SK_CACHE_DENSE;
-        cp.cache.n_ctx = o.pp + o.tg + 1;
-    }
     sk_error err = {0};
     sk_context *ctx = NULL;
     if (sk_context_new(m, &cp, &ctx, &err)) {
@@ -63,14 +171,23 @@ int cmd_bench(int argc, char **argv) {
     if (!nth) {
         nth = sk_cpu_count();
     }
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(o.pp > 0 ? o.pp : 1));
+    char cache[64], at[40] = "";
+    cache_label(&o.cache, cache, sizeof cache);
+    if (depth > 0) snprintf(at, sizeof at, " @ d%lld", (long long)depth);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(o.pp > 0 ? o.pp : 1)); /* (pp) prompt ids */
+    int32_t *fill = malloc(sizeof(int32_t) * (size_t)o.n_batch); /* (n_batch) depth ids */
     double *tps = malloc(sizeof(double) * (size_t)o.reps);
-    if (!toks || !tps) return 1;
-    unsigned seed = 12345;
-    for (int i = 0; i < o.pp; i++) {
-        seed = seed * 1103515245u + 12345u;
-        toks[i] = (int32_t)((seed >> 8) % (unsigned)hp->n_vocab);
+    if (!toks || !fill || !tps) {
+        fprintf(stderr, "error: out of memory\n");
+        free(toks);
+        free(fill);
+        free(tps);
+        sk_context_free(ctx);
+        sk_model_free(m);
+        return 1;
     }
+    unsigned seed = 12345;
+    fill_tokens(toks, o.pp, hp->n_vocab, &seed);
     if (!o.csv) {
         printf("| model | size | params | isa | threads | test | t/s |\n");
         printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
@@ -78,8 +195,13 @@ int cmd_bench(int argc, char **argv) {
     struct { const char *kind; int n; } tests[2] = {{"pp", o.pp}, {"tg", o.tg}};
     for (int ti = 0; ti < 2 && !rc; ti++) {
         if (tests[ti].n <= 0) continue;
-        for (int r = -1; r < o.reps && !rc; r++) { /* r = -1: warm-up */
+        /* r = -1: warm-up, unless the depth pre-fill already warms up */
+        for (int r = depth > 0 ? 0 : -1; r < o.reps && !rc; r++) {
             sk_context_reset(ctx);
+            if (feed_depth(ctx, depth, fill, o.n_batch, hp->n_vocab, &err)) {
+                rc = 1;
+                break;
+            }
             double t0 = sk_now_ms();
             if (ti == 0) {
                 rc = sk_decode(ctx, toks, o.pp, &err) != SK_OK;
@@ -100,15 +222,17 @@ int cmd_bench(int argc, char **argv) {
         double mean, sd;
         stats(tps, o.reps, &mean, &sd);
         if (o.csv)
-            printf("sinkllm,%d,%s%d,%.2f\n", nth, tests[ti].kind, tests[ti].n, mean);
+            printf("sinkllm,%d,%s%d,%.2f,%lld,%s\n", nth, tests[ti].kind, tests[ti].n, mean,
+                   (long long)depth, cache);
         else
-            printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d | %.2f ± %.2f |\n",
+            printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d%s | %.2f ± %.2f |\n",
                    sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, sk_quant_isa(), nth,
-                   tests[ti].kind, tests[ti].n, mean, sd);
+                   tests[ti].kind, tests[ti].n, at, mean, sd);
         fflush(stdout);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
     free(toks);
+    free(fill);
     free(tps);
     sk_context_free(ctx);
     sk_model_free(m);
