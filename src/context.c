@@ -77,6 +77,7 @@ void sk_context_free(sk_context *c) {
     free(c->hg);
     free(c->hu);
     free(c->att);
+    free(c->part);
     free(c->cs_win);
     free(c->cs_pfx);
     free(c->lo);
@@ -137,6 +138,9 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->hg = malloc(sizeof(float) * B * ff);
     c->hu = malloc(sizeof(float) * B * ff);
     c->att = malloc(sizeof(float) * (size_t)nth * c->att_stride);
+    c->n_threads = nth;
+    c->part_stride = (size_t)c->n_rep * (hd + 2);
+    c->part = malloc(sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head_kv * (size_t)nth * c->part_stride);
     c->cs_win = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->cs_pfx = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->lo = malloc(sizeof(int64_t) * B);
@@ -147,7 +151,7 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->logits = malloc(sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
     if (params->precise) c->rowbuf = malloc(sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = malloc(sizeof(int32_t) * (size_t)cp.n_window);
-    if (!c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
+    if (!c->part || !c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
         !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
         (params->precise && !c->rowbuf)) {
@@ -340,6 +344,44 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Decode path (a few tokens): each (token, KV head) is split into n_threads
+ * parts of its keys, so that every thread streams the same share of the
+ * cache whatever the number of KV heads; the parts are merged afterwards
+ * (split_merge). */
+static void attn_worker_split(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
+    const sk_hparams *hp = &c->m->hp;
+    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
+    size_t nq = (size_t)hp->n_head * hd;
+    long lo, hi;
+    sk_split_range((long)j->n * G * P, 1, ith, nth, &lo, &hi);
+    float *att = c->att + (size_t)ith * c->att_stride;
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
+        size_t off = (size_t)i * nq + (size_t)g * R * hd;
+        const float *qw = c->q + off;
+        const float *qp = c->use_pfx[i] ? c->qp + off : qw;
+        int64_t u = j->u0 + i, S = c->kv->n_prefix;
+        int64_t nk = (u + 1 < S ? u + 1 : S) + (u >= S ? u - c->lo[i] + 1 : 0);
+        float *part = c->part + (size_t)it * c->part_stride;
+        sk_attend_part(c->kv, j->layer, g, R, qw, qp, u, c->lo[i], nk * p / P, nk * (p + 1) / P,
+                       part, part + (size_t)R * hd, part + (size_t)R * (hd + 1), att);
+    }
+}
+
+static void split_merge(sk_context *c, int n) {
+    const sk_hparams *hp = &c->m->hp;
+    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < G; g++) {
+            const float *part = c->part + (size_t)((i * G + g) * P) * c->part_stride;
+            sk_attend_merge(P, R, hd, part, c->part_stride, part + (size_t)R * hd,
+                            part + (size_t)R * (hd + 1), c->part_stride,
+                            c->ao + (size_t)i * hp->n_head * hd + (size_t)g * R * hd);
+        }
+}
+
 /* Run the transformer over tokens[0..n) at stream positions kv->n_past...;
  * n <= n_batch; leaves the logits of the last token in c->logits. */
 static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_error *err) {
@@ -382,9 +424,12 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
             if (c->cap_layers[k] == l) aj.capture = k;
         if (aj.capture >= 0)
             attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
-        else if (n >= 4 && sk_kvcache_multi_ok(kv))
+        else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(kv))
             sk_pool_run(c->pool, attn_worker_multi, &aj);
-        else
+        else if (n <= SK_SPLIT_TOK) {
+            sk_pool_run(c->pool, attn_worker_split, &aj);
+            split_merge(c, n);
+        } else
             sk_pool_run(c->pool, attn_worker, &aj);
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
         matmul(c, &o, 1, c->ao, nq, (int)nq, n);

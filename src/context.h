@@ -11,6 +11,7 @@
 #include "threadpool.h"
 
 #define SK_QBLK 16 /* query tokens per block in the chunked attention path */
+#define SK_SPLIT_TOK 3 /* up to this many tokens: decode attention split over the keys */
 
 struct sk_context {
     const sk_model *m;
@@ -32,6 +33,10 @@ struct sk_context {
     float *hu;           /* (n_batch, n_ff) up */
     float *att;          /* (n_threads, att_stride): per-thread scores and query blocks */
     size_t att_stride;
+    float *part;         /* (SK_SPLIT_TOK * n_head_kv * n_threads, part_stride): partial
+                            attention of split decode (out, max, sum per query) */
+    size_t part_stride;
+    int n_threads;
     float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
     float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
     int64_t *lo;         /* (n_batch) lowest visible window position per token */

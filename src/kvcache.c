@@ -295,16 +295,10 @@ void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win
         seg_scores(&seg[i], hd, n_rep, seg[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n_keys);
         off += seg[i].n;
     }
+    const sk_vec_kernels *vk = sk_vec_get();
     for (int r = 0; r < n_rep; r++) {
         float *a = att + (size_t)r * n_keys;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_keys; j++) mx = a[j] > mx ? a[j] : mx;
-        double sum = 0.0;
-        for (int64_t j = 0; j < n_keys; j++) {
-            a[j] = expf(a[j] - mx);
-            sum += a[j];
-        }
-        float inv = (float)(1.0 / sum);
+        float inv = 1.0f / vk->exp_sum(a, n_keys, vk->max(a, n_keys));
         for (int64_t j = 0; j < n_keys; j++) a[j] *= inv;
     }
     memset(out, 0, (size_t)n_rep * hd * sizeof(float));
@@ -312,6 +306,84 @@ void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win
     for (int i = 0; i < ns; i++) {
         seg_values(&seg[i], hd, n_rep, att + off, (size_t)n_keys, out);
         off += seg[i].n;
+    }
+}
+
+void sk_attend_part(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
+                    const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *out,
+                    float *mx, float *sum, float *att) {
+    int hd = kv->head_dim;
+    SK_ASSERT(hd <= SK_MAX_HEAD_DIM);
+    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
+    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
+    int64_t nk = n_pfx + n_win;
+    k0 = k0 < 0 ? 0 : k0;
+    k1 = k1 > nk ? nk : k1;
+    int64_t n = k1 > k0 ? k1 - k0 : 0;
+    memset(out, 0, (size_t)n_rep * hd * sizeof(float));
+    for (int r = 0; r < n_rep; r++) {
+        mx[r] = -INFINITY;
+        sum[r] = 0.0f;
+    }
+    if (!n) return;
+    float scale = 1.0f / sqrtf((float)hd);
+    kv_seg seg[3];
+    int ns = build_segs(kv, l, g, n_pfx, lo, n_win, seg);
+    /* trim the runs to keys [k0, k1) of the visible order */
+    int64_t start = 0, off = 0;
+    kv_seg part[3];
+    int np = 0;
+    for (int i = 0; i < ns; i++) {
+        int64_t a = k0 > start ? k0 : start, b = k1 < start + seg[i].n ? k1 : start + seg[i].n;
+        if (a < b) {
+            part[np] = seg[i];
+            part[np].k += (size_t)(a - start) * seg[i].row;
+            part[np].v += (size_t)(a - start) * seg[i].row;
+            part[np++].n = b - a;
+        }
+        start += seg[i].n;
+    }
+    for (int i = 0; i < np; i++) {
+        seg_scores(&part[i], hd, n_rep, part[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n);
+        off += part[i].n;
+    }
+    const sk_vec_kernels *vk = sk_vec_get();
+    for (int r = 0; r < n_rep; r++) {
+        float *a = att + (size_t)r * n;
+        mx[r] = vk->max(a, n);
+        sum[r] = vk->exp_sum(a, n, mx[r]);
+    }
+    off = 0;
+    for (int i = 0; i < np; i++) {
+        seg_values(&part[i], hd, n_rep, att + off, (size_t)n, out);
+        off += part[i].n;
+    }
+}
+
+void sk_attend_merge(int n_parts, int n_rep, int hd, const float *outs, size_t out_stride,
+                     const float *mx, const float *sum, size_t ms_stride, float *out) {
+    for (int r = 0; r < n_rep; r++) {
+        float m = -INFINITY;
+        for (int p = 0; p < n_parts; p++) {
+            float x = mx[(size_t)p * ms_stride + r];
+            m = x > m ? x : m;
+        }
+        double tot = 0.0;
+        float w[64];
+        SK_ASSERT(n_parts <= 64);
+        for (int p = 0; p < n_parts; p++) {
+            float x = mx[(size_t)p * ms_stride + r];
+            w[p] = x == -INFINITY ? 0.0f : expf(x - m);
+            tot += (double)w[p] * sum[(size_t)p * ms_stride + r];
+        }
+        float *o = out + (size_t)r * hd;
+        for (int i = 0; i < hd; i++) o[i] = 0.0f;
+        for (int p = 0; p < n_parts; p++) {
+            if (w[p] == 0.0f) continue;
+            float sc = (float)(w[p] / tot);
+            const float *op = outs + (size_t)p * out_stride + (size_t)r * hd;
+            for (int i = 0; i < hd; i++) o[i] += sc * op[i];
+        }
     }
 }
 
@@ -352,13 +424,9 @@ void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, con
         int64_t c1 = u >= S ? n_pfx + (u - wlo) + 1 : ncols;
         for (int r = 0; r < n_rep; r++) {
             float *a = att + (size_t)(i * n_rep + r) * ncols;
-            float mx = -INFINITY;
-            for (int64_t j = 0; j < vp; j++) mx = a[j] > mx ? a[j] : mx;
-            for (int64_t j = c0; j < c1; j++) mx = a[j] > mx ? a[j] : mx;
-            double sum = 0.0;
-            for (int64_t j = 0; j < vp; j++) sum += (a[j] = expf(a[j] - mx));
-            for (int64_t j = c0; j < c1; j++) sum += (a[j] = expf(a[j] - mx));
-            float inv = (float)(1.0 / sum);
+            float m0 = vk->max(a, vp), m1 = vk->max(a + c0, c1 - c0);
+            float mx = m0 > m1 ? m0 : m1;
+            float inv = 1.0f / (vk->exp_sum(a, vp, mx) + vk->exp_sum(a + c0, c1 - c0, mx));
             for (int64_t j = 0; j < vp; j++) a[j] *= inv;
             for (int64_t j = c0; j < c1; j++) a[j] *= inv;
             for (int64_t j = vp; j < c0; j++) a[j] = 0.0f; /* masked: zero weight */

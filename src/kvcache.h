@@ -89,6 +89,22 @@ int64_t sk_kvcache_cached(const sk_kvcache *kv);
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                const float *q_pfx, int64_t u, int64_t lo, float *out, float *att);
 
+/* A part of sk_attend, to split one head's keys over threads: only keys
+ * [k0, k1) of the visible order (prefix slots, then the window oldest
+ * first; n_keys of them in all) are used. Writes, per query r < n_rep, the
+ * largest score mx[r], sum[r] = sum_j exp(s_j - mx[r]) and the unnormalized
+ * out[r] = sum_j exp(s_j - mx[r]) v_j. An empty range gives mx = -inf,
+ * sum = 0, out = 0. att: n_rep * (k1 - k0) floats of scratch. */
+void sk_attend_part(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
+                    const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *out,
+                    float *mx, float *sum, float *att);
+
+/* Combine n_parts partial results (part p: outs + p * out_stride, (n_rep,
+ * hd); mx, sum + p * ms_stride, (n_rep)) into the normalized attention
+ * output out (n_rep, hd): the softmax over the union of the parts' keys. */
+void sk_attend_merge(int n_parts, int n_rep, int hd, const float *outs, size_t out_stride,
+                     const float *mx, const float *sum, size_t ms_stride, float *out);
+
 /* The same for n_q consecutive query tokens u0..u0+n_q-1 at once (a pre-fill
  * chunk): keys are read once for all of them and each token's own visible
  * set is applied as a mask. q_win, q_pfx, out: (n_q, n_rep, head_dim); lo:

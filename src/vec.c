@@ -1,6 +1,7 @@
 /* vec.c - scalar reference attention kernels and their dispatch (vec.h). */
 #include "vec.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,19 @@ static void av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const fl
     }
 }
 
-static const sk_vec_kernels g_ref = {kq_f16_ref, av_f16_ref, "scalar"};
+static float exp_sum_ref(float *a, int64_t n, float mx) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) sum += (a[j] = expf(a[j] - mx));
+    return (float)sum;
+}
+
+static float max_ref(const float *a, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = a[j] > mx ? a[j] : mx;
+    return mx;
+}
+
+static const sk_vec_kernels g_ref = {kq_f16_ref, av_f16_ref, exp_sum_ref, max_ref, "scalar"};
 static const sk_vec_kernels *g_sel = &g_ref;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -60,3 +73,5 @@ void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const fl
                        float *out) {
     av_f16_ref(n, hd, V, n_rep, a, as, out);
 }
+float sk_vec_exp_sum_ref(float *a, int64_t n, float mx) { return exp_sum_ref(a, n, mx); }
+float sk_vec_max_ref(const float *a, int64_t n) { return max_ref(a, n); }

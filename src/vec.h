@@ -21,6 +21,12 @@ typedef struct sk_vec_kernels {
      * V: (n, hd) F16; a: (n_rep, as) F32 weights; out: (n_rep, hd) F32. */
     void (*av_f16)(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
                    float *out);
+    /* Softmax numerator in place: a[j] = exp(a[j] - mx) for j < n (mx >= every
+     * a[j]); returns the sum of the new a[j]. The SIMD versions use a
+     * polynomial exp within 2 ulp of expf (tests/test_vec.c). */
+    float (*exp_sum)(float *a, int64_t n, float mx);
+    /* max of a[0..n), -inf for n = 0 */
+    float (*max)(const float *a, int64_t n);
     const char *isa;
 } sk_vec_kernels;
 

@@ -1,6 +1,7 @@
 /* vec_avx512.c - AVX-512 attention kernels over F16 K/V (see vec.h).
  * Keys and values are widened 16 halves at a time with vcvtph2ps. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "vec.h"
 
@@ -118,5 +119,53 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
     }
 }
 
-static const sk_vec_kernels g_avx512 = {kq_f16, av_f16, "avx512"};
+/* exp(x) for x <= 0: x = k ln2 + r, |r| <= ln2 / 2 (ln2 split in two for
+ * an exact k ln2), exp(r) by its degree-7 Taylor polynomial (truncation
+ * < 1e-8 relative), times 2^k with vscalefps. Inputs below -88 give 0
+ * or a denormal, as expf does. */
+static inline __m512 exp_neg(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-103.0f));
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+static float exp_sum(float *a, int64_t n, float mx) {
+    const __m512 m = _mm512_set1_ps(mx);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m512 e = exp_neg(_mm512_sub_ps(_mm512_loadu_ps(a + j), m));
+        _mm512_storeu_ps(a + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (j < n) {
+        __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+        __m512 e = exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, a + j), m));
+        _mm512_mask_storeu_ps(a + j, k, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, e));
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float vmax(const float *a, int64_t n) {
+    __m512 acc = _mm512_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(a + j));
+    if (j < n)
+        acc = _mm512_mask_max_ps(acc, (__mmask16)((1u << (n - j)) - 1), acc, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - j)) - 1), a + j));
+    return _mm512_reduce_max_ps(acc);
+}
+
+static const sk_vec_kernels g_avx512 = {kq_f16, av_f16, exp_sum, vmax, "avx512"};
 const sk_vec_kernels *sk_vec_get_avx512(void) { return &g_avx512; }

@@ -285,6 +285,23 @@ static void test_no_drift_at_1m(void **state) {
         sk_rope_table((double)(S + W - 1), hd, hp.rope_base, 1.0, cs);
         sk_rope_apply(qp, n_rep, hd, hd, 0, cs);
         sk_attend(kv, 0, 0, n_rep, qw, qp, u, lo, out, att);
+        /* the same keys split into P parts (threads) and merged: equal to
+         * the one-piece attention, whatever the split (some parts empty) */
+        for (int P = 1; P <= 7; P++) {
+            float parts[7][2 * 66], merged[2 * 64];
+            int nk = S + W;
+            for (int p = 0; p < P; p++) {
+                int64_t k0 = P == 7 && p == 6 ? nk : (int64_t)nk * p / P;
+                int64_t k1 = P == 7 && p >= 5 ? nk : (int64_t)nk * (p + 1) / P;
+                sk_attend_part(kv, 0, 0, n_rep, qw, qp, u, lo, k0, k1, parts[p],
+                               parts[p] + n_rep * hd, parts[p] + n_rep * (hd + 1), att);
+            }
+            sk_attend_merge(P, n_rep, hd, parts[0], 2 * 66, parts[0] + n_rep * hd,
+                            parts[0] + n_rep * (hd + 1), 2 * 66, merged);
+            for (int i = 0; i < n_rep * hd; i++)
+                if (fabsf(merged[i] - out[i]) > 1e-5f * (fabsf(out[i]) + 0.1f))
+                    fail_msg("P=%d: merged[%d] %g vs %g", P, i, merged[i], out[i]);
+        }
         /* oracle: rotate everything at cache positions 0..S+W-1 in double */
         double md = 0, mo = 0;
         for (int r = 0; r < n_rep; r++) {

@@ -51,16 +51,45 @@ static void check_set(const sk_vec_kernels *simd) {
             }
 }
 
+/* exp_sum and max: every element within 2 ulp-ish (2.5e-7 relative) of
+ * expf, the sum within 1e-6 relative, on a sweep of the whole useful range
+ * [-104, 0] and ragged lengths; max exact. */
+static void check_softmax(const sk_vec_kernels *simd) {
+    const sk_vec_kernels *ref = sk_vec_get_ref();
+    int64_t ns[] = {0, 1, 15, 16, 17, 100, 2048, 20001};
+    for (size_t b = 0; b < sizeof ns / sizeof *ns; b++) {
+        int64_t n = ns[b];
+        float *a = malloc(sizeof(float) * (size_t)(n + 1)), *x = malloc(sizeof(float) * (size_t)(n + 1));
+        for (int64_t j = 0; j < n; j++) a[j] = x[j] = -104.0f * (float)j / (float)(n > 1 ? n - 1 : 1) + 3.0f + rnd() * 0.01f;
+        if (n > 3) a[n / 2] = x[n / 2] = 3.5f;
+        float m1 = ref->max(a, n), m2 = simd->max(a, n);
+        assert_true(m1 == m2);
+        float s2 = simd->exp_sum(x, n, m2);
+        double sum = 0;
+        for (int64_t j = 0; j < n; j++) {
+            float want = expf(a[j] - m1);
+            sum += want;
+            if (fabsf(x[j] - want) > 2.5e-7f * want + 1e-38f)
+                fail_msg("%s exp(%g) = %g, expf %g", simd->isa, a[j] - m1, x[j], want);
+        }
+        if (fabs(s2 - sum) > 1e-6 * sum) fail_msg("%s exp_sum %g vs %g", simd->isa, s2, sum);
+        free(a);
+        free(x);
+    }
+}
+
 static void test_avx2(void **state) {
     (void)state;
     if (!sk_quant_cpu_has_avx2()) skip();
     check_set(sk_vec_get_avx2());
+    check_softmax(sk_vec_get_avx2());
 }
 
 static void test_avx512(void **state) {
     (void)state;
     if (!sk_quant_cpu_has_avx512vnni()) skip();
     check_set(sk_vec_get_avx512());
+    check_softmax(sk_vec_get_avx512());
 }
 
 int main(void) {
