@@ -72,6 +72,67 @@ static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const f
     }
 }
 
+/* s[j] = sum of the 16 lanes of v[j], j < 16, in one vector: four levels of
+ * pairwise shuffles and adds (46 ops instead of 16 horizontal reductions).
+ * After the levels, lane 4k + e holds key base[k] + jm[e] with base =
+ * {0, 8, 4, 12}, jm = {0, 2, 1, 3}; the last permute puts keys in order. */
+static inline __m512 reduce16(__m512 v[16]) {
+    __m512 a[8], b[4], c[2];
+    for (int j = 0; j < 8; j++)
+        a[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[j], v[j + 8], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int j = 0; j < 4; j++)
+        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a[j], a[j + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int j = 0; j < 2; j++)
+        c[j] = _mm512_add_ps(_mm512_shuffle_ps(b[j], b[j + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(b[j], b[j + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* key -> lane: key = base[k] + jm[e] sits at 4k + e */
+    const __m512i idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(idx, d);
+}
+
+/* Few queries (decode): 16 keys at a time are widened once into a staging
+ * tile, then each query's 16 dot products are FMAs over the tile plus one
+ * reduce16. */
+static void kq_f16_tile16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q,
+                          float scale, float *s, size_t ss) {
+    float kb[16 * 256];
+    int nc = hd / 16;
+    const __m512 vs = _mm512_set1_ps(scale);
+    int64_t j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16) {
+        const uint16_t *k = K + (size_t)j0 * hd;
+        for (int t = 0; t < 16 * nc; t++)
+            _mm512_storeu_ps(kb + 16 * t, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + 16 * t))));
+        for (int r = 0; r < n_rep; r++) {
+            const float *qr = q + (size_t)r * hd;
+            __m512 acc[16];
+            __m512 q0 = _mm512_loadu_ps(qr);
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_mul_ps(q0, _mm512_loadu_ps(kb + j * hd));
+            for (int c = 1; c < nc; c++) {
+                __m512 qc = _mm512_loadu_ps(qr + 16 * c);
+                for (int j = 0; j < 16; j++)
+                    acc[j] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(kb + j * hd + 16 * c), acc[j]);
+            }
+            _mm512_storeu_ps(s + (size_t)r * ss + j0, _mm512_mul_ps(reduce16(acc), vs));
+        }
+    }
+    for (; j0 < n; j0++) { /* the last < 16 keys */
+        const uint16_t *k = K + (size_t)j0 * hd;
+        for (int r = 0; r < n_rep; r++) {
+            const float *qr = q + (size_t)r * hd;
+            __m512 acc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)k)), _mm512_loadu_ps(qr));
+            for (int c = 1; c < nc; c++)
+                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + 16 * c))),
+                                      _mm512_loadu_ps(qr + 16 * c), acc);
+            s[(size_t)r * ss + j0] = _mm512_reduce_add_ps(acc) * scale;
+        }
+    }
+}
+
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss) {
     if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
@@ -82,19 +143,7 @@ static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float 
         sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
         return;
     }
-    int nc = hd / 16;
-    for (int64_t j = 0; j < n; j++) {
-        const uint16_t *k = K + (size_t)j * hd;
-        __m512 kv[16];
-        for (int c = 0; c < nc; c++)
-            kv[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + 16 * c)));
-        for (int r = 0; r < n_rep; r++) {
-            const float *qr = q + (size_t)r * hd;
-            __m512 acc = _mm512_mul_ps(kv[0], _mm512_loadu_ps(qr));
-            for (int c = 1; c < nc; c++) acc = _mm512_fmadd_ps(kv[c], _mm512_loadu_ps(qr + 16 * c), acc);
-            s[(size_t)r * ss + j] = _mm512_reduce_add_ps(acc) * scale;
-        }
-    }
+    kq_f16_tile16(n, hd, K, n_rep, q, scale, s, ss);
 }
 
 static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
@@ -107,7 +156,24 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
         sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
         return;
     }
-    for (int c = 0; c < hd / 16; c++) {
+    int nc = hd / 16;
+    if (nc * n_rep <= 24) { /* every accumulator in a register: V read once, in order */
+        __m512 acc[24];
+        for (int r = 0; r < n_rep; r++)
+            for (int c = 0; c < nc; c++) acc[r * nc + c] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
+        for (int64_t j = 0; j < n; j++) {
+            const uint16_t *v = V + (size_t)j * hd;
+            for (int c = 0; c < nc; c++) {
+                __m512 vc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * c)));
+                for (int r = 0; r < n_rep; r++)
+                    acc[r * nc + c] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * as + j]), vc, acc[r * nc + c]);
+            }
+        }
+        for (int r = 0; r < n_rep; r++)
+            for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + (size_t)r * hd + 16 * c, acc[r * nc + c]);
+        return;
+    }
+    for (int c = 0; c < nc; c++) {
         __m512 acc[SK_VEC_MAX_REP];
         for (int r = 0; r < n_rep; r++) acc[r] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
         for (int64_t j = 0; j < n; j++) {
