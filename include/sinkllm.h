@@ -78,6 +78,8 @@ typedef struct sk_cache_params {
     int n_window;       /* SINK/WINDOW/RECOMPUTE/SHIFT: window slots, current token included */
     int n_ctx;          /* DENSE: capacity in tokens */
     sk_kv_type kv_type; /* storage of K and V (sinks are never below F16) */
+    int n_rollback;     /* SINK/WINDOW/DENSE: extra ring slots so that the last tokens fed
+                           can be taken back (sk_context_rollback); 0 (default) .. 65536 */
 } sk_cache_params;
 
 /* ---- context ------------------------------------------------------------ */
@@ -160,6 +162,17 @@ sk_status sk_session_peek(const char *path, sk_cache_params *cache, int *n_batch
 
 /* Forget everything: empty cache, position 0. */
 void sk_context_reset(sk_context *c);
+
+/* Take back the last n tokens fed (n_past -= n), as if they had never been
+ * fed, so that a conversation whose last turn is re-tokenized differently
+ * continues from the point where the tokens diverge instead of being
+ * rebuilt. Possible while the window of the new last position is still
+ * intact in the ring: always for DENSE; for SINK/WINDOW while n plus the
+ * tokens taken back since the high-water mark stays within
+ * n_batch - 1 + cache.n_rollback; never for SHIFT and RECOMPUTE, nor right
+ * after sk_context_load. Otherwise SK_ERR_INVALID and nothing changes (the
+ * caller rebuilds). Logits are gone until the next sk_decode. */
+sk_status sk_context_rollback(sk_context *c, int64_t n, sk_error *err);
 
 typedef struct sk_context_stats {
     int64_t n_past;       /* tokens fed since the last reset (stream position) */

@@ -173,6 +173,16 @@ void sk_context_reset(sk_context *c) {
     c->n_recomputed = 0;
 }
 
+sk_status sk_context_rollback(sk_context *c, int64_t n, sk_error *err) {
+    sk_status st = sk_kvcache_rollback(c->kv, n, err);
+    if (st) return st;
+    if (n > 0) {
+        c->has_logits = 0;
+        c->n_logits = 0;
+    }
+    return SK_OK;
+}
+
 const float *sk_logits(const sk_context *c) {
     if (!c->has_logits) return NULL;
     return c->p.logits_all ? c->logits + (size_t)(c->n_logits - 1) * c->m->hp.n_vocab : c->logits;

@@ -57,6 +57,8 @@ sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_b
     default:
         return sk_error_set(err, SK_ERR_INVALID, "unknown cache policy %d", (int)p->policy);
     }
+    if (p->n_rollback < 0 || p->n_rollback > 65536)
+        return sk_error_set(err, SK_ERR_INVALID, "rollback %d out of range 0..65536", p->n_rollback);
     if (p->kv_type != SK_KV_F16 && p->kv_type != SK_KV_F32 && p->kv_type != SK_KV_Q8_0)
         return sk_error_set(err, SK_ERR_INVALID, "unknown KV type %d", (int)p->kv_type);
     sk_kvcache *kv = calloc(1, sizeof *kv);
@@ -68,7 +70,7 @@ sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_b
     kv->n_prefix = n_prefix;
     kv->n_window = n_window;
     /* dense never wraps; the others need room for a chunk behind a full window */
-    kv->ring_cap = p->policy == SK_CACHE_DENSE ? n_window : n_window + n_batch - 1;
+    kv->ring_cap = p->policy == SK_CACHE_DENSE ? n_window : n_window + n_batch - 1 + p->n_rollback;
     kv->kv_type = kv_elem_type(p->kv_type);
     if (kv->kv_type == SK_TYPE_Q8_0 && hp->head_dim % SK_QK != 0) {
         free(kv);
@@ -109,6 +111,7 @@ void sk_kvcache_free(sk_kvcache *kv) {
 
 void sk_kvcache_reset(sk_kvcache *kv) {
     kv->n_past = 0;
+    kv->hw = 0;
     kv->shift_lo = kv->n_prefix;
     kv->n_shifts = 0;
 }
@@ -141,7 +144,29 @@ sk_status sk_kvcache_plan(sk_kvcache *kv, int n, int64_t *lo, sk_error *err) {
     return SK_OK;
 }
 
-void sk_kvcache_commit(sk_kvcache *kv, int n) { kv->n_past += n; }
+void sk_kvcache_commit(sk_kvcache *kv, int n) {
+    kv->n_past += n;
+    if (kv->n_past > kv->hw) kv->hw = kv->n_past;
+}
+
+sk_status sk_kvcache_rollback(sk_kvcache *kv, int64_t n, sk_error *err) {
+    if (n < 0 || n > kv->n_past)
+        return sk_error_set(err, SK_ERR_INVALID, "cannot take back %lld of %lld tokens",
+                            (long long)n, (long long)kv->n_past);
+    if (kv->policy == SK_CACHE_SHIFT || kv->policy == SK_CACHE_RECOMPUTE)
+        return sk_error_set(err, SK_ERR_INVALID, "the %s cache cannot take tokens back",
+                            sk_cache_policy_name(kv->policy));
+    int64_t np = kv->n_past - n, S = kv->n_prefix;
+    /* the next token (position np) sees the window [np - W + 1, np - 1]:
+     * ring positions below hw - ring_cap have been overwritten */
+    int64_t need = np - kv->n_window + 1 > S ? np - kv->n_window + 1 : S;
+    if (kv->policy != SK_CACHE_DENSE && np > S && need < kv->hw - kv->ring_cap)
+        return sk_error_set(err, SK_ERR_INVALID,
+                            "cannot take back %lld tokens: their window is no longer in the cache",
+                            (long long)n);
+    kv->n_past = np;
+    return SK_OK;
+}
 
 static int64_t next_lo(const sk_kvcache *kv) {
     int64_t u = kv->n_past, S = kv->n_prefix, W = kv->n_window;

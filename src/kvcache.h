@@ -26,8 +26,9 @@
  *   shift     lo jumps by W/2 whenever the window is full  prefix = keep
  *   recompute handled by the context (re-encodes W tokens per step); the
  *             cache itself then behaves as dense with n_ctx = W.
- * The ring holds W + n_batch - 1 slots so that a whole pre-fill chunk can be
- * written while its first token still sees its full window. */
+ * The ring holds W + n_batch - 1 (+ n_rollback) slots so that a whole
+ * pre-fill chunk can be written while its first token still sees its full
+ * window (and the last tokens can be taken back). */
 #ifndef SK_KVCACHE_H
 #define SK_KVCACHE_H
 
@@ -51,6 +52,8 @@ typedef struct sk_kvcache {
     int64_t n_past;       /* next stream position */
     int64_t shift_lo;     /* shift policy: current window start */
     int64_t n_shifts;
+    int64_t hw;           /* high-water mark of n_past: positions [hw - ring_cap, hw) of
+                             the ring still hold what was written there */
 } sk_kvcache;
 
 /* Create a cache for the model shape and params (validated here: every
@@ -71,6 +74,10 @@ void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const 
 
 /* After the chunk is computed: n_past += n. */
 void sk_kvcache_commit(sk_kvcache *kv, int n);
+
+/* n_past -= n when the window of the new n_past is intact in the ring (see
+ * sk_context_rollback); SK_ERR_INVALID otherwise. */
+sk_status sk_kvcache_rollback(sk_kvcache *kv, int64_t n, sk_error *err);
 
 /* Tokens evicted so far (stream positions neither in the prefix nor
  * visible to the next token). */

@@ -38,7 +38,7 @@ typedef struct sess_header {
     int64_t ring_cap, n_prefix;
     int64_t n_past, shift_lo, n_shifts, n_recomputed, n_hist;
     uint64_t n_vocab;
-    uint32_t has_logits, reserved;
+    uint32_t has_logits, n_rollback;
     uint64_t blob_bytes, kv_bytes;
     uint64_t checksum;
     uint8_t pad[48]; /* 144 bytes of fields above */
@@ -89,6 +89,7 @@ static void fill_header(const sk_context *c, sess_header *h) {
     h->n_batch = c->n_batch;
     h->ring_cap = c->kv->ring_cap;
     h->n_prefix = c->kv->n_prefix;
+    h->n_rollback = (uint32_t)c->p.cache.n_rollback;
     h->n_vocab = (uint64_t)c->m->hp.n_vocab;
 }
 
@@ -227,6 +228,7 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
                 h.n_window != want.n_window || h.n_ctx != want.n_ctx ||
                 h.kv_type != want.kv_type || h.n_batch != want.n_batch ||
                 h.ring_cap != want.ring_cap || h.n_prefix != want.n_prefix ||
+                h.n_rollback != want.n_rollback ||
                 h.n_vocab != want.n_vocab))
         st = sk_error_set(err, SK_ERR_FORMAT,
                           "%s: saved with another cache configuration (%s %d+%d, ctx %d, batch %d)",
@@ -266,6 +268,9 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
         return st;
     }
     c->kv->n_past = h.n_past;
+    /* which ring slots are still intact below n_past is not saved: no
+     * rollback until the cache has moved a full ring past this point */
+    c->kv->hw = h.n_past + c->kv->ring_cap;
     c->kv->shift_lo = h.shift_lo;
     c->kv->n_shifts = h.n_shifts;
     c->n_recomputed = h.n_recomputed;
@@ -300,7 +305,7 @@ sk_status sk_session_peek(const char *path, sk_cache_params *cache, int *n_batch
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm session file (version %u)", path,
                           SESS_VERSION);
     if (!st && (h.blob_bytes > SESS_MAX_BLOB || h.policy < 0 || h.policy > SK_CACHE_SHIFT ||
-                h.kv_type < 0 || h.kv_type > SK_KV_Q8_0))
+                h.kv_type < 0 || h.kv_type > SK_KV_Q8_0 || h.n_rollback > 65536))
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: session header out of range", path);
     void *b = NULL;
     if (!st && h.blob_bytes) {
@@ -318,6 +323,7 @@ sk_status sk_session_peek(const char *path, sk_cache_params *cache, int *n_batch
     cache->n_window = h.n_window;
     cache->n_ctx = h.n_ctx;
     cache->kv_type = (sk_kv_type)h.kv_type;
+    cache->n_rollback = (int)h.n_rollback;
     *n_batch = h.n_batch;
     *blob = b;
     *blob_len = (size_t)h.blob_bytes;

@@ -33,6 +33,8 @@ check 2 "run: bad number" "$SK" run -p hi -n 12x
 check 2 "run: negative threads" "$SK" run -p hi -t -3
 check 2 "run: top-p out of range" "$SK" run -p hi --top-p 1.5
 check 2 "run: NaN temperature" "$SK" run -p hi --temp nan
+check 2 "serve: negative rollback" "$SK" serve --rollback -1
+check 2 "serve: rollback too large" "$SK" serve --rollback 70000
 check 2 "run: unknown policy" "$SK" run -p hi --cache lru
 check 2 "run: window 0" "$SK" run -p hi --window 0
 check 2 "run: negative sinks" "$SK" run -p hi --sinks -1

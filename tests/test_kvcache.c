@@ -166,6 +166,77 @@ static void test_chunked_prefill(void **state) {
     tiny_free(&t);
 }
 
+/* Rollback: feeding A, taking back its last n tokens and feeding B gives
+ * the logits of feeding A[0, len - n) + B directly, as long as the window
+ * is still in the ring (sink, window, dense); past that, and for shift and
+ * recompute, SK_ERR_INVALID and the context is unchanged. */
+static void test_rollback(void **state) {
+    (void)state;
+    tiny t = tiny_load(0);
+    sk_cache_policy pols[] = {SK_CACHE_SINK, SK_CACHE_WINDOW, SK_CACHE_DENSE};
+    for (size_t pi = 0; pi < 3; pi++)
+        for (int kvt = 0; kvt < 2; kvt++) {
+            sk_context_params p;
+            sk_context_params_default(&p);
+            p.n_threads = 2;
+            p.n_batch = 4;
+            p.cache.policy = pols[pi];
+            p.cache.n_sinks = 4;
+            p.cache.n_window = 7;
+            p.cache.n_ctx = 200;
+            p.cache.n_rollback = 5;
+            p.cache.kv_type = kvt ? SK_KV_F16 : SK_KV_F32;
+            sk_context *a = NULL, *b = NULL;
+            sk_error err = {0};
+            assert_int_equal(sk_context_new(t.m, &p, &a, &err), SK_OK);
+            assert_int_equal(sk_context_new(t.m, &p, &b, &err), SK_OK);
+            int32_t A[40], B[12];
+            for (int i = 0; i < 40; i++) A[i] = tok_at(i);
+            for (int i = 0; i < 12; i++) B[i] = tok_at(1000 + 3 * i);
+            assert_int_equal(sk_decode(a, A, 40, &err), SK_OK);
+            /* ring = 7 + 4 - 1 + 5 = 15 slots: up to 9 tokens can go (dense: all) */
+            int max_back = pols[pi] == SK_CACHE_DENSE ? 40 : 9;
+            if (pols[pi] != SK_CACHE_DENSE) {
+                assert_int_equal(sk_context_rollback(a, 10, &err), SK_ERR_INVALID);
+                sk_context_stats st;
+                sk_context_get_stats(a, &st);
+                assert_int_equal(st.n_past, 40);
+                assert_non_null(sk_logits(a));
+            }
+            int back = max_back < 9 ? max_back : 9;
+            assert_int_equal(sk_context_rollback(a, back, &err), SK_OK);
+            assert_null(sk_logits(a));
+            assert_int_equal(sk_decode(a, B, 12, &err), SK_OK);
+            assert_int_equal(sk_decode(b, A, 40 - back, &err), SK_OK);
+            assert_int_equal(sk_decode(b, B, 12, &err), SK_OK);
+            double md = 0, mb = 0;
+            for (int i = 0; i < 64; i++) {
+                md = fmax(md, fabs(sk_logits(a)[i] - sk_logits(b)[i]));
+                mb = fmax(mb, fabs(sk_logits(b)[i]));
+            }
+            if (md / mb > 1e-5) fail_msg("policy %d kv %d: rollback rel err %g", (int)pols[pi], kvt, md / mb);
+            /* a second rollback after a short refill: counted from the high-water mark */
+            if (pols[pi] != SK_CACHE_DENSE)
+                assert_int_equal(sk_context_rollback(a, 12, &err), SK_ERR_INVALID);
+            assert_int_equal(sk_context_rollback(a, 2, &err), SK_OK);
+            assert_int_equal(sk_context_rollback(a, -1, &err), SK_ERR_INVALID);
+            sk_context_free(a);
+            sk_context_free(b);
+        }
+    /* shift and recompute refuse */
+    sk_cache_policy no[] = {SK_CACHE_SHIFT, SK_CACHE_RECOMPUTE};
+    for (int k = 0; k < 2; k++) {
+        sk_context *c = ctx_new(t.m, no[k], 4, 8, 0, 4, SK_KV_F32);
+        sk_error err = {0};
+        int32_t A[10];
+        for (int i = 0; i < 10; i++) A[i] = tok_at(i);
+        assert_int_equal(sk_decode(c, A, 10, &err), SK_OK);
+        assert_int_equal(sk_context_rollback(c, 1, &err), SK_ERR_INVALID);
+        sk_context_free(c);
+    }
+    tiny_free(&t);
+}
+
 /* The chunked attention path (F16 storage, blocks of query tokens, keys
  * shared and masked per token) against the oracle and against feeding
  * token by token, on a model whose head_dim (32) takes the SIMD path. */
@@ -351,6 +422,7 @@ int main(void) {
         cmocka_unit_test(test_chunked_f16_vs_oracle),
         cmocka_unit_test(test_f16_and_q8_cache),
         cmocka_unit_test(test_no_drift_at_1m),
+        cmocka_unit_test(test_rollback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,7 +41,9 @@ static const char *SERVE_USAGE =
     "      --session-dir DIR     persist named sessions there (on eviction, shutdown and\n"
     "                            POST /v1/sessions/ID/save); they resume after a restart\n"
     "      --max-body SIZE       largest request body (default 8MiB; K, KiB, M, MiB)\n"
-    "      --timeout SECONDS     wall-clock limit of one request (default 600)\n";
+    "      --timeout SECONDS     wall-clock limit of one request (default 600)\n"
+    "      --rollback N          tokens a session can take back when a client re-sends its\n"
+    "                            last reply tokenized differently (default 256; 0 = off)\n";
 
 /* "8MiB", "512K", "1048576" -> bytes; 0 on error. */
 static size_t parse_size(const char *s) {
@@ -85,7 +87,7 @@ int cmd_serve(int argc, char **argv) {
     const char *key = NULL, *key_file = NULL, *tmpl = NULL;
     char *key_buf = NULL;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
-    int nrest = 0, rc = 2;
+    int nrest = 0, rc = 2, n_rollback = 256;
     if (!rest) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -95,7 +97,8 @@ int cmd_serve(int argc, char **argv) {
                     !strcmp(a, "--queue") || !strcmp(a, "--api-key") ||
                     !strcmp(a, "--api-key-file") || !strcmp(a, "--session-dir") ||
                     !strcmp(a, "--max-body") || !strcmp(a, "--timeout") ||
-                    !strcmp(a, "--chat-template") || !strcmp(a, "-n") || !strcmp(a, "--max-tokens");
+                    !strcmp(a, "--chat-template") || !strcmp(a, "-n") || !strcmp(a, "--max-tokens") ||
+                    !strcmp(a, "--rollback");
         if (!takes) {
             rest[nrest++] = argv[i];
             continue;
@@ -115,6 +118,9 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--queue")) {
             if (parse_int_arg(a, v, 0, 65536, &x)) goto out;
             cfg.queue_max = (int)x;
+        } else if (!strcmp(a, "--rollback")) {
+            if (parse_int_arg(a, v, 0, 65536, &x)) goto out;
+            n_rollback = (int)x;
         } else if (!strcmp(a, "--timeout")) {
             if (parse_int_arg(a, v, 1, 86400, &x)) goto out;
             cfg.timeout_s = (double)x;
@@ -187,6 +193,8 @@ int cmd_serve(int argc, char **argv) {
     cfg.n_threads = o.n_threads;
     cfg.n_batch = o.n_batch;
     cfg.cache = o.cache;
+    if (cfg.cache.policy == SK_CACHE_SINK || cfg.cache.policy == SK_CACHE_WINDOW)
+        cfg.cache.n_rollback = n_rollback;
     cfg.sp = o.sp;
     const char *path = o.model ? o.model : sk_cli_default_model();
     const char *slash = strrchr(path, '/');

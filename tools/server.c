@@ -12,7 +12,10 @@
  * Slots. Each slot owns one sk_context and the transcript of the tokens it
  * represents. A request claims a free slot (or waits in a bounded queue;
  * full -> 503 + Retry-After), then pre-fills only what its prompt adds to
- * the transcript when the transcript is a prefix of the prompt; otherwise
+ * the transcript when the transcript is a prefix of the prompt; when the
+ * prompt leaves the transcript within its last few hundred fed tokens (a
+ * client that re-sends the last reply re-tokenized), the tokens from the
+ * divergence on are taken back (sk_context_rollback, --rollback); otherwise
  * the slot is reset and rebuilt from the pinned start of the prompt (the
  * system turn, at least the n_sinks first tokens) plus at most one window
  * of its tail. The transcript always holds the logical token sequence (the
@@ -38,7 +41,8 @@
  * Extras in responses: usage.evicted_tokens (evicted during this request),
  * usage.sinks, usage.window, usage.prompt_tokens_details.cached_tokens (the
  * prompt tokens reused from the slot), and a top-level "sinkllm" object
- * (slot, session_id, prefill_tokens, reused_tokens, n_past, n_cached,
+ * (slot, session_id, prefill_tokens, reused_tokens, rolled_back_tokens (taken
+ * back because the prompt left the transcript there), n_past, n_cached,
  * evicted_total, tokens_per_second, cancelled, timed_out). Non-streaming
  * and streaming responses also carry the header X-Prefill-Tokens. */
 #include "server.h"
@@ -79,6 +83,8 @@ typedef struct slot {
     char session[65];  /* "" = anonymous */
     int32_t *tr;       /* transcript: (n_tr) token ids the context stands for */
     int64_t n_tr, cap_tr;
+    int64_t tr_fed0;   /* transcript tokens [tr_fed0, n_tr) were all fed, in order: the
+                          part that sk_context_rollback can take back */
     double last_used;  /* ms, for LRU eviction */
 } slot;
 
@@ -136,6 +142,7 @@ static int tr_reserve(slot *sl, int64_t n) {
 static void slot_clear(slot *sl) {
     sk_context_reset(sl->ctx);
     sl->n_tr = 0;
+    sl->tr_fed0 = 0;
 }
 
 /* ---- HTTP responses ---------------------------------------------------- */
@@ -730,6 +737,7 @@ static int slot_load(sk_server *s, slot *sl, const char *id) {
         return 0;
     }
     sl->n_tr = (int64_t)n;
+    sl->tr_fed0 = sl->n_tr; /* a restored cache cannot take tokens back */
     return 1;
 }
 
@@ -832,7 +840,7 @@ typedef struct job {
     sk_detok dt;
     char *text;              /* reply text; [0, sent) already delivered */
     size_t text_len, text_cap, sent, text_base;
-    int64_t n_gen, n_prefill, n_reused, evicted0;
+    int64_t n_gen, n_prefill, n_reused, evicted0, n_rolled;
     int finished, cancelled, timed_out, failed, released;
     const char *finish;
     char errmsg[300];
@@ -899,6 +907,19 @@ static int job_prepare(job *j, int switched, const char *evicted, perr *e) {
     }
     gen_req *r = &j->r;
     int64_t reuse = reusable(sl, r);
+    if (!reuse && sl->n_tr > 0) {
+        /* the prompt leaves the transcript near its end (typically the last
+         * reply, re-tokenized differently by the client's round trip): take
+         * the diverging tokens back instead of rebuilding */
+        int64_t L = 0, lim = sl->n_tr < r->n_prompt - 1 ? sl->n_tr : r->n_prompt - 1;
+        while (L < lim && sl->tr[L] == r->prompt[L]) L++;
+        sk_error rb = {0};
+        if (L > 0 && L >= sl->tr_fed0 && !sk_context_rollback(sl->ctx, sl->n_tr - L, &rb)) {
+            j->n_rolled = sl->n_tr - L;
+            sl->n_tr = L;
+            reuse = L;
+        }
+    }
     if (reuse) {
         j->n_reused = reuse;
         sk_context_stats st;
@@ -922,6 +943,7 @@ static int job_prepare(job *j, int switched, const char *evicted, perr *e) {
             if (tr_reserve(sl, r->n_prompt)) return fail(e, 500, NULL, "out of memory");
             memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
             sl->n_tr = r->n_prompt;
+            sl->tr_fed0 = r->n_prompt - budget;
             j->n_prefill = pin + budget;
         } else {
             if (feed(j, r->prompt, r->n_prompt, &err)) goto fail_decode;
@@ -1103,10 +1125,10 @@ static json_t *extra_json(const job *j) {
     sk_context_get_stats(j->sl->ctx, &st);
     double dt = (now_ms() - j->t_gen0) / 1e3;
     double tps = j->n_gen > 0 && dt > 0 ? j->n_gen / dt : 0;
-    return json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:b,s:b}", "slot", j->sl->idx,
+    return json_pack("{s:i,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:f,s:b,s:b}", "slot", j->sl->idx,
                      "session_id", j->r.session[0] ? json_string(j->r.session) : json_null(),
                      "prefill_tokens", (json_int_t)j->n_prefill, "reused_tokens",
-                     (json_int_t)j->n_reused, "n_past", (json_int_t)st.n_past, "n_cached",
+                     (json_int_t)j->n_reused, "rolled_back_tokens", (json_int_t)j->n_rolled, "n_past", (json_int_t)st.n_past, "n_cached",
                      (json_int_t)st.n_cached, "evicted_total", (json_int_t)st.n_evicted,
                      "cache_capacity", (json_int_t)st.cache_capacity, "cache",
                      sk_cache_policy_name(j->s->cfg.cache.policy), "tokens_per_second", tps,

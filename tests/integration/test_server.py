@@ -412,6 +412,31 @@ def test_session_prefill_only_suffix(srv):
     assert r3.json()["sinkllm"]["session_id"] == "conv-1"
 
 
+def test_session_rollback_on_edited_reply(srv):
+    """A client that sends back the last reply changed (or re-tokenized
+    differently) costs only the tokens from the divergence on: the session
+    takes them back instead of being rebuilt."""
+    h = {"X-Session-Id": "conv-rb"}
+    msgs = [{"role": "user", "content": "Tell me about the sea."}]
+    r1 = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 24, "temperature": 0,
+                                           "ignore_eos": True}, headers=h).json()
+    fed1 = r1["usage"]["prompt_tokens"] + r1["usage"]["completion_tokens"]
+    reply = r1["choices"][0]["message"]["content"]
+    msgs += [{"role": "assistant", "content": reply[:-4] + " zq!"},
+             {"role": "user", "content": "More."}]
+    r2 = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 4, "temperature": 0},
+                  headers=h).json()
+    s2 = r2["sinkllm"]
+    assert 1 <= s2["rolled_back_tokens"] <= 24, s2
+    assert s2["reused_tokens"] == fed1 - s2["rolled_back_tokens"]
+    assert s2["prefill_tokens"] == r2["usage"]["prompt_tokens"] - s2["reused_tokens"]
+    # asking the same again (a "regenerate"): only the last prompt token is fed again
+    r3 = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 4, "temperature": 0},
+                  headers=h).json()
+    assert r3["sinkllm"]["prefill_tokens"] == 1
+    assert r3["choices"][0]["message"]["content"] == r2["choices"][0]["message"]["content"]
+
+
 def test_long_prompt_rebuilds_from_tail(srv):
     """A prompt longer than the window is fed as its pinned start (the
     system turn) plus one window of its tail; the next turn still extends it."""
