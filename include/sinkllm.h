@@ -180,6 +180,7 @@ typedef struct sk_context_stats {
     int64_t n_evicted;    /* tokens evicted so far */
     int64_t cache_capacity;
     uint64_t kv_bytes;    /* bytes of K/V storage */
+    uint64_t scratch_bytes; /* activations, scores, logits: every other buffer of the context */
 } sk_context_stats;
 
 void sk_context_get_stats(const sk_context *c, sk_context_stats *s);

@@ -17,6 +17,12 @@
 #include "tokenizer.h"
 
 
+/* malloc, counted in c->scratch_bytes (sk_context_stats) */
+static void *scratch(sk_context *c, size_t n) {
+    c->scratch_bytes += n;
+    return malloc(n);
+}
+
 void sk_context_params_default(sk_context_params *p) {
     memset(p, 0, sizeof *p);
     p->n_threads = 0;
@@ -127,30 +133,30 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
      * the block's gathered queries (two rotations) and outputs */
     c->att_stride = (size_t)SK_QBLK * c->n_rep * (size_t)(c->kv->n_prefix + c->kv->ring_cap + SK_QBLK) +
                     3 * (size_t)SK_QBLK * c->n_rep * hd;
-    c->theta = malloc(sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
-    c->x = malloc(sizeof(float) * B * d);
-    c->xb = malloc(sizeof(float) * B * (d > nq ? d : nq));
-    c->q = malloc(sizeof(float) * B * nq);
-    c->qp = malloc(sizeof(float) * B * nq);
-    c->k = malloc(sizeof(float) * B * nkv);
-    c->v = malloc(sizeof(float) * B * nkv);
-    c->ao = malloc(sizeof(float) * B * nq);
-    c->hg = malloc(sizeof(float) * B * ff);
-    c->hu = malloc(sizeof(float) * B * ff);
-    c->att = malloc(sizeof(float) * (size_t)nth * c->att_stride);
+    c->theta = scratch(c, sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
+    c->x = scratch(c, sizeof(float) * B * d);
+    c->xb = scratch(c, sizeof(float) * B * (d > nq ? d : nq));
+    c->q = scratch(c, sizeof(float) * B * nq);
+    c->qp = scratch(c, sizeof(float) * B * nq);
+    c->k = scratch(c, sizeof(float) * B * nkv);
+    c->v = scratch(c, sizeof(float) * B * nkv);
+    c->ao = scratch(c, sizeof(float) * B * nq);
+    c->hg = scratch(c, sizeof(float) * B * ff);
+    c->hu = scratch(c, sizeof(float) * B * ff);
+    c->att = scratch(c, sizeof(float) * (size_t)nth * c->att_stride);
     c->n_threads = nth;
     c->part_stride = (size_t)c->n_rep * (hd + 2);
-    c->part = malloc(sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head_kv * (size_t)nth * c->part_stride);
-    c->cs_win = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
-    c->cs_pfx = malloc(sizeof(float) * B * (size_t)(hp->n_rot + 2));
-    c->lo = malloc(sizeof(int64_t) * B);
-    c->use_pfx = malloc(B);
+    c->part = scratch(c, sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head_kv * (size_t)nth * c->part_stride);
+    c->cs_win = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
+    c->cs_pfx = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
+    c->lo = scratch(c, sizeof(int64_t) * B);
+    c->use_pfx = scratch(c, B);
     size_t widest = d > ff ? d : ff;
     widest = widest > nq ? widest : nq;
-    c->qbuf = malloc(sk_matmul_scratch_size((int64_t)widest, c->n_batch));
-    c->logits = malloc(sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
-    if (params->precise) c->rowbuf = malloc(sizeof(float) * widest * (size_t)nth);
-    if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = malloc(sizeof(int32_t) * (size_t)cp.n_window);
+    c->qbuf = scratch(c, sk_matmul_scratch_size((int64_t)widest, c->n_batch));
+    c->logits = scratch(c, sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
+    if (params->precise) c->rowbuf = scratch(c, sizeof(float) * widest * (size_t)nth);
+    if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = scratch(c, sizeof(int32_t) * (size_t)cp.n_window);
     if (!c->part || !c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
         !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
@@ -253,6 +259,7 @@ void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
     }
     s->cache_capacity = c->kv->n_prefix + c->kv->n_window;
     s->kv_bytes = c->kv->bytes;
+    s->scratch_bytes = c->scratch_bytes;
 }
 
 /* cs = cos/sin of (pos / scale) * theta_i in double precision */

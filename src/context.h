@@ -37,6 +37,7 @@ struct sk_context {
                             attention of split decode (out, max, sum per query) */
     size_t part_stride;
     int n_threads;
+    uint64_t scratch_bytes; /* every buffer above, KV cache not included */
     float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
     float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
     int64_t *lo;         /* (n_batch) lowest visible window position per token */

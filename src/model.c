@@ -294,6 +294,10 @@ static void pack_weights(sk_model *m) {
         t[i]->packed = dst[i];
         t[i]->pack_gs = sk_pack_group_size(t[i]->type, t[i]->ne[0]);
     }
+    if (m->hp.tied_output && m->output.packed) { /* lookups read the packed copy too */
+        m->tok_embd.packed = m->output.packed;
+        m->tok_embd.pack_gs = m->output.pack_gs;
+    }
     mprotect(mem, total, PROT_READ);
     m->pack_mem = mem;
     m->pack_size = total;

@@ -45,6 +45,14 @@ void sk_swiglu(float *g, const float *u, int64_t n) {
 }
 
 void sk_embed_row(const sk_tensor *emb, int32_t id, float *out) {
+    if (emb->packed && emb->row_size <= 65536) { /* the packed copy: the file pages stay out */
+        _Alignas(64) char row[65536];
+        sk_unpack_row(emb->type, emb->ne[0],
+                      (const char *)emb->packed + (size_t)(id / SK_PACK_ROWS) * emb->pack_gs,
+                      id % SK_PACK_ROWS, row);
+        emb->tt->to_float(row, out, emb->ne[0]);
+        return;
+    }
     const char *row = (const char *)emb->data + (size_t)id * emb->row_size;
     emb->tt->to_float(row, out, emb->ne[0]);
 }

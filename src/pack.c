@@ -68,25 +68,27 @@ void sk_pack_rows(int type, int64_t n, int64_t ng, const void *src, size_t src_r
                       (char *)dst + (size_t)g * gs);
 }
 
-void sk_unpack_group(int type, int64_t n, const void *src, void *dst, size_t dst_rs) {
+void sk_unpack_row(int type, int64_t n, const void *group, int r, void *dst) {
     const int64_t nb = n / SK_QK;
     const size_t bs = sk_type_get_ref(type)->size;
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *o = (const uint8_t *)src + (size_t)i * (size_t)block_bytes(type);
+        const uint8_t *o = (const uint8_t *)group + (size_t)i * (size_t)block_bytes(type);
         const uint8_t *q = o + head_bytes(type);
-        for (int r = 0; r < SK_PACK_ROWS; r++) {
-            uint8_t *b = (uint8_t *)dst + (size_t)r * dst_rs + (size_t)i * bs;
-            memcpy(b, o + 2 * r, 2);
-            if (type == SK_TYPE_Q4_1) {
-                memcpy(b + 2, o + 32 + 2 * r, 2);
-                for (int j = 0; j < 16; j++) b[4 + j] = q[qpos(r, j)];
-            } else if (type == SK_TYPE_Q4_0) {
-                for (int j = 0; j < 16; j++) b[2 + j] = q[qpos(r, j)];
-            } else {
-                for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(q[qpos(r, j)] ^ 0x80);
-            }
+        uint8_t *b = (uint8_t *)dst + (size_t)i * bs;
+        memcpy(b, o + 2 * r, 2);
+        if (type == SK_TYPE_Q4_1) {
+            memcpy(b + 2, o + 32 + 2 * r, 2);
+            for (int j = 0; j < 16; j++) b[4 + j] = q[qpos(r, j)];
+        } else if (type == SK_TYPE_Q4_0) {
+            for (int j = 0; j < 16; j++) b[2 + j] = q[qpos(r, j)];
+        } else {
+            for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(q[qpos(r, j)] ^ 0x80);
         }
     }
+}
+
+void sk_unpack_group(int type, int64_t n, const void *src, void *dst, size_t dst_rs) {
+    for (int r = 0; r < SK_PACK_ROWS; r++) sk_unpack_row(type, n, src, r, (char *)dst + (size_t)r * dst_rs);
 }
 
 void sk_q8p_quantize_ref(const float *x, sk_block_q8p *y, int64_t n) {

@@ -69,8 +69,11 @@ size_t sk_pack_group_size(int type, int64_t n);
 void sk_pack_rows(int type, int64_t n, int64_t ng, const void *src, size_t src_rs, void *dst);
 void sk_pack_group(int type, int64_t n, const void *src, size_t src_rs, void *dst);
 
-/* The inverse, for tests: one group back to 16 rows of the original layout. */
+/* The inverse: one group back to 16 rows of the original layout; and one
+ * row r (< 16) of a group back to its original bytes (embedding lookups in
+ * a packed tied output matrix). */
 void sk_unpack_group(int type, int64_t n, const void *src, void *dst, size_t dst_rs);
+void sk_unpack_row(int type, int64_t n, const void *group, int r, void *dst);
 
 /* Quantize n floats (n % 32 == 0) to Q8P: d = max|x| / 127, q = round(x / d). */
 void sk_q8p_quantize(const float *x, sk_block_q8p *y, int64_t n);

@@ -152,8 +152,10 @@ int cmd_bench(int argc, char **argv) {
                 (long long)need, (long long)depth, o.pp > o.tg ? o.pp : o.tg, o.cache.n_ctx);
         return 2;
     }
+    double t_load = sk_now_ms();
     sk_model *m = sk_cli_load_model(&o, NULL);
     if (!m) return 1;
+    t_load = sk_now_ms() - t_load;
     const sk_hparams *hp = sk_model_hparams(m);
     sk_context_params cp;
     sk_context_params_default(&cp);
@@ -231,6 +233,17 @@ int cmd_bench(int argc, char **argv) {
         fflush(stdout);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
+    if (!rc && !o.csv) {
+        /* where the resident memory goes (KV: allocated; the pages a short
+         * run never writes are not resident) */
+        sk_context_stats st;
+        sk_context_get_stats(ctx, &st);
+        double rss = sk_rss_mb(), w = sk_model_size(m) / 1048576.0;
+        double kv = st.kv_bytes / 1048576.0, sc = st.scratch_bytes / 1048576.0;
+        printf("\nmodel load %.1f ms; RSS %.1f MiB = weights %.1f + KV cache %.1f (allocated) + "
+               "context scratch %.1f + the rest %.1f (tokenizer, code, libc)\n",
+               t_load, rss, w, kv, sc, rss - w - kv - sc);
+    }
     free(toks);
     free(fill);
     free(tps);
