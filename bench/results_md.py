@@ -57,6 +57,31 @@ def stream_tables():
     return "\n".join(out)
 
 
+def soak_table():
+    p = os.path.join(OUT, "soak.csv")
+    if not os.path.exists(p):
+        return "pending: `python3 bench/soak.py --mode mixed` has not been run yet."
+    rows = list(csv.DictReader(open(p)))
+    if len(rows) < 8:
+        return "pending: the soak run is too short (%d requests)" % len(rows)
+    head, tail = rows[1:4], rows[-3:]
+    f = lambda rs, k: sum(float(r[k]) for r in rs) / len(rs)
+    last = rows[-1]
+    out = ["| | requests | tokens through the session | generated | decode tok/s (server) | "
+           "wall tok/s (request) | server RSS MiB | cache fill |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, rs in (("start (requests 1-3)", head), ("end (last 3)", tail)):
+        out.append("| %s | %s-%s | %s | %s | %.1f | %.1f | %.1f | %s |" % (
+            name, rs[0]["request"], rs[-1]["request"], rs[-1]["tokens"], rs[-1]["generated"],
+            f(rs, "decode_tok_s"), f(rs, "wall_tok_s"), f(rs, "rss_mib"), rs[-1]["n_cached"]))
+    out.append("")
+    out.append("%s requests; %s tokens went through the session (%s generated), %s evicted "
+               "from its window; RSS between %.1f and %.1f MiB over the whole run." % (
+                   len(rows), last["tokens"], last["generated"], last["evicted"],
+                   min(float(r["rss_mib"]) for r in rows), max(float(r["rss_mib"]) for r in rows)))
+    return "\n".join(out)
+
+
 def sec(name):
     return sections.get(name, "pending")
 

@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include "pack.h"
+#include "vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -37,12 +38,7 @@ void sk_rope_apply(float *x, int n_heads, int head_dim, int n_rot, int neox, con
     }
 }
 
-void sk_swiglu(float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float x = g[i];
-        g[i] = x / (1.0f + expf(-x)) * u[i];
-    }
-}
+void sk_swiglu(float *g, const float *u, int64_t n) { sk_vec_get()->swiglu(g, u, n); }
 
 void sk_embed_row(const sk_tensor *emb, int32_t id, float *out) {
     if (emb->packed && emb->row_size <= 65536) { /* the packed copy: the file pages stay out */

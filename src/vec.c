@@ -46,7 +46,15 @@ static float max_ref(const float *a, int64_t n) {
     return mx;
 }
 
-static const sk_vec_kernels g_ref = {kq_f16_ref, av_f16_ref, exp_sum_ref, max_ref, "scalar"};
+static void swiglu_ref(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+static const sk_vec_kernels g_ref = {kq_f16_ref, av_f16_ref, exp_sum_ref, max_ref, swiglu_ref,
+                                     "scalar"};
 static const sk_vec_kernels *g_sel = &g_ref;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -75,3 +83,4 @@ void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const fl
 }
 float sk_vec_exp_sum_ref(float *a, int64_t n, float mx) { return exp_sum_ref(a, n, mx); }
 float sk_vec_max_ref(const float *a, int64_t n) { return max_ref(a, n); }
+void sk_vec_swiglu_ref(float *g, const float *u, int64_t n) { swiglu_ref(g, u, n); }

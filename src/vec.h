@@ -27,6 +27,8 @@ typedef struct sk_vec_kernels {
     float (*exp_sum)(float *a, int64_t n, float mx);
     /* max of a[0..n), -inf for n = 0 */
     float (*max)(const float *a, int64_t n);
+    /* SwiGLU in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i] */
+    void (*swiglu)(float *g, const float *u, int64_t n);
     const char *isa;
 } sk_vec_kernels;
 

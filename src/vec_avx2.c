@@ -56,6 +56,8 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
 
 float sk_vec_exp_sum_ref(float *a, int64_t n, float mx);
 float sk_vec_max_ref(const float *a, int64_t n);
+void sk_vec_swiglu_ref(float *g, const float *u, int64_t n);
 
-static const sk_vec_kernels g_avx2 = {kq_f16, av_f16, sk_vec_exp_sum_ref, sk_vec_max_ref, "avx2"};
+static const sk_vec_kernels g_avx2 = {kq_f16, av_f16, sk_vec_exp_sum_ref, sk_vec_max_ref,
+                                      sk_vec_swiglu_ref, "avx2"};
 const sk_vec_kernels *sk_vec_get_avx2(void) { return &g_avx2; }

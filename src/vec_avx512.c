@@ -233,5 +233,18 @@ static float vmax(const float *a, int64_t n) {
     return _mm512_reduce_max_ps(acc);
 }
 
-static const sk_vec_kernels g_avx512 = {kq_f16, av_f16, exp_sum, vmax, "avx512"};
+/* exp_neg also serves positive arguments below 88 (k <= 127); beyond, it
+ * gives +inf and x / (1 + inf) = -0, silu's limit. */
+static void swiglu(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static const sk_vec_kernels g_avx512 = {kq_f16, av_f16, exp_sum, vmax, swiglu, "avx512"};
 const sk_vec_kernels *sk_vec_get_avx512(void) { return &g_avx512; }

@@ -78,11 +78,28 @@ static void check_softmax(const sk_vec_kernels *simd) {
     }
 }
 
+static void check_swiglu(const sk_vec_kernels *simd) {
+    const sk_vec_kernels *ref = sk_vec_get_ref();
+    int64_t n = 1000;
+    float g1[1000], g2[1000], u[1000];
+    for (int64_t i = 0; i < n; i++) {
+        g1[i] = g2[i] = (float)(i - 500) * 0.25f + rnd() * 0.1f; /* -125 .. 125 */
+        u[i] = rnd() * 3.0f;
+    }
+    g1[3] = g2[3] = 0.0f;
+    ref->swiglu(g1, u, n);
+    simd->swiglu(g2, u, n);
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(g1[i] - g2[i]) > 5e-7f * fabsf(g1[i]) + 1e-30f)
+            fail_msg("%s swiglu[%lld] %g vs %g", simd->isa, (long long)i, g2[i], g1[i]);
+}
+
 static void test_avx2(void **state) {
     (void)state;
     if (!sk_quant_cpu_has_avx2()) skip();
     check_set(sk_vec_get_avx2());
     check_softmax(sk_vec_get_avx2());
+    check_swiglu(sk_vec_get_avx2());
 }
 
 static void test_avx512(void **state) {
@@ -90,6 +107,7 @@ static void test_avx512(void **state) {
     if (!sk_quant_cpu_has_avx512vnni()) skip();
     check_set(sk_vec_get_avx512());
     check_softmax(sk_vec_get_avx512());
+    check_swiglu(sk_vec_get_avx512());
 }
 
 int main(void) {
