@@ -267,10 +267,32 @@ static int build_segs(const sk_kvcache *kv, int l, int g, int64_t n_pfx, int64_t
     return ns;
 }
 
+/* Rows [j0, j0 + n) of a Q8_0 run widened to F16 in tile (n <= Q8_TILE keys):
+ * the Q8_0 cache then runs on the F16 kernels. Each value is q * d with an
+ * 8-bit q and an f16 d, so F16 keeps it to within half an f16 ulp. */
+#define Q8_TILE 64
+static void q8_tile(const char *rows, size_t row, int64_t n, int hd, uint16_t *tile) {
+    float buf[SK_MAX_HEAD_DIM];
+    const sk_type_traits *tt = sk_type_get(SK_TYPE_Q8_0);
+    for (int64_t j = 0; j < n; j++) {
+        tt->to_float(rows + (size_t)j * row, buf, hd);
+        sk_f32_to_f16_row(buf, tile + (size_t)j * hd, hd);
+    }
+}
+
 static void seg_scores(const kv_seg *sg, int hd, int n_rep, const float *q, float scale,
                        float *att, size_t stride) {
     if (sg->type == SK_TYPE_F16) {
         sk_vec_get()->kq_f16(sg->n, hd, (const uint16_t *)sg->k, n_rep, q, scale, att, stride);
+        return;
+    }
+    if (sg->type == SK_TYPE_Q8_0 && hd <= 256) {
+        uint16_t tile[Q8_TILE * 256];
+        for (int64_t j0 = 0; j0 < sg->n; j0 += Q8_TILE) {
+            int64_t n = sg->n - j0 < Q8_TILE ? sg->n - j0 : Q8_TILE;
+            q8_tile(sg->k + (size_t)j0 * sg->row, sg->row, n, hd, tile);
+            sk_vec_get()->kq_f16(n, hd, tile, n_rep, q, scale, att + j0, stride);
+        }
         return;
     }
     float kbuf[SK_MAX_HEAD_DIM];
@@ -289,6 +311,15 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
                        float *out) {
     if (sg->type == SK_TYPE_F16) {
         sk_vec_get()->av_f16(sg->n, hd, (const uint16_t *)sg->v, n_rep, att, stride, out);
+        return;
+    }
+    if (sg->type == SK_TYPE_Q8_0 && hd <= 256) {
+        uint16_t tile[Q8_TILE * 256];
+        for (int64_t j0 = 0; j0 < sg->n; j0 += Q8_TILE) {
+            int64_t n = sg->n - j0 < Q8_TILE ? sg->n - j0 : Q8_TILE;
+            q8_tile(sg->v + (size_t)j0 * sg->row, sg->row, n, hd, tile);
+            sk_vec_get()->av_f16(n, hd, tile, n_rep, att + j0, stride, out);
+        }
         return;
     }
     float vbuf[SK_MAX_HEAD_DIM];
