@@ -29,9 +29,10 @@ ppl() { # name, args...
 run_a() {
     ppl a_sink --tokens 20000 --cache sink --sinks 4 --window 1020
     ppl a_window --tokens 20000 --cache window --window 1024
-    ppl a_dense --tokens 20000 --cache dense
+    run_ad
     run_ar
 }
+run_ad() { ppl a_dense --tokens 20000 --cache dense; }
 run_ar() { ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 100; }
 run_b() { run_b1; run_b2; }
 run_b8only() { ppl b_s8_c1024 --tokens 65536 --cache sink --sinks 8 --window 1016; }
