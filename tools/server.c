@@ -47,12 +47,14 @@
  * and streaming responses also carry the header X-Prefill-Tokens. */
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -1679,8 +1681,31 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* ---- life cycle -------------------------------------------------------- */
 
+/* A save interrupted by a crash leaves NAME.session.tmp.PID behind (the
+ * session file itself is intact: the rename never happened). Remove those
+ * whose writer is gone, so that crashes do not fill the directory. */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".session.tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 13, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* a live writer */
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
+    }
+    closedir(d);
+    if (n) fprintf(stderr, "serve: removed %d temporary file%s left by an interrupted save\n", n,
+                   n == 1 ? "" : "s");
+}
+
 sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error *err) {
     *out = NULL;
+    if (cfg->session_dir) remove_stale_temps(cfg->session_dir);
     if (cfg->n_slots < 1 || cfg->n_slots > 256)
         return sk_error_set(err, SK_ERR_INVALID, "--slots must be 1..256, got %d", cfg->n_slots);
     if (cfg->queue_max < 0 || cfg->queue_max > 65536)

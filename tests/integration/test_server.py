@@ -627,9 +627,11 @@ def test_kill9_during_saves(tmp_path):
             s.log.close()
         leftovers = [p.name for p in sdir.iterdir() if p.name != "k.session"]
         assert (sdir / "k.session").exists(), leftovers
-    # a last start: the file is intact and the session answers
+    # a last start: the file is intact and the session answers; the
+    # temporary files that the killed saves left behind are gone
     s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="final")
     try:
+        assert [p.name for p in sdir.iterdir()] == ["k.session"]
         r = s.client().chat.completions.create(model="x", messages=msgs, max_tokens=4,
                                                temperature=0, extra_headers={"X-Session-Id": "k"})
         assert r.model_extra["sinkllm"]["reused_tokens"] > 0
