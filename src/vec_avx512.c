@@ -146,6 +146,30 @@ static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float 
     kq_f16_tile16(n, hd, K, n_rep, q, scale, s, ss);
 }
 
+/* Few queries: all R * NC accumulators in registers (R, NC constants in
+ * each instantiation, so the compiler keeps them there), V read once in
+ * order. */
+static inline __attribute__((always_inline)) void av_regs(const int R, const int NC, int64_t n,
+                                                          int hd, const uint16_t *V, const float *a,
+                                                          size_t as, float *out) {
+    __m512 acc[24];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < NC; c++) acc[r * NC + c] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *v = V + (size_t)j * hd;
+        for (int c = 0; c < NC; c++) {
+            __m512 vc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * c)));
+            for (int r = 0; r < R; r++)
+                acc[r * NC + c] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * as + j]), vc, acc[r * NC + c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + (size_t)r * hd + 16 * c, acc[r * NC + c]);
+}
+
+#define AV_CASE(R, NC) \
+    case R * 16 + NC: av_regs(R, NC, n, hd, V, a, as, out); return;
+
 static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
                    float *out) {
     if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
@@ -157,21 +181,11 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
         return;
     }
     int nc = hd / 16;
-    if (nc * n_rep <= 24) { /* every accumulator in a register: V read once, in order */
-        __m512 acc[24];
-        for (int r = 0; r < n_rep; r++)
-            for (int c = 0; c < nc; c++) acc[r * nc + c] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
-        for (int64_t j = 0; j < n; j++) {
-            const uint16_t *v = V + (size_t)j * hd;
-            for (int c = 0; c < nc; c++) {
-                __m512 vc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * c)));
-                for (int r = 0; r < n_rep; r++)
-                    acc[r * nc + c] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * as + j]), vc, acc[r * nc + c]);
-            }
-        }
-        for (int r = 0; r < n_rep; r++)
-            for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + (size_t)r * hd + 16 * c, acc[r * nc + c]);
-        return;
+    switch (n_rep * 16 + nc) {
+        AV_CASE(1, 4) AV_CASE(2, 4) AV_CASE(3, 4) AV_CASE(4, 4) AV_CASE(5, 4) AV_CASE(6, 4)
+        AV_CASE(1, 8) AV_CASE(2, 8) AV_CASE(3, 8)
+        AV_CASE(1, 2) AV_CASE(2, 2) AV_CASE(3, 2) AV_CASE(4, 2)
+    default: break;
     }
     for (int c = 0; c < nc; c++) {
         __m512 acc[SK_VEC_MAX_REP];
