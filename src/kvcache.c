@@ -233,6 +233,7 @@ void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const 
 }
 
 #define SK_MAX_HEAD_DIM 1024
+#define SK_MAX_REP 256 /* query heads per KV head (sk_attend's stack arrays) */
 
 /* A run of visible keys that are contiguous in one storage area. */
 typedef struct kv_seg {
@@ -338,30 +339,15 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
  * its wrapped run from slot 0. att holds (n_rep, n_keys) scores. */
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                const float *q_pfx, int64_t u, int64_t lo, float *out, float *att) {
-    int hd = kv->head_dim;
-    SK_ASSERT(hd <= SK_MAX_HEAD_DIM);
+    float mx[SK_MAX_REP], sum[SK_MAX_REP];
+    SK_ASSERT(n_rep <= SK_MAX_REP);
     int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
-    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
-    int64_t n_keys = n_pfx + n_win;
-    float scale = 1.0f / sqrtf((float)hd);
-    kv_seg seg[3];
-    int ns = build_segs(kv, l, g, n_pfx, lo, n_win, seg);
-    int64_t off = 0;
-    for (int i = 0; i < ns; i++) {
-        seg_scores(&seg[i], hd, n_rep, seg[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n_keys);
-        off += seg[i].n;
-    }
-    const sk_vec_kernels *vk = sk_vec_get();
-    for (int r = 0; r < n_rep; r++) {
-        float *a = att + (size_t)r * n_keys;
-        float inv = 1.0f / vk->exp_sum(a, n_keys, vk->max(a, n_keys));
+    int64_t n_keys = n_pfx + (u >= kv->n_prefix ? u - lo + 1 : 0);
+    sk_attend_part(kv, l, g, n_rep, q_win, q_pfx, u, lo, 0, n_keys, out, mx, sum, att);
+    for (int r = 0; r < n_rep; r++) { /* normalize: att rows become the probabilities */
+        float inv = 1.0f / sum[r], *a = att + (size_t)r * n_keys, *o = out + (size_t)r * kv->head_dim;
         for (int64_t j = 0; j < n_keys; j++) a[j] *= inv;
-    }
-    memset(out, 0, (size_t)n_rep * hd * sizeof(float));
-    off = 0;
-    for (int i = 0; i < ns; i++) {
-        seg_values(&seg[i], hd, n_rep, att + off, (size_t)n_keys, out);
-        off += seg[i].n;
+        for (int i = 0; i < kv->head_dim; i++) o[i] *= inv;
     }
 }
 

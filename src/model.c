@@ -44,6 +44,9 @@ sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err) {
     if (hp->head_dim > 1024)
         return sk_error_set(err, SK_ERR_UNSUPPORTED, "head dimension %d is above 1024",
                             hp->head_dim);
+    if (hp->n_head / hp->n_head_kv > 256)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "%d query heads per KV head (at most 256)",
+                            hp->n_head / hp->n_head_kv);
     if (hp->head_dim % 2 != 0)
         return sk_error_set(err, SK_ERR_FORMAT, "head dimension %d is odd", hp->head_dim);
     if (hp->n_rot < 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)

@@ -94,6 +94,12 @@ static void test_bad_heads(void **state) {
     o.n_head_kv = 1;
     o.n_layer = 1;
     expect_error(&o, "above 1024");
+    tiny_defaults(&o);
+    o.n_embd = 512; /* 512 heads of 1 sharing one KV head: more than the attention takes */
+    o.n_head = 512;
+    o.n_head_kv = 1;
+    o.n_layer = 1;
+    expect_error(&o, "per KV head");
 }
 
 static void test_bad_vocab(void **state) {
