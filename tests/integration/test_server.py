@@ -369,7 +369,8 @@ def test_queue_full_503_and_disconnect(keyed):
     client that hangs up frees the slot."""
     h = {"Authorization": "Bearer " + KEY}
     r1 = keyed.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
-                                        "stream": True}, headers=h, stream=True)
+                                        "stream": True, "ignore_eos": True}, headers=h,
+                    stream=True)
     it = r1.iter_lines()
     next(it)  # generation is running
     r2 = keyed.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1}, headers=h)
@@ -475,7 +476,8 @@ def test_anonymous_prefix_reuse(srv):
 def test_session_busy_409(srv):
     h = {"X-Session-Id": "busy-1"}
     r1 = srv.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
-                                      "stream": True}, headers=h, stream=True)
+                                      "stream": True, "ignore_eos": True}, headers=h,
+                  stream=True)
     it = r1.iter_lines()
     next(it)
     r2 = srv.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1}, headers=h)
@@ -566,7 +568,9 @@ def test_timeout_and_graceful_shutdown(tmp_path):
     sdir = tmp_path / "sd"
     s = Server(tmp_path, "--slots", "1", "--timeout", "2", "--session-dir", str(sdir), name="t")
     try:
-        r = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000},
+        # ignore_eos: the reply must outlast the 2 s limit however fast decoding is
+        r = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
+                                       "ignore_eos": True},
                    headers={"X-Session-Id": "t1"}).json()
         assert r["choices"][0]["finish_reason"] == "length" and r["sinkllm"]["timed_out"]
         assert 0 < r["usage"]["completion_tokens"] < 100000
@@ -574,7 +578,8 @@ def test_timeout_and_graceful_shutdown(tmp_path):
         assert not (sdir / "t1.session").exists()
         # SIGTERM while a stream runs: it ends with [DONE], the session is saved
         r1 = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
-                                        "stream": True}, headers={"X-Session-Id": "t2"},
+                                        "stream": True, "ignore_eos": True},
+                    headers={"X-Session-Id": "t2"},
                     stream=True)
         it = r1.iter_lines()
         next(it)
