@@ -312,19 +312,9 @@ static int bias_add(gen_req *r, int32_t id, float b, perr *e) {
     return 0;
 }
 
-/* One logit_bias entry: token id (a decimal string or an integer) and a bias
- * in [-100, 100], or false (llama.cpp: never this token). */
-static int bias_entry(sk_server *s, gen_req *r, json_t *key, json_t *val, perr *e) {
-    long long id;
-    if (json_is_integer(key)) {
-        id = json_integer_value(key);
-    } else {
-        const char *k = json_string_value(key);
-        char *end;
-        errno = 0;
-        id = k && *k ? strtoll(k, &end, 10) : -1;
-        if (!k || !*k || *end || errno) id = -1;
-    }
+/* One logit_bias entry: token id (id < 0: not a valid id) and a bias in
+ * [-100, 100], or false (llama.cpp: never this token). */
+static int bias_entry(sk_server *s, gen_req *r, long long id, json_t *val, perr *e) {
     if (id < 0 || id >= s->n_vocab)
         return fail(e, 400, "logit_bias", "logit_bias: token ids are integers in [0, %lld)",
                     (long long)s->n_vocab);
@@ -342,9 +332,9 @@ static int bias_entry(sk_server *s, gen_req *r, json_t *key, json_t *val, perr *
 static int parse_bias(sk_server *s, json_t *body, gen_req *r, perr *e) {
     json_t *v = json_object_get(body, "logit_bias");
     if (v && !json_is_null(v)) {
-        size_t n = json_is_object(v) ? json_object_size(v) : json_is_array(v) ? json_array_size(v) : 0;
         if (!json_is_object(v) && !json_is_array(v))
             return fail(e, 400, "logit_bias", "'logit_bias' must be an object or an array of pairs");
+        size_t n = json_is_object(v) ? json_object_size(v) : json_array_size(v);
         if (n > MAX_LOGIT_BIAS)
             return fail(e, 400, "logit_bias", "at most %d logit_bias entries, got %zu",
                         MAX_LOGIT_BIAS, n);
@@ -352,11 +342,11 @@ static int parse_bias(sk_server *s, json_t *body, gen_req *r, perr *e) {
             const char *k;
             json_t *val;
             json_object_foreach(v, k, val) {
-                json_t *key = json_string(k);
-                if (!key) return fail(e, 500, NULL, "out of memory");
-                int rc = bias_entry(s, r, key, val, e);
-                json_decref(key);
-                if (rc) return -1;
+                char *end;
+                errno = 0;
+                long long id = strtoll(k, &end, 10);
+                if (!*k || *end || errno) id = -1;
+                if (bias_entry(s, r, id, val, e)) return -1;
             }
         } else {
             for (size_t i = 0; i < n; i++) {
@@ -364,7 +354,9 @@ static int parse_bias(sk_server *s, json_t *body, gen_req *r, perr *e) {
                 if (!json_is_array(pair) || json_array_size(pair) != 2 ||
                     !json_is_integer(json_array_get(pair, 0)))
                     return fail(e, 400, "logit_bias", "logit_bias pairs are [token id, bias]");
-                if (bias_entry(s, r, json_array_get(pair, 0), json_array_get(pair, 1), e)) return -1;
+                if (bias_entry(s, r, json_integer_value(json_array_get(pair, 0)),
+                               json_array_get(pair, 1), e))
+                    return -1;
             }
         }
     }
