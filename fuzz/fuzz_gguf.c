@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
+#include "runtime/gguf.h"
 
 static unsigned touch_arr(const gguf_arr *a) {
     unsigned acc = 0;

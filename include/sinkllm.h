@@ -72,6 +72,14 @@ typedef enum sk_cache_policy {
 
 typedef enum sk_kv_type { SK_KV_F16 = 0, SK_KV_F32, SK_KV_Q8_0 } sk_kv_type;
 
+/* Ranges of the cache and context parameters: the one place they are
+ * defined (the library checks them, the tools parse flags against them). */
+#define SK_MAX_SINKS 65536            /* n_sinks (SINK), n_keep (SHIFT): 0 .. */
+#define SK_MAX_CACHE_TOKENS (1 << 26) /* n_window, n_ctx: 1 .. */
+#define SK_MAX_ROLLBACK 65536         /* n_rollback: 0 .. */
+#define SK_MAX_BATCH 8192             /* n_batch: 1 .. */
+#define SK_MAX_THREADS 1024           /* n_threads: 0 (all cores) .. */
+
 typedef struct sk_cache_params {
     sk_cache_policy policy;
     int n_sinks;        /* SINK: attention sinks kept forever (default 4) */
@@ -184,6 +192,10 @@ typedef struct sk_context_stats {
 } sk_context_stats;
 
 void sk_context_get_stats(const sk_context *c, sk_context_stats *s);
+
+/* Check every cache parameter against its range (SK_MAX_*) and the
+ * policy's needs; err names the field. sk_context_new calls it. */
+sk_status sk_cache_params_validate(const sk_cache_params *p, sk_error *err);
 
 /* Parse "sink" / "window" / "dense" / "recompute" / "shift". */
 sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err);

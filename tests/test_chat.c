@@ -25,9 +25,9 @@
 
 #include <cmocka.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "sinkllm.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 #include "util_model.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -152,15 +152,15 @@ static int32_t tiny_id(const char *special) {
 
 static sk_tokenizer *tiny_tok(const char *bos, const char *eos, int add_bos) {
     static char bytechars[256][3];
-    gguf_str toks[TINY_N];
+    sk_str toks[TINY_N];
     int32_t types[TINY_N];
     for (int b = 0; b < 256; b++) {
         gpt2_byte_char(b, bytechars[b]);
-        toks[b] = (gguf_str){bytechars[b], strlen(bytechars[b])};
+        toks[b] = (sk_str){bytechars[b], strlen(bytechars[b])};
         types[b] = SK_TOKTYPE_NORMAL;
     }
     for (size_t i = 0; i < N_OF(tiny_specials); i++) {
-        toks[256 + i] = (gguf_str){tiny_specials[i], strlen(tiny_specials[i])};
+        toks[256 + i] = (sk_str){tiny_specials[i], strlen(tiny_specials[i])};
         types[256 + i] = SK_TOKTYPE_CONTROL;
     }
     sk_vocab_init in = {

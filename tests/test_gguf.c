@@ -22,8 +22,8 @@
 
 #include <cmocka.h>
 
-#include "gguf.h"
-#include "quant.h"
+#include "runtime/gguf.h"
+#include "kernels/quant.h"
 
 /* ---- byte builder ----------------------------------------------------- */
 

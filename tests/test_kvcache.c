@@ -13,9 +13,9 @@
 
 #include <cmocka.h>
 
-#include "kvcache.h"
-#include "model.h"
-#include "ops.h"
+#include "runtime/kvcache.h"
+#include "runtime/model.h"
+#include "kernels/ops.h"
 #include "util_oracle.h"
 #include "sinkllm.h"
 #include "util_tiny.h"

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "model.h"
+#include "runtime/model.h"
 #include "sinkllm.h"
 #include "util_tiny.h"
 

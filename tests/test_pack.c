@@ -19,9 +19,9 @@
 
 #include <cmocka.h>
 
-#include "pack.h"
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/pack.h"
+#include "kernels/quant.h"
+#include "kernels/quant_impl.h"
 
 static const int TYPES[] = {SK_TYPE_Q4_0, SK_TYPE_Q4_1, SK_TYPE_Q8_0};
 

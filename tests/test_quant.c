@@ -30,8 +30,8 @@
 
 #include <cmocka.h>
 
-#include "quant.h"
-#include "quant_impl.h"
+#include "kernels/quant.h"
+#include "kernels/quant_impl.h"
 
 /* ---- instruction-set tables ------------------------------------------------ */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "sampler.h"
+#include "text/sampler.h"
 
 static sk_sampler_params params_plain(void) {
     sk_sampler_params p;

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "model.h"
+#include "runtime/model.h"
 #include "sinkllm.h"
 #include "util_tiny.h"
 

@@ -29,9 +29,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gguf.h"
-#include "tokenizer.h"
-#include "unicode.h"
+#include "runtime/gguf.h"
+#include "text/tokenizer.h"
+#include "runtime/vocab.h"
+#include "text/unicode.h"
 #include "util_model.h"
 
 /* ------------------------------------------------------------------------

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "quant.h"
-#include "quant_impl.h"
-#include "vec.h"
+#include "kernels/quant.h"
+#include "kernels/quant_impl.h"
+#include "kernels/vec.h"
 
 static uint32_t g_seed = 1;
 static float rnd(void) {

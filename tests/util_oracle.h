@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "model.h"
+#include "runtime/model.h"
 
 typedef struct oracle oracle;
 

@@ -189,10 +189,10 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->model = v;
         } else if (GROUP(OPT_THREADS) && (IS("-t") || IS("--threads"))) {
             NEED_VALUE();
-            if (parse_int(a, v, 1, 1024, &o->n_threads)) return 2;
+            if (parse_int(a, v, 1, SK_MAX_THREADS, &o->n_threads)) return 2;
         } else if (GROUP(OPT_THREADS) && (IS("-b") || IS("--batch-size"))) {
             NEED_VALUE();
-            if (parse_int(a, v, 1, 8192, &o->n_batch)) return 2;
+            if (parse_int(a, v, 1, SK_MAX_BATCH, &o->n_batch)) return 2;
         } else if (GROUP(OPT_GEN) && (IS("-p") || IS("--prompt"))) {
             NEED_VALUE();
             o->prompt = v;
@@ -243,13 +243,13 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->cache_set = 1;
         } else if (GROUP(OPT_CACHE) && (IS("--sinks") || IS("--keep"))) {
             NEED_VALUE();
-            if (parse_int(a, v, 0, 65536, &o->cache.n_sinks)) return 2;
+            if (parse_int(a, v, 0, SK_MAX_SINKS, &o->cache.n_sinks)) return 2;
         } else if (GROUP(OPT_CACHE) && IS("--window")) {
             NEED_VALUE();
-            if (parse_int(a, v, 1, 1 << 24, &o->cache.n_window)) return 2;
+            if (parse_int(a, v, 1, SK_MAX_CACHE_TOKENS, &o->cache.n_window)) return 2;
         } else if (GROUP(OPT_CACHE) && (IS("-c") || IS("--ctx-size"))) {
             NEED_VALUE();
-            if (parse_int(a, v, 1, 1 << 24, &o->cache.n_ctx)) return 2;
+            if (parse_int(a, v, 1, SK_MAX_CACHE_TOKENS, &o->cache.n_ctx)) return 2;
         } else if (GROUP(OPT_CACHE) && (IS("--kv-type") || IS("--cache-type-k"))) {
             NEED_VALUE();
             if (strcmp(v, "f16") == 0) o->cache.kv_type = SK_KV_F16;

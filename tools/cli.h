@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "sampler.h"
+#include "text/sampler.h"
 #include "sinkllm.h"
 
 enum {

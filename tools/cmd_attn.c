@@ -8,7 +8,7 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static const char *ATTN_USAGE =
     "usage: sinkllm attn -f FILE --png OUT.png [options]\n"

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "quant.h"
-#include "threadpool.h"
-#include "vec.h"
+#include "kernels/quant.h"
+#include "kernels/threadpool.h"
+#include "kernels/vec.h"
 
 static const char *BENCH_USAGE =
     "usage: sinkllm bench [options]\n"

@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "cli.h"
-#include "sampler.h"
-#include "tokenizer.h"
+#include "text/sampler.h"
+#include "text/tokenizer.h"
 
 static const char *CHAT_USAGE =
     "usage: sinkllm chat [options]\n"
@@ -339,8 +339,8 @@ int cmd_chat(int argc, char **argv) {
     if (strcmp(keep, "system") && strcmp(keep, "none")) {
         char *end;
         long k = strtol(keep, &end, 10);
-        if (*end || k < 0 || k > 65536) {
-            fprintf(stderr, "error: --keep expects system, none or 0..65536, got '%s'\n", keep);
+        if (*end || k < 0 || k > SK_MAX_SINKS) {
+            fprintf(stderr, "error: --keep expects system, none or 0..%d, got '%s'\n", SK_MAX_SINKS, keep);
             free(rest);
             return 2;
         }

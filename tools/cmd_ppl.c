@@ -13,7 +13,7 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static const char *PPL_USAGE =
     "usage: sinkllm ppl -f FILE [options]\n"

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "cli.h"
 #include "server.h"
 
@@ -119,7 +119,7 @@ int cmd_serve(int argc, char **argv) {
             if (parse_int_arg(a, v, 0, 65536, &x)) goto out;
             cfg.queue_max = (int)x;
         } else if (!strcmp(a, "--rollback")) {
-            if (parse_int_arg(a, v, 0, 65536, &x)) goto out;
+            if (parse_int_arg(a, v, 0, SK_MAX_ROLLBACK, &x)) goto out;
             n_rollback = (int)x;
         } else if (!strcmp(a, "--timeout")) {
             if (parse_int_arg(a, v, 1, 86400, &x)) goto out;

@@ -24,9 +24,9 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "quant.h"
-#include "threadpool.h"
-#include "tokenizer.h"
+#include "kernels/quant.h"
+#include "kernels/threadpool.h"
+#include "text/tokenizer.h"
 
 #define MAX_CACHES 32
 #define N_SINKS 4          /* the paper's sink count */

@@ -68,7 +68,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 #include "webui.h"
 
 #define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "chat.h"
-#include "sampler.h"
+#include "text/chat.h"
+#include "text/sampler.h"
 #include "sinkllm.h"
 
 typedef struct sk_server_config {

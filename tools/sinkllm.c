@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "quant.h"
+#include "kernels/quant.h"
 
 static const char *USAGE =
     "usage: sinkllm COMMAND [options]\n"

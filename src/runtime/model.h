@@ -7,20 +7,10 @@
 #include <stdint.h>
 
 #include "gguf.h"
-#include "quant.h"
+#include "kernels/quant.h"
+#include "kernels/tensor.h"
 #include "sinkllm.h"
 
-/* A weight matrix or vector: a view into the mapped file.
- * ne[0] is the row length (inputs), ne[1] the number of rows (outputs). */
-typedef struct sk_tensor {
-    const void *data;
-    int type;            /* enum sk_type */
-    int64_t ne[2];
-    size_t row_size;     /* bytes per row */
-    const sk_type_traits *tt;
-    const void *packed;  /* the same rows in a pack.h layout, or NULL */
-    size_t pack_gs;      /* bytes per packed group of 16 rows */
-} sk_tensor;
 
 typedef struct sk_layer {
     sk_tensor attn_norm;  /* (n_embd) F32 */

@@ -24,8 +24,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
 #include "status.h"
+
+/* A string view: not NUL-terminated (token texts point into the GGUF span). */
+typedef struct sk_str {
+    const char *ptr;
+    uint64_t len;
+} sk_str;
 
 enum sk_tok_kind { SK_TOK_BPE = 1, SK_TOK_SPM = 2 };
 
@@ -42,13 +47,13 @@ enum sk_token_type {
 
 typedef struct sk_vocab_init {
     enum sk_tok_kind kind;
-    gguf_str pre;              /* tokenizer.ggml.pre; len 0 = "default" */
+    sk_str pre;              /* tokenizer.ggml.pre; len 0 = "default" */
     int64_t n_vocab;
-    const gguf_str *tokens;    /* n_vocab token texts */
+    const sk_str *tokens;    /* n_vocab token texts */
     const float *scores;       /* n_vocab, or NULL */
     const int32_t *types;      /* n_vocab enum sk_token_type, or NULL (all NORMAL) */
     int64_t n_merges;
-    const gguf_str *merges;    /* "left right" pairs, BPE only; rank = index */
+    const sk_str *merges;    /* "left right" pairs, BPE only; rank = index */
     int32_t bos, eos, eot, unk, pad;  /* -1 when absent */
     int add_bos, add_eos, add_space_prefix;
 } sk_vocab_init;
@@ -61,16 +66,10 @@ typedef struct sk_tokenizer sk_tokenizer;
 sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_error *err);
 void sk_tokenizer_free(sk_tokenizer *tok);
 
-/* Build a tokenizer from GGUF metadata: tokenizer.ggml.model ("gpt2" -> BPE,
- * "llama" -> SPM, anything else SK_ERR_UNSUPPORTED), .pre, .tokens,
- * .scores, .token_type, .merges (BPE), .bos/eos/eot/unknown/padding
- * _token_id, .add_bos_token, .add_eos_token, .add_space_prefix. Missing
- * optional keys take llama.cpp's defaults (SPM: unk 0, bos 1, eos 2, add
- * BOS and a space prefix; BPE: no ids, add_bos only for the llama3 family).
- * A key of the wrong type, an array whose length disagrees with the token
- * count, or an id >= n_vocab is an SK_ERR_FORMAT error naming the key.
- * Nothing of g is kept: g may be freed afterwards. */
-sk_status sk_tokenizer_from_gguf(const gguf_ctx *g, sk_tokenizer **out, sk_error *err);
+/* Whether the BPE pre-tokenizer named pre adds a BOS by default (the
+ * llama3 family does); 0 for unknown names. */
+int sk_tokenizer_pre_adds_bos(sk_str pre);
+
 
 /* The pre-tokenizer alone (BPE only; for tests and tools): split
  * text[0..len) into the pieces that BPE merges independently, writing the

@@ -118,7 +118,7 @@ static const struct pre_name {
     {"falcon", PRE_FALCON, false, false},
 };
 
-static const struct pre_name *pre_find(gguf_str name) {
+static const struct pre_name *pre_find(sk_str name) {
     if (name.len == 0) return &pre_names[0];
     for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++) {
         size_t n = strlen(pre_names[i].name);
@@ -352,7 +352,7 @@ static sk_status build_merges(sk_tokenizer *t, const sk_vocab_init *init, sk_err
     char *buf = NULL;
     size_t buf_cap = 0;
     for (int64_t r = 0; r < init->n_merges; r++) {
-        gguf_str m = init->merges[r];
+        sk_str m = init->merges[r];
         if (m.len > 0 && !m.ptr)
             return free(buf), sk_error_set(err, SK_ERR_INVALID, "tokenizer: merge %lld has no text", (long long)r);
         /* split at the first space after the first byte ("left right") */
@@ -430,7 +430,7 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
     /* token table and text arena */
     uint64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
-        const gguf_str *s = &init->tokens[i];
+        const sk_str *s = &init->tokens[i];
         if (s->len > 0 && !s->ptr) {
             sk_tokenizer_free(t);
             return sk_error_set(err, SK_ERR_INVALID, "tokenizer: token %lld has no text", (long long)i);
@@ -460,7 +460,7 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
     memset(t->map, 0xff, map_cap * sizeof *t->map);
     uint64_t off = 0;
     for (int64_t i = 0; i < n; i++) {
-        const gguf_str *s = &init->tokens[i];
+        const sk_str *s = &init->tokens[i];
         tok_entry *e = &t->tok[i];
         e->off = off;
         e->len = (uint32_t)s->len;
@@ -1295,135 +1295,7 @@ size_t sk_detok_flush(sk_detok *d, char *out, size_t cap) {
     return n;
 }
 
-/* ------------------------------------------------------------------------
- * GGUF loader
- * ---------------------------------------------------------------------- */
-
-/* optional u32-ish id key: absent keeps *id; present must be < n_vocab */
-static sk_status gguf_id(const gguf_ctx *g, const char *key, int64_t n_vocab, int32_t *id, sk_error *err) {
-    if (!gguf_find_kv(g, key)) return SK_OK;
-    uint64_t v;
-    sk_status st = gguf_get_u64(g, key, &v, err);
-    if (st) return st;
-    if (v >= (uint64_t)n_vocab)
-        return sk_error_set(err, SK_ERR_FORMAT, "%s = %llu is out of range (n_vocab %lld)", key,
-                            (unsigned long long)v, (long long)n_vocab);
-    *id = (int32_t)v;
-    return SK_OK;
-}
-
-static sk_status gguf_flag(const gguf_ctx *g, const char *key, int *v, sk_error *err) {
-    if (!gguf_find_kv(g, key)) return SK_OK;
-    return gguf_get_bool(g, key, v, err);
-}
-
-static sk_status gguf_array(const gguf_ctx *g, const char *key, enum gguf_type want, int64_t n_want, const gguf_arr **out,
-                            sk_error *err) {
-    sk_status st = gguf_get_arr(g, key, out, err);
-    if (st) return st;
-    if ((*out)->type != want)
-        return sk_error_set(err, SK_ERR_FORMAT, "%s: array of %s, expected %s", key, gguf_type_name((*out)->type),
-                            gguf_type_name(want));
-    if (n_want >= 0 && (*out)->n != (uint64_t)n_want)
-        return sk_error_set(err, SK_ERR_FORMAT, "%s: %llu entries, but there are %lld tokens", key,
-                            (unsigned long long)(*out)->n, (long long)n_want);
-    return SK_OK;
-}
-
-sk_status sk_tokenizer_from_gguf(const gguf_ctx *g, sk_tokenizer **out, sk_error *err) {
-    if (!out) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: out is NULL");
-    *out = NULL;
-    if (!g) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: gguf context is NULL");
-    sk_vocab_init in;
-    memset(&in, 0, sizeof in);
-    in.bos = in.eos = in.eot = in.unk = in.pad = -1;
-    gguf_str model;
-    sk_status st = gguf_get_str(g, "tokenizer.ggml.model", &model, err);
-    if (st) return st;
-    if (gguf_str_eq(model, "gpt2")) {
-        in.kind = SK_TOK_BPE;
-    } else if (gguf_str_eq(model, "llama")) {
-        in.kind = SK_TOK_SPM;
-    } else {
-        return sk_error_set(err, SK_ERR_UNSUPPORTED, "tokenizer.ggml.model '%.*s' is not supported (gpt2, llama)",
-                            (int)(model.len > 64 ? 64 : model.len), model.ptr);
-    }
-    if (gguf_find_kv(g, "tokenizer.ggml.pre") && (st = gguf_get_str(g, "tokenizer.ggml.pre", &in.pre, err))) return st;
-
-    const gguf_arr *toks, *scores = NULL, *types = NULL, *merges = NULL;
-    if ((st = gguf_array(g, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, -1, &toks, err))) return st;
-    if (toks->n == 0 || toks->n > INT32_MAX)
-        return sk_error_set(err, SK_ERR_FORMAT, "tokenizer.ggml.tokens: bad token count %llu", (unsigned long long)toks->n);
-    int64_t n = (int64_t)toks->n;
-    in.n_vocab = n;
-    in.tokens = toks->strs;
-    if (gguf_find_kv(g, "tokenizer.ggml.scores") &&
-        (st = gguf_array(g, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, n, &scores, err)))
-        return st;
-    if (gguf_find_kv(g, "tokenizer.ggml.token_type") &&
-        (st = gguf_array(g, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, n, &types, err)))
-        return st;
-    if (in.kind == SK_TOK_BPE) {
-        if ((st = gguf_array(g, "tokenizer.ggml.merges", GGUF_TYPE_STRING, -1, &merges, err))) return st;
-        if (merges->n > INT32_MAX) return sk_error_set(err, SK_ERR_FORMAT, "tokenizer.ggml.merges: too many merges");
-        in.n_merges = (int64_t)merges->n;
-        in.merges = merges->strs;
-    }
-
-    /* defaults as llama.cpp: SPM has <unk>=0, <s>=1, </s>=2, a BOS and a space prefix */
-    int add_bos = 0, add_eos = 0, add_space_prefix = 0;
-    if (in.kind == SK_TOK_SPM) {
-        in.unk = n > 0 ? 0 : -1;
-        in.bos = n > 1 ? 1 : -1;
-        in.eos = n > 2 ? 2 : -1;
-        add_bos = 1;
-        add_space_prefix = 1;
-    } else {
-        const struct pre_name *pn = pre_find(in.pre);
-        add_bos = pn && pn->add_bos;
-    }
-    if ((st = gguf_id(g, "tokenizer.ggml.bos_token_id", n, &in.bos, err)) ||
-        (st = gguf_id(g, "tokenizer.ggml.eos_token_id", n, &in.eos, err)) ||
-        (st = gguf_id(g, "tokenizer.ggml.eot_token_id", n, &in.eot, err)) ||
-        (st = gguf_id(g, "tokenizer.ggml.unknown_token_id", n, &in.unk, err)) ||
-        (st = gguf_id(g, "tokenizer.ggml.padding_token_id", n, &in.pad, err)) ||
-        (st = gguf_flag(g, "tokenizer.ggml.add_bos_token", &add_bos, err)) ||
-        (st = gguf_flag(g, "tokenizer.ggml.add_eos_token", &add_eos, err)) ||
-        (st = gguf_flag(g, "tokenizer.ggml.add_space_prefix", &add_space_prefix, err)))
-        return st;
-    in.add_bos = add_bos;
-    in.add_eos = add_eos;
-    in.add_space_prefix = add_space_prefix;
-
-    /* numeric arrays may be unaligned in the file: copy them */
-    float *sc = NULL;
-    int32_t *ty = NULL;
-    if (scores) {
-        sc = malloc((size_t)n * sizeof *sc);
-        if (!sc) return sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory");
-        memcpy(sc, scores->data, (size_t)n * sizeof *sc);
-        in.scores = sc;
-    }
-    if (types) {
-        ty = malloc((size_t)n * sizeof *ty);
-        if (!ty) {
-            free(sc);
-            return sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory");
-        }
-        memcpy(ty, types->data, (size_t)n * sizeof *ty);
-        for (int64_t i = 0; i < n; i++) {
-            if (ty[i] < SK_TOKTYPE_UNDEFINED || ty[i] > SK_TOKTYPE_BYTE) {
-                st = sk_error_set(err, SK_ERR_FORMAT, "tokenizer.ggml.token_type[%lld] = %d is not a token type",
-                                  (long long)i, (int)ty[i]);
-                free(sc);
-                free(ty);
-                return st;
-            }
-        }
-        in.types = ty;
-    }
-    st = sk_tokenizer_new(&in, out, err);
-    free(sc);
-    free(ty);
-    return st;
+int sk_tokenizer_pre_adds_bos(sk_str pre) {
+    const struct pre_name *pn = pre_find(pre);
+    return pn && pn->add_bos;
 }

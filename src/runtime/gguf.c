@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 /* Nested arrays deeper than this are rejected: bounds the recursion (and so
  * the stack) no matter what the file says. Real files use depth 1. */

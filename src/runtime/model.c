@@ -16,8 +16,8 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#include "pack.h"
-#include "tokenizer.h"
+#include "kernels/pack.h"
+#include "vocab.h"
 
 #define SK_MAX_LAYERS 4096
 #define SK_MAX_DIM (1 << 20)

@@ -8,7 +8,7 @@
 
 #include "kvcache.h"
 #include "model.h"
-#include "threadpool.h"
+#include "kernels/threadpool.h"
 
 #define SK_QBLK 16 /* query tokens per block in the chunked attention path */
 #define SK_SPLIT_TOK 3 /* up to this many tokens: decode attention split over the keys */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "tensor.h"
 #include "threadpool.h"
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], i < n. out may alias x. */

@@ -11,10 +11,10 @@
 #include "context.h"
 #include "kvcache.h"
 #include "model.h"
-#include "ops.h"
-#include "quant.h"
-#include "threadpool.h"
-#include "tokenizer.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+#include "kernels/threadpool.h"
+#include "text/tokenizer.h"
 
 
 /* malloc, counted in c->scratch_bytes (sk_context_stats) */
@@ -36,36 +36,17 @@ void sk_context_params_default(sk_context_params *p) {
 
 sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparams *hp,
                                      sk_error *err) {
-    if (p->n_threads < 0 || p->n_threads > 1024)
-        return sk_error_set(err, SK_ERR_INVALID, "threads %d out of range 0..1024", p->n_threads);
-    if (p->n_batch < 1 || p->n_batch > 8192)
-        return sk_error_set(err, SK_ERR_INVALID, "batch %d out of range 1..8192", p->n_batch);
+    if (p->n_threads < 0 || p->n_threads > SK_MAX_THREADS)
+        return sk_error_set(err, SK_ERR_INVALID, "threads %d out of range 0..%d", p->n_threads,
+                            SK_MAX_THREADS);
+    if (p->n_batch < 1 || p->n_batch > SK_MAX_BATCH)
+        return sk_error_set(err, SK_ERR_INVALID, "batch %d out of range 1..%d", p->n_batch,
+                            SK_MAX_BATCH);
     if (p->logits_all && p->cache.policy == SK_CACHE_RECOMPUTE)
         return sk_error_set(err, SK_ERR_INVALID,
                             "logits_all is not available with the recompute policy");
     (void)hp;
     return SK_OK; /* the cache checks its own parameters */
-}
-
-const char *sk_cache_policy_name(sk_cache_policy p) {
-    switch (p) {
-    case SK_CACHE_SINK: return "sink";
-    case SK_CACHE_WINDOW: return "window";
-    case SK_CACHE_DENSE: return "dense";
-    case SK_CACHE_RECOMPUTE: return "recompute";
-    case SK_CACHE_SHIFT: return "shift";
-    }
-    return "?";
-}
-
-sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err) {
-    for (int i = 0; i <= SK_CACHE_SHIFT; i++)
-        if (strcmp(s, sk_cache_policy_name((sk_cache_policy)i)) == 0) {
-            *out = (sk_cache_policy)i;
-            return SK_OK;
-        }
-    return sk_error_set(err, SK_ERR_INVALID,
-                        "unknown cache policy '%s' (sink, window, dense, recompute, shift)", s);
 }
 
 void sk_context_free(sk_context *c) {

@@ -6,10 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant.h"
-#include "vec.h"
+#include "kernels/quant.h"
+#include "kernels/vec.h"
 
-#define SK_MAX_CACHE_TOKENS (1LL << 26) /* 64M slots: far beyond any RAM here */
 
 static int kv_elem_type(sk_kv_type t) {
     switch (t) {
@@ -25,42 +24,68 @@ static size_t row_bytes(int type, int n) {
     return sk_row_size(type, n);
 }
 
-sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_batch,
-                         sk_kvcache **out, sk_error *err) {
-    *out = NULL;
-    if (n_batch < 1 || n_batch > 65536)
-        return sk_error_set(err, SK_ERR_INVALID, "batch size %d out of range 1..65536", n_batch);
-    int64_t n_prefix = 0, n_window = 0;
+const char *sk_cache_policy_name(sk_cache_policy p) {
+    switch (p) {
+    case SK_CACHE_SINK: return "sink";
+    case SK_CACHE_WINDOW: return "window";
+    case SK_CACHE_DENSE: return "dense";
+    case SK_CACHE_RECOMPUTE: return "recompute";
+    case SK_CACHE_SHIFT: return "shift";
+    }
+    return "?";
+}
+
+sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err) {
+    for (int i = 0; i <= SK_CACHE_SHIFT; i++)
+        if (strcmp(s, sk_cache_policy_name((sk_cache_policy)i)) == 0) {
+            *out = (sk_cache_policy)i;
+            return SK_OK;
+        }
+    return sk_error_set(err, SK_ERR_INVALID,
+                        "unknown cache policy '%s' (sink, window, dense, recompute, shift)", s);
+}
+
+sk_status sk_cache_params_validate(const sk_cache_params *p, sk_error *err) {
     switch (p->policy) {
     case SK_CACHE_SINK:
     case SK_CACHE_SHIFT:
-        if (p->n_sinks < 0 || p->n_sinks > 65536)
-            return sk_error_set(err, SK_ERR_INVALID, "%s count %d out of range 0..65536",
-                                p->policy == SK_CACHE_SINK ? "sinks" : "keep", p->n_sinks);
-        n_prefix = p->n_sinks;
+        if (p->n_sinks < 0 || p->n_sinks > SK_MAX_SINKS)
+            return sk_error_set(err, SK_ERR_INVALID, "%s count %d out of range 0..%d",
+                                p->policy == SK_CACHE_SINK ? "sinks" : "keep", p->n_sinks, SK_MAX_SINKS);
         /* fall through */
     case SK_CACHE_WINDOW:
     case SK_CACHE_RECOMPUTE:
         if (p->n_window < 1 || p->n_window > SK_MAX_CACHE_TOKENS)
-            return sk_error_set(err, SK_ERR_INVALID, "window %d out of range 1..%lld", p->n_window,
+            return sk_error_set(err, SK_ERR_INVALID, "window %d out of range 1..%d", p->n_window,
                                 SK_MAX_CACHE_TOKENS);
         if (p->policy == SK_CACHE_SHIFT && p->n_window < 2)
             return sk_error_set(err, SK_ERR_INVALID, "shift needs a window of at least 2");
-        n_window = p->n_window;
         break;
     case SK_CACHE_DENSE:
         if (p->n_ctx < 1 || p->n_ctx > SK_MAX_CACHE_TOKENS)
-            return sk_error_set(err, SK_ERR_INVALID, "ctx %d out of range 1..%lld", p->n_ctx,
+            return sk_error_set(err, SK_ERR_INVALID, "ctx %d out of range 1..%d", p->n_ctx,
                                 SK_MAX_CACHE_TOKENS);
-        n_window = p->n_ctx;
         break;
     default:
         return sk_error_set(err, SK_ERR_INVALID, "unknown cache policy %d", (int)p->policy);
     }
-    if (p->n_rollback < 0 || p->n_rollback > 65536)
-        return sk_error_set(err, SK_ERR_INVALID, "rollback %d out of range 0..65536", p->n_rollback);
+    if (p->n_rollback < 0 || p->n_rollback > SK_MAX_ROLLBACK)
+        return sk_error_set(err, SK_ERR_INVALID, "rollback %d out of range 0..%d", p->n_rollback,
+                            SK_MAX_ROLLBACK);
     if (p->kv_type != SK_KV_F16 && p->kv_type != SK_KV_F32 && p->kv_type != SK_KV_Q8_0)
         return sk_error_set(err, SK_ERR_INVALID, "unknown KV type %d", (int)p->kv_type);
+    return SK_OK;
+}
+
+sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_batch,
+                         sk_kvcache **out, sk_error *err) {
+    *out = NULL;
+    SK_ASSERT(n_batch >= 1 && n_batch <= SK_MAX_BATCH); /* the context checked it */
+    sk_status st = sk_cache_params_validate(p, err);
+    if (st) return st;
+    int64_t n_prefix = 0, n_window = p->n_window;
+    if (p->policy == SK_CACHE_SINK || p->policy == SK_CACHE_SHIFT) n_prefix = p->n_sinks;
+    if (p->policy == SK_CACHE_DENSE) n_window = p->n_ctx;
     sk_kvcache *kv = calloc(1, sizeof *kv);
     if (!kv) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (kv cache)");
     kv->policy = p->policy;
