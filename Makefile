@@ -102,9 +102,11 @@ run: deps
 # ---- tests --------------------------------------------------------------
 export SINKLLM_MODEL = $(abspath $(MODEL))
 test: deps
-	$(MAKE) all model venv $(TEST_BIN)
+	$(MAKE) all model venv $(TEST_BIN) shared
 	@sh tests/run-tests.sh $(BUILD)
-	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest -q tests/integration
+	@sh tests/test_install.sh $(BUILD)
+	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm SINKLLM_LIB=$(if $(SANITIZER),,$(abspath $(BUILD))/libsinkllm.so) \
+	  $(VENV)/bin/python -m pytest -q tests/integration
 
 asan:
 	$(MAKE) SANITIZER=address test
@@ -141,6 +143,65 @@ bench: all model refvenv $(BUILD)/membw
 # memory read bandwidth, the ceiling that make bench compares decode with
 $(BUILD)/membw: bench/membw.c | $(BUILD)/obj
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+# ---- packaging: shared library, pkg-config, man page, install ---------
+# libsinkllm.so is linked from the library sources compiled again with -fPIC
+# under $(BUILD)/pic (the static library and the tools keep their flags);
+# src/libsinkllm.map exports only the sk_* names. The soname carries the
+# major version of SINKLLM_VERSION (include/sinkllm.h).
+VERSION   := $(shell sed -n 's/^\#define SINKLLM_VERSION "\(.*\)"/\1/p' include/sinkllm.h)
+SO_MAJOR  := $(firstword $(subst ., ,$(VERSION)))
+SONAME    = libsinkllm.so.$(SO_MAJOR)
+SO_FILE   = libsinkllm.so.$(VERSION)
+PIC_OBJ   = $(patsubst src/%.c,$(BUILD)/pic/%.o,$(LIB_SRC))
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR    = $(PREFIX)/bin
+LIBDIR    = $(PREFIX)/lib
+INCDIR    = $(PREFIX)/include
+MAN1DIR   = $(PREFIX)/share/man/man1
+# the instruction-set flags of one object, by its name (as the obj/ rules)
+isa_flags = $(if $(filter %_avx512.o,$1),$(ISA_AVX512),$(if $(filter %_avx2.o,$1),$(ISA_AVX2)))
+
+.PHONY: shared install uninstall man
+shared: $(BUILD)/libsinkllm.so
+man: $(BUILD)/sinkllm.1
+
+$(BUILD)/pic/%.o: src/%.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC $(call isa_flags,$@) -c $< -o $@
+
+$(BUILD)/$(SO_FILE): $(PIC_OBJ) src/libsinkllm.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libsinkllm.map \
+	  -Wl,--no-undefined -o $@ $(PIC_OBJ) $(LDLIBS)
+$(BUILD)/libsinkllm.so: $(BUILD)/$(SO_FILE)
+	ln -sf $(SO_FILE) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $@
+
+$(BUILD)/sinkllm.pc: sinkllm.pc.in include/sinkllm.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# the pc file names PREFIX: rebuilt on every install (PREFIX may differ)
+.PHONY: $(BUILD)/sinkllm.pc
+
+$(BUILD)/sinkllm.1: $(BUILD)/sinkllm scripts/make-man.sh
+	sh scripts/make-man.sh $(BUILD)/sinkllm > $@.tmp && mv $@.tmp $@
+
+install: $(BUILD)/sinkllm $(BUILD)/libsinkllm.a $(BUILD)/libsinkllm.so $(BUILD)/sinkllm.pc $(BUILD)/sinkllm.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(MAN1DIR)
+	install -m 755 $(BUILD)/sinkllm $(DESTDIR)$(BINDIR)/sinkllm
+	install -m 644 $(BUILD)/libsinkllm.a $(DESTDIR)$(LIBDIR)/libsinkllm.a
+	install -m 755 $(BUILD)/$(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SO_FILE)
+	ln -sf $(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsinkllm.so
+	install -m 644 $(wildcard include/*.h) $(DESTDIR)$(INCDIR)/
+	install -m 644 $(BUILD)/sinkllm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/sinkllm.pc
+	install -m 644 $(BUILD)/sinkllm.1 $(DESTDIR)$(MAN1DIR)/sinkllm.1
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sinkllm $(DESTDIR)$(LIBDIR)/libsinkllm.a \
+	  $(DESTDIR)$(LIBDIR)/$(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsinkllm.so \
+	  $(patsubst include/%,$(DESTDIR)$(INCDIR)/%,$(wildcard include/*.h)) \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/sinkllm.pc $(DESTDIR)$(MAN1DIR)/sinkllm.1
 
 clean:
 	rm -rf build build-*
