@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "kernels/quant.h"
+#include "kernels/cpu.h"
 #include "kernels/quant_impl.h"
 
 static double now(void) {
@@ -84,17 +85,17 @@ int main(int argc, char **argv) {
     for (int t = 0; t < SK_TYPE_COUNT; t++)
         if (sk_type_get_ref(t))
             tabs[0][t] = *sk_type_get_ref(t);
-    if (sk_quant_cpu_has_avx2()) {
+    if (sk_cpu_has_avx2()) {
         memcpy(tabs[1], tabs[0], sizeof tabs[0]);
         sk_quant_register_avx2(tabs[1]);
         n_isa = 2;
     }
-    if (sk_quant_cpu_has_avx512vnni()) {
+    if (sk_cpu_has_avx512vnni()) {
         memcpy(tabs[2], tabs[1], sizeof tabs[0]);
         sk_quant_register_avx512(tabs[2]);
         n_isa = 3;
     }
-    printf("matrix %d x %d, one thread, dispatch = %s\n", rows, n, sk_quant_isa());
+    printf("matrix %d x %d, one thread, dispatch = %s\n", rows, n, sk_cpu_isa());
     static const int types[] = {SK_TYPE_Q4_1, SK_TYPE_Q8_0, SK_TYPE_Q4_0, SK_TYPE_F16};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (int a = 0; a < n_isa; a++)

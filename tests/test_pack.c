@@ -19,7 +19,8 @@
 
 #include <cmocka.h>
 
-#include "kernels/pack.h"
+#include "kernels/cpu.h"
+#include "kernels/pack_impl.h"
 #include "kernels/quant.h"
 #include "kernels/quant_impl.h"
 
@@ -83,6 +84,16 @@ static void test_supported(void **state) {
     assert_false(sk_pack_supported(SK_TYPE_Q4_1, 0, 16));
 }
 
+/* The dispatcher: packing is on exactly where cpu.h chose AVX-512 VNNI and
+ * SINKLLM_NOPACK is not set; the reference table holds the _ref kernels. */
+static void test_dispatch(void **state) {
+    (void)state;
+    assert_int_equal(sk_pack_enabled(), sk_cpu_level() == SK_ISA_AVX512VNNI && !sk_cpu_nopack());
+    assert_true(sk_pack_get_ref()->gemm == sk_packed_gemm_ref);
+    assert_true(sk_pack_get_ref()->quantize == sk_q8p_quantize_ref);
+    assert_true((sk_pack_get()->gemm != sk_packed_gemm_ref) == (sk_cpu_level() == SK_ISA_AVX512VNNI));
+}
+
 /* activations: nc rows of n floats -> Q8P by the reference */
 static sk_block_q8p *make_act(int64_t n, int nc, size_t *ys) {
     *ys = sizeof(sk_block_q8p) * (size_t)(n / 32);
@@ -137,10 +148,13 @@ static void test_ref_against_dequantized(void **state) {
 static void test_simd_against_ref(void **state) {
     (void)state;
     sk_quant_init();
-    if (!sk_quant_cpu_has_avx512vnni()) {
+    if (!sk_cpu_has_avx512vnni()) {
         skip();
         return;
     }
+    sk_pack_kernels simd;
+    sk_pack_ref_fill(&simd);
+    sk_pack_register_avx512(&simd);
     const int64_t lens[] = {32, 96, 576, 1536};
     for (size_t t = 0; t < sizeof TYPES / sizeof *TYPES; t++)
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
@@ -160,7 +174,7 @@ static void test_simd_against_ref(void **state) {
             for (int nc = 1; nc <= ncmax; nc++) {
                 for (size_t k = 0; k < ss * ncmax; k++) a[k] = b[k] = -7.0f;
                 sk_packed_gemm_ref(type, n, ng, nc, p, gs, y, ys, a, ss);
-                sk_packed_gemm_avx512(type, n, ng, nc, p, gs, y, ys, b, ss);
+                simd.gemm(type, n, ng, nc, p, gs, y, ys, b, ss);
                 for (int c = 0; c < ncmax; c++)
                     for (size_t r = 0; r < ss; r++) {
                         float x = a[c * ss + r], z = b[c * ss + r];
@@ -179,10 +193,13 @@ static void test_simd_against_ref(void **state) {
 static void test_q8p_quantize(void **state) {
     (void)state;
     sk_quant_init();
-    if (!sk_quant_cpu_has_avx512vnni()) {
+    if (!sk_cpu_has_avx512vnni()) {
         skip();
         return;
     }
+    sk_pack_kernels simd;
+    sk_pack_ref_fill(&simd);
+    sk_pack_register_avx512(&simd);
     const int64_t n = 1024;
     float *x = malloc(sizeof(float) * n);
     sk_block_q8p a[32], b[32];
@@ -191,7 +208,7 @@ static void test_q8p_quantize(void **state) {
         if (rep == 3) memset(x, 0, sizeof(float) * n);
         if (rep == 4) x[7] = 1e30f;
         sk_q8p_quantize_ref(x, a, n);
-        sk_q8p_quantize_avx512(x, b, n);
+        simd.quantize(x, b, n);
         for (int i = 0; i < 32; i++) {
             assert_true(a[i].d == b[i].d);
             int sum = 0;
@@ -209,6 +226,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_supported),
+        cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_against_dequantized),
         cmocka_unit_test(test_simd_against_ref),
         cmocka_unit_test(test_q8p_quantize),

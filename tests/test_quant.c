@@ -16,7 +16,7 @@
  * the K-quant kernels also on real row lengths (256 .. 11008) with random
  * block bytes and all-extreme blocks, and the Q8_K quantizer bit for bit.
  *
- * `test_quant --print-isa` prints sk_quant_isa() and exits (used to check
+ * `test_quant --print-isa` prints sk_cpu_isa() and exits (used to check
  * SINKLLM_SCALAR in a fresh process). */
 #include <math.h>
 #include <setjmp.h>
@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
 #include "kernels/quant_impl.h"
 
@@ -58,14 +59,14 @@ static void build_tables(void) {
             memset(&ref->t[t], 0, sizeof ref->t[t]);
     }
     g_ref = ref->t;
-    if (sk_quant_cpu_has_avx2()) {
+    if (sk_cpu_has_avx2()) {
         isa_table *a = &g_isa[g_n_isa++];
         a->name = "avx2";
         memcpy(a->t, ref->t, sizeof a->t);
         sk_quant_register_avx2(a->t);
         sk_quant_register_k_avx2(a->t);
     }
-    if (sk_quant_cpu_has_avx512vnni()) {
+    if (sk_cpu_has_avx512vnni()) {
         isa_table *a = &g_isa[g_n_isa++];
         a->name = "avx512vnni";
         memcpy(a->t, ref->t, sizeof a->t);
@@ -973,7 +974,7 @@ static void test_hand_q4_K(void **state) {
 static void test_traits(void **state) {
     (void)state;
     build_tables();
-    const char *isa = sk_quant_isa();
+    const char *isa = sk_cpu_isa();
     assert_true(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "avx512vnni"));
     if (!getenv("SINKLLM_SCALAR"))
         assert_string_equal(isa, g_isa[g_n_isa - 1].name);
@@ -1037,7 +1038,7 @@ static void test_force_scalar(void **state) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--print-isa")) {
-        printf("%s\n", sk_quant_isa());
+        printf("%s\n", sk_cpu_isa());
         return 0;
     }
     const struct CMUnitTest tests[] = {

@@ -1,5 +1,8 @@
 /* test_vec.c - SIMD attention kernels (vec_avx2.c, vec_avx512.c) against
- * the scalar reference (vec.c) on random data and ragged shapes. */
+ * the scalar reference (vec_ref.c) on random data and ragged shapes. Each
+ * instruction set's table is built as the dispatcher builds it (the
+ * reference, then the register functions up to that set), not taken from
+ * the dispatcher, so every set the CPU has is tested. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +13,9 @@
 
 #include <cmocka.h>
 
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
-#include "kernels/quant_impl.h"
-#include "kernels/vec.h"
+#include "kernels/vec_impl.h"
 
 static uint32_t g_seed = 1;
 static float rnd(void) {
@@ -20,7 +23,7 @@ static float rnd(void) {
     return ((g_seed >> 8) / 16777216.0f) * 2.0f - 1.0f;
 }
 
-static void check_set(const sk_vec_kernels *simd) {
+static void check_set(const char *isa, const sk_vec_kernels *simd) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int hds[] = {16, 32, 64, 128, 24};
     int64_t ns[] = {1, 2, 3, 17, 64, 257};
@@ -41,12 +44,12 @@ static void check_set(const sk_vec_kernels *simd) {
                 simd->kq_f16(n, hd, K, n_rep, q, 0.125f, s2, ss);
                 for (size_t i = 0; i < (size_t)n_rep * ss; i++)
                     if (fabsf(s1[i] - s2[i]) > 1e-5f * (1 + fabsf(s1[i])))
-                        fail_msg("%s kq hd=%d n=%lld rep=%d: [%zu] %g vs %g", simd->isa, hd, (long long)n, n_rep, i, s1[i], s2[i]);
+                        fail_msg("%s kq hd=%d n=%lld rep=%d: [%zu] %g vs %g", isa, hd, (long long)n, n_rep, i, s1[i], s2[i]);
                 ref->av_f16(n, hd, K, n_rep, s1, ss, o1);
                 simd->av_f16(n, hd, K, n_rep, s1, ss, o2);
                 for (int i = 0; i < n_rep * hd; i++)
                     if (fabsf(o1[i] - o2[i]) > 1e-4f * (1 + fabsf(o1[i])))
-                        fail_msg("%s av hd=%d n=%lld rep=%d: [%d] %g vs %g", simd->isa, hd, (long long)n, n_rep, i, o1[i], o2[i]);
+                        fail_msg("%s av hd=%d n=%lld rep=%d: [%d] %g vs %g", isa, hd, (long long)n, n_rep, i, o1[i], o2[i]);
                 free(K); free(q); free(s1); free(s2); free(o1); free(o2);
             }
 }
@@ -54,7 +57,7 @@ static void check_set(const sk_vec_kernels *simd) {
 /* exp_sum and max: every element within 2 ulp-ish (2.5e-7 relative) of
  * expf, the sum within 1e-6 relative, on a sweep of the whole useful range
  * [-104, 0] and ragged lengths; max exact. */
-static void check_softmax(const sk_vec_kernels *simd) {
+static void check_softmax(const char *isa, const sk_vec_kernels *simd) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int64_t ns[] = {0, 1, 15, 16, 17, 100, 2048, 20001};
     for (size_t b = 0; b < sizeof ns / sizeof *ns; b++) {
@@ -70,15 +73,15 @@ static void check_softmax(const sk_vec_kernels *simd) {
             float want = expf(a[j] - m1);
             sum += want;
             if (fabsf(x[j] - want) > 2.5e-7f * want + 1e-38f)
-                fail_msg("%s exp(%g) = %g, expf %g", simd->isa, a[j] - m1, x[j], want);
+                fail_msg("%s exp(%g) = %g, expf %g", isa, a[j] - m1, x[j], want);
         }
-        if (fabs(s2 - sum) > 1e-6 * sum) fail_msg("%s exp_sum %g vs %g", simd->isa, s2, sum);
+        if (fabs(s2 - sum) > 1e-6 * sum) fail_msg("%s exp_sum %g vs %g", isa, s2, sum);
         free(a);
         free(x);
     }
 }
 
-static void check_swiglu(const sk_vec_kernels *simd) {
+static void check_swiglu(const char *isa, const sk_vec_kernels *simd) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int64_t n = 1000;
     float g1[1000], g2[1000], u[1000];
@@ -91,23 +94,49 @@ static void check_swiglu(const sk_vec_kernels *simd) {
     simd->swiglu(g2, u, n);
     for (int64_t i = 0; i < n; i++)
         if (fabsf(g1[i] - g2[i]) > 5e-7f * fabsf(g1[i]) + 1e-30f)
-            fail_msg("%s swiglu[%lld] %g vs %g", simd->isa, (long long)i, g2[i], g1[i]);
+            fail_msg("%s swiglu[%lld] %g vs %g", isa, (long long)i, g2[i], g1[i]);
+}
+
+/* The table of an instruction set: the reference with the register
+ * functions of every set up to it applied, in the dispatcher's order. */
+static void check_level(sk_isa level) {
+    sk_vec_kernels t;
+    sk_vec_ref_fill(&t);
+    sk_vec_register_avx2(&t);
+    if (level >= SK_ISA_AVX512VNNI) sk_vec_register_avx512(&t);
+    const char *isa = level >= SK_ISA_AVX512VNNI ? "avx512vnni" : "avx2";
+    check_set(isa, &t);
+    check_softmax(isa, &t);
+    check_swiglu(isa, &t);
 }
 
 static void test_avx2(void **state) {
     (void)state;
-    if (!sk_quant_cpu_has_avx2()) skip();
-    check_set(sk_vec_get_avx2());
-    check_softmax(sk_vec_get_avx2());
-    check_swiglu(sk_vec_get_avx2());
+    if (!sk_cpu_has_avx2()) skip();
+    check_level(SK_ISA_AVX2);
 }
 
 static void test_avx512(void **state) {
     (void)state;
-    if (!sk_quant_cpu_has_avx512vnni()) skip();
-    check_set(sk_vec_get_avx512());
-    check_softmax(sk_vec_get_avx512());
-    check_swiglu(sk_vec_get_avx512());
+    if (!sk_cpu_has_avx512vnni()) skip();
+    check_level(SK_ISA_AVX512VNNI);
+}
+
+/* The dispatcher installs the set cpu.h chose: the reference's entries
+ * under SINKLLM_SCALAR or without AVX2, another set's otherwise. */
+static void test_dispatch(void **state) {
+    (void)state;
+    const sk_vec_kernels *sel = sk_vec_get(), *ref = sk_vec_get_ref();
+    sk_vec_kernels t;
+    sk_vec_ref_fill(&t);
+    assert_true(ref->kq_f16 == t.kq_f16 && ref->av_f16 == t.av_f16 && ref->exp_sum == t.exp_sum &&
+                ref->max == t.max && ref->swiglu == t.swiglu);
+    if (sk_cpu_level() == SK_ISA_SCALAR) {
+        assert_true(sel->kq_f16 == ref->kq_f16 && sel->swiglu == ref->swiglu);
+    } else {
+        assert_true(sel->kq_f16 != ref->kq_f16 && sel->av_f16 != ref->av_f16);
+        assert_true((sel->swiglu != ref->swiglu) == (sk_cpu_level() >= SK_ISA_AVX512VNNI));
+    }
 }
 
 int main(void) {
@@ -115,6 +144,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

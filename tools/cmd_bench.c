@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
 #include "kernels/threadpool.h"
 #include "kernels/vec.h"
@@ -232,7 +233,7 @@ int cmd_bench(int argc, char **argv) {
                    (long long)depth, cache);
         else
             printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d%s | %.2f ± %.2f |\n",
-                   sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, sk_quant_isa(), nth,
+                   sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, sk_cpu_isa(), nth,
                    tests[ti].kind, tests[ti].n, at, mean, sd);
         fflush(stdout);
     }

@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "plot.h"
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
 #include "kernels/threadpool.h"
 #include "text/tokenizer.h"
@@ -440,7 +441,7 @@ int cmd_bench_stream(int argc, char **argv) {
     printf("sinkllm bench --stream: %s, %d thread%s, %s, kv %s; RSS after load %.0f MiB, "
            "weights %.1f MiB mapped\n(RSS below is the whole process: it counts the weights "
            "once touched and the KV cache as it fills)\n\n",
-           sk_model_desc(m), nth, nth == 1 ? "" : "s", sk_quant_isa(), kvn, sk_rss_mb(),
+           sk_model_desc(m), nth, nth == 1 ? "" : "s", sk_cpu_isa(), kvn, sk_rss_mb(),
            sk_model_size(m) / 1048576.0);
 
     /* ---- 1. latency vs cache size ------------------------------------- */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kernels/cpu.h"
 #include "kernels/quant.h"
 
 static const char *USAGE =
@@ -33,7 +34,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         sk_quant_init();
-        printf("sinkllm %s (%s)\n", SINKLLM_VERSION, sk_quant_isa());
+        printf("sinkllm %s (%s)\n", SINKLLM_VERSION, sk_cpu_isa());
         return 0;
     }
     static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
@@ -50,7 +51,7 @@ int main(int argc, char **argv) {
         for (int i = 2; i < argc; i++)
             if (!strcmp(argv[i], "--version")) {
                 sk_quant_init();
-                printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_quant_isa());
+                printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_cpu_isa());
                 return 0;
             }
         return cmds[c].fn(argc - 2, argv + 2);

@@ -27,7 +27,9 @@
  * integers.
  *
  * The packed kernels run where the CPU has AVX-512 VNNI (pack_avx512.c);
- * pack.c holds the scalar reference of each, which tests compare against.
+ * pack_ref.c holds the scalar reference of each, which tests compare
+ * against. pack.c dispatches as the other kernel families do (a reference
+ * table, the chosen instruction set's entries written over it, once).
  * SINKLLM_NOPACK=1 (or SINKLLM_SCALAR=1) keeps the original layout. */
 #ifndef SK_PACK_H
 #define SK_PACK_H
@@ -50,6 +52,20 @@ typedef struct {
  * blocks; n a multiple of 32. */
 typedef void (*sk_packed_gemm_fn)(int type, int64_t n, int64_t ng, int nc, const void *w,
                                   size_t gs, const void *y, size_t ys, float *s, size_t ss);
+
+/* Quantizer of activations to Q8P (see sk_q8p_quantize). */
+typedef void (*sk_q8p_quantize_fn)(const float *x, sk_block_q8p *y, int64_t n);
+
+/* One kernel set. */
+typedef struct sk_pack_kernels {
+    sk_packed_gemm_fn gemm;
+    sk_q8p_quantize_fn quantize;
+} sk_pack_kernels;
+
+/* The kernels of the chosen instruction set, and the scalar reference;
+ * static tables, filled on first call. */
+const sk_pack_kernels *sk_pack_get(void);
+const sk_pack_kernels *sk_pack_get_ref(void);
 
 /* 1 if packed layouts are in use: AVX-512 VNNI present, neither
  * SINKLLM_NOPACK nor SINKLLM_SCALAR set. Decided once. */
@@ -75,19 +91,15 @@ void sk_pack_group(int type, int64_t n, const void *src, size_t src_rs, void *ds
 void sk_unpack_group(int type, int64_t n, const void *src, void *dst, size_t dst_rs);
 void sk_unpack_row(int type, int64_t n, const void *group, int r, void *dst);
 
-/* Quantize n floats (n % 32 == 0) to Q8P: d = max|x| / 127, q = round(x / d). */
+/* Quantize n floats (n % 32 == 0) to Q8P: d = max|x| / 127, q = round(x / d);
+ * sk_pack_get()->quantize; the reference. */
 void sk_q8p_quantize(const float *x, sk_block_q8p *y, int64_t n);
 void sk_q8p_quantize_ref(const float *x, sk_block_q8p *y, int64_t n);
 
-/* The packed product: the fast kernel where enabled, else the reference. */
+/* The packed product: sk_pack_get()->gemm; the reference. */
 void sk_packed_gemm(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
                     const void *y, size_t ys, float *s, size_t ss);
 void sk_packed_gemm_ref(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
                         const void *y, size_t ys, float *s, size_t ss);
-
-/* Kernels of pack_avx512.c (call only where sk_quant_cpu_has_avx512vnni). */
-void sk_packed_gemm_avx512(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
-                           const void *y, size_t ys, float *s, size_t ss);
-void sk_q8p_quantize_avx512(const float *x, sk_block_q8p *y, int64_t n);
 
 #endif

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pack.h"
+#include "pack_impl.h"
 #include "quant.h"
 
 #define NC 8 /* activation columns per tile */
@@ -101,7 +101,7 @@ TYPE_GEMM(gemm_q4_0, SK_TYPE_Q4_0)
 TYPE_GEMM(gemm_q4_1, SK_TYPE_Q4_1)
 TYPE_GEMM(gemm_q8_0, SK_TYPE_Q8_0)
 
-void sk_packed_gemm_avx512(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
+static void packed_gemm(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
                            const void *y, size_t ys, float *s, size_t ss) {
     const int64_t nb = n / 32;
     if (type == SK_TYPE_Q4_1) gemm_q4_1(nb, ng, nc, w, gs, y, ys, s, ss);
@@ -111,7 +111,7 @@ void sk_packed_gemm_avx512(int type, int64_t n, int64_t ng, int nc, const void *
 
 /* Per block: |x| max of 32 floats, d = max / 127, q = round(x / d) (half
  * away from zero, as roundf), sum of q. */
-void sk_q8p_quantize_avx512(const float *x, sk_block_q8p *y, int64_t n) {
+static void q8p_quantize(const float *x, sk_block_q8p *y, int64_t n) {
     const __m512 sign = _mm512_set1_ps(-0.0f);
     for (int64_t i = 0; i < n / 32; i++, x += 32) {
         __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
@@ -130,4 +130,10 @@ void sk_q8p_quantize_avx512(const float *x, sk_block_q8p *y, int64_t n) {
         _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
     }
+}
+
+/* Override both entries of t (see pack_impl.h). */
+void sk_pack_register_avx512(sk_pack_kernels *t) {
+    t->gemm = packed_gemm;
+    t->quantize = q8p_quantize;
 }

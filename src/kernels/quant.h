@@ -3,9 +3,10 @@
  * Type numbers are GGUF's (ggml's) so that a tensor's type field indexes this
  * table directly. Every format has a scalar reference implementation
  * (quant_ref.c); instruction-set files (quant_avx2.c, quant_avx512.c, and
- * quant_k_avx2.c, quant_k_avx512.c for the K-quants) provide faster twins that the tests compare against the reference. sk_quant_init()
- * picks the best set once at start-up; SINKLLM_SCALAR=1 in the environment
- * forces the reference path.
+ * quant_k_avx2.c, quant_k_avx512.c for the K-quants) provide faster twins
+ * that the tests compare against the reference. sk_quant_init() installs
+ * the kernel set cpu.h chose (sk_cpu_isa() names it; SINKLLM_SCALAR=1
+ * forces the reference).
  *
  * Block layouts (all little-endian, packed, no padding), QK = 32, QK_K = 256:
  *   Q4_0 { f16 d; u8 qs[16]; }            x = (q - 8) * d, q = nibble; byte j holds
@@ -26,6 +27,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "half.h"
 
 enum sk_type {
     SK_TYPE_F32 = 0,
@@ -71,12 +74,9 @@ typedef struct sk_type_traits {
     sk_gemm_fn gemm;       /* never NULL where vec_dot is set */
 } sk_type_traits;
 
-/* Pick the best instruction set (once; thread-safe after the first call
- * returns). Called by sk_model_load; tests call it directly. */
+/* Fill the tables with the chosen kernel set (once; thread-safe). Called
+ * by sk_model_load; tests call it directly. */
 void sk_quant_init(void);
-
-/* Name of the instruction set in use: "avx512vnni", "avx2", "scalar". */
-const char *sk_quant_isa(void);
 
 /* Traits of a type in the selected instruction set; NULL if type is unknown
  * or unsupported. */
@@ -88,12 +88,6 @@ const sk_type_traits *sk_type_get_ref(int type);
 /* Bytes needed for a row of n elements of type t; 0 if t is unknown or n is
  * not a multiple of its block size. */
 size_t sk_row_size(int type, int64_t n);
-
-/* IEEE half and bfloat16 conversions (round to nearest even). */
-float sk_f16_to_f32(uint16_t h);
-uint16_t sk_f32_to_f16(float f);
-float sk_bf16_to_f32(uint16_t h);
-uint16_t sk_f32_to_bf16(float f);
 
 /* Bulk half conversions (SIMD where available). */
 void sk_f16_to_f32_row(const uint16_t *x, float *y, int64_t n);

@@ -1,15 +1,15 @@
 /* quant_impl.h - internals of the tensor formats module (quant*.c only).
  *
- * The packed block structs that the layouts in quant.h describe, the f16
- * lookup table, and the hooks by which each instruction-set file overrides
+ * The packed block structs that the layouts in quant.h describe, and the
+ * hooks by which each instruction-set file overrides
  * entries of a type table. A type table is an array of SK_TYPE_COUNT
  * sk_type_traits indexed by type number; entries with name == NULL are
  * unsupported types.
  *
  * Dispatch order (quant.c): sk_quant_ref_fill, then sk_quant_register_avx2
- * and sk_quant_register_k_avx2 if the CPU has AVX2+FMA+F16C, then
- * sk_quant_register_avx512 and sk_quant_register_k_avx512 if it also has
- * AVX-512 F/BW/VL/VNNI. Each register function replaces only the function
+ * and sk_quant_register_k_avx2 if the chosen level (cpu.h) is at least
+ * SK_ISA_AVX2, then sk_quant_register_avx512 and sk_quant_register_k_avx512
+ * if it is SK_ISA_AVX512VNNI. Each register function replaces only the function
  * pointers it accelerates, so the result is always a complete table.
  */
 #ifndef SK_QUANT_IMPL_H
@@ -61,12 +61,6 @@ _Static_assert(sizeof(sk_block_q5_K) == 176, "q5_K layout");
 _Static_assert(sizeof(sk_block_q6_K) == 210, "q6_K layout");
 _Static_assert(sizeof(sk_block_q8_K) == 292, "q8_K layout");
 
-/* f16 -> f32 for all 65536 halves; filled by sk_quant_init (which
- * sk_type_get and sk_type_get_ref call first). */
-extern float sk_f16_table[1 << 16];
-
-static inline float sk_h2f(uint16_t h) { return sk_f16_table[h]; }
-
 /* 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block:
  *   j < 4:  sc = s[j] & 63,                      m = s[j+4] & 63
  *   j >= 4: sc = (s[j+4] & 15) | (s[j-4] >> 6) << 4,  m = (s[j+4] >> 4) | (s[j] >> 6) << 4 */
@@ -84,17 +78,12 @@ static inline void sk_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m) {
 void sk_quant_ref_fill(sk_type_traits *table);
 
 /* Override the entries each instruction set accelerates. The caller must
- * have checked the CPU (sk_quant_cpu_has_*). */
+ * have checked the CPU (sk_cpu_has_*, cpu.h). */
 void sk_quant_register_avx2(sk_type_traits *table);
 void sk_quant_register_avx512(sk_type_traits *table);
 /* The K-quant kernels (Q4_K, Q5_K, Q6_K x Q8_K; the Q8_K quantizer), in
  * their own files quant_k_avx2.c and quant_k_avx512.c; same contract. */
 void sk_quant_register_k_avx2(sk_type_traits *table);
 void sk_quant_register_k_avx512(sk_type_traits *table);
-
-/* CPU feature checks, independent of SINKLLM_SCALAR (tests use them to
- * run every instruction set the machine has). */
-int sk_quant_cpu_has_avx2(void);
-int sk_quant_cpu_has_avx512vnni(void);
 
 #endif

@@ -1,9 +1,9 @@
 /* vec.h - attention kernels over F16 keys and values.
  *
- * Scalar references live in vec.c; vec_avx2.c and vec_avx512.c hold the
- * SIMD twins (tests/test_vec.c compares them). sk_vec_get() returns the
- * best set for this CPU, chosen once; SINKLLM_SCALAR=1 forces the reference
- * (the same switch as the tensor formats). */
+ * Scalar references live in vec_ref.c; vec_avx2.c and vec_avx512.c hold
+ * the SIMD twins (tests/test_vec.c compares them). sk_vec_get() returns the
+ * kernel set cpu.h chose, installed once; SINKLLM_SCALAR=1 forces the
+ * reference (the same switch as the tensor formats). */
 #ifndef SK_VEC_H
 #define SK_VEC_H
 
@@ -29,7 +29,6 @@ typedef struct sk_vec_kernels {
     float (*max)(const float *a, int64_t n);
     /* SwiGLU in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i] */
     void (*swiglu)(float *g, const float *u, int64_t n);
-    const char *isa;
 } sk_vec_kernels;
 
 #define SK_VEC_MAX_REP 8 /* SIMD register paths: n_rep <= 8 and hd % 16 == 0; the AVX-512
@@ -38,10 +37,5 @@ typedef struct sk_vec_kernels {
 
 const sk_vec_kernels *sk_vec_get(void);
 const sk_vec_kernels *sk_vec_get_ref(void);
-
-/* Per-ISA tables (NULL-free; they fall back to the reference for shapes
- * they do not handle). Exposed for the tests. */
-const sk_vec_kernels *sk_vec_get_avx2(void);
-const sk_vec_kernels *sk_vec_get_avx512(void);
 
 #endif

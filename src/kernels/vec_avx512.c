@@ -1,14 +1,22 @@
 /* vec_avx512.c - AVX-512 attention kernels over F16 K/V (see vec.h).
- * Keys and values are widened 16 halves at a time with vcvtph2ps. */
+ * Keys and values are widened 16 halves at a time with vcvtph2ps. The
+ * one-key-at-a-time and column-loop kernels are vec_simd.h's at 512 bits;
+ * this file adds the blocked kernels for many queries, the 16-key tiles
+ * and register-resident shapes for few, and the polynomial softmax and
+ * SwiGLU. Registered over every entry of the table. */
 #include <immintrin.h>
 #include <math.h>
 
-#include "vec.h"
-
-void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q,
-                       float scale, float *s, size_t ss);
-void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                       float *out);
+#define VF __m512
+#define VW 16
+#define VF_LOADH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define VF_LOAD(p) _mm512_loadu_ps(p)
+#define VF_STORE(p, v) _mm512_storeu_ps((p), (v))
+#define VF_SET1(x) _mm512_set1_ps(x)
+#define VF_MUL(a, b) _mm512_mul_ps((a), (b))
+#define VF_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define VF_SUM(v) _mm512_reduce_add_ps(v)
+#include "vec_simd.h"
 
 /* Many queries (nq >= 8): keys are widened and transposed 16 at a time into
  * KT (hd, 16), so each query's 16 scores are hd broadcast-FMAs with no
@@ -120,17 +128,7 @@ static void kq_f16_tile16(int64_t n, int hd, const uint16_t *K, int n_rep, const
             _mm512_storeu_ps(s + (size_t)r * ss + j0, _mm512_mul_ps(reduce16(acc), vs));
         }
     }
-    for (; j0 < n; j0++) { /* the last < 16 keys */
-        const uint16_t *k = K + (size_t)j0 * hd;
-        for (int r = 0; r < n_rep; r++) {
-            const float *qr = q + (size_t)r * hd;
-            __m512 acc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)k)), _mm512_loadu_ps(qr));
-            for (int c = 1; c < nc; c++)
-                acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + 16 * c))),
-                                      _mm512_loadu_ps(qr + 16 * c), acc);
-            s[(size_t)r * ss + j0] = _mm512_reduce_add_ps(acc) * scale;
-        }
-    }
+    kq_keys(j0, n, hd, K, n_rep, q, scale, s, ss); /* the last < 16 keys */
 }
 
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
@@ -139,7 +137,7 @@ static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float 
         kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
         return;
     }
-    if (hd % 16 || n_rep > SK_VEC_MAX_REP || hd > 256) {
+    if (!kq_fits(hd, n_rep)) {
         sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
         return;
     }
@@ -176,7 +174,7 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
         av_f16_blocked(n, hd, V, n_rep, a, as, out);
         return;
     }
-    if (hd % 16 || n_rep > SK_VEC_MAX_REP) {
+    if (!av_fits(hd, n_rep)) {
         sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
         return;
     }
@@ -187,16 +185,7 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
         AV_CASE(1, 2) AV_CASE(2, 2) AV_CASE(3, 2) AV_CASE(4, 2)
     default: break;
     }
-    for (int c = 0; c < nc; c++) {
-        __m512 acc[SK_VEC_MAX_REP];
-        for (int r = 0; r < n_rep; r++) acc[r] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
-        for (int64_t j = 0; j < n; j++) {
-            __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(V + (size_t)j * hd + 16 * c)));
-            for (int r = 0; r < n_rep; r++)
-                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * as + j]), v, acc[r]);
-        }
-        for (int r = 0; r < n_rep; r++) _mm512_storeu_ps(out + (size_t)r * hd + 16 * c, acc[r]);
-    }
+    av_cols(n, hd, V, n_rep, a, as, out);
 }
 
 /* exp(x) for x <= 0: x = k ln2 + r, |r| <= ln2 / 2 (ln2 split in two for
@@ -260,5 +249,11 @@ static void swiglu(float *g, const float *u, int64_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static const sk_vec_kernels g_avx512 = {kq_f16, av_f16, exp_sum, vmax, swiglu, "avx512"};
-const sk_vec_kernels *sk_vec_get_avx512(void) { return &g_avx512; }
+/* Override every entry of t with the AVX-512 kernels (see vec_impl.h). */
+void sk_vec_register_avx512(sk_vec_kernels *t) {
+    t->kq_f16 = kq_f16;
+    t->av_f16 = av_f16;
+    t->exp_sum = exp_sum;
+    t->max = vmax;
+    t->swiglu = swiglu;
+}

@@ -1,0 +1,31 @@
+/* pack_impl.h - internals of the packed layouts (pack*.c and the tests).
+ *
+ * The group-block geometry (pack.h describes the layouts) and the dispatch
+ * hooks, in the style of quant_impl.h: pack.c fills a table with
+ * sk_pack_ref_fill, then calls sk_pack_register_avx512 if the chosen level
+ * (cpu.h) is SK_ISA_AVX512VNNI, which replaces the entries it accelerates. */
+#ifndef SK_PACK_IMPL_H
+#define SK_PACK_IMPL_H
+
+#include <stddef.h>
+
+#include "pack.h"
+#include "quant.h"
+
+/* bytes of the scales and of the quants of one group-block */
+static inline int sk_pack_head_bytes(int type) { return type == SK_TYPE_Q4_1 ? 64 : 32; }
+static inline int sk_pack_quant_bytes(int type) { return type == SK_TYPE_Q8_0 ? 512 : 256; }
+static inline int sk_pack_block_bytes(int type) { return sk_pack_head_bytes(type) + sk_pack_quant_bytes(type); }
+
+/* Where element byte b (0..15 for nibbles, 0..31 for Q8_0) of row r lives in
+ * the quants of a packed group-block: qs[b / 4][r][b % 4]. */
+static inline size_t sk_pack_qpos(int r, int b) { return (size_t)(b / 4) * 64 + (size_t)r * 4 + (size_t)(b % 4); }
+
+/* Fill t with the scalar reference (pack_ref.c). */
+void sk_pack_ref_fill(sk_pack_kernels *t);
+
+/* Override the entries AVX-512 VNNI accelerates (pack_avx512.c); the
+ * caller must have checked the CPU (sk_cpu_has_avx512vnni, cpu.h). */
+void sk_pack_register_avx512(sk_pack_kernels *t);
+
+#endif

@@ -1,0 +1,29 @@
+/* vec_impl.h - internals of the attention kernels (vec*.c and the tests).
+ *
+ * The dispatch hooks, in the style of quant_impl.h: vec.c fills a table
+ * with sk_vec_ref_fill, then calls sk_vec_register_avx2 if the chosen
+ * level (cpu.h) is at least SK_ISA_AVX2 and sk_vec_register_avx512 if it
+ * is SK_ISA_AVX512VNNI. Each register function replaces only the entries
+ * it accelerates, so the result is always a complete table. The SIMD
+ * kernels call the reference kq/av below for shapes they do not handle. */
+#ifndef SK_VEC_IMPL_H
+#define SK_VEC_IMPL_H
+
+#include "vec.h"
+
+/* Fill every entry of t with the scalar reference (vec_ref.c). */
+void sk_vec_ref_fill(sk_vec_kernels *t);
+
+/* Override the entries each instruction set accelerates; the caller must
+ * have checked the CPU (sk_cpu_has_*, cpu.h). AVX2: kq_f16, av_f16;
+ * AVX-512: all five. */
+void sk_vec_register_avx2(sk_vec_kernels *t);
+void sk_vec_register_avx512(sk_vec_kernels *t);
+
+/* The reference kq_f16 and av_f16 (contracts in vec.h), for fallbacks. */
+void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
+                       float *s, size_t ss);
+void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
+                       float *out);
+
+#endif

@@ -1,0 +1,62 @@
+/* vec_ref.c - scalar reference of the attention kernels (vec.h): the
+ * definition the SIMD twins in vec_avx2.c and vec_avx512.c must agree with
+ * (tests/test_vec.c), and their fallback for shapes they do not handle. */
+#include <math.h>
+
+#include "half.h"
+#include "vec_impl.h"
+
+/* s[r * ss + j] = scale * q_r . K_j, in float, in index order */
+void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
+                       float *s, size_t ss) {
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *k = K + (size_t)j * hd;
+        for (int r = 0; r < n_rep; r++) {
+            const float *qr = q + (size_t)r * hd;
+            float d = 0.0f;
+            for (int i = 0; i < hd; i++) d += qr[i] * sk_f16_to_f32(k[i]);
+            s[(size_t)r * ss + j] = d * scale;
+        }
+    }
+}
+
+/* out[r * hd + i] += a[r * as + j] * V[j * hd + i], key by key */
+void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
+                       float *out) {
+    for (int64_t j = 0; j < n; j++) {
+        const uint16_t *v = V + (size_t)j * hd;
+        for (int r = 0; r < n_rep; r++) {
+            float w = a[(size_t)r * as + j];
+            float *o = out + (size_t)r * hd;
+            for (int i = 0; i < hd; i++) o[i] += w * sk_f16_to_f32(v[i]);
+        }
+    }
+}
+
+static float exp_sum_ref(float *a, int64_t n, float mx) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) sum += (a[j] = expf(a[j] - mx));
+    return (float)sum;
+}
+
+static float max_ref(const float *a, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = a[j] > mx ? a[j] : mx;
+    return mx;
+}
+
+static void swiglu_ref(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = x / (1.0f + expf(-x)) * u[i];
+    }
+}
+
+/* Every entry of t: the reference kernels. */
+void sk_vec_ref_fill(sk_vec_kernels *t) {
+    t->kq_f16 = sk_vec_kq_f16_ref;
+    t->av_f16 = sk_vec_av_f16_ref;
+    t->exp_sum = exp_sum_ref;
+    t->max = max_ref;
+    t->swiglu = swiglu_ref;
+}
