@@ -1,5 +1,5 @@
 /* cmd_serve.c - `sinkllm serve`: command line and life cycle of the
- * OpenAI-compatible HTTP server (the routes are in server.c).
+ * OpenAI-compatible HTTP server (the routes are in server_http.c).
  *
  * Start-up order: bind the port (so /health can answer 503 "loading"), load
  * the model, create the slots, print the address to stderr. SIGINT and

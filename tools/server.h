@@ -5,8 +5,11 @@
  * once), a bounded wait queue for the rest, and the named sessions that live
  * in the slots. The model is borrowed: the caller loads it after starting
  * the server (GET /health answers 503 "loading" until then) and frees it
- * after sk_server_free. The routes, the request fields and the session
- * rules are described at the top of server.c. */
+ * after sk_server_free. Four files implement it, one error convention
+ * each: server_http.c (the daemon and the routes: MHD results),
+ * server_request.c (request bodies and their fields: a srv_perr record),
+ * server_slots.c (slots, sessions, generation: sk_status + sk_error) and
+ * server_reply.c (response bodies: a JSON object or NULL). */
 #ifndef SK_SERVER_H
 #define SK_SERVER_H
 

@@ -1,0 +1,737 @@
+/* server_http.c - `sinkllm serve`'s HTTP side: the libmicrohttpd daemon
+ * (a thread per connection), routing, header checks, authentication,
+ * connection limits, and sending JSON, SSE streams, the page and errors.
+ * The only file that includes microhttpd.h.
+ *
+ * Error convention: MHD results. Every handler returns the enum MHD_Result
+ * of the response it queued (MHD_NO drops the connection); errors of the
+ * other modules (a srv_perr from server_request.c, an sk_status from
+ * server_slots.c) are turned into responses here, each error a JSON body
+ * {"error": {"message", "type", "param", "code"}}.
+ *
+ * Routes
+ *   POST /v1/chat/completions, POST /v1/completions   (stream or not)
+ *   GET  /v1/models, GET /health (never needs the key), GET /metrics
+ *   GET  / and /index.html: the web chat page (tools/webui.c; never needs
+ *        the key, the API calls it makes do)
+ *   POST /tokenize {"content"}, POST /detokenize {"tokens"}
+ *   POST /v1/sessions/{id}/save
+ * The request fields are listed in server_request.c, the slot and session
+ * rules in server_slots.c, the extras in responses in server_reply.c.
+ *
+ * Generation runs in the connection's thread: for a non-streaming request
+ * inside the access handler, for a streaming one inside the content-reader
+ * callback, one token per call. Before each token the socket is polled, so
+ * a client that hangs up frees its slot within one token. Non-streaming
+ * and streaming responses also carry the header X-Prefill-Tokens. */
+#include "server.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "server_reply.h"
+#include "server_request.h"
+#include "server_slots.h"
+#include "webui.h"
+
+struct sk_server {
+    sk_server_config cfg;
+    struct MHD_Daemon *d;
+    MHD_socket listen_fd; /* returned by MHD_quiesce_daemon; closed by us */
+    const sk_model *m;
+    srv_parse_env env;    /* tokenizer, chat template, defaults: for the parsers */
+    atomic_int loaded;
+    int shut_down;
+    atomic_ullong next_id;
+    srv_pool pool;        /* slots, sessions, counters */
+};
+
+/* Constant-time comparison: the time depends only on the lengths. */
+static int key_equal(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    unsigned char diff = (unsigned char)(na != nb);
+    size_t n = na > nb ? na : nb;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = i < na ? (unsigned char)a[i] : 0;
+        unsigned char y = i < nb ? (unsigned char)b[i] : 0;
+        diff |= x ^ y;
+    }
+    return diff == 0;
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type,
+                                 char *body, size_t len, const char *h1, const char *v1) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    if (h1) MHD_add_response_header(r, h1, v1);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Queue j (stolen) as a JSON body; an optional extra header. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j,
+                                 const char *h1, const char *v1) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return MHD_NO;
+    return send_text(c, status, "application/json", s, strlen(s), h1, v1);
+}
+
+/* Queue the web chat page (static, never copied); its scripts and styles
+ * are inline and it may fetch only from this origin. */
+static enum MHD_Result send_page(struct MHD_Connection *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sk_webui_html_len, (void *)sk_webui_html, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_error(sk_server *s, struct MHD_Connection *c, unsigned status,
+                                  const char *param, const char *h1, const char *v1,
+                                  const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *type = status == 401   ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    srv_pool_count_error(&s->pool);
+    json_t *j = srv_reply_error(type, param, msg);
+    if (!j) return MHD_NO;
+    return send_json(c, status, j, h1, v1);
+}
+
+/* The error a parser reported; a 503 asks the client to retry. */
+static enum MHD_Result send_perr(sk_server *s, struct MHD_Connection *c, const srv_perr *e) {
+    unsigned st = e->status ? e->status : 500;
+    if (st == 503) return send_error(s, c, st, NULL, "Retry-After", "1", "%s", e->msg);
+    return send_error(s, c, st, e->param[0] ? e->param : NULL, NULL, NULL, "%s", e->msg);
+}
+
+/* ---- generation -------------------------------------------------------- */
+
+/* One generation request: the slot's generation plus what the response
+ * needs (request id, socket, the stream's buffer). */
+typedef struct job {
+    srv_gen g;
+    sk_server *s;
+    int fd;
+    char id[48];
+    long created;
+    /* streaming */
+    int phase;
+    char *out;               /* (out_len) bytes of events; [0, out_pos) already sent */
+    size_t out_len, out_pos, out_cap;
+} job;
+
+/* The client closed its end (checked before each token). */
+static int peer_gone(void *arg) {
+    int fd = *(const int *)arg;
+    if (fd < 0) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
+    if (p.revents & (POLLIN | POLLRDHUP)) {
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0) return 1;
+    }
+    return 0;
+}
+
+static void job_free(job *j) {
+    if (!j) return;
+    srv_gen_free(&j->g);
+    free(j->out);
+    free(j);
+}
+
+/* Append raw bytes to the stream buffer. */
+static int out_bytes(job *j, const char *p, size_t n) {
+    return srv_append(&j->out, &j->out_len, &j->out_cap, p, n) ? -1 : 0;
+}
+
+/* Append "data: <json>\n\n" (ev stolen) to the stream buffer. */
+static int out_event(job *j, json_t *ev) {
+    char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    json_decref(ev);
+    if (!s) return -1;
+    int rc = out_bytes(j, "data: ", 6) || out_bytes(j, s, strlen(s)) || out_bytes(j, "\n\n", 2);
+    free(s);
+    return rc ? -1 : 0;
+}
+
+static int out_chunk(job *j, const char *text, size_t len, const char *finish, int role) {
+    return out_event(j, srv_reply_chunk(&j->g, j->id, j->created, text, len, finish, role));
+}
+
+/* The events after the last token: the rest of the text, the error of a
+ * failed generation, the finish chunk, the usage, [DONE]. */
+static int out_finish(job *j) {
+    srv_gen *g = &j->g;
+    if (g->text_len > g->sent && out_chunk(j, g->text + g->sent, g->text_len - g->sent, NULL, 0))
+        return -1;
+    g->sent = g->text_len;
+    if (g->failed && out_event(j, srv_reply_error("server_error", NULL, g->errmsg))) return -1;
+    if (out_chunk(j, NULL, 0, g->finish, 0)) return -1;
+    if (g->r.include_usage && out_event(j, srv_reply_usage_chunk(g, j->id, j->created))) return -1;
+    static const char done[] = "data: [DONE]\n\n";
+    return out_bytes(j, done, sizeof done - 1);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    job *j = cls;
+    srv_gen *g = &j->g;
+    while (j->out_pos == j->out_len) {
+        j->out_pos = j->out_len = 0;
+        if (j->phase == 0) {
+            j->phase = 1;
+            if (g->r.chat && out_chunk(j, "", 0, NULL, 1)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        } else if (j->phase == 1) {
+            if (!g->finished) {
+                srv_gen_step(g);
+                if (g->cancelled && !j->s->pool.stopping) return MHD_CONTENT_READER_END_WITH_ERROR;
+                size_t upto = srv_gen_deliverable(g);
+                if (!g->finished && upto > g->sent) {
+                    if (out_chunk(j, g->text + g->sent, upto - g->sent, NULL, 0))
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                    g->sent = upto;
+                }
+                /* the held text is never more than the longest stop string */
+                if (g->sent > 65536 && g->sent == g->text_len) g->sent = g->text_len = 0;
+                continue;
+            }
+            if (out_finish(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+            j->phase = 2;
+            srv_gen_release(g);
+        } else {
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+    }
+    size_t n = j->out_len - j->out_pos;
+    if (n > max) n = max;
+    memcpy(buf, j->out + j->out_pos, n);
+    j->out_pos += n;
+    return (ssize_t)n;
+}
+
+/* MHD frees the stream; a job it drops unfinished lost its client (a failed
+ * write can notice the hang-up before peer_gone does) */
+static void stream_free(void *cls) {
+    job *j = cls;
+    if (j && !j->g.finished && !atomic_load(&j->s->pool.stopping)) j->g.cancelled = 1;
+    job_free(j);
+}
+
+/* Parse, claim a slot, pre-fill, set up the sampler. Returns 0, or -1 with
+ * e filled (the status to answer with). */
+static int job_start(job *j, json_t *body, int chat, const char *hdr_session, srv_perr *e) {
+    sk_server *s = j->s;
+    if (srv_parse_generate(&s->env, body, chat, hdr_session, &j->g.r, e)) return -1;
+    sk_error err = {0};
+    sk_status st = srv_gen_acquire(&j->g, &s->pool, &err);
+    if (st) {
+        e->status = st == SK_ERR_FULL ? 503 : 409;
+        snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_FULL ? "" : "session_id");
+    } else if ((st = srv_gen_prefill(&j->g, &err))) {
+        e->status = st == SK_ERR_NOMEM ? 500 : 400;
+        snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_NOMEM ? "" : "messages");
+    } else if ((st = srv_gen_sampler(&j->g, &err))) {
+        e->status = st == SK_ERR_NOMEM ? 500 : 400;
+        snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_NOMEM ? "" : "temperature");
+    }
+    if (!st) return 0;
+    snprintf(e->msg, sizeof e->msg, "%s", err.msg);
+    return -1;
+}
+
+/* POST /v1/chat/completions and /v1/completions. */
+static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, json_t *body,
+                                       int chat) {
+    srv_perr e = {0};
+    job *j = calloc(1, sizeof *j);
+    if (!j) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+    j->s = s;
+    j->g.deadline = sk_now_ms() + s->cfg.timeout_s * 1e3;
+    j->created = (long)time(NULL);
+    snprintf(j->id, sizeof j->id, "%s-%llx%04x", chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)atomic_fetch_add(&s->next_id, 1), (unsigned)(getpid() & 0xffff));
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? ci->connect_fd : -1;
+    j->g.gone = peer_gone;
+    j->g.gone_arg = &j->fd;
+    const char *hs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
+    srv_pool_count_request(&s->pool);
+    if (job_start(j, body, chat, hs, &e)) {
+        job_free(j);
+        return send_perr(s, c, &e);
+    }
+    srv_gen *g = &j->g;
+    char pre[32];
+    snprintf(pre, sizeof pre, "%lld", (long long)g->n_prefill);
+    if (g->r.stream) {
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, j, stream_free);
+        if (!resp) {
+            job_free(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        MHD_add_response_header(resp, "X-Prefill-Tokens", pre);
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    while (!g->finished) srv_gen_step(g);
+    if (g->cancelled && !s->pool.stopping) {
+        job_free(j);
+        return MHD_NO; /* the client is gone */
+    }
+    if (g->failed) {
+        snprintf(e.msg, sizeof e.msg, "%s", g->errmsg);
+        job_free(j);
+        return send_error(s, c, 500, NULL, NULL, NULL, "%s", e.msg);
+    }
+    json_t *resp = srv_reply_completion(g, j->id, j->created);
+    job_free(j);
+    if (!resp) return send_error(s, c, 500, NULL, NULL, NULL, "cannot build the response");
+    return send_json(c, 200, resp, "X-Prefill-Tokens", pre);
+}
+
+/* ---- other routes ------------------------------------------------------ */
+
+static enum MHD_Result handle_tokenize(sk_server *s, struct MHD_Connection *c, json_t *body) {
+    srv_perr e = {0};
+    const char *t;
+    size_t len;
+    int add_special, parse_special;
+    if (srv_parse_tokenize(body, &t, &len, &add_special, &parse_special, &e))
+        return send_perr(s, c, &e);
+    int64_t need = 0;
+    sk_error err = {0};
+    if (sk_tokenize(s->env.tok, t, len, add_special, parse_special, NULL, 0, &need, &err))
+        return send_error(s, c, 400, "content", NULL, NULL, "%s", err.msg);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
+    if (!ids) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+    if (sk_tokenize(s->env.tok, t, len, add_special, parse_special, ids, need, &need, &err)) {
+        free(ids);
+        return send_error(s, c, 400, "content", NULL, NULL, "%s", err.msg);
+    }
+    json_t *arr = json_array();
+    for (int64_t i = 0; i < need; i++) json_array_append_new(arr, json_integer(ids[i]));
+    free(ids);
+    return send_json(c, 200, json_pack("{s:o}", "tokens", arr), NULL, NULL);
+}
+
+static enum MHD_Result handle_detokenize(sk_server *s, struct MHD_Connection *c, json_t *body) {
+    srv_perr e = {0};
+    int32_t *ids;
+    size_t n;
+    if (srv_parse_detokenize(&s->env, body, &ids, &n, &e)) return send_perr(s, c, &e);
+    size_t cap = 64 + n * 16, len = 0;
+    char *outp = malloc(cap);
+    if (!outp) {
+        free(ids);
+        return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+    }
+    sk_detok dt;
+    sk_detok_init(&dt);
+    char piece[512];
+    for (size_t i = 0; i <= n; i++) {
+        size_t w = i < n ? sk_detok_push(&dt, s->env.tok, ids[i], 1, piece, sizeof piece)
+                         : sk_detok_flush(&dt, piece, sizeof piece);
+        if (len + w + 1 > cap) {
+            while (len + w + 1 > cap) cap *= 2;
+            char *nb = realloc(outp, cap);
+            if (!nb) {
+                free(outp);
+                free(ids);
+                return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+            }
+            outp = nb;
+        }
+        memcpy(outp + len, piece, w);
+        len += w;
+    }
+    free(ids);
+    json_t *r = json_pack("{s:s%}", "content", outp, len);
+    free(outp);
+    if (!r) return send_error(s, c, 500, NULL, NULL, NULL, "cannot encode the text");
+    return send_json(c, 200, r, NULL, NULL);
+}
+
+static enum MHD_Result handle_models(sk_server *s, struct MHD_Connection *c) {
+    const sk_hparams *hp = sk_model_hparams(s->m);
+    json_t *model = json_pack("{s:s,s:s,s:I,s:s,s:{s:s,s:I,s:I,s:s,s:s,s:i,s:i}}", "id",
+                              s->cfg.model_id, "object", "model", "created", (json_int_t)0,
+                              "owned_by", "sinkllm", "meta", "desc", sk_model_desc(s->m),
+                              "n_params", (json_int_t)sk_model_n_params(s->m), "n_vocab",
+                              (json_int_t)hp->n_vocab, "chat_template", sk_chat_kind_name(s->env.kind),
+                              "cache", sk_cache_policy_name(s->cfg.cache.policy), "sinks",
+                              s->cfg.cache.n_sinks, "window", s->cfg.cache.n_window);
+    return send_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model), NULL, NULL);
+}
+
+static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
+    srv_metrics m;
+    srv_pool_metrics(&s->pool, &m);
+    char *buf = NULL;
+    int n = asprintf(
+        &buf,
+        "# HELP sinkllm_requests_total Generation requests received.\n"
+        "# TYPE sinkllm_requests_total counter\nsinkllm_requests_total %llu\n"
+        "# HELP sinkllm_request_errors_total Requests answered with an error status.\n"
+        "# TYPE sinkllm_request_errors_total counter\nsinkllm_request_errors_total %llu\n"
+        "# HELP sinkllm_tokens_generated_total Tokens generated.\n"
+        "# TYPE sinkllm_tokens_generated_total counter\nsinkllm_tokens_generated_total %llu\n"
+        "# HELP sinkllm_prompt_tokens_total Prompt tokens of all requests.\n"
+        "# TYPE sinkllm_prompt_tokens_total counter\nsinkllm_prompt_tokens_total %llu\n"
+        "# HELP sinkllm_prefill_tokens_total Prompt tokens actually pre-filled (not reused).\n"
+        "# TYPE sinkllm_prefill_tokens_total counter\nsinkllm_prefill_tokens_total %llu\n"
+        "# HELP sinkllm_evicted_tokens_total Tokens evicted from the rolling windows.\n"
+        "# TYPE sinkllm_evicted_tokens_total counter\nsinkllm_evicted_tokens_total %llu\n"
+        "# HELP sinkllm_disconnects_total Generations stopped because the client left.\n"
+        "# TYPE sinkllm_disconnects_total counter\nsinkllm_disconnects_total %llu\n"
+        "# HELP sinkllm_tokens_per_second Decode speed of the last finished generation.\n"
+        "# TYPE sinkllm_tokens_per_second gauge\nsinkllm_tokens_per_second %.3f\n"
+        "# HELP sinkllm_active_sessions Named sessions held in slots.\n"
+        "# TYPE sinkllm_active_sessions gauge\nsinkllm_active_sessions %d\n"
+        "# HELP sinkllm_slots_busy Slots generating now.\n"
+        "# TYPE sinkllm_slots_busy gauge\nsinkllm_slots_busy %d\n"
+        "# HELP sinkllm_slots_total Slots configured.\n"
+        "# TYPE sinkllm_slots_total gauge\nsinkllm_slots_total %d\n"
+        "# HELP sinkllm_queue_depth Requests waiting for a slot.\n"
+        "# TYPE sinkllm_queue_depth gauge\nsinkllm_queue_depth %d\n",
+        (unsigned long long)m.requests, (unsigned long long)m.errors,
+        (unsigned long long)m.gen_tokens, (unsigned long long)m.prompt_tokens,
+        (unsigned long long)m.prefill_tokens, (unsigned long long)m.evicted,
+        (unsigned long long)m.disconnects, m.last_tps, m.sessions, m.busy, m.n_slots, m.waiting);
+    if (n < 0) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+    return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)n, NULL, NULL);
+}
+
+static enum MHD_Result handle_save(sk_server *s, struct MHD_Connection *c, const char *id) {
+    srv_perr e = {0};
+    if (srv_check_session_id(id, &e)) return send_perr(s, c, &e);
+    if (!s->cfg.session_dir)
+        return send_error(s, c, 400, NULL, NULL, NULL, "the server runs without --session-dir");
+    sk_error err = {0};
+    srv_save_state state;
+    int64_t n;
+    if (srv_pool_save_session(&s->pool, id, &state, &n, &err))
+        return send_error(s, c, 500, NULL, NULL, NULL, "cannot save session: %s", err.msg);
+    switch (state) {
+    case SRV_SAVE_DONE:
+        return send_json(c, 200, json_pack("{s:s,s:b,s:I}", "id", id, "saved", 1, "tokens",
+                                           (json_int_t)n), NULL, NULL);
+    case SRV_SAVE_ON_DISK:
+        return send_json(c, 200, json_pack("{s:s,s:b}", "id", id, "saved", 1), NULL, NULL);
+    case SRV_SAVE_BUSY:
+        return send_error(s, c, 409, "session_id", NULL, NULL, "session '%s' is generating", id);
+    default: return send_error(s, c, 404, "session_id", NULL, NULL, "no session '%s'", id);
+    }
+}
+
+/* ---- request plumbing -------------------------------------------------- */
+
+typedef struct req {
+    int route;
+    char *body;
+    size_t len, cap;
+    int too_big;
+    char session_save[80];
+} req;
+
+enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
+       R_PAGE };
+
+static int route_of(const char *url, int *is_post, char *save_id) {
+    *is_post = 1;
+    if (!strcmp(url, "/health")) return *is_post = 0, R_HEALTH;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return *is_post = 0, R_PAGE;
+    if (!strcmp(url, "/metrics")) return *is_post = 0, R_METRICS;
+    if (!strcmp(url, "/v1/models")) return *is_post = 0, R_MODELS;
+    if (!strcmp(url, "/v1/chat/completions")) return R_CHAT;
+    if (!strcmp(url, "/v1/completions")) return R_COMPL;
+    if (!strcmp(url, "/tokenize")) return R_TOKENIZE;
+    if (!strcmp(url, "/detokenize")) return R_DETOKENIZE;
+    const char *pfx = "/v1/sessions/", *sfx = "/save";
+    size_t lp = strlen(pfx), lu = strlen(url), ls = strlen(sfx);
+    if (lu > lp + ls && !strncmp(url, pfx, lp) && !strcmp(url + lu - ls, sfx) && lu - lp - ls < 80) {
+        memcpy(save_id, url + lp, lu - lp - ls);
+        save_id[lu - lp - ls] = 0;
+        return R_SAVE;
+    }
+    return R_NONE;
+}
+
+typedef struct hdr_count {
+    int content_length, host, transfer_encoding;
+} hdr_count;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value) {
+    (void)kind;
+    (void)value;
+    hdr_count *h = cls;
+    if (!strcasecmp(key, "Content-Length")) h->content_length++;
+    else if (!strcasecmp(key, "Host")) h->host++;
+    else if (!strcasecmp(key, "Transfer-Encoding")) h->transfer_encoding++;
+    return MHD_YES;
+}
+
+static int authorized(sk_server *s, struct MHD_Connection *c) {
+    if (!s->cfg.api_key || !s->cfg.api_key[0]) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
+    h += 7;
+    while (*h == ' ') h++;
+    return key_equal(h, s->cfg.api_key);
+}
+
+/* Checks done once the headers are in; returns MHD_YES to go on reading
+ * the body (*handled = 0) or the result of a queued error. */
+static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, const char *url,
+                                     const char *method, req *rq, int *handled) {
+    *handled = 1;
+    hdr_count hc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+    if (hc.host != 1)
+        return send_error(s, c, 400, NULL, NULL, NULL, "exactly one Host header is required");
+    if (hc.content_length > 1 || (hc.content_length && hc.transfer_encoding))
+        return send_error(s, c, 400, NULL, NULL, NULL, "conflicting Content-Length headers");
+    int is_post;
+    rq->route = route_of(url, &is_post, rq->session_save);
+    if (rq->route != R_HEALTH && rq->route != R_PAGE && !authorized(s, c))
+        return send_error(s, c, 401, NULL, "WWW-Authenticate", "Bearer",
+                          "missing or wrong API key (Authorization: Bearer KEY)");
+    if (rq->route == R_NONE) return send_error(s, c, 404, NULL, NULL, NULL, "no route %s", url);
+    int ok = is_post ? !strcmp(method, "POST")
+                     : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+    if (!ok)
+        return send_error(s, c, 405, NULL, "Allow", is_post ? "POST" : "GET, HEAD",
+                          "method %s not allowed on %s", method, url);
+    if (is_post) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno || end == cl || *end)
+                return send_error(s, c, 400, NULL, NULL, NULL, "malformed Content-Length");
+            if (v > s->cfg.max_body)
+                return send_error(s, c, 413, NULL, NULL, NULL, "request body over %zu bytes",
+                                  s->cfg.max_body);
+        }
+        if (rq->route != R_SAVE) {
+            const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+            if (!ct || strncasecmp(ct, "application/json", 16) ||
+                (ct[16] && ct[16] != ';' && ct[16] != ' '))
+                return send_error(s, c, 400, NULL, NULL, NULL,
+                                  "Content-Type must be application/json");
+        }
+    }
+    if (rq->route != R_HEALTH && rq->route != R_METRICS && rq->route != R_PAGE && !s->loaded)
+        return send_error(s, c, 503, NULL, "Retry-After", "1", "the model is loading");
+    *handled = 0;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    sk_server *s = cls;
+    req *rq = *con_cls;
+    if (!rq) {
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        *con_cls = rq;
+        int handled;
+        enum MHD_Result r = check_headers(s, c, url, method, rq, &handled);
+        if (handled) rq->route = -1;
+        return r;
+    }
+    if (rq->route < 0) { /* an error was queued: drop the rest */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (rq->too_big || rq->len + n > s->cfg.max_body) {
+            rq->too_big = 1;
+            return MHD_YES;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap ? rq->cap : 4096;
+            while (cap < rq->len + n + 1) cap *= 2;
+            char *b = realloc(rq->body, cap);
+            if (!b) return MHD_NO;
+            rq->body = b;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload, n);
+        rq->len += n;
+        return MHD_YES;
+    }
+    if (rq->too_big)
+        return send_error(s, c, 413, NULL, NULL, NULL, "request body over %zu bytes", s->cfg.max_body);
+    switch (rq->route) {
+    case R_HEALTH:
+        if (!s->loaded) return send_json(c, 503, json_pack("{s:s}", "status", "loading"), NULL, NULL);
+        return send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+    case R_METRICS: return handle_metrics(s, c);
+    case R_PAGE: return send_page(c);
+    case R_MODELS: return handle_models(s, c);
+    case R_SAVE: return handle_save(s, c, rq->session_save);
+    default: break;
+    }
+    json_error_t jerr;
+    json_t *body = rq->len ? json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    if (!body)
+        return send_error(s, c, 400, NULL, NULL, NULL, "the body is not valid JSON%s%s",
+                          rq->len ? ": " : "", rq->len ? jerr.text : "");
+    enum MHD_Result r;
+    if (!json_is_object(body)) r = send_error(s, c, 400, NULL, NULL, NULL, "the body must be a JSON object");
+    else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1);
+    else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0);
+    else if (rq->route == R_TOKENIZE) r = handle_tokenize(s, c, body);
+    else r = handle_detokenize(s, c, body);
+    json_decref(body);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)c;
+    (void)toe;
+    req *rq = *con_cls;
+    if (rq) {
+        free(rq->body);
+        free(rq);
+    }
+    *con_cls = NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error *err) {
+    *out = NULL;
+    if (cfg->session_dir) {
+        int n = srv_sessions_remove_stale(cfg->session_dir);
+        if (n) fprintf(stderr, "serve: removed %d temporary file%s left by an interrupted save\n",
+                       n, n == 1 ? "" : "s");
+    }
+    if (cfg->n_slots < 1 || cfg->n_slots > 256)
+        return sk_error_set(err, SK_ERR_INVALID, "--slots must be 1..256, got %d", cfg->n_slots);
+    if (cfg->queue_max < 0 || cfg->queue_max > 65536)
+        return sk_error_set(err, SK_ERR_INVALID, "--queue must be 0..65536, got %d", cfg->queue_max);
+    if (cfg->port < 0 || cfg->port > 65535)
+        return sk_error_set(err, SK_ERR_INVALID, "--port must be 0..65535, got %d", cfg->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    int gai = getaddrinfo(cfg->host, port, &hints, &ai);
+    if (gai || !ai)
+        return sk_error_set(err, SK_ERR_INVALID, "cannot resolve --host %s: %s", cfg->host,
+                            gai_strerror(gai));
+    sk_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        freeaddrinfo(ai);
+        return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    }
+    s->cfg = *cfg;
+    s->listen_fd = MHD_INVALID_SOCKET;
+    srv_pool_init(&s->pool, &s->cfg);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    unsigned conn_limit = (unsigned)(cfg->n_slots + cfg->queue_max + 64);
+    s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_CONNECTION_LIMIT, conn_limit,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s + 30),
+                            MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+                            MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!s->d) {
+        srv_pool_free(&s->pool);
+        free(s);
+        return sk_error_set(err, SK_ERR_IO, "cannot listen on %s:%d (in use?)", cfg->host, cfg->port);
+    }
+    *out = s;
+    return SK_OK;
+}
+
+int sk_server_port(const sk_server *s) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    return di && di->port ? (int)di->port : s->cfg.port;
+}
+
+sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err) {
+    s->m = m;
+    s->env.tok = sk_model_tokenizer(m);
+    s->env.n_vocab = sk_model_hparams(m)->n_vocab;
+    s->env.kind = s->cfg.chat_kind >= 0 ? (sk_chat_kind)s->cfg.chat_kind
+                                        : sk_chat_detect(sk_model_chat_template(m), NULL);
+    s->env.sp = s->cfg.sp;
+    s->env.max_tokens = s->cfg.max_tokens;
+    sk_status st = srv_pool_set_model(&s->pool, m, err);
+    if (st) return st;
+    s->loaded = 1;
+    return SK_OK;
+}
+
+void sk_server_shutdown(sk_server *s) {
+    if (!s || s->shut_down) return;
+    s->shut_down = 1;
+    if (s->d) s->listen_fd = MHD_quiesce_daemon(s->d);
+    srv_pool_stop(&s->pool);
+}
+
+void sk_server_free(sk_server *s) {
+    if (!s) return;
+    sk_server_shutdown(s);
+    if (s->d) MHD_stop_daemon(s->d);
+    if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
+    srv_pool_free(&s->pool);
+    free(s);
+}

@@ -1,0 +1,33 @@
+/* server_reply.h - the JSON bodies `sinkllm serve` answers with (OpenAI's
+ * shapes plus the "sinkllm" extras), built from a generation's state.
+ *
+ * Error convention of this module: each builder returns a new jansson
+ * reference, or NULL when memory runs out (jansson's own convention).
+ * Nothing here sends anything. The extras are listed at the top of
+ * server_reply.c. */
+#ifndef SK_SERVER_REPLY_H
+#define SK_SERVER_REPLY_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "server_slots.h"
+
+/* {"error": {"message", "type", "param" (null when NULL), "code": null}}. */
+json_t *srv_reply_error(const char *type, const char *param, const char *msg);
+
+/* The response of a finished non-streaming generation (request id, its
+ * creation time in seconds). */
+json_t *srv_reply_completion(const srv_gen *g, const char *id, long created);
+
+/* One streamed chunk: a delta of len bytes of text (none when text is
+ * NULL), the finish reason (NULL: not the last; the last also carries the
+ * "sinkllm" extras), role: announce the assistant role (chat). */
+json_t *srv_reply_chunk(const srv_gen *g, const char *id, long created, const char *text,
+                        size_t len, const char *finish, int role);
+
+/* The chunk that ends a stream with stream_options.include_usage: no
+ * choices, the usage and the extras. */
+json_t *srv_reply_usage_chunk(const srv_gen *g, const char *id, long created);
+
+#endif

@@ -1,0 +1,484 @@
+/* server_request.c - request bodies of `sinkllm serve` -> plain C structs.
+ *
+ * Error convention: every parser returns 0, or -1 with a srv_perr filled
+ * (status 400 naming the field, or 500 when memory runs out); nothing here
+ * answers HTTP, touches a slot or prints.
+ *
+ * Generation fields (POST /v1/chat/completions, /v1/completions):
+ *   messages (chat: roles system, user, assistant; content a string or an
+ *   array of {"type":"text","text"} parts), prompt (completion: a string,
+ *   an array holding one string, or an array of token ids);
+ *   sampling: temperature, top_p, top_k, min_p, presence_penalty,
+ *   frequency_penalty, repeat_penalty, repeat_last_n, seed, max_tokens
+ *   (max_completion_tokens, n_predict), n (only 1), stop, logit_bias
+ *   (OpenAI's object or llama.cpp's [[id, bias]] pairs; false bans a token)
+ *   and ignore_eos; stream, stream_options.include_usage; session_id (or
+ *   the X-Session-Id header). A leading run of system messages is pinned:
+ *   it stays at the start of the cache when a long prompt is truncated. */
+#include "server_request.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */
+#define MAX_LOGIT_BIAS 1024
+#define MAX_STOP_LEN 256
+#define MAX_GEN_TOKENS (1 << 20)
+
+static int fail(srv_perr *e, unsigned status, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A number field: absent or null leaves *out. Range [lo, hi]. */
+static int get_num(json_t *o, const char *key, double lo, double hi, float *out, srv_perr *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return fail(e, 400, key, "'%s' must be a number", key);
+    double x = json_number_value(v);
+    if (!isfinite(x) || x < lo || x > hi)
+        return fail(e, 400, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
+    *out = (float)x;
+    return 0;
+}
+
+/* An integer field (a real with an integral value is accepted). */
+static int get_int(json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *out, int *set,
+                   srv_perr *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    int64_t x;
+    if (json_is_integer(v)) x = json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+             fabs(json_real_value(v)) < 9e18)
+        x = (int64_t)json_real_value(v);
+    else return fail(e, 400, key, "'%s' must be an integer", key);
+    if (x < lo || x > hi)
+        return fail(e, 400, key, "'%s' must be between %lld and %lld, got %lld", key,
+                    (long long)lo, (long long)hi, (long long)x);
+    *out = x;
+    if (set) *set = 1;
+    return 0;
+}
+
+int srv_check_session_id(const char *id, srv_perr *e) {
+    if (sk_cli_valid_session_name(id)) return 0;
+    return fail(e, 400, "session_id", "session ids are 1-64 characters of A-Z a-z 0-9 _ -");
+}
+
+void srv_gen_req_free(srv_gen_req *r) {
+    for (int i = 0; i < r->n_stop; i++) free(r->stops[i]);
+    r->n_stop = 0;
+    free(r->prompt);
+    r->prompt = NULL;
+    free(r->bias_id);
+    free(r->bias);
+    r->bias_id = NULL;
+    r->bias = NULL;
+    r->n_bias = 0;
+}
+
+/* Append one (token, bias) pair; a later entry for the same token wins. */
+static int bias_add(srv_gen_req *r, int32_t id, float b, srv_perr *e) {
+    for (int i = 0; i < r->n_bias; i++)
+        if (r->bias_id[i] == id) {
+            r->bias[i] = b;
+            return 0;
+        }
+    if (r->n_bias % 64 == 0) {
+        int32_t *ni = realloc(r->bias_id, sizeof *ni * (size_t)(r->n_bias + 64));
+        if (ni) r->bias_id = ni;
+        float *nb = realloc(r->bias, sizeof *nb * (size_t)(r->n_bias + 64));
+        if (nb) r->bias = nb;
+        if (!ni || !nb) return fail(e, 500, NULL, "out of memory");
+    }
+    r->bias_id[r->n_bias] = id;
+    r->bias[r->n_bias++] = b;
+    return 0;
+}
+
+/* One logit_bias entry: token id (id < 0: not a valid id) and a bias in
+ * [-100, 100], or false (llama.cpp: never this token). */
+static int bias_entry(const srv_parse_env *env, srv_gen_req *r, long long id, json_t *val,
+                      srv_perr *e) {
+    if (id < 0 || id >= env->n_vocab)
+        return fail(e, 400, "logit_bias", "logit_bias: token ids are integers in [0, %lld)",
+                    (long long)env->n_vocab);
+    float b;
+    if (json_is_false(val)) b = -INFINITY;
+    else if (json_is_number(val) && isfinite(json_number_value(val)) &&
+             fabs(json_number_value(val)) <= 100)
+        b = (float)json_number_value(val);
+    else return fail(e, 400, "logit_bias", "logit_bias: a bias is a number in [-100, 100] or false");
+    return bias_add(r, (int32_t)id, b, e);
+}
+
+/* logit_bias (OpenAI: {"id": bias}; llama.cpp also [[id, bias], ...]) and
+ * ignore_eos (llama.cpp: end-of-generation tokens are never sampled). */
+static int parse_bias(const srv_parse_env *env, json_t *body, srv_gen_req *r, srv_perr *e) {
+    json_t *v = json_object_get(body, "logit_bias");
+    if (v && !json_is_null(v)) {
+        if (!json_is_object(v) && !json_is_array(v))
+            return fail(e, 400, "logit_bias", "'logit_bias' must be an object or an array of pairs");
+        size_t n = json_is_object(v) ? json_object_size(v) : json_array_size(v);
+        if (n > MAX_LOGIT_BIAS)
+            return fail(e, 400, "logit_bias", "at most %d logit_bias entries, got %zu",
+                        MAX_LOGIT_BIAS, n);
+        if (json_is_object(v)) {
+            const char *k;
+            json_t *val;
+            json_object_foreach(v, k, val) {
+                char *end;
+                errno = 0;
+                long long id = strtoll(k, &end, 10);
+                if (!*k || *end || errno) id = -1;
+                if (bias_entry(env, r, id, val, e)) return -1;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                json_t *pair = json_array_get(v, i);
+                if (!json_is_array(pair) || json_array_size(pair) != 2 ||
+                    !json_is_integer(json_array_get(pair, 0)))
+                    return fail(e, 400, "logit_bias", "logit_bias pairs are [token id, bias]");
+                if (bias_entry(env, r, json_integer_value(json_array_get(pair, 0)),
+                               json_array_get(pair, 1), e))
+                    return -1;
+            }
+        }
+    }
+    v = json_object_get(body, "ignore_eos");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        return fail(e, 400, "ignore_eos", "'ignore_eos' must be a boolean");
+    if (v && json_is_true(v))
+        for (int64_t t = 0; t < env->n_vocab; t++)
+            if (sk_token_is_eog(env->tok, (int32_t)t) && bias_add(r, (int32_t)t, -INFINITY, e))
+                return -1;
+    return 0;
+}
+
+/* Sampling fields, stop strings, max_tokens, stream flags, session id. */
+static int parse_common(const srv_parse_env *env, json_t *body, const char *hdr_session,
+                        srv_gen_req *r, srv_perr *e) {
+    r->sp = env->sp;
+    r->max_tokens = env->max_tokens;
+    if (get_num(body, "temperature", 0, 100, &r->sp.temp, e)) return -1;
+    if (get_num(body, "top_p", 0, 1, &r->sp.top_p, e)) return -1;
+    if (get_num(body, "min_p", 0, 1, &r->sp.min_p, e)) return -1;
+    if (get_num(body, "presence_penalty", -2, 2, &r->sp.presence_penalty, e)) return -1;
+    if (get_num(body, "frequency_penalty", -2, 2, &r->sp.frequency_penalty, e)) return -1;
+    if (get_num(body, "repeat_penalty", 1e-6, 1e6, &r->sp.repeat_penalty, e)) return -1;
+    int64_t x;
+    int set = 0;
+    if (get_int(body, "top_k", -1, INT32_MAX, &x, &set, e)) return -1;
+    if (set) r->sp.top_k = (int32_t)x;
+    set = 0;
+    if (get_int(body, "repeat_last_n", -1, SK_SAMPLER_MAX_LAST_N, &x, &set, e)) return -1;
+    if (set) r->sp.repeat_last_n = (int32_t)x;
+    set = 0;
+    if (get_int(body, "seed", INT64_MIN, INT64_MAX, &x, &set, e)) return -1;
+    if (set) r->sp.seed = x < 0 ? SK_SEED_RANDOM : (uint64_t)x;
+    set = 0;
+    if (get_int(body, "n_predict", -1, MAX_GEN_TOKENS, &x, &set, e)) return -1;
+    if (set) r->max_tokens = x < 0 ? MAX_GEN_TOKENS : x;
+    if (set && x == 0) return fail(e, 400, "n_predict", "'n_predict' must be -1 or positive");
+    if (get_int(body, "max_tokens", 1, MAX_GEN_TOKENS, &r->max_tokens, NULL, e)) return -1;
+    if (get_int(body, "max_completion_tokens", 1, MAX_GEN_TOKENS, &r->max_tokens, NULL, e))
+        return -1;
+    set = 0;
+    if (get_int(body, "n", 1, 1, &x, &set, e)) return -1;
+    if (parse_bias(env, body, r, e)) return -1;
+    sk_error err = {0};
+    if (sk_sampler_params_validate(&r->sp, &err))
+        return fail(e, 400, "temperature", "%s", err.msg);
+
+    json_t *v = json_object_get(body, "stream");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) return fail(e, 400, "stream", "'stream' must be a boolean");
+        r->stream = json_is_true(v);
+    }
+    v = json_object_get(body, "stream_options");
+    if (v && !json_is_null(v)) {
+        if (!json_is_object(v))
+            return fail(e, 400, "stream_options", "'stream_options' must be an object");
+        json_t *u = json_object_get(v, "include_usage");
+        if (u && !json_is_null(u) && !json_is_boolean(u))
+            return fail(e, 400, "stream_options", "'include_usage' must be a boolean");
+        r->include_usage = u && json_is_true(u);
+    }
+    v = json_object_get(body, "stop");
+    if (v && !json_is_null(v)) {
+        json_t *one[1] = {v};
+        json_t **items = one;
+        size_t n = 1;
+        if (json_is_array(v)) {
+            n = json_array_size(v);
+            if (n > SRV_MAX_STOPS)
+                return fail(e, 400, "stop", "at most %d stop strings, got %zu", SRV_MAX_STOPS, n);
+            items = NULL;
+        } else if (!json_is_string(v)) {
+            return fail(e, 400, "stop", "'stop' must be a string or an array of strings");
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *it = items ? items[i] : json_array_get(v, i);
+            if (!json_is_string(it))
+                return fail(e, 400, "stop", "'stop' must be a string or an array of strings");
+            size_t len = json_string_length(it);
+            if (len > MAX_STOP_LEN)
+                return fail(e, 400, "stop", "stop strings are at most %d bytes", MAX_STOP_LEN);
+            if (len == 0) continue;
+            char *copy = malloc(len);
+            if (!copy) return fail(e, 500, NULL, "out of memory");
+            memcpy(copy, json_string_value(it), len);
+            r->stops[r->n_stop] = copy;
+            r->stop_len[r->n_stop++] = len;
+            if (len > r->max_stop_len) r->max_stop_len = len;
+        }
+    }
+    const char *sid = hdr_session;
+    v = json_object_get(body, "session_id");
+    if (!sid && v && !json_is_null(v)) {
+        if (!json_is_string(v)) return fail(e, 400, "session_id", "'session_id' must be a string");
+        sid = json_string_value(v);
+    }
+    if (sid) {
+        if (srv_check_session_id(sid, e)) return -1;
+        snprintf(r->session, sizeof r->session, "%s", sid);
+    }
+    return 0;
+}
+
+/* Render sk_chat_render output into a malloc'ed buffer. */
+static int render_chat(const srv_parse_env *env, const sk_chat_msg *msgs, int n, int flags,
+                       int32_t **out, int64_t *n_out, sk_error *err) {
+    int64_t cap = 1024, need = 0;
+    int32_t *buf = NULL;
+    for (int pass = 0; pass < 3; pass++) {
+        int32_t *nb = realloc(buf, sizeof(int32_t) * (size_t)(cap ? cap : 1));
+        if (!nb) {
+            free(buf);
+            sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+            return -1;
+        }
+        buf = nb;
+        if (sk_chat_render(env->tok, env->kind, msgs, n, flags, buf, cap, &need, err)) {
+            free(buf);
+            return -1;
+        }
+        if (need <= cap) {
+            *out = buf;
+            *n_out = need;
+            return 0;
+        }
+        cap = need;
+    }
+    free(buf);
+    sk_error_set(err, SK_ERR_INVALID, "chat template render did not converge");
+    return -1;
+}
+
+/* A message content: a string, or an array of {"type":"text","text":...}
+ * parts (joined); NULL content only for assistant turns. Returns a
+ * malloc'ed NUL-terminated copy, or NULL with e filled. */
+static char *message_text(json_t *content, int is_assistant, int idx, srv_perr *e) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%d].content", idx);
+    if (!content || json_is_null(content)) {
+        if (is_assistant) return strdup("");
+        fail(e, 400, param, "message %d has no content", idx);
+        return NULL;
+    }
+    if (json_is_string(content)) {
+        size_t len = json_string_length(content);
+        if (memchr(json_string_value(content), 0, len)) {
+            fail(e, 400, param, "message %d contains a NUL character", idx);
+            return NULL;
+        }
+        return strdup(json_string_value(content));
+    }
+    if (!json_is_array(content)) {
+        fail(e, 400, param, "message %d: content must be a string or an array of text parts", idx);
+        return NULL;
+    }
+    size_t total = 0, i;
+    json_t *part;
+    json_array_foreach(content, i, part) {
+        json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "text") != 0 || !json_is_string(text)) {
+            fail(e, 400, param, "message %d: only text content parts are supported", idx);
+            return NULL;
+        }
+        if (memchr(json_string_value(text), 0, json_string_length(text))) {
+            fail(e, 400, param, "message %d contains a NUL character", idx);
+            return NULL;
+        }
+        total += json_string_length(text);
+    }
+    char *outp = malloc(total + 1), *p = outp;
+    if (!outp) {
+        fail(e, 500, NULL, "out of memory");
+        return NULL;
+    }
+    json_array_foreach(content, i, part) {
+        json_t *text = json_object_get(part, "text");
+        size_t len = json_string_length(text);
+        memcpy(p, json_string_value(text), len);
+        p += len;
+    }
+    *p = 0;
+    return outp;
+}
+
+/* messages -> prompt tokens (generation prompt added) and the pinned count. */
+static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, srv_perr *e) {
+    json_t *msgs = json_object_get(body, "messages");
+    if (!msgs) return fail(e, 400, "messages", "'messages' is required");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return fail(e, 400, "messages", "'messages' must be a non-empty array");
+    size_t n = json_array_size(msgs);
+    if (n > MAX_MESSAGES)
+        return fail(e, 400, "messages", "at most %d messages, got %zu", MAX_MESSAGES, n);
+    sk_chat_msg *cm = calloc(n, sizeof *cm);
+    char **texts = calloc(n, sizeof *texts);
+    int rc = -1;
+    if (!cm || !texts) {
+        fail(e, 500, NULL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        char param[64];
+        snprintf(param, sizeof param, "messages[%zu].role", i);
+        if (!json_is_object(m)) {
+            fail(e, 400, "messages", "message %zu must be an object", i);
+            goto done;
+        }
+        json_t *role = json_object_get(m, "role");
+        if (!json_is_string(role)) {
+            fail(e, 400, param, "message %zu has no role", i);
+            goto done;
+        }
+        const char *rs = json_string_value(role);
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
+            fail(e, 400, param, "message %zu: role must be system, user or assistant", i);
+            goto done;
+        }
+        texts[i] = message_text(json_object_get(m, "content"), !strcmp(rs, "assistant"), (int)i, e);
+        if (!texts[i]) goto done;
+        cm[i].role = rs;
+        cm[i].content = texts[i];
+    }
+    sk_error err = {0};
+    if (render_chat(env, cm, (int)n, SK_CHAT_ADD_GEN, &r->prompt, &r->n_prompt, &err)) {
+        fail(e, err.code == SK_ERR_NOMEM ? 500 : 400, "messages", "%s", err.msg);
+        goto done;
+    }
+    /* pin the leading system turn when it renders as a prefix of the whole */
+    int n_sys = 0;
+    while (n_sys < (int)n && !strcmp(cm[n_sys].role, "system")) n_sys++;
+    r->n_pin = 0;
+    if (n_sys > 0) {
+        int32_t *sys = NULL;
+        int64_t ns = 0;
+        if (!render_chat(env, cm, n_sys, 0, &sys, &ns, &err) && ns <= r->n_prompt &&
+            !memcmp(sys, r->prompt, sizeof(int32_t) * (size_t)ns))
+            r->n_pin = ns;
+        free(sys);
+    }
+    rc = 0;
+done:
+    if (texts)
+        for (size_t i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(cm);
+    return rc;
+}
+
+/* prompt: a string, an array holding one string, or an array of token ids. */
+static int parse_completion(const srv_parse_env *env, json_t *body, srv_gen_req *r, srv_perr *e) {
+    json_t *p = json_object_get(body, "prompt");
+    if (!p) return fail(e, 400, "prompt", "'prompt' is required");
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        const char *t = json_string_value(p);
+        size_t len = json_string_length(p);
+        int64_t need = 0;
+        sk_error err = {0};
+        if (sk_tokenize(env->tok, t, len, 1, 1, NULL, 0, &need, &err))
+            return fail(e, 400, "prompt", "%s", err.msg);
+        r->prompt = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
+        if (!r->prompt) return fail(e, 500, NULL, "out of memory");
+        if (sk_tokenize(env->tok, t, len, 1, 1, r->prompt, need, &r->n_prompt, &err))
+            return fail(e, 400, "prompt", "%s", err.msg);
+    } else if (json_is_array(p)) {
+        size_t n = json_array_size(p);
+        r->prompt = malloc(sizeof(int32_t) * (n ? n : 1));
+        if (!r->prompt) return fail(e, 500, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            json_t *t = json_array_get(p, i);
+            if (!json_is_integer(t) || json_integer_value(t) < 0 ||
+                json_integer_value(t) >= env->n_vocab)
+                return fail(e, 400, "prompt", "prompt token %zu is not an id in 0..%lld", i,
+                            (long long)env->n_vocab - 1);
+            r->prompt[i] = (int32_t)json_integer_value(t);
+        }
+        r->n_prompt = (int64_t)n;
+    } else {
+        return fail(e, 400, "prompt", "'prompt' must be a string or an array of token ids");
+    }
+    if (r->n_prompt == 0) return fail(e, 400, "prompt", "the prompt is empty");
+    r->n_pin = 0;
+    return 0;
+}
+
+int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const char *hdr_session,
+                       srv_gen_req *r, srv_perr *e) {
+    r->chat = chat;
+    if (parse_common(env, body, hdr_session, r, e)) return -1;
+    return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e);
+}
+
+int srv_parse_tokenize(json_t *body, const char **text, size_t *len, int *add_special,
+                       int *parse_special, srv_perr *e) {
+    json_t *v = json_object_get(body, "content");
+    if (!json_is_string(v)) return fail(e, 400, "content", "'content' must be a string");
+    json_t *as = json_object_get(body, "add_special"), *ps = json_object_get(body, "parse_special");
+    *add_special = as && json_is_true(as);
+    *parse_special = ps && json_is_true(ps);
+    *text = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+int srv_parse_detokenize(const srv_parse_env *env, json_t *body, int32_t **ids, size_t *n,
+                         srv_perr *e) {
+    *ids = NULL;
+    *n = 0;
+    json_t *v = json_object_get(body, "tokens");
+    if (!json_is_array(v)) return fail(e, 400, "tokens", "'tokens' must be an array of ids");
+    size_t cnt = json_array_size(v), i;
+    json_t *t;
+    json_array_foreach(v, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= env->n_vocab)
+            return fail(e, 400, "tokens", "token %zu is not an id in 0..%lld", i,
+                        (long long)env->n_vocab - 1);
+    }
+    int32_t *out = malloc(sizeof *out * (cnt ? cnt : 1));
+    if (!out) return fail(e, 500, NULL, "out of memory");
+    json_array_foreach(v, i, t) out[i] = (int32_t)json_integer_value(t);
+    *ids = out;
+    *n = cnt;
+    return 0;
+}

@@ -1,0 +1,634 @@
+/* server_slots.c - the slots of `sinkllm serve`, the named sessions in
+ * them, and the generation steps of one request.
+ *
+ * Error convention: sk_status + sk_error; nothing here knows HTTP (the
+ * caller maps statuses to responses). Session files that cannot be
+ * restored are not errors: the slot is rebuilt from the prompt and a line
+ * goes to stderr, as does one line per finished request.
+ *
+ * Slots. Each slot owns one sk_context and the transcript of the tokens it
+ * represents. A request claims a free slot (or waits in a bounded queue;
+ * full -> SK_ERR_FULL, the server answers 503 + Retry-After), then
+ * pre-fills only what its prompt adds to the transcript when the
+ * transcript is a prefix of the prompt; when the prompt leaves the
+ * transcript within its last few hundred fed tokens (a client that
+ * re-sends the last reply re-tokenized), the tokens from the divergence on
+ * are taken back (sk_context_rollback, --rollback); otherwise the slot is
+ * reset and rebuilt from the pinned start of the prompt (the system turn,
+ * at least the n_sinks first tokens) plus at most one window of its tail.
+ * The transcript always holds the logical token sequence (the whole prompt,
+ * then every token fed), so the next turn of a conversation is recognised
+ * as an extension even after such a truncated rebuild.
+ *
+ * Sessions. A request names a session with the X-Session-Id header or the
+ * session_id field. A named session stays in its slot between requests;
+ * when a slot is needed the least recently used idle session is evicted
+ * (saved to --session-dir when set) and comes back from its file on its
+ * next request. A request for a session that is generating gets
+ * SK_ERR_INVALID (the server answers 409).
+ *
+ * Generation runs in the caller's thread, one token per srv_gen_step.
+ * Before each token the client is checked (g->gone), so a client that
+ * hangs up frees its slot within one token. */
+#include "server_slots.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define SESSION_MAGIC "SKSRV01"
+
+static double now_ms(void) { return sk_now_ms(); }
+
+static int tr_reserve(srv_slot *sl, int64_t n) {
+    if (n <= sl->cap_tr) return 0;
+    int64_t cap = sl->cap_tr ? sl->cap_tr : 1024;
+    while (cap < n) cap *= 2;
+    int32_t *t = realloc(sl->tr, sizeof(int32_t) * (size_t)cap);
+    if (!t) return -1;
+    sl->tr = t;
+    sl->cap_tr = cap;
+    return 0;
+}
+
+static void slot_clear(srv_slot *sl) {
+    sk_context_reset(sl->ctx);
+    sl->n_tr = 0;
+    sl->tr_fed0 = 0;
+}
+
+/* Length of the transcript when it is a prefix of the prompt, else 0. */
+static int64_t reusable(const srv_slot *sl, const srv_gen_req *r) {
+    if (sl->n_tr == 0 || sl->n_tr > r->n_prompt) return 0;
+    if (memcmp(sl->tr, r->prompt, sizeof(int32_t) * (size_t)sl->n_tr)) return 0;
+    if (sl->n_tr == r->n_prompt && !sk_logits(sl->ctx)) return 0;
+    return sl->n_tr;
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static void slot_release(srv_pool *p, srv_slot *sl) {
+    pthread_mutex_lock(&p->mu);
+    sl->busy = 0;
+    sl->last_used = now_ms();
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void session_path(const srv_pool *p, const char *id, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%s.session", p->cfg->session_dir, id);
+}
+
+/* Save a slot's session (blob: magic, token count, transcript). */
+static sk_status slot_save(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
+    if (!p->cfg->session_dir) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    char path[4096];
+    session_path(p, id, path, sizeof path);
+    size_t len = 16 + sizeof(int32_t) * (size_t)sl->n_tr;
+    unsigned char *blob = malloc(len);
+    if (!blob) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    memcpy(blob, SESSION_MAGIC, 8);
+    uint64_t n = (uint64_t)sl->n_tr;
+    memcpy(blob + 8, &n, 8);
+    if (n) memcpy(blob + 16, sl->tr, sizeof(int32_t) * (size_t)n);
+    sk_status st = sk_context_save(sl->ctx, path, blob, len, err);
+    free(blob);
+    return st;
+}
+
+/* Bring session id back from its file into sl. SK_OK when it was loaded or
+ * there is no file; otherwise the reason it was not restored (sl is left
+ * clear). */
+static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
+    if (!p->cfg->session_dir) return SK_OK;
+    char path[4096];
+    session_path(p, id, path, sizeof path);
+    struct stat stt;
+    if (lstat(path, &stt) != 0) return SK_OK;
+    if (!S_ISREG(stt.st_mode)) return sk_error_set(err, SK_ERR_IO, "not a regular file");
+    void *blob = NULL;
+    size_t len = 0;
+    sk_cache_params cp;
+    int n_batch = 0;
+    sk_status st = sk_session_peek(path, &cp, &n_batch, &blob, &len, err);
+    if (st) return st;
+    free(blob);
+    blob = NULL;
+    const sk_cache_params *want = &p->cfg->cache;
+    if (cp.policy != want->policy || cp.n_sinks != want->n_sinks || cp.n_window != want->n_window ||
+        cp.kv_type != want->kv_type || (cp.policy == SK_CACHE_DENSE && cp.n_ctx != want->n_ctx))
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "saved with another cache configuration");
+    st = sk_context_load(sl->ctx, path, &blob, &len, err);
+    if (st) {
+        slot_clear(sl);
+        free(blob);
+        return st;
+    }
+    uint64_t n = 0;
+    const unsigned char *b = blob;
+    if (len >= 16) memcpy(&n, b + 8, 8);
+    int ok = len >= 16 && !memcmp(b, SESSION_MAGIC, 8) && n <= (len - 16) / 4 &&
+             len == 16 + 4 * n && tr_reserve(sl, (int64_t)n) == 0;
+    if (ok) {
+        memcpy(sl->tr, b + 16, 4 * (size_t)n);
+        for (uint64_t i = 0; i < n; i++)
+            if (sl->tr[i] < 0 || sl->tr[i] >= p->n_vocab) ok = 0;
+    }
+    free(blob);
+    if (!ok) {
+        slot_clear(sl);
+        return sk_error_set(err, SK_ERR_FORMAT, "bad transcript");
+    }
+    sl->n_tr = (int64_t)n;
+    sl->tr_fed0 = sl->n_tr; /* a restored cache cannot take tokens back */
+    return SK_OK;
+}
+
+sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
+                                int64_t *n_tokens, sk_error *err) {
+    *state = SRV_SAVE_MISSING;
+    *n_tokens = 0;
+    if (!p->cfg->session_dir) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    pthread_mutex_lock(&p->mu);
+    srv_slot *sl = NULL;
+    for (int i = 0; i < p->n_slots; i++)
+        if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
+    if (sl && sl->busy) {
+        pthread_mutex_unlock(&p->mu);
+        *state = SRV_SAVE_BUSY;
+        return SK_OK;
+    }
+    if (sl) sl->busy = 1;
+    pthread_mutex_unlock(&p->mu);
+    if (!sl) {
+        char path[4096];
+        struct stat st;
+        session_path(p, id, path, sizeof path);
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) *state = SRV_SAVE_ON_DISK;
+        return SK_OK;
+    }
+    *n_tokens = sl->n_tr;
+    sk_status st = slot_save(p, sl, id, err);
+    slot_release(p, sl);
+    if (!st) *state = SRV_SAVE_DONE;
+    return st;
+}
+
+int srv_sessions_remove_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".session.tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 13, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* a live writer */
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* ---- the pool ---------------------------------------------------------- */
+
+void srv_pool_init(srv_pool *p, const sk_server_config *cfg) {
+    memset(p, 0, sizeof *p);
+    p->cfg = cfg;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+}
+
+sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_error *err) {
+    p->tok = sk_model_tokenizer(m);
+    p->n_vocab = sk_model_hparams(m)->n_vocab;
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    cp.n_threads = p->cfg->n_threads ? p->cfg->n_threads : (p->cfg->n_slots > 1 ? 1 : 0);
+    cp.n_batch = p->cfg->n_batch;
+    cp.cache = p->cfg->cache;
+    srv_slot *slots = calloc((size_t)p->cfg->n_slots, sizeof *slots);
+    if (!slots) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < p->cfg->n_slots; i++) {
+        slots[i].idx = i;
+        if (sk_context_new(m, &cp, &slots[i].ctx, err)) {
+            for (int k = 0; k < i; k++) sk_context_free(slots[k].ctx);
+            free(slots);
+            return err ? err->code : SK_ERR_INVALID;
+        }
+    }
+    pthread_mutex_lock(&p->mu);
+    p->slots = slots;
+    p->n_slots = p->cfg->n_slots;
+    pthread_mutex_unlock(&p->mu);
+    return SK_OK;
+}
+
+void srv_pool_stop(srv_pool *p) {
+    p->stopping = 1;
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_broadcast(&p->cv);
+    double until = now_ms() + 10e3;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < p->n_slots; i++) busy += p->slots[i].busy;
+        if (!busy || now_ms() > until) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    for (int i = 0; i < p->n_slots; i++) {
+        srv_slot *sl = &p->slots[i];
+        if (!sl->busy && sl->session[0] && p->cfg->session_dir) {
+            sk_error err = {0};
+            if (slot_save(p, sl, sl->session, &err))
+                fprintf(stderr, "serve: could not save session %s: %s\n", sl->session, err.msg);
+            else fprintf(stderr, "serve: saved session %s\n", sl->session);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_free(srv_pool *p) {
+    for (int i = 0; i < p->n_slots; i++) {
+        sk_context_free(p->slots[i].ctx);
+        free(p->slots[i].tr);
+    }
+    free(p->slots);
+    p->slots = NULL;
+    p->n_slots = 0;
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+}
+
+void srv_pool_count_request(srv_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    p->m.requests++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_count_error(srv_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    p->m.errors++;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void srv_pool_metrics(srv_pool *p, srv_metrics *out) {
+    pthread_mutex_lock(&p->mu);
+    *out = p->m;
+    out->busy = out->sessions = 0;
+    for (int i = 0; i < p->n_slots; i++) {
+        out->busy += p->slots[i].busy;
+        out->sessions += p->slots[i].session[0] != 0;
+    }
+    out->n_slots = p->n_slots;
+    out->waiting = p->n_waiting;
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- one generation ---------------------------------------------------- */
+
+sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
+    const srv_gen_req *r = &g->r;
+    g->p = p;
+    sk_detok_init(&g->dt);
+    pthread_mutex_lock(&p->mu);
+    sk_status st = SK_OK;
+    for (;;) {
+        if (p->stopping) {
+            st = sk_error_set(err, SK_ERR_FULL, "the server is shutting down");
+            break;
+        }
+        srv_slot *best = NULL;
+        if (r->session[0]) {
+            for (int i = 0; i < p->n_slots; i++)
+                if (!strcmp(p->slots[i].session, r->session)) best = &p->slots[i];
+            if (best && best->busy) {
+                st = sk_error_set(err, SK_ERR_INVALID, "session '%s' is generating a reply",
+                                  r->session);
+                break;
+            }
+        }
+        if (!best) {
+            /* rank: reusable prefix (anonymous requests), then empty, anonymous, LRU named */
+            double best_score = -1;
+            for (int i = 0; i < p->n_slots; i++) {
+                srv_slot *sl = &p->slots[i];
+                if (sl->busy) continue;
+                double score;
+                if (sl->session[0]) score = 1.0 / (2.0 + sl->last_used);           /* (0, 0.5) */
+                else if (sl->n_tr == 0) score = 2.0;
+                else {
+                    int64_t reuse = r->session[0] ? 0 : reusable(sl, r);
+                    score = reuse ? 3.0 + (double)reuse : 1.0 + 1.0 / (2.0 + sl->last_used);
+                }
+                if (score > best_score) {
+                    best_score = score;
+                    best = sl;
+                }
+            }
+        }
+        if (best) {
+            g->switched = strcmp(best->session, r->session) != 0;
+            snprintf(g->evicted, sizeof g->evicted, "%s", g->switched ? best->session : "");
+            snprintf(best->session, sizeof best->session, "%s", r->session);
+            best->busy = 1;
+            g->sl = best;
+            break;
+        }
+        if (p->n_waiting >= p->cfg->queue_max) {
+            st = sk_error_set(err, SK_ERR_FULL, "all %d slots are busy and the queue is full",
+                              p->n_slots);
+            break;
+        }
+        p->n_waiting++;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double wait_ms = g->deadline - now_ms();
+        if (wait_ms < 0) wait_ms = 0;
+        ts.tv_sec += (time_t)(wait_ms / 1e3);
+        ts.tv_nsec += (long)(fmod(wait_ms, 1e3) * 1e6);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int w = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        p->n_waiting--;
+        if (w == ETIMEDOUT && now_ms() >= g->deadline) {
+            st = sk_error_set(err, SK_ERR_FULL, "timed out waiting for a free slot");
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
+sk_status srv_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 1024;
+        while (c < *len + n + 1) c *= 2;
+        char *t = realloc(*buf, c);
+        if (!t) return SK_ERR_NOMEM;
+        *buf = t;
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    return SK_OK;
+}
+
+static int text_append(srv_gen *g, const char *s, size_t n) {
+    return srv_append(&g->text, &g->text_len, &g->text_cap, s, n) ? -1 : 0;
+}
+
+/* Feed tokens to the slot and append them to its transcript. */
+static sk_status feed(srv_slot *sl, const int32_t *t, int64_t n, sk_error *err) {
+    if (n <= 0) return SK_OK;
+    if (tr_reserve(sl, sl->n_tr + n)) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    sk_status st = sk_decode(sl->ctx, t, n, err);
+    if (st) return st;
+    memcpy(sl->tr + sl->n_tr, t, sizeof(int32_t) * (size_t)n);
+    sl->n_tr += n;
+    return SK_OK;
+}
+
+/* Rebuild the cleared slot from the prompt: all of it, or its pinned start
+ * plus one window of its tail (the transcript keeps the whole prompt). */
+static sk_status rebuild(srv_gen *g, sk_error *err) {
+    srv_slot *sl = g->sl;
+    const srv_gen_req *r = &g->r;
+    const sk_cache_params *cp = &g->p->cfg->cache;
+    int64_t budget = cp->policy == SK_CACHE_DENSE ? cp->n_ctx - r->max_tokens : cp->n_window;
+    int64_t pin = r->n_pin;
+    int64_t min_pin = cp->policy == SK_CACHE_SINK ? cp->n_sinks : 0;
+    if (pin < min_pin) pin = min_pin;
+    if (pin > r->n_prompt) pin = r->n_prompt;
+    if (budget < 1) budget = 1;
+    if (r->n_prompt - pin <= budget) {
+        sk_status st = feed(sl, r->prompt, r->n_prompt, err);
+        if (!st) g->n_prefill = r->n_prompt;
+        return st;
+    }
+    sk_status st = sk_decode(sl->ctx, r->prompt, pin, err);
+    if (!st) st = sk_decode(sl->ctx, r->prompt + r->n_prompt - budget, budget, err);
+    if (st) return st;
+    if (tr_reserve(sl, r->n_prompt)) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
+    sl->n_tr = r->n_prompt;
+    sl->tr_fed0 = r->n_prompt - budget;
+    g->n_prefill = pin + budget;
+    return SK_OK;
+}
+
+sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
+    srv_pool *p = g->p;
+    srv_slot *sl = g->sl;
+    if (g->switched) {
+        sk_error e2 = {0};
+        if (g->evicted[0] && p->cfg->session_dir && slot_save(p, sl, g->evicted, &e2))
+            fprintf(stderr, "serve: could not save session %s: %s\n", g->evicted, e2.msg);
+        slot_clear(sl);
+        if (g->r.session[0] && slot_load(p, sl, g->r.session, &e2))
+            fprintf(stderr, "serve: session %s not restored (rebuilt from the prompt): %s\n",
+                    g->r.session, e2.msg);
+    }
+    const srv_gen_req *r = &g->r;
+    int64_t reuse = reusable(sl, r);
+    if (!reuse && sl->n_tr > 0) {
+        /* the prompt leaves the transcript near its end (typically the last
+         * reply, re-tokenized differently by the client's round trip): take
+         * the diverging tokens back instead of rebuilding */
+        int64_t L = 0, lim = sl->n_tr < r->n_prompt - 1 ? sl->n_tr : r->n_prompt - 1;
+        while (L < lim && sl->tr[L] == r->prompt[L]) L++;
+        sk_error rb = {0};
+        if (L > 0 && L >= sl->tr_fed0 && !sk_context_rollback(sl->ctx, sl->n_tr - L, &rb)) {
+            g->n_rolled = sl->n_tr - L;
+            sl->n_tr = L;
+            reuse = L;
+        }
+    }
+    sk_status st;
+    if (reuse) {
+        g->n_reused = reuse;
+        sk_context_stats cs;
+        sk_context_get_stats(sl->ctx, &cs);
+        g->evicted0 = cs.n_evicted;
+        g->n_prefill = r->n_prompt - reuse;
+        st = feed(sl, r->prompt + reuse, r->n_prompt - reuse, err);
+    } else {
+        slot_clear(sl);
+        st = rebuild(g, err);
+    }
+    if (st) slot_clear(sl);
+    return st;
+}
+
+sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
+    const srv_gen_req *r = &g->r;
+    sk_status st = sk_sampler_new(&r->sp, g->p->n_vocab, &g->smp, err);
+    if (st) return st;
+    int64_t hist = r->sp.repeat_last_n < 0 ? r->n_prompt : r->sp.repeat_last_n;
+    if (hist > r->n_prompt) hist = r->n_prompt;
+    if (r->sp.repeat_penalty != 1.0f || r->sp.presence_penalty != 0 || r->sp.frequency_penalty != 0)
+        for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++)
+            sk_sampler_accept(g->smp, r->prompt[i]);
+    g->logits = malloc(sizeof(float) * (size_t)g->p->n_vocab);
+    if (!g->logits) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    g->t_gen0 = now_ms();
+    return SK_OK;
+}
+
+/* Bytes at the end of the text that could start a stop string. */
+static size_t held_back(const srv_gen *g) {
+    size_t held = 0;
+    for (int k = 0; k < g->r.n_stop; k++) {
+        size_t m = g->r.stop_len[k] - 1;
+        if (m > g->text_len - g->sent) m = g->text_len - g->sent;
+        for (; m > held; m--)
+            if (!memcmp(g->text + g->text_len - m, g->r.stops[k], m)) {
+                held = m;
+                break;
+            }
+    }
+    return held;
+}
+
+static void check_stops(srv_gen *g) {
+    if (!g->r.n_stop) return;
+    size_t from = g->sent > g->r.max_stop_len ? g->sent - g->r.max_stop_len : 0;
+    size_t cut = (size_t)-1;
+    for (int k = 0; k < g->r.n_stop; k++) {
+        char *s = memmem(g->text + from, g->text_len - from, g->r.stops[k], g->r.stop_len[k]);
+        if (s && (size_t)(s - g->text) < cut) cut = (size_t)(s - g->text);
+    }
+    if (cut != (size_t)-1) {
+        g->text_len = cut < g->sent ? g->sent : cut;
+        g->text[g->text_len] = 0;
+        g->finished = 1;
+        g->finish = "stop";
+    }
+}
+
+static void gen_end(srv_gen *g, const char *reason) {
+    if (g->finished) return;
+    char tail[16];
+    size_t w = sk_detok_flush(&g->dt, tail, sizeof tail);
+    if (w) text_append(g, tail, w);
+    g->finished = 1;
+    g->finish = reason;
+    check_stops(g);
+    g->finished = 1;
+}
+
+static void gen_fail(srv_gen *g, const char *msg, const char *reason) {
+    g->failed = 1;
+    snprintf(g->errmsg, sizeof g->errmsg, "%s", msg);
+    gen_end(g, reason);
+}
+
+void srv_gen_step(srv_gen *g) {
+    if (g->finished) return;
+    srv_pool *p = g->p;
+    if (p->stopping) {
+        g->cancelled = 1;
+        gen_end(g, "stop");
+        return;
+    }
+    if (now_ms() > g->deadline) {
+        g->timed_out = 1;
+        gen_end(g, "length");
+        return;
+    }
+    if (g->gone && g->gone(g->gone_arg)) {
+        g->cancelled = 1;
+        gen_end(g, "stop");
+        return;
+    }
+    const float *lg = sk_logits(g->sl->ctx);
+    if (!lg) {
+        gen_fail(g, "no logits", "stop");
+        return;
+    }
+    memcpy(g->logits, lg, sizeof(float) * (size_t)p->n_vocab);
+    for (int i = 0; i < g->r.n_bias; i++) g->logits[g->r.bias_id[i]] += g->r.bias[i];
+    int32_t t = sk_sampler_sample(g->smp, g->logits);
+    if (sk_token_is_eog(p->tok, t)) {
+        gen_end(g, "stop");
+        return;
+    }
+    sk_sampler_accept(g->smp, t);
+    char piece[512];
+    size_t w = sk_detok_push(&g->dt, p->tok, t, 0, piece, sizeof piece);
+    if (text_append(g, piece, w)) {
+        gen_fail(g, "out of memory", "stop");
+        return;
+    }
+    g->n_gen++;
+    sk_error err = {0};
+    if (feed(g->sl, &t, 1, &err)) {
+        gen_fail(g, err.msg, "length");
+        return;
+    }
+    check_stops(g);
+    if (!g->finished && g->n_gen >= g->r.max_tokens) gen_end(g, "length");
+}
+
+size_t srv_gen_deliverable(const srv_gen *g) {
+    if (g->finished) return g->text_len;
+    return g->text_len - held_back(g);
+}
+
+void srv_gen_release(srv_gen *g) {
+    if (g->released || !g->sl) return;
+    g->released = 1;
+    srv_pool *p = g->p;
+    double dt = (now_ms() - g->t_gen0) / 1e3;
+    g->tps = g->n_gen > 0 && dt > 0 ? g->n_gen / dt : 0;
+    sk_context_stats st;
+    sk_context_get_stats(g->sl->ctx, &st);
+    if (g->failed) {
+        /* the cache may not match the transcript any more */
+        slot_clear(g->sl);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->m.gen_tokens += (uint64_t)g->n_gen;
+    p->m.prompt_tokens += (uint64_t)g->r.n_prompt;
+    p->m.prefill_tokens += (uint64_t)g->n_prefill;
+    if (st.n_evicted > g->evicted0) p->m.evicted += (uint64_t)(st.n_evicted - g->evicted0);
+    if (g->cancelled && !p->stopping) p->m.disconnects++;
+    if (g->n_gen > 0) p->m.last_tps = g->tps;
+    pthread_mutex_unlock(&p->mu);
+    fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s %s%s\n",
+            g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)g->r.n_prompt,
+            (long long)g->n_prefill, (long long)g->n_gen, g->tps, g->finish ? g->finish : "-",
+            g->cancelled ? " (cancelled)" : "");
+    slot_release(p, g->sl);
+}
+
+void srv_gen_free(srv_gen *g) {
+    srv_gen_release(g);
+    sk_sampler_free(g->smp);
+    g->smp = NULL;
+    free(g->logits);
+    g->logits = NULL;
+    free(g->text);
+    g->text = NULL;
+    srv_gen_req_free(&g->r);
+}
