@@ -1,4 +1,4 @@
-"""Integration tests of `sinkllm serve` (tools/server.c, tools/cmd_serve.c).
+"""Integration tests of `sinkllm serve` (tools/server*.c, tools/cmd_serve.c).
 
 The server runs as a subprocess on a free 127.0.0.1 port and is driven with
 the official `openai` client, `requests`, curl and raw sockets (for what a
@@ -330,6 +330,50 @@ def test_bad_bodies(srv):
     r = requests.get(srv.url + "/v1/chat/completions")
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
     assert requests.delete(srv.url + "/v1/models").status_code == 405
+
+
+def test_other_routes_name_the_field(srv):
+    """/tokenize, /detokenize and the save route: 400 naming the field."""
+    for path, body, field in [("/tokenize", {"content": 5}, "content"),
+                              ("/tokenize", {}, "content"),
+                              ("/detokenize", {"tokens": "x"}, "tokens"),
+                              ("/detokenize", {"tokens": [0, -1]}, "tokens"),
+                              ("/detokenize", {"tokens": [1, 10 ** 9]}, "tokens"),
+                              ("/v1/sessions/bad!id/save", {}, "session_id")]:
+        r = srv.post(path, body)
+        assert r.status_code == 400, (path, body, r.text)
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and err["param"] == field, r.text
+    r = srv.post("/v1/sessions/fine-id/save", {})  # this server has no --session-dir
+    assert r.status_code == 400 and "--session-dir" in r.json()["error"]["message"], r.text
+
+
+def test_save_while_generating_409(tmp_path):
+    sdir = tmp_path / "sessions"
+    s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="save")
+    try:
+        h = {"X-Session-Id": "gen-1"}
+        r1 = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 100000,
+                                        "stream": True, "ignore_eos": True}, headers=h,
+                    stream=True)
+        it = r1.iter_lines()  # kept: a dropped generator closes the stream
+        next(it)
+        r = s.post("/v1/sessions/gen-1/save", {})
+        assert r.status_code == 409 and r.json()["error"]["param"] == "session_id", r.text
+        assert not (sdir / "gen-1.session").exists()
+        r1.close()
+        # the hang-up frees the slot within a token; the session stays in it
+        deadline = time.time() + 20
+        while True:
+            r = s.post("/v1/sessions/gen-1/save", {})
+            if r.status_code != 409 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 200 and r.json()["tokens"] > 4, r.text
+        assert (sdir / "gen-1.session").exists()
+        assert s.post("/v1/sessions/gen-2/save", {}).status_code == 404
+    finally:
+        assert s.stop() == 0, s.read_log()
 
 
 def test_body_limit_413(srv):
