@@ -203,7 +203,7 @@ static int out_finish(job *j) {
     if (g->text_len > g->sent && out_chunk(j, g->text + g->sent, g->text_len - g->sent, NULL, 0))
         return -1;
     g->sent = g->text_len;
-    if (g->failed && out_event(j, srv_reply_error("server_error", NULL, g->errmsg))) return -1;
+    if (g->failed && out_event(j, srv_reply_error("server_error", NULL, g->error.msg))) return -1;
     if (out_chunk(j, NULL, 0, g->finish, 0)) return -1;
     if (g->r.include_usage && out_event(j, srv_reply_usage_chunk(g, j->id, j->created))) return -1;
     static const char done[] = "data: [DONE]\n\n";
@@ -321,7 +321,7 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         return MHD_NO; /* the client is gone */
     }
     if (g->failed) {
-        snprintf(e.msg, sizeof e.msg, "%s", g->errmsg);
+        snprintf(e.msg, sizeof e.msg, "%s", g->error.msg);
         job_free(j);
         return send_error(s, c, 500, NULL, NULL, NULL, "%s", e.msg);
     }

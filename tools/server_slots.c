@@ -49,15 +49,16 @@
 
 static double now_ms(void) { return sk_now_ms(); }
 
-static int tr_reserve(srv_slot *sl, int64_t n) {
-    if (n <= sl->cap_tr) return 0;
+/* Room for n transcript tokens. */
+static sk_status tr_reserve(srv_slot *sl, int64_t n, sk_error *err) {
+    if (n <= sl->cap_tr) return SK_OK;
     int64_t cap = sl->cap_tr ? sl->cap_tr : 1024;
     while (cap < n) cap *= 2;
     int32_t *t = realloc(sl->tr, sizeof(int32_t) * (size_t)cap);
-    if (!t) return -1;
+    if (!t) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     sl->tr = t;
     sl->cap_tr = cap;
-    return 0;
+    return SK_OK;
 }
 
 static void slot_clear(srv_slot *sl) {
@@ -137,7 +138,7 @@ static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *
     const unsigned char *b = blob;
     if (len >= 16) memcpy(&n, b + 8, 8);
     int ok = len >= 16 && !memcmp(b, SESSION_MAGIC, 8) && n <= (len - 16) / 4 &&
-             len == 16 + 4 * n && tr_reserve(sl, (int64_t)n) == 0;
+             len == 16 + 4 * n && tr_reserve(sl, (int64_t)n, err) == SK_OK;
     if (ok) {
         memcpy(sl->tr, b + 16, 4 * (size_t)n);
         for (uint64_t i = 0; i < n; i++)
@@ -394,15 +395,11 @@ sk_status srv_append(char **buf, size_t *len, size_t *cap, const char *s, size_t
     return SK_OK;
 }
 
-static int text_append(srv_gen *g, const char *s, size_t n) {
-    return srv_append(&g->text, &g->text_len, &g->text_cap, s, n) ? -1 : 0;
-}
-
 /* Feed tokens to the slot and append them to its transcript. */
 static sk_status feed(srv_slot *sl, const int32_t *t, int64_t n, sk_error *err) {
     if (n <= 0) return SK_OK;
-    if (tr_reserve(sl, sl->n_tr + n)) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
-    sk_status st = sk_decode(sl->ctx, t, n, err);
+    sk_status st = tr_reserve(sl, sl->n_tr + n, err);
+    if (!st) st = sk_decode(sl->ctx, t, n, err);
     if (st) return st;
     memcpy(sl->tr + sl->n_tr, t, sizeof(int32_t) * (size_t)n);
     sl->n_tr += n;
@@ -429,7 +426,7 @@ static sk_status rebuild(srv_gen *g, sk_error *err) {
     sk_status st = sk_decode(sl->ctx, r->prompt, pin, err);
     if (!st) st = sk_decode(sl->ctx, r->prompt + r->n_prompt - budget, budget, err);
     if (st) return st;
-    if (tr_reserve(sl, r->n_prompt)) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    if ((st = tr_reserve(sl, r->n_prompt, err))) return st;
     memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
     sl->n_tr = r->n_prompt;
     sl->tr_fed0 = r->n_prompt - budget;
@@ -530,16 +527,17 @@ static void gen_end(srv_gen *g, const char *reason) {
     if (g->finished) return;
     char tail[16];
     size_t w = sk_detok_flush(&g->dt, tail, sizeof tail);
-    if (w) text_append(g, tail, w);
+    if (w) srv_append(&g->text, &g->text_len, &g->text_cap, tail, w);
     g->finished = 1;
     g->finish = reason;
     check_stops(g);
     g->finished = 1;
 }
 
-static void gen_fail(srv_gen *g, const char *msg, const char *reason) {
+/* End g as failed; err says why. */
+static void gen_fail(srv_gen *g, const sk_error *err, const char *reason) {
     g->failed = 1;
-    snprintf(g->errmsg, sizeof g->errmsg, "%s", msg);
+    g->error = *err;
     gen_end(g, reason);
 }
 
@@ -561,9 +559,11 @@ void srv_gen_step(srv_gen *g) {
         gen_end(g, "stop");
         return;
     }
+    sk_error err = {0};
     const float *lg = sk_logits(g->sl->ctx);
     if (!lg) {
-        gen_fail(g, "no logits", "stop");
+        sk_error_set(&err, SK_ERR_INVALID, "no logits");
+        gen_fail(g, &err, "stop");
         return;
     }
     memcpy(g->logits, lg, sizeof(float) * (size_t)p->n_vocab);
@@ -576,14 +576,14 @@ void srv_gen_step(srv_gen *g) {
     sk_sampler_accept(g->smp, t);
     char piece[512];
     size_t w = sk_detok_push(&g->dt, p->tok, t, 0, piece, sizeof piece);
-    if (text_append(g, piece, w)) {
-        gen_fail(g, "out of memory", "stop");
+    if (srv_append(&g->text, &g->text_len, &g->text_cap, piece, w)) {
+        sk_error_set(&err, SK_ERR_NOMEM, "out of memory");
+        gen_fail(g, &err, "stop");
         return;
     }
     g->n_gen++;
-    sk_error err = {0};
     if (feed(g->sl, &t, 1, &err)) {
-        gen_fail(g, err.msg, "length");
+        gen_fail(g, &err, "length");
         return;
     }
     check_stops(g);

@@ -66,7 +66,7 @@ typedef struct srv_gen {
     int64_t n_gen, n_prefill, n_reused, evicted0, n_rolled;
     int finished, cancelled, timed_out, failed, released;
     const char *finish;      /* "stop" or "length" once finished */
-    char errmsg[300];        /* why, when failed */
+    sk_error error;          /* why, when failed */
     double deadline, t_gen0, tps;
     int (*gone)(void *arg);  /* 1 when the client has left (checked before each token) */
     void *gone_arg;
