@@ -24,6 +24,7 @@
 
 #include "runtime/gguf.h"
 #include "kernels/quant.h"
+#include "util_model.h"
 
 /* ---- byte builder ----------------------------------------------------- */
 
@@ -772,13 +773,10 @@ static void test_bad_offsets(void **state) {
 
 static void test_real_model(void **state) {
     (void)state;
-    const char *path = getenv("SINKLLM_MODEL");
-    if (!path || !*path) path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const char *path = test_model_path();
+    if (!test_need_file("the model (SINKLLM_MODEL)", path)) skip();
     int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        print_message("model %s not found: skipping\n", path);
-        skip();
-    }
+    assert_true(fd >= 0);
     struct stat sb;
     assert_int_equal(fstat(fd, &sb), 0);
     void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
