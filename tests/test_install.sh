@@ -3,8 +3,9 @@
 # temporary DESTDIR, then, against the installed copy only:
 #   - every file is where it belongs (binary, libsinkllm.so* with its soname
 #     links, libsinkllm.a, the public headers, sinkllm.pc, sinkllm.1);
-#   - a program built with `pkg-config --cflags --libs sinkllm` links the
-#     shared library and its greedy tokens equal `sinkllm run --temp 0`;
+#   - programs built with `pkg-config --cflags --libs sinkllm` (a greedy loop
+#     of its own, and examples/simple.c when present) link the shared library
+#     and print what `sinkllm run --temp 0` prints;
 #   - `man -l` renders the page, with a section per command;
 #   - libsinkllm.so exports only sk_* names (nm -D --defined-only);
 #   - `make uninstall` removes every file it installed.
@@ -112,6 +113,7 @@ int main(int argc, char **argv) {
     return 0;
 }
 CEOF
+prompt="The capital of France is"
 # a sanitizer build (make asan) needs its runtime in the program too
 san=""
 readelf -d "$root/lib/libsinkllm.so.$version" | grep -q 'NEEDED.*libasan' && san="$san -fsanitize=address"
@@ -121,7 +123,6 @@ if ${CC:-cc} -std=c11 -Wall -Wextra -Werror $san -o "$tmp/greedy" "$tmp/greedy.c
     ok
     readelf -d "$tmp/greedy" | grep -q "NEEDED.*\[libsinkllm.so.$major\]" && ok ||
         bad "the program does not link libsinkllm.so.$major"
-    prompt="The capital of France is"
     LD_LIBRARY_PATH="$root/lib" "$tmp/greedy" "$MODEL" "$prompt" 24 >"$tmp/lib.out" 2>"$tmp/lib.err" &&
         ok || { bad "greedy program failed"; cat "$tmp/lib.err"; }
     LD_LIBRARY_PATH= "$root/bin/sinkllm" run -m "$MODEL" -p "$prompt" -n 24 --temp 0 -t 1 \
@@ -134,6 +135,25 @@ if ${CC:-cc} -std=c11 -Wall -Wextra -Werror $san -o "$tmp/greedy" "$tmp/greedy.c
 else
     bad "cannot build against the installed package"
     cat "$tmp/cc.log"
+fi
+
+# examples/simple.c (the public API's one-page `sinkllm run`) built the same
+# way prints what `sinkllm run --temp 0` prints, prompt included
+if [ -f examples/simple.c ]; then
+    if ${CC:-cc} -std=c11 -Wall -Wextra -Werror $san -o "$tmp/simple" examples/simple.c \
+            $($pc --cflags --libs sinkllm) 2>"$tmp/cc.log"; then
+        LD_LIBRARY_PATH="$root/lib" "$tmp/simple" "$MODEL" "$prompt" 24 0 >"$tmp/simple.out" \
+            2>/dev/null
+        "$root/bin/sinkllm" run -m "$MODEL" -p "$prompt" -n 24 --temp 0 >"$tmp/cli2.out" 2>/dev/null
+        if [ -s "$tmp/cli2.out" ] && cmp -s "$tmp/simple.out" "$tmp/cli2.out"; then ok; else
+            bad "examples/simple.c differs from sinkllm run --temp 0:"
+            echo "  simple: $(cat "$tmp/simple.out")"
+            echo "  cli:    $(cat "$tmp/cli2.out")"
+        fi
+    else
+        bad "cannot build examples/simple.c against the installed package"
+        cat "$tmp/cc.log"
+    fi
 fi
 
 # the man page renders, with the description and every command
