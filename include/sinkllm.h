@@ -1,12 +1,20 @@
-/* sinkllm.h - the public C API of sinkllm.
+/* sinkllm.h - the public C API of sinkllm: everything a program needs to
+ * load a model, tokenize, render a chat, generate, and save a session.
  *
  * A model (sk_model) is immutable after loading: weights are views into one
  * read-only mmap of the GGUF file, and any number of contexts may share it.
+ * Its tokenizer (sk_tokenizer, from sk_model_tokenizer) lives as long as the
+ * model and, like the model, may be used from any number of threads.
  * A context (sk_context) owns a KV cache, scratch buffers and a thread pool;
- * it is used by one thread at a time. Nothing allocates in the token loop.
+ * it is used by one thread at a time. So is a sampler (sk_sampler).
+ * Nothing allocates in the token loop.
  *
  * Every call that can fail returns sk_status (0 = SK_OK) and, given an
- * sk_error, a one-line message. The library never prints and never exits. */
+ * sk_error, a one-line message. The library never prints and never exits.
+ * All handles are opaque; free functions accept NULL.
+ *
+ * Sections: model, tokenizer, chat templates, sampler, KV cache
+ * configuration, context, sessions (one file), system information. examples/simple.c uses most of it. */
 #ifndef SINKLLM_H
 #define SINKLLM_H
 
@@ -52,6 +60,8 @@ typedef struct sk_hparams {
 sk_status sk_model_load(const char *path, sk_model **out, sk_error *err);
 void sk_model_free(sk_model *m);
 const sk_hparams *sk_model_hparams(const sk_model *m);
+/* The model's tokenizer (for the tokenizer and chat calls below); owned by
+ * the model, valid until sk_model_free. */
 const sk_tokenizer *sk_model_tokenizer(const sk_model *m);
 /* Bytes of weights mapped; a short description ("llama 135M Q4_1"). */
 uint64_t sk_model_size(const sk_model *m);
@@ -59,6 +69,248 @@ uint64_t sk_model_n_params(const sk_model *m);
 const char *sk_model_desc(const sk_model *m);
 /* Chat template text (tokenizer.chat_template) or NULL. */
 const char *sk_model_chat_template(const sk_model *m);
+
+/* ---- tokenizer ----------------------------------------------------------
+ * Byte-level BPE ("gpt2" vocabularies, with the pre-tokenizer the GGUF file
+ * names) and SentencePiece-style BPE ("llama" vocabularies). Special tokens
+ * (CONTROL, UNKNOWN) are recognised in text only when the caller asks
+ * (parse_special): text from a user is plain text, so "<|im_start|>" typed
+ * by a user gives the tokens of those characters. USER_DEFINED tokens are
+ * matched always, as llama.cpp and Hugging Face do. */
+
+/* Token types (GGUF tokenizer.ggml.token_type values), of sk_token_type. */
+enum sk_token_type {
+    SK_TOKTYPE_UNDEFINED = 0,
+    SK_TOKTYPE_NORMAL = 1,
+    SK_TOKTYPE_UNKNOWN = 2,
+    SK_TOKTYPE_CONTROL = 3,
+    SK_TOKTYPE_USER_DEFINED = 4,
+    SK_TOKTYPE_UNUSED = 5,
+    SK_TOKTYPE_BYTE = 6,
+};
+
+/* Tokenize text[0..len) (UTF-8; invalid bytes are encoded as their bytes).
+ * add_special: prepend BOS / append EOS as the vocabulary says (add_bos...).
+ * parse_special: recognise CONTROL/UNKNOWN token texts in the input
+ * (USER_DEFINED ones are recognised either way).
+ * Writes at most cap ids to out and sets *n_out to the full count; call
+ * again with a larger buffer when *n_out > cap. */
+sk_status sk_tokenize(const sk_tokenizer *tok, const char *text, size_t len,
+                      int add_special, int parse_special,
+                      int32_t *out, int64_t cap, int64_t *n_out, sk_error *err);
+
+/* The bytes a token stands for (byte-level decoded; SPM "\xe2\x96\x81" ->
+ * ' ', <0xXX> -> that byte). Control tokens render as their text only when
+ * render_special is set, else as "". Returns the byte count (which may
+ * exceed cap: then only cap bytes were written), or -1 for an id out of
+ * range. A piece may end inside a UTF-8 character: to print a stream of
+ * tokens, use the streaming detokenizer (sk_detok) or sk_detokenize. */
+int sk_token_to_piece(const sk_tokenizer *tok, int32_t id, int render_special,
+                      char *buf, size_t cap);
+
+/* The text of ids[0..n) as the streaming detokenizer emits it (whole UTF-8
+ * characters; invalid or unfinished sequences as U+FFFD). Writes at most
+ * cap - 1 bytes and a NUL (when cap > 0) and sets *n_out to the full length
+ * without the NUL, as snprintf does. An id out of range is SK_ERR_INVALID
+ * naming its index. */
+sk_status sk_detokenize(const sk_tokenizer *tok, const int32_t *ids, int64_t n,
+                        int render_special, char *buf, size_t cap, size_t *n_out,
+                        sk_error *err);
+
+/* Vocabulary size; the ids of the special tokens, -1 when absent. */
+int64_t sk_tokenizer_n_vocab(const sk_tokenizer *tok);
+int32_t sk_tokenizer_bos(const sk_tokenizer *tok);
+int32_t sk_tokenizer_eos(const sk_tokenizer *tok);
+/* -1 if none; when the vocabulary names none, the first CONTROL token of
+ * "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+ * ... (llama.cpp's list) is taken. */
+int32_t sk_tokenizer_eot(const sk_tokenizer *tok);
+/* Is id an end-of-generation token (EOS, EOT, or e.g. <|im_end|>)? A
+ * generation loop stops on these. */
+int sk_token_is_eog(const sk_tokenizer *tok, int32_t id);
+/* Token id of an exact token text (e.g. "<|im_start|>"), -1 if none. */
+int32_t sk_token_lookup(const sk_tokenizer *tok, const char *text, size_t len);
+/* enum sk_token_type of id; SK_TOKTYPE_UNDEFINED for an id out of range. */
+int sk_token_type(const sk_tokenizer *tok, int32_t id);
+
+/* Streaming detokenizer: feeds pieces and emits only whole UTF-8
+ * characters, holding back an incomplete tail (at most 3 bytes) until the
+ * next piece completes it. Invalid sequences are emitted as U+FFFD. A plain
+ * struct: no allocation, one per output stream. */
+typedef struct sk_detok {
+    unsigned char pending[8];
+    int n_pending;
+} sk_detok;
+
+void sk_detok_init(sk_detok *d);
+/* Append the printable bytes of token id to out (cap bytes); returns bytes
+ * written (pieces are short: cap >= 256 + 8 always suffices). */
+size_t sk_detok_push(sk_detok *d, const sk_tokenizer *tok, int32_t id, int render_special,
+                     char *out, size_t cap);
+/* Emit whatever is still pending (as U+FFFD for an incomplete sequence). */
+size_t sk_detok_flush(sk_detok *d, char *out, size_t cap);
+
+/* ---- chat templates -----------------------------------------------------
+ * A GGUF model names its chat format as Jinja text (sk_model_chat_template).
+ * Jinja is not run: sk_chat_detect recognises the family from marker strings
+ * in that text, and each family's format is written out by hand. Template
+ * markers (<|im_start|>, [INST], <start_of_turn>, ...) become special tokens
+ * when the vocabulary has them as CONTROL tokens; message content is always
+ * tokenized as plain text, so a user cannot open a new turn by typing one.
+ *
+ * Incremental chat: render the first turn with SK_CHAT_ADD_GEN, generate the
+ * reply, feed sk_chat_render_turn_end's tokens to close it, then render each
+ * new user turn alone with SK_CHAT_ADD_GEN | SK_CHAT_CONTINUE. */
+
+typedef enum sk_chat_kind {
+    SK_CHAT_CHATML = 0, /* <|im_start|>role\n...<|im_end|>\n */
+    SK_CHAT_SMOLLM2,    /* ChatML plus SmolLM2's default system message */
+    SK_CHAT_LLAMA2,     /* <s>[INST] <<SYS>>..<</SYS>> ... [/INST] ... </s> */
+    SK_CHAT_LLAMA3,     /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    SK_CHAT_MISTRAL,    /* <s>[INST] ...[/INST] ...</s> (Mistral v3 layout) */
+    SK_CHAT_GEMMA,      /* <start_of_turn>user\n...<end_of_turn>\n */
+    SK_CHAT_ZEPHYR,     /* <|user|>\n...</s>\n */
+    SK_CHAT_N_KINDS
+} sk_chat_kind;
+
+typedef struct sk_chat_msg {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* NUL-terminated UTF-8; any length */
+} sk_chat_msg;
+
+/* Flags of sk_chat_render / sk_chat_render_text. */
+enum {
+    SK_CHAT_ADD_GEN = 1,  /* append the generation prompt (the assistant header) */
+    SK_CHAT_CONTINUE = 2, /* the messages continue a conversation already fed: no
+                             BOS, no default system message, no other
+                             start-of-conversation text */
+};
+
+/* Parse a kind name: "chatml", "smollm2", "llama2", "llama3", "mistral",
+ * "gemma", "zephyr". Unknown or NULL name: SK_ERR_INVALID naming it, and
+ * *out untouched. */
+sk_status sk_chat_kind_parse(const char *name, sk_chat_kind *out, sk_error *err);
+
+/* The name of a kind as sk_chat_kind_parse reads it; "unknown" for a value
+ * out of range. Never NULL. */
+const char *sk_chat_kind_name(sk_chat_kind k);
+
+/* Recognise the family of a tokenizer.chat_template Jinja text (a bare kind
+ * name is accepted too); pass sk_model_chat_template(m) for a model's own.
+ * NULL or unrecognised text gives SK_CHAT_CHATML with *recognised = 0;
+ * otherwise *recognised = 1. recognised may be NULL. SmolLM2's template
+ * (ChatML that inserts "You are a helpful AI assistant named SmolLM, trained
+ * by Hugging Face") gives SK_CHAT_SMOLLM2. */
+sk_chat_kind sk_chat_detect(const char *jinja, int *recognised);
+
+/* Render msgs[0..n_msgs) to token ids with tok. flags: SK_CHAT_ADD_GEN,
+ * SK_CHAT_CONTINUE (0 or 1 for add_generation_prompt works as expected).
+ * BOS: Llama-2, Llama-3, Mistral and Gemma start with the vocabulary's BOS
+ * (skipped if it has none); ChatML and Zephyr only when the vocabulary adds
+ * BOS (tokenizer.ggml.add_bos_token); never with SK_CHAT_CONTINUE (Llama-2's
+ * per-turn "<s>" stays: it is part of every user turn).
+ * Writes at most cap ids to out (out may be NULL when cap is 0) and sets
+ * *n_out to the full count: call again with a larger buffer when
+ * *n_out > cap. Errors (SK_ERR_INVALID, message naming the message index):
+ * NULL role or content, a role other than system/user/assistant, and for
+ * Llama-2, Mistral and Gemma a system message that is not first or not
+ * followed by a user message, or user/assistant turns that do not alternate
+ * starting with user. */
+sk_status sk_chat_render(const sk_tokenizer *tok, sk_chat_kind k, const sk_chat_msg *msgs,
+                         int n_msgs, int flags, int32_t *out, int64_t cap, int64_t *n_out,
+                         sk_error *err);
+
+/* The same conversation as prompt text (what the ids above spell, with BOS
+ * and EOS written "<s>"/"</s>", "<|begin_of_text|>" or "<bos>" as the family
+ * names them; the vocabulary-dependent BOS of ChatML/Zephyr is not written).
+ * Writes at most cap - 1 bytes and a NUL (when cap > 0) and sets *n_out to
+ * the full length without the NUL, as snprintf does. Same errors as
+ * sk_chat_render. */
+sk_status sk_chat_render_text(sk_chat_kind k, const sk_chat_msg *msgs, int n_msgs, int flags,
+                              char *buf, size_t cap, size_t *n_out, sk_error *err);
+
+/* The text a template puts after an assistant reply, as token ids: the end
+ * of turn (including the end-of-generation token the model itself emits,
+ * which a chat loop usually samples but does not feed):
+ *   ChatML/SmolLM2 "<|im_end|>\n", Llama-2 " </s>", Llama-3 "<|eot_id|>",
+ *   Mistral "</s>", Gemma "<end_of_turn>\n", Zephyr "</s>\n".
+ * Same output convention as sk_chat_render. */
+sk_status sk_chat_render_turn_end(const sk_tokenizer *tok, sk_chat_kind k, int32_t *out,
+                                  int64_t cap, int64_t *n_out, sk_error *err);
+
+/* ---- sampler ------------------------------------------------------------
+ * The chain and its defaults follow llama.cpp's (common sampling):
+ *   penalties (repeat / frequency / presence over the last repeat_last_n
+ *   accepted tokens) -> top-k -> top-p -> min-p -> temperature -> draw.
+ * temp <= 0 is greedy (argmax after penalties; ties -> lowest id).
+ * A sampler owns all its scratch (allocated in sk_sampler_new): sampling
+ * allocates nothing. Deterministic for a given seed. */
+
+typedef struct sk_sampler_params {
+    float temp;            /* 0.8; <= 0 greedy */
+    int32_t top_k;         /* 40; <= 0 disables */
+    float top_p;           /* 0.95; >= 1 disables */
+    float min_p;           /* 0.05; <= 0 disables */
+    float repeat_penalty;  /* 1.0 = off */
+    int32_t repeat_last_n; /* 64: penalize tokens among the last 64 accepted;
+                              0 disables penalties; -1 = every token accepted
+                              since the last reset (llama.cpp: the whole
+                              context); at most SK_SAMPLER_MAX_LAST_N */
+    float presence_penalty;  /* 0.0 */
+    float frequency_penalty; /* 0.0 */
+    uint64_t seed;         /* SK_SEED_RANDOM picks one from the clock */
+} sk_sampler_params;
+
+#define SK_SEED_RANDOM UINT64_MAX
+
+/* Largest accepted repeat_last_n (the history ring is allocated up front). */
+#define SK_SAMPLER_MAX_LAST_N (1 << 20)
+
+typedef struct sk_sampler sk_sampler;
+
+/* Fill p with llama.cpp's defaults. */
+void sk_sampler_params_default(sk_sampler_params *p);
+
+/* Check ranges: every float finite (not NaN/inf), temp any value (<= 0 is
+ * greedy, as in llama.cpp), 0 <= top_p <= 1, 0 <= min_p <= 1,
+ * repeat_penalty > 0, -1 <= repeat_last_n <= SK_SAMPLER_MAX_LAST_N.
+ * Returns SK_OK or SK_ERR_INVALID with a message naming the field. */
+sk_status sk_sampler_params_validate(const sk_sampler_params *p, sk_error *err);
+
+/* Validate p, then allocate a sampler for a vocabulary of n_vocab tokens
+ * (1 <= n_vocab <= INT32_MAX) with all its scratch. On success *out owns it
+ * (free with sk_sampler_free); on error *out is NULL and err says why
+ * (SK_ERR_INVALID, SK_ERR_NOMEM). */
+sk_status sk_sampler_new(const sk_sampler_params *p, int64_t n_vocab, sk_sampler **out,
+                         sk_error *err);
+/* Release s and all it owns; NULL is a no-op. */
+void sk_sampler_free(sk_sampler *s);
+
+/* Choose a token. logits has n_vocab entries and may be modified (penalties
+ * are applied in place): copy sk_logits() into a buffer of your own first.
+ * Allocates nothing. Returns an id in [0, n_vocab). Does not record the
+ * token: call sk_sampler_accept with the token you keep. */
+int32_t sk_sampler_sample(sk_sampler *s, float *logits);
+
+/* Run the chain on logits (modified in place as by sk_sampler_sample) but do
+ * not draw: write the surviving candidates, best first (logit descending,
+ * ties -> lowest id), up to cap of them, into ids and probs (either may be
+ * NULL); probs are the draw probabilities after temperature (greedy: the
+ * argmax alone, probability 1). Returns the number of survivors, which may
+ * exceed cap. Does not advance the generator; allocates nothing. */
+int64_t sk_sampler_candidates(sk_sampler *s, float *logits, int32_t *ids, float *probs,
+                              int64_t cap);
+
+/* Record a token as part of the history (prompt tokens too) for penalties.
+ * Ids outside [0, n_vocab) are ignored. Allocates nothing. */
+void sk_sampler_accept(sk_sampler *s, int32_t tok);
+
+/* Forget the history; re-seed the generator with seed (SK_SEED_RANDOM: clock). */
+void sk_sampler_reset(sk_sampler *s, uint64_t seed);
+
+/* The seed in use (the one drawn from the clock when SK_SEED_RANDOM was
+ * asked for), so that a run can be reproduced. */
+uint64_t sk_sampler_seed(const sk_sampler *s);
 
 /* ---- KV cache configuration -------------------------------------------- */
 
@@ -119,11 +371,21 @@ void sk_context_free(sk_context *c);
  * token. Ids are validated. */
 sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err);
 
-/* Logits (n_vocab floats) after the last token fed; NULL before any. */
+/* Logits (n_vocab floats) after the last token fed; NULL before any. Not a
+ * copy: the pointer is into the context's own buffer, read-only, valid until
+ * the next call that feeds, resets, rolls back or loads the context (or
+ * frees it). The sampler modifies the logits it is given, so copy them into
+ * a buffer of your own (allocated once, outside the token loop) first. */
 const float *sk_logits(const sk_context *c);
 
+/* Greedy pick without copying: the lowest id of the largest logit after the
+ * last token fed (vectorized); -1 before any. The same id as a sampler with
+ * temp <= 0 and no penalties. */
+int32_t sk_logits_argmax(const sk_context *c);
+
 /* With logits_all: logits after token i of the last sk_decode call, which
- * must have fed at most n_batch tokens; NULL when i is out of range. */
+ * must have fed at most n_batch tokens; NULL when i is out of range. Not a
+ * copy; valid as long as sk_logits' pointer. */
 const float *sk_logits_ith(const sk_context *c, int i);
 
 /* With logits_all: nll[i] = -log softmax(logits of token i of the last
@@ -200,6 +462,26 @@ sk_status sk_cache_params_validate(const sk_cache_params *p, sk_error *err);
 /* Parse "sink" / "window" / "dense" / "recompute" / "shift". */
 sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err);
 const char *sk_cache_policy_name(sk_cache_policy p);
+
+/* ---- system information ------------------------------------------------ */
+
+typedef struct sk_system_info {
+    const char *version;  /* SINKLLM_VERSION */
+    const char *isa;      /* the kernel set in use: "avx512vnni", "avx2" or "scalar"
+                             (the best the CPU has; SINKLLM_SCALAR=1 forces "scalar") */
+    int n_cores;          /* online CPUs: the threads a context uses with n_threads 0 */
+    /* CPU features (the hardware's, whatever SINKLLM_SCALAR says): 1 or 0 */
+    int cpu_avx2;         /* AVX2 + FMA + F16C: the "avx2" kernels can run */
+    int cpu_avx512vnni;   /* AVX-512 F/BW/VL/DQ + VNNI: the "avx512vnni" kernels can run */
+    int cpu_avx512bf16;   /* AVX512_BF16 (no kernel uses it yet) */
+    int cpu_avx512fp16;   /* AVX512_FP16 (no kernel uses it yet) */
+    int cpu_amx;          /* AMX-TILE + AMX-INT8 enabled by the OS (no kernel uses it yet) */
+    int nopack;           /* SINKLLM_NOPACK=1: weights stay in the file layout */
+} sk_system_info;
+
+/* Fill info (strings are static: valid for the life of the process). Picks
+ * the kernel set first if nothing has yet (thread-safe). */
+void sk_system_info_get(sk_system_info *info);
 
 #ifdef __cplusplus
 }

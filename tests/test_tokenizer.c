@@ -118,21 +118,21 @@ static const char *const bpe_merges[] = {
 };
 
 static sk_tokenizer *make_bpe(const char *pre, int add_bos, int add_eos, sk_status want, const char *want_msg) {
-    static gguf_str toks[T_BPE_N];
-    static gguf_str merges[N_OF(bpe_merges)];
+    static sk_str toks[T_BPE_N];
+    static sk_str merges[N_OF(bpe_merges)];
     static int32_t types[T_BPE_N];
     for (int b = 0; b < 256; b++) {
         gpt2_byte_char(b, g_bytechars[b]);
-        toks[b] = (gguf_str){g_bytechars[b], strlen(g_bytechars[b])};
+        toks[b] = (sk_str){g_bytechars[b], strlen(g_bytechars[b])};
         types[b] = SK_TOKTYPE_NORMAL;
     }
     for (size_t i = 0; i < N_OF(bpe_extra); i++) {
-        toks[256 + i] = (gguf_str){bpe_extra[i], strlen(bpe_extra[i])};
+        toks[256 + i] = (sk_str){bpe_extra[i], strlen(bpe_extra[i])};
         types[256 + i] = SK_TOKTYPE_NORMAL;
     }
     types[T_IM_START] = types[T_IM_END] = types[T_EOT_TEXT] = SK_TOKTYPE_CONTROL;
     types[T_TOOL] = SK_TOKTYPE_USER_DEFINED;
-    for (size_t i = 0; i < N_OF(bpe_merges); i++) merges[i] = (gguf_str){bpe_merges[i], strlen(bpe_merges[i])};
+    for (size_t i = 0; i < N_OF(bpe_merges); i++) merges[i] = (sk_str){bpe_merges[i], strlen(bpe_merges[i])};
     sk_vocab_init in = {
         .kind = SK_TOK_BPE, .pre = {pre, strlen(pre)}, .n_vocab = T_BPE_N, .tokens = toks, .types = types,
         .n_merges = N_OF(bpe_merges), .merges = merges,
@@ -366,8 +366,8 @@ static void test_bpe_bad_init(void **state) {
     /* unknown pre-tokenizer: unsupported, and the message names it */
     assert_null(make_bpe("no-such-pre", 0, 0, SK_ERR_UNSUPPORTED, "no-such-pre"));
     /* add_bos with no bos */
-    static gguf_str toks[] = {{"a", 1}, {"b", 1}, {"ab", 2}};
-    static gguf_str merges_ok[] = {{"a b", 3}};
+    static sk_str toks[] = {{"a", 1}, {"b", 1}, {"ab", 2}};
+    static sk_str merges_ok[] = {{"a b", 3}};
     sk_vocab_init in = {.kind = SK_TOK_BPE, .n_vocab = 3, .tokens = toks, .n_merges = 1, .merges = merges_ok,
                         .bos = -1, .eos = -1, .eot = -1, .unk = -1, .pad = -1};
     sk_tokenizer *t = NULL;
@@ -388,8 +388,8 @@ static void test_bpe_bad_init(void **state) {
     assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_ERR_INVALID);
     in.pad = -1;
     /* a merge naming a token that does not exist, and one without a space */
-    static gguf_str merges_bad[] = {{"a c", 3}};
-    static gguf_str merges_nospace[] = {{"ab", 2}};
+    static sk_str merges_bad[] = {{"a c", 3}};
+    static sk_str merges_nospace[] = {{"ab", 2}};
     in.merges = merges_bad;
     assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "merge 0"));
@@ -397,7 +397,7 @@ static void test_bpe_bad_init(void **state) {
     assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_ERR_FORMAT);
     in.merges = merges_ok;
     /* duplicate token text */
-    static gguf_str dup[] = {{"a", 1}, {"b", 1}, {"a", 1}};
+    static sk_str dup[] = {{"a", 1}, {"b", 1}, {"a", 1}};
     in.tokens = dup;
     assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "duplicate"));
@@ -429,7 +429,7 @@ enum {
 
 static sk_tokenizer *make_spm(int add_space_prefix) {
     static char bytes[256][7];
-    static gguf_str toks[S_N];
+    static sk_str toks[S_N];
     static float scores[S_N];
     static int32_t types[S_N];
     static const char *const words[] = {
@@ -438,18 +438,18 @@ static sk_tokenizer *make_spm(int add_space_prefix) {
     };
     /* higher is merged first: ll (-3) before ▁h (-5); ▁he (-4); llo (-6); ▁hello (-1) */
     static const float word_scores[] = {-10, -20, -20, -20, -20, -20, -20, -20, -5, -4, -3, -6, -1, -5, -3, -4, -3, -1};
-    toks[0] = (gguf_str){"<unk>", 5};
-    toks[1] = (gguf_str){"<s>", 3};
-    toks[2] = (gguf_str){"</s>", 4};
+    toks[0] = (sk_str){"<unk>", 5};
+    toks[1] = (sk_str){"<s>", 3};
+    toks[2] = (sk_str){"</s>", 4};
     types[0] = SK_TOKTYPE_UNKNOWN;
     types[1] = types[2] = SK_TOKTYPE_CONTROL;
     for (int b = 0; b < 256; b++) {
         snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
-        toks[SPM_BYTE(b)] = (gguf_str){bytes[b], 6};
+        toks[SPM_BYTE(b)] = (sk_str){bytes[b], 6};
         types[SPM_BYTE(b)] = SK_TOKTYPE_BYTE;
     }
     for (size_t i = 0; i < N_OF(words); i++) {
-        toks[S_SP + i] = (gguf_str){words[i], strlen(words[i])};
+        toks[S_SP + i] = (sk_str){words[i], strlen(words[i])};
         scores[S_SP + i] = word_scores[i];
         types[S_SP + i] = SK_TOKTYPE_NORMAL;
     }

@@ -1,4 +1,4 @@
-/* sampler.c - choose the next token from logits (see sampler.h).
+/* sampler.c - choose the next token from logits (API: include/sinkllm.h).
  *
  * Chain (llama.cpp's common sampler, same order and meaning):
  *   penalties -> top-k -> top-p -> min-p -> temperature -> draw.

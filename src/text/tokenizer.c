@@ -1295,6 +1295,49 @@ size_t sk_detok_flush(sk_detok *d, char *out, size_t cap) {
     return n;
 }
 
+/* copy k bytes to buf[*n..] as far as they fit before the NUL; count all */
+static void put_trunc(char *buf, size_t cap, size_t *n, const char *p, size_t k) {
+    if (cap > 0 && *n < cap - 1) {
+        size_t room = cap - 1 - *n;
+        memcpy(buf + *n, p, k < room ? k : room);
+    }
+    *n += k;
+}
+
+sk_status sk_detokenize(const sk_tokenizer *tok, const int32_t *ids, int64_t n, int render_special, char *buf,
+                        size_t cap, size_t *n_out, sk_error *err) {
+    if (n_out) *n_out = 0;
+    if (!tok || (n > 0 && !ids) || n < 0 || (cap > 0 && !buf) || !n_out)
+        return sk_error_set(err, SK_ERR_INVALID, "sk_detokenize: NULL or negative argument");
+    if (cap > 0) buf[0] = 0;
+    size_t longest = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= tok->n_vocab)
+            return sk_error_set(err, SK_ERR_INVALID, "token %lld (index %lld) is not in [0, %lld)",
+                                (long long)ids[i], (long long)i, (long long)tok->n_vocab);
+        if (tok->tok[ids[i]].piece_len > longest) longest = tok->tok[ids[i]].piece_len;
+    }
+    /* one push emits at most the pending bytes and the piece, each byte
+     * possibly as a 3-byte U+FFFD */
+    char small[512], *piece = small;
+    size_t piece_cap = 3 * (longest + sizeof ((sk_detok *)0)->pending);
+    if (piece_cap > sizeof small && !(piece = malloc(piece_cap)))
+        return sk_error_set(err, SK_ERR_NOMEM, "sk_detokenize: out of memory");
+    if (piece == small) piece_cap = sizeof small;
+    sk_detok d;
+    sk_detok_init(&d);
+    size_t len = 0;
+    for (int64_t i = 0; i < n; i++) {
+        size_t k = sk_detok_push(&d, tok, ids[i], render_special, piece, piece_cap);
+        put_trunc(buf, cap, &len, piece, k);
+    }
+    put_trunc(buf, cap, &len, piece, sk_detok_flush(&d, piece, piece_cap));
+    if (piece != small) free(piece);
+    if (cap > 0) buf[len < cap - 1 ? len : cap - 1] = 0;
+    *n_out = len;
+    return SK_OK;
+}
+
 int sk_tokenizer_pre_adds_bos(sk_str pre) {
     const struct pre_name *pn = pre_find(pre);
     return pn && pn->add_bos;
