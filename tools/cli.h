@@ -8,7 +8,6 @@
 
 #include <stdint.h>
 
-#include "text/sampler.h"
 #include "sinkllm.h"
 
 enum {

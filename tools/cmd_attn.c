@@ -8,7 +8,6 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "text/tokenizer.h"
 
 static const char *ATTN_USAGE =
     "usage: sinkllm attn -f FILE --png OUT.png [options]\n"

@@ -10,10 +10,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "kernels/cpu.h"
-#include "kernels/quant.h"
-#include "kernels/threadpool.h"
-#include "kernels/vec.h"
 
 static const char *BENCH_USAGE =
     "usage: sinkllm bench [options]\n"
@@ -171,10 +167,9 @@ int cmd_bench(int argc, char **argv) {
         sk_model_free(m);
         return 1;
     }
-    int nth = o.n_threads > 0 ? o.n_threads : 0;
-    if (!nth) {
-        nth = sk_cpu_count();
-    }
+    sk_system_info si;
+    sk_system_info_get(&si);
+    int nth = o.n_threads > 0 ? o.n_threads : si.n_cores;
     char cache[64], at[40] = "";
     cache_label(&o.cache, cache, sizeof cache);
     if (depth > 0) snprintf(at, sizeof at, " @ d%lld", (long long)depth);
@@ -213,13 +208,7 @@ int cmd_bench(int argc, char **argv) {
                 int32_t t = 1;
                 for (int i = 0; i < tests[ti].n && !rc; i++) {
                     rc = sk_decode(ctx, &t, 1, &err) != SK_OK;
-                    /* greedy: the first id of the largest logit (a vector max, then
-                     * a scan; the naive loop was 4% of decode time) */
-                    const float *lg = sk_logits(ctx);
-                    float mx = sk_vec_get()->max(lg, hp->n_vocab);
-                    int best = 0;
-                    while (best < hp->n_vocab - 1 && lg[best] != mx) best++;
-                    t = best;
+                    t = sk_logits_argmax(ctx); /* greedy, vectorized */
                 }
             }
             double dt = sk_now_ms() - t0;
@@ -233,7 +222,7 @@ int cmd_bench(int argc, char **argv) {
                    (long long)depth, cache);
         else
             printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d%s | %.2f ± %.2f |\n",
-                   sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, sk_cpu_isa(), nth,
+                   sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, si.isa, nth,
                    tests[ti].kind, tests[ti].n, at, mean, sd);
         fflush(stdout);
     }

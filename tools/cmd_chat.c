@@ -16,10 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "text/chat.h"
 #include "cli.h"
-#include "text/sampler.h"
-#include "text/tokenizer.h"
 
 static const char *CHAT_USAGE =
     "usage: sinkllm chat [options]\n"

@@ -13,7 +13,6 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "text/tokenizer.h"
 
 static const char *PPL_USAGE =
     "usage: sinkllm ppl -f FILE [options]\n"

@@ -4,8 +4,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "text/sampler.h"
-#include "text/tokenizer.h"
 
 static const char *RUN_USAGE =
     "usage: sinkllm run -p PROMPT [options]\n"

@@ -24,10 +24,6 @@
 
 #include "cli.h"
 #include "plot.h"
-#include "kernels/cpu.h"
-#include "kernels/quant.h"
-#include "kernels/threadpool.h"
-#include "text/tokenizer.h"
 
 #define MAX_CACHES 32
 #define N_SINKS 4          /* the paper's sink count */
@@ -395,7 +391,9 @@ int cmd_bench_stream(int argc, char **argv) {
     fprintf(csv, "section,policy,cache,tokens,ms_per_token,rss_mb\n");
     const sk_hparams *hp = sk_model_hparams(m);
     int tty = isatty(2);
-    int nth = o.n_threads > 0 ? o.n_threads : sk_cpu_count();
+    sk_system_info si;
+    sk_system_info_get(&si);
+    int nth = o.n_threads > 0 ? o.n_threads : si.n_cores;
     const char *kvn = o.kv_type == SK_KV_F32 ? "f32" : o.kv_type == SK_KV_Q8_0 ? "q8_0" : "f16";
 
     /* the prompt of section 2 (at most DENSE_SLACK tokens, so dense fits) */
@@ -441,7 +439,7 @@ int cmd_bench_stream(int argc, char **argv) {
     printf("sinkllm bench --stream: %s, %d thread%s, %s, kv %s; RSS after load %.0f MiB, "
            "weights %.1f MiB mapped\n(RSS below is the whole process: it counts the weights "
            "once touched and the KV cache as it fills)\n\n",
-           sk_model_desc(m), nth, nth == 1 ? "" : "s", sk_cpu_isa(), kvn, sk_rss_mb(),
+           sk_model_desc(m), nth, nth == 1 ? "" : "s", si.isa, kvn, sk_rss_mb(),
            sk_model_size(m) / 1048576.0);
 
     /* ---- 1. latency vs cache size ------------------------------------- */

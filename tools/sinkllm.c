@@ -3,8 +3,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "kernels/cpu.h"
-#include "kernels/quant.h"
 
 static const char *USAGE =
     "usage: sinkllm COMMAND [options]\n"
@@ -33,8 +31,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        sk_quant_init();
-        printf("sinkllm %s (%s)\n", SINKLLM_VERSION, sk_cpu_isa());
+        sk_system_info si;
+        sk_system_info_get(&si);
+        printf("sinkllm %s (%s)\n", si.version, si.isa);
         return 0;
     }
     static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
@@ -50,8 +49,9 @@ int main(int argc, char **argv) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;
         for (int i = 2; i < argc; i++)
             if (!strcmp(argv[i], "--version")) {
-                sk_quant_init();
-                printf("sinkllm %s %s (%s)\n", cmd, SINKLLM_VERSION, sk_cpu_isa());
+                sk_system_info si;
+                sk_system_info_get(&si);
+                printf("sinkllm %s %s (%s)\n", cmd, si.version, si.isa);
                 return 0;
             }
         return cmds[c].fn(argc - 2, argv + 2);
