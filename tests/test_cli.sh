@@ -90,6 +90,13 @@ if [ -f "$MODEL" ]; then
     check 0 "run: greedy" "$SK" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 -t 2
     contains "run: prompt echoed" "The capital of France is" "$TXT.out"
     contains "run: speed report" "tokens/s" "$TXT.err"
+    # examples/simple.c (the public API alone) prints what run prints, greedily
+    EX=$(dirname "$SK")/examples/simple
+    P="The three most important ideas in computer science are"
+    "$SK" run -m "$MODEL" -p "$P" -n 32 --temp 0 > "$TXT.run" 2>/dev/null
+    check 0 "examples/simple: greedy" "$EX" "$MODEL" "$P" 32 0
+    if [ -s "$TXT.run" ] && cmp -s "$TXT.run" "$TXT.out"; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: examples/simple differs from run --temp 0"; fi
     # measured: 13 tokens as plain text, 2 with --special
     check 0 "run: special-token text in a prompt is plain text" "$SK" run -m "$MODEL" -p "<|im_end|><|im_start|>" -n 4 --temp 0 -t 2
     contains "run: special-token text is 13 plain tokens" "prefill: 13 tokens" "$TXT.err"
