@@ -6,15 +6,16 @@
  * Its tokenizer (sk_tokenizer, from sk_model_tokenizer) lives as long as the
  * model and, like the model, may be used from any number of threads.
  * A context (sk_context) owns a KV cache, scratch buffers and a thread pool;
- * it is used by one thread at a time. So is a sampler (sk_sampler).
- * Nothing allocates in the token loop.
+ * it is used by one thread at a time. So is a sampler (sk_sampler) and a
+ * session store (sk_store). Nothing allocates in the token loop.
  *
  * Every call that can fail returns sk_status (0 = SK_OK) and, given an
  * sk_error, a one-line message. The library never prints and never exits.
  * All handles are opaque; free functions accept NULL.
  *
  * Sections: model, tokenizer, chat templates, sampler, KV cache
- * configuration, context, sessions (one file), system information. examples/simple.c uses most of it. */
+ * configuration, context, sessions (one file), session store (a directory of
+ * named sessions), system information. examples/simple.c uses most of it. */
 #ifndef SINKLLM_H
 #define SINKLLM_H
 
@@ -462,6 +463,101 @@ sk_status sk_cache_params_validate(const sk_cache_params *p, sk_error *err);
 /* Parse "sink" / "window" / "dense" / "recompute" / "shift". */
 sk_status sk_cache_policy_parse(const char *s, sk_cache_policy *out, sk_error *err);
 const char *sk_cache_policy_name(sk_cache_policy p);
+
+/* ---- session store ------------------------------------------------------
+ * Named sessions in one directory, one file per session: DIR/NAME.session,
+ * a context's state written by sk_context_save (crash-safe) whose caller
+ * blob is the store's record, version 1, little-endian:
+ *   "SKSTORE\0" (8 bytes), u32 version, u32 chat-template kind,
+ *   u64 system-prompt bytes S, u64 transcript tokens N,
+ *   S bytes of system prompt (UTF-8, no NUL), N int32 token ids.
+ * The transcript is the tokens fed so far, as the program keeps them (a
+ * server compares it with the next prompt to reuse the cache; a chat that
+ * continues from the cache alone may save none). Reading checks the magic,
+ * the version, the kind, every length against the record's size, that the
+ * system prompt holds no NUL, and that every token id is < n_vocab.
+ *
+ * A name is 1 to SK_STORE_NAME_MAX characters of A-Z a-z 0-9 _ -, so it can
+ * never leave the directory; any other name is SK_ERR_INVALID. A store
+ * holds only its directory and the model, never changes after
+ * sk_store_open, and keeps no file open: calls on different names may run
+ * on different threads at once (two calls on the same name at once are the
+ * caller's to prevent). */
+
+#define SK_STORE_NAME_MAX 64
+
+typedef struct sk_store sk_store;
+
+/* What a session file holds besides the cache. From sk_store_peek and
+ * sk_store_load; release with sk_session_info_free. */
+typedef struct sk_session_info {
+    sk_chat_kind chat_kind;
+    char *system;           /* the system prompt, NUL-terminated; "" when none (malloc'ed) */
+    int32_t *tokens;        /* (n_tokens) the transcript, every id < n_vocab; NULL when empty */
+    int64_t n_tokens;
+    sk_cache_params cache;  /* the saved context's cache configuration and batch size: */
+    int n_batch;            /*   a context to load into must be created with them */
+} sk_session_info;
+
+/* Is name a valid session name ([A-Za-z0-9_-]{1,64})? NULL is not. */
+int sk_store_valid_name(const char *name);
+
+/* A store of sessions of model m in directory dir (created, mode 0700, by
+ * the first save when missing; its parent must exist). m must outlive the
+ * store. Checks nothing on disk. */
+sk_status sk_store_open(const char *dir, const sk_model *m, sk_store **out, sk_error *err);
+void sk_store_free(sk_store *st);
+
+/* The file of session name ("DIR/NAME.session"), snprintf-style into buf
+ * (for messages). SK_ERR_INVALID for a bad name or a path that does not fit. */
+sk_status sk_store_path(const sk_store *st, const char *name, char *buf, size_t cap,
+                        sk_error *err);
+
+/* Save context c as session name with its record: the chat-template kind,
+ * the system prompt (NULL or "" = none) and the transcript
+ * tokens[0..n_tokens) (ids in [0, n_vocab): SK_ERR_INVALID otherwise).
+ * Replaces an older session of that name atomically: the file always holds
+ * the old or the new session, even if the process dies mid-save. */
+sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *c,
+                        sk_chat_kind chat_kind, const char *system, const int32_t *tokens,
+                        int64_t n_tokens, sk_error *err);
+
+/* Read session name's record and cache configuration without its cache, to
+ * create a matching context (info->cache, info->n_batch) before
+ * sk_store_load. A missing session is SK_ERR_IO ("No such file or
+ * directory"); anything but a regular file, a file that is not a session,
+ * or a bad record is an error naming the session. */
+sk_status sk_store_peek(const sk_store *st, const char *name, sk_session_info *info,
+                        sk_error *err);
+
+/* Restore session name into c (a context of the store's model with the
+ * saved cache configuration, see sk_store_peek) and, when info is not NULL,
+ * fill info as sk_store_peek does. On any error c is reset and info holds
+ * nothing to free. A restored context cannot be rolled back past its
+ * restore point (sk_context_rollback). */
+sk_status sk_store_load(const sk_store *st, const char *name, sk_context *c,
+                        sk_session_info *info, sk_error *err);
+
+/* Release what info holds (not info itself) and clear it; NULL is a no-op. */
+void sk_session_info_free(sk_session_info *info);
+
+/* Is there a session name (a regular file)? 0 for a bad name. */
+int sk_store_exists(const sk_store *st, const char *name);
+
+/* Delete session name. SK_ERR_IO when there is none. */
+sk_status sk_store_delete(const sk_store *st, const char *name, sk_error *err);
+
+/* The names of the sessions in the directory, sorted (byte order):
+ * *names is a malloc'ed array of *n malloc'ed strings (free with
+ * sk_store_list_free). A missing directory gives none. Files whose names
+ * are not NAME.session with a valid NAME are not listed. */
+sk_status sk_store_list(const sk_store *st, char ***names, int64_t *n, sk_error *err);
+void sk_store_list_free(char **names, int64_t n);
+
+/* Remove the temporary files (NAME.session.tmp.PID) that saves interrupted
+ * by a crash left behind, those whose writing process is gone; *n_removed
+ * (may be NULL) counts them. A missing directory removes nothing. */
+sk_status sk_store_remove_stale(const sk_store *st, int *n_removed, sk_error *err);
 
 /* ---- system information ------------------------------------------------ */
 

@@ -2,7 +2,10 @@
  * continues with logits identical to one never interrupted; corrupt,
  * truncated, foreign-model and other-configuration files give clear errors;
  * a writer killed with SIGKILL in the middle of saves leaves the old or the
- * new file, never garbage. */
+ * new file, never garbage. The session store (sk_store_*): a round trip of
+ * cache and record, corrupt records (magic, version, kind, every length,
+ * NUL in the system prompt), token ids out of range on save and on load,
+ * bad names, listing and deleting, stale temporary files. */
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -310,12 +313,319 @@ static void test_kill9_during_save(void **state) {
     sk_context_free(b);
 }
 
+/* ---- the session store (sk_store_*) ------------------------------------ */
+
+static sk_store *store_at(const char *sub) {
+    char dir[128];
+    path_of(dir, sizeof dir, sub);
+    sk_store *st = NULL;
+    sk_error err = {0};
+    if (sk_store_open(dir, g_m, &st, &err)) fail_msg("%s", err.msg);
+    return st;
+}
+
+static void test_store_roundtrip(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_rt"); /* the directory is made by the first save */
+    sk_context *a = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(a, 0, 40);
+    int32_t tr[40];
+    for (int i = 0; i < 40; i++) tr[i] = tok(i);
+    tr[39] = 63; /* the largest id */
+    const char *sys = "You are terse. \xc3\xbc";
+    sk_error err = {0};
+    assert_int_equal(sk_store_save(st, "conv-1_A", a, SK_CHAT_LLAMA3, sys, tr, 40, &err), SK_OK);
+    assert_true(sk_store_exists(st, "conv-1_A"));
+
+    sk_session_info info;
+    assert_int_equal(sk_store_peek(st, "conv-1_A", &info, &err), SK_OK);
+    assert_int_equal(info.chat_kind, SK_CHAT_LLAMA3);
+    assert_string_equal(info.system, sys);
+    assert_int_equal(info.n_tokens, 40);
+    assert_memory_equal(info.tokens, tr, sizeof tr);
+    assert_int_equal(info.cache.policy, SK_CACHE_SINK);
+    assert_int_equal(info.cache.n_sinks, 4);
+    assert_int_equal(info.cache.n_window, 16);
+    assert_int_equal(info.n_batch, 8);
+    sk_session_info_free(&info);
+    assert_null(info.system);
+
+    sk_context *b = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    assert_int_equal(sk_store_load(st, "conv-1_A", b, &info, &err), SK_OK);
+    assert_string_equal(info.system, sys);
+    assert_memory_equal(info.tokens, tr, sizeof tr);
+    assert_int_equal(info.cache.n_window, 16);
+    sk_session_info_free(&info);
+    assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+    feed(a, 40, 5);
+    feed(b, 40, 5);
+    assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+
+    /* no system prompt, no transcript; info may be NULL */
+    assert_int_equal(sk_store_save(st, "empty", a, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
+    assert_int_equal(sk_store_load(st, "empty", b, NULL, &err), SK_OK);
+    assert_int_equal(sk_store_peek(st, "empty", &info, &err), SK_OK);
+    assert_string_equal(info.system, "");
+    assert_null(info.tokens);
+    assert_int_equal(info.n_tokens, 0);
+    sk_session_info_free(&info);
+
+    /* a context of another configuration is refused and left reset */
+    sk_context *w = ctx(g_m, SK_CACHE_SINK, 4, 32);
+    feed(w, 0, 3);
+    assert_int_not_equal(sk_store_load(st, "conv-1_A", w, &info, &err), SK_OK);
+    assert_null(sk_logits(w));
+    assert_null(info.system);
+    sk_context_free(w);
+    sk_context_free(a);
+    sk_context_free(b);
+    sk_store_free(st);
+}
+
+/* Write a session whose record is rec (as a broken writer would) and check
+ * that peek and load refuse it with a message containing needle. */
+static void expect_bad_record(sk_store *st, sk_context *c, const void *rec, size_t len, const char *needle) {
+    char path[256];
+    sk_error err = {0};
+    assert_int_equal(sk_store_path(st, "bad", path, sizeof path, &err), SK_OK);
+    assert_int_equal(sk_context_save(c, path, rec, len, &err), SK_OK);
+    sk_session_info info;
+    assert_int_equal(sk_store_peek(st, "bad", &info, &err), SK_ERR_FORMAT);
+    if (!strstr(err.msg, needle)) fail_msg("peek: '%s' lacks '%s'", err.msg, needle);
+    assert_null(info.system);
+    sk_context *d = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(d, 0, 2);
+    memset(&err, 0, sizeof err);
+    assert_int_equal(sk_store_load(st, "bad", d, &info, &err), SK_ERR_FORMAT);
+    if (!strstr(err.msg, needle)) fail_msg("load: '%s' lacks '%s'", err.msg, needle);
+    assert_null(sk_logits(d)); /* reset */
+    assert_null(info.tokens);
+    sk_context_free(d);
+}
+
+/* a well-formed record: system "hi", tokens {5, 6} */
+static size_t good_record(unsigned char *r) {
+    uint32_t ver = 1, kind = SK_CHAT_CHATML;
+    uint64_t ns = 2, nt = 2;
+    int32_t t[2] = {5, 6};
+    memcpy(r, "SKSTORE\0", 8);
+    memcpy(r + 8, &ver, 4);
+    memcpy(r + 12, &kind, 4);
+    memcpy(r + 16, &ns, 8);
+    memcpy(r + 24, &nt, 8);
+    memcpy(r + 32, "hi", 2);
+    memcpy(r + 34, t, 8);
+    return 42;
+}
+
+static void test_store_corrupt_record(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_bad");
+    sk_context *c = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(c, 0, 10);
+    sk_error err = {0};
+    assert_int_equal(sk_store_save(st, "seed", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
+    unsigned char r[64];
+    size_t n = good_record(r);
+    /* the good one passes: the checks below fail for their own reason */
+    char path[256];
+    assert_int_equal(sk_store_path(st, "good", path, sizeof path, &err), SK_OK);
+    assert_int_equal(sk_context_save(c, path, r, n, &err), SK_OK);
+    sk_session_info info;
+    assert_int_equal(sk_store_peek(st, "good", &info, &err), SK_OK);
+    assert_string_equal(info.system, "hi");
+    assert_int_equal(info.tokens[1], 6);
+    sk_session_info_free(&info);
+
+    expect_bad_record(st, c, r, 0, "not a session-store record");        /* no record */
+    expect_bad_record(st, c, "0system", 8, "not a session-store record"); /* the old chat blob */
+    n = good_record(r);
+    r[3] = 'X';
+    expect_bad_record(st, c, r, n, "not a session-store record");
+    n = good_record(r);
+    r[8] = 2;
+    expect_bad_record(st, c, r, n, "record version 2");
+    n = good_record(r);
+    r[12] = SK_CHAT_N_KINDS;
+    expect_bad_record(st, c, r, n, "chat kind");
+    n = good_record(r);
+    expect_bad_record(st, c, r, n - 1, "does not hold");     /* truncated */
+    expect_bad_record(st, c, r, n + 1, "does not hold");     /* a byte too many */
+    n = good_record(r);
+    r[16] = 200;                                              /* system longer than the record */
+    expect_bad_record(st, c, r, n, "does not hold");
+    n = good_record(r);
+    memset(r + 24, 0xff, 8);                                  /* token count that overflows */
+    expect_bad_record(st, c, r, n, "does not hold");
+    n = good_record(r);
+    r[33] = 0;
+    expect_bad_record(st, c, r, n, "NUL byte");
+    sk_context_free(c);
+    sk_store_free(st);
+}
+
+static void test_store_token_range(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_range");
+    sk_context *c = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(c, 0, 10);
+    sk_error err = {0};
+    /* on save: refused, nothing written */
+    int32_t tr[3] = {1, 64, 2}; /* the tiny vocabulary has 64 tokens */
+    assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, tr, 3, &err), SK_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "token 1 is 64"));
+    tr[1] = -1;
+    assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, tr, 3, &err), SK_ERR_INVALID);
+    assert_false(sk_store_exists(st, "r"));
+    assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, NULL, 2, &err), SK_ERR_INVALID);
+    /* on load: a file that holds one (the directory made by a good save) */
+    assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
+    unsigned char r[64];
+    size_t n = good_record(r);
+    int32_t big = 64, neg = -5;
+    memcpy(r + 38, &big, 4);
+    expect_bad_record(st, c, r, n, "token 1 is 64");
+    memcpy(r + 34, &neg, 4);
+    expect_bad_record(st, c, r, n, "token 0 is -5");
+    sk_context_free(c);
+    sk_store_free(st);
+}
+
+static void test_store_names(void **state) {
+    (void)state;
+    char longest[SK_STORE_NAME_MAX + 2];
+    memset(longest, 'a', sizeof longest);
+    longest[SK_STORE_NAME_MAX] = 0;
+    assert_true(sk_store_valid_name(longest));
+    assert_true(sk_store_valid_name("A-z_09"));
+    longest[SK_STORE_NAME_MAX] = 'a';
+    longest[SK_STORE_NAME_MAX + 1] = 0;
+    const char *bad[] = {"", "../x", "a/b", "..", ".", "a.b", "a b", "x\xc3\xa9", "a\n", longest};
+    sk_store *st = store_at("store_names");
+    sk_context *c = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(c, 0, 3);
+    assert_false(sk_store_valid_name(NULL));
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        sk_error err = {0};
+        sk_session_info info;
+        char path[256];
+        assert_false(sk_store_valid_name(bad[i]));
+        assert_int_equal(sk_store_save(st, bad[i], c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_ERR_INVALID);
+        assert_non_null(strstr(err.msg, "session names are"));
+        assert_int_equal(sk_store_peek(st, bad[i], &info, &err), SK_ERR_INVALID);
+        assert_int_equal(sk_store_load(st, bad[i], c, NULL, &err), SK_ERR_INVALID);
+        assert_int_equal(sk_store_delete(st, bad[i], &err), SK_ERR_INVALID);
+        assert_int_equal(sk_store_path(st, bad[i], path, sizeof path, &err), SK_ERR_INVALID);
+        assert_false(sk_store_exists(st, bad[i]));
+    }
+    /* nothing was written anywhere */
+    char dir[128];
+    path_of(dir, sizeof dir, "store_names");
+    struct stat sb;
+    assert_int_not_equal(stat(dir, &sb), 0);
+    sk_context_free(c);
+    sk_store_free(st);
+}
+
+/* create an empty file */
+static void touch(const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) fail_msg("cannot create %s", path);
+    fclose(f);
+}
+
+static void test_store_directory(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_dir");
+    sk_error err = {0};
+    char **names = NULL;
+    int64_t n = -1;
+    assert_int_equal(sk_store_list(st, &names, &n, &err), SK_OK); /* no directory yet */
+    assert_int_equal(n, 0);
+    sk_store_list_free(names, n);
+    sk_session_info info;
+    assert_int_equal(sk_store_peek(st, "nothere", &info, &err), SK_ERR_IO);
+    assert_non_null(strstr(err.msg, "No such file"));
+
+    sk_context *c = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(c, 0, 3);
+    assert_int_equal(sk_store_save(st, "zeta", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
+    assert_int_equal(sk_store_save(st, "alpha", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
+    assert_int_equal(sk_store_save(st, "alpha", c, SK_CHAT_GEMMA, NULL, NULL, 0, &err), SK_OK); /* replaced */
+    assert_int_equal(sk_store_peek(st, "alpha", &info, &err), SK_OK);
+    assert_int_equal(info.chat_kind, SK_CHAT_GEMMA);
+    sk_session_info_free(&info);
+    /* what is not a session is not listed, and cannot be peeked */
+    char p[256], q[256];
+    path_of(p, sizeof p, "store_dir/notes.txt");
+    touch(p);
+    path_of(p, sizeof p, "store_dir/a b.session");
+    touch(p);
+    path_of(p, sizeof p, "store_dir/sub.session");
+    assert_int_equal(mkdir(p, 0700), 0);
+    path_of(p, sizeof p, "store_dir/link.session");
+    path_of(q, sizeof q, "store_dir/zeta.session");
+    assert_int_equal(symlink(q, p), 0);
+    assert_false(sk_store_exists(st, "sub"));
+    assert_int_equal(sk_store_peek(st, "sub", &info, &err), SK_ERR_IO);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    assert_int_equal(sk_store_peek(st, "link", &info, &err), SK_ERR_IO);
+    assert_int_equal(sk_store_list(st, &names, &n, &err), SK_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "alpha");
+    assert_string_equal(names[1], "zeta");
+    sk_store_list_free(names, n);
+
+    assert_int_equal(sk_store_delete(st, "alpha", &err), SK_OK);
+    assert_false(sk_store_exists(st, "alpha"));
+    assert_int_equal(sk_store_delete(st, "alpha", &err), SK_ERR_IO);
+    assert_int_equal(sk_store_list(st, &names, &n, &err), SK_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "zeta");
+    sk_store_list_free(names, n);
+    sk_context_free(c);
+    sk_store_free(st);
+}
+
+static void test_store_remove_stale(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_stale");
+    sk_error err = {0};
+    int removed = -1;
+    assert_int_equal(sk_store_remove_stale(st, &removed, &err), SK_OK); /* no directory */
+    assert_int_equal(removed, 0);
+    char dir[128], p[256];
+    path_of(dir, sizeof dir, "store_stale");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    assert_true(dead > 0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    snprintf(p, sizeof p, "%s/s.session.tmp.%d", dir, (int)dead);
+    touch(p);
+    char live[256];
+    snprintf(live, sizeof live, "%s/s.session.tmp.%d", dir, (int)getppid());
+    touch(live);
+    assert_int_equal(sk_store_remove_stale(st, &removed, &err), SK_OK);
+    assert_int_equal(removed, 1);
+    struct stat sb;
+    assert_int_not_equal(stat(p, &sb), 0);
+    assert_int_equal(stat(live, &sb), 0);
+    sk_store_free(st);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_identical),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_crafted_state),
         cmocka_unit_test(test_kill9_during_save),
+        cmocka_unit_test(test_store_roundtrip),
+        cmocka_unit_test(test_store_corrupt_record),
+        cmocka_unit_test(test_store_token_range),
+        cmocka_unit_test(test_store_names),
+        cmocka_unit_test(test_store_directory),
+        cmocka_unit_test(test_store_remove_stale),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

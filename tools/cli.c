@@ -55,17 +55,7 @@ char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len) {
     return buf;
 }
 
-int sk_cli_valid_session_name(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 64) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
+int sk_cli_valid_session_name(const char *s) { return sk_store_valid_name(s); }
 
 double sk_rss_mb(void) {
     FILE *f = fopen("/proc/self/statm", "r");

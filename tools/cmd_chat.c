@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -38,7 +37,8 @@ static const char *CHAT_USAGE =
     "\n"
     "      --session-dir DIR     where /save and /load keep sessions (default: sessions)\n"
     "\n"
-    "commands: /help /reset /system TEXT /save NAME /load NAME /stats /bye\n";
+    "commands: /help /reset /system TEXT /save NAME /load NAME /sessions /delete NAME\n"
+    "          /stats /bye\n";
 
 static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) {
@@ -62,7 +62,7 @@ typedef struct chat {
     int64_t buf_cap;
     double last_tps;
     int64_t n_turns, n_reply_tokens;
-    const char *session_dir;
+    sk_store *store;     /* /save, /load: the --session-dir */
     int fed;             /* something is in the cache since the last start */
     int pending_system;  /* the template merges the system prompt into the first user turn */
 } chat;
@@ -73,71 +73,70 @@ static int merges_system(sk_chat_kind k) {
     return k == SK_CHAT_LLAMA2 || k == SK_CHAT_MISTRAL || k == SK_CHAT_GEMMA;
 }
 
-/* The blob of a chat session: the kind, then the system prompt (NUL-ended). */
+/* /save NAME: the cache with the template kind and the system prompt (the
+ * session store's record; the chat keeps no transcript: it continues from
+ * the cache alone). */
 static int save_session(chat *ch, const char *name) {
-    if (!sk_cli_valid_session_name(name)) {
-        printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
-        return 0;
-    }
-    mkdir(ch->session_dir, 0700);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.session", ch->session_dir, name);
-    const char *sys = ch->system ? ch->system : "";
-    size_t n = strlen(sys) + 2;
-    char *blob = malloc(n);
-    if (!blob) return -1;
-    blob[0] = (char)('0' + (int)ch->kind);
-    memcpy(blob + 1, sys, n - 1);
     sk_error err = {0};
-    sk_status st = sk_context_save(ch->ctx, path, blob, n, &err);
-    free(blob);
-    if (st) printf("error: %s\n", err.msg);
-    else printf("saved %s\n", path);
+    char path[4096];
+    if (sk_store_path(ch->store, name, path, sizeof path, &err) ||
+        sk_store_save(ch->store, name, ch->ctx, ch->kind, ch->system, NULL, 0, &err))
+        printf("error: %s\n", err.msg);
+    else
+        printf("saved %s\n", path);
     return 0;
 }
 
+/* /load NAME: a context with the saved cache configuration, restored. */
 static int load_session(chat *ch, const char *name) {
-    if (!sk_cli_valid_session_name(name)) {
-        printf("session names are 1-64 characters of A-Z a-z 0-9 _ -\n");
-        return 0;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.session", ch->session_dir, name);
-    sk_cache_params cache;
-    int n_batch = 0;
-    void *blob = NULL;
-    size_t blob_len = 0;
     sk_error err = {0};
-    if (sk_session_peek(path, &cache, &n_batch, &blob, &blob_len, &err)) {
+    char path[4096];
+    sk_session_info info;
+    if (sk_store_path(ch->store, name, path, sizeof path, &err) ||
+        sk_store_peek(ch->store, name, &info, &err)) {
         printf("error: %s\n", err.msg);
-        return 0;
-    }
-    char *b = blob;
-    if (blob_len < 2 || b[blob_len - 1] != 0 || b[0] < '0' || b[0] >= '0' + SK_CHAT_N_KINDS) {
-        free(blob);
-        printf("error: %s: not a chat session\n", path);
         return 0;
     }
     sk_context_params cp = ch->cp;
-    cp.cache = cache;
-    cp.n_batch = n_batch;
+    cp.cache = info.cache;
+    cp.n_batch = info.n_batch;
+    sk_session_info_free(&info);
     sk_context *c = NULL;
-    if (sk_context_new(ch->m, &cp, &c, &err) || sk_context_load(c, path, NULL, NULL, &err)) {
+    if (sk_context_new(ch->m, &cp, &c, &err) || sk_store_load(ch->store, name, c, &info, &err)) {
         printf("error: %s\n", err.msg);
         sk_context_free(c);
-        free(blob);
         return 0;
     }
     sk_context_free(ch->ctx);
     ch->ctx = c;
     ch->cp = cp;
-    ch->kind = (sk_chat_kind)(b[0] - '0');
+    ch->kind = info.chat_kind;
     free(ch->system);
-    ch->system = b[1] ? strdup(b + 1) : NULL;
+    ch->system = info.system[0] ? strdup(info.system) : NULL;
+    sk_session_info_free(&info);
     ch->fed = 1;
     ch->pending_system = 0;
-    free(blob);
     printf("loaded %s\n", path);
+    return 0;
+}
+
+/* /sessions: the saved sessions, one per line. */
+static int list_sessions(chat *ch) {
+    sk_error err = {0};
+    char **names = NULL;
+    int64_t n = 0;
+    if (sk_store_list(ch->store, &names, &n, &err)) printf("error: %s\n", err.msg);
+    for (int64_t i = 0; i < n; i++) printf("%s\n", names[i]);
+    if (!err.code && n == 0) printf("no saved sessions\n");
+    sk_store_list_free(names, n);
+    return 0;
+}
+
+/* /delete NAME */
+static int delete_session(chat *ch, const char *name) {
+    sk_error err = {0};
+    if (sk_store_delete(ch->store, name, &err)) printf("error: %s\n", err.msg);
+    else printf("deleted %s\n", name);
     return 0;
 }
 
@@ -285,7 +284,8 @@ static int command(chat *ch, const char *line) {
     if (!strcmp(line, "/help")) {
         printf("/help            this list\n/reset           forget the conversation (keeps the "
                "system prompt)\n/system TEXT     set the system prompt and start over\n/save NAME       save the conversation (KV cache and all)\n/load NAME       "
-               "continue a saved conversation\n/stats      "
+               "continue a saved conversation\n/sessions        the saved conversations\n"
+               "/delete NAME     delete a saved conversation\n/stats      "
                "      cache fill, evictions, speed\n/bye             leave (or Ctrl-D)\n");
     } else if (!strcmp(line, "/reset")) {
         if (start(ch)) return -1;
@@ -300,6 +300,10 @@ static int command(chat *ch, const char *line) {
         return save_session(ch, line + 6);
     } else if (!strncmp(line, "/load ", 6)) {
         return load_session(ch, line + 6);
+    } else if (!strcmp(line, "/sessions")) {
+        return list_sessions(ch);
+    } else if (!strncmp(line, "/delete ", 8)) {
+        return delete_session(ch, line + 8);
     } else if (!strcmp(line, "/stats")) {
         show_stats(ch);
     } else {
@@ -350,7 +354,6 @@ int cmd_chat(int argc, char **argv) {
     chat ch;
     memset(&ch, 0, sizeof ch);
     ch.keep = keep;
-    ch.session_dir = session_dir;
     ch.n_predict = n_predict;
     ch.tty = isatty(0) && isatty(1);
     sk_error err = {0};
@@ -361,6 +364,11 @@ int cmd_chat(int argc, char **argv) {
     ch.m = sk_cli_load_model(&o, NULL);
     if (!ch.m) return 1;
     ch.tok = sk_model_tokenizer(ch.m);
+    if (sk_store_open(session_dir, ch.m, &ch.store, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        sk_model_free(ch.m);
+        return 2;
+    }
     int recognised = 0;
     sk_chat_kind detected = sk_chat_detect(sk_model_chat_template(ch.m), &recognised);
     if (!tmpl) ch.kind = detected;
@@ -372,6 +380,7 @@ int cmd_chat(int argc, char **argv) {
     ch.cp.cache = o.cache;
     if (sk_sampler_new(&o.sp, sk_model_hparams(ch.m)->n_vocab, &ch.smp, &err)) {
         fprintf(stderr, "error: %s\n", err.msg);
+        sk_store_free(ch.store);
         sk_model_free(ch.m);
         return 1;
     }
@@ -425,6 +434,7 @@ done:
     free(ch.system);
     sk_sampler_free(ch.smp);
     sk_context_free(ch.ctx);
+    sk_store_free(ch.store);
     sk_model_free(ch.m);
     return rc;
 }
