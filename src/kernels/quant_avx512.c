@@ -1,12 +1,14 @@
 /* quant_avx512.c - AVX-512 (F, BW, VL, DQ) + VNNI kernels for the tensor formats.
  *
  * Compiled with the AVX2 flags plus -mavx512f -mavx512bw -mavx512vl
- * -mavx512dq -mavx512vnni (Makefile, by file name); only called when quant.c
- * has seen those features in cpuid. Registered on top of the AVX2 table, so
+ * -mavx512dq -mavx512vnni (Makefile, by file name); only called when cpu.h
+ * has chosen AVX-512 VNNI. Registered on top of the AVX2 table, so
  * whatever is not here keeps its AVX2 (or reference) kernel. Each kernel has
  * its scalar twin in quant_ref.c; tests/test_quant.c compares the two.
  *
- * Accelerated: vec_dot + gemm of Q4_0 x Q8_0, Q4_1 x Q8_1, Q8_0 x Q8_0.
+ * Accelerated: vec_dot + gemm of Q4_0 x Q8_0, Q4_1 x Q8_1, Q8_0 x Q8_0:
+ * quant_simd.h's kernels (shared with quant_avx2.c) on the integer dots
+ * below, and this file's own 512-bit Q4_1 vec_dot.
  *
  * The block dot is vpdpbusd: u8 x s8, four products summed into each i32
  * lane, no intermediate i16 saturation. Signed weights are made unsigned:
@@ -22,19 +24,9 @@
 
 #include "quant.h"
 #include "quant_impl.h"
+#include "simd256.h"
 
-/* ---- helpers -------------------------------------------------------------- */
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline __m256i load32(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+/* ---- the integer dots quant_simd.h builds on ------------------------------ */
 
 /* 16 bytes of nibbles -> 32 bytes 0..15 in element order (low nibbles are
  * elements 0..15, high nibbles 16..31): broadcast, shift the upper lane. */
@@ -57,10 +49,10 @@ static inline __m512i load32x2(const int8_t *a, const int8_t *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(load32(a)), load32(b), 1);
 }
 
+/* 8 x i32: lane k = sum over bytes 4k..4k+3 of u * s (u unsigned, s signed) */
 static inline __m256i dot_us(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
 
-static inline __m256i dot_ss(__m256i x, __m256i y) { return dot_us(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)); }
-
+/* Q4_0 x Q8_0 block: sum (q - 8) y = dpbusd(q, y) - dpbusd(8, y) */
 static inline __m256i dot_q4_0(__m256i q, __m256i y) {
     return _mm256_sub_epi32(dot_us(q, y), dot_us(_mm256_set1_epi8(8), y));
 }
@@ -78,7 +70,7 @@ static inline __m128 dm_prod2(const void *xa, const void *xb, const void *ya, co
     return _mm_mul_ps(_mm_cvtph_ps(xv), _mm_cvtph_ps(yv));
 }
 
-/* ---- vec_dot (decode) ------------------------------------------------------ */
+/* ---- vec_dot of Q4_1 at 512 bits -------------------------------------------- */
 
 /* Q4_1 x Q8_1, two blocks per 512-bit register, two registers (four
  * blocks) per iteration, then a pair, then a single 256-bit block. Lanes
@@ -137,194 +129,26 @@ static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     *s = hsum8(_mm256_add_ps(a8, acc2)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
 }
 
-static void q4_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q4_0 *x = vx;
-    const sk_block_q8_0 *y = vy;
-    const int64_t nb = n / SK_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i d0 = dot_q4_0(q4_expand(x[i].qs), load32(y[i].qs));
-        __m256i d1 = dot_q4_0(q4_expand(x[i + 1].qs), load32(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(d1), acc1);
-    }
-    if (i < nb) {
-        __m256i d0 = dot_q4_0(q4_expand(x[i].qs), load32(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
-    }
-    *s = hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-static void q8_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q8_0 *x = vx, *y = vy;
-    const int64_t nb = n / SK_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m256i d0 = dot_ss(load32(x[i].qs), load32(y[i].qs));
-        __m256i d1 = dot_ss(load32(x[i + 1].qs), load32(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(d1), acc1);
-    }
-    if (i < nb) {
-        __m256i d0 = dot_ss(load32(x[i].qs), load32(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0);
-    }
-    *s = hsum8(_mm256_add_ps(acc0, acc1));
-}
-
-/* ---- gemm (pre-fill) --------------------------------------------------------
- * 4 x 4 register tiles (16 accumulators of 8 lanes out of 32 registers):
+/* gemm tiles of 4 x 4 (16 accumulators of 8 lanes out of 32 registers):
  * every weight block is expanded once per tile and every activation block
- * loaded once, for 16 vpdpbusd. Edge tiles use the same code with smaller
- * constant sizes. */
-
+ * loaded once, for 16 vpdpbusd. Q4_0 (K = 8) and Q8_0 (weights made
+ * unsigned, x ^ 0x80, K = 128): dot = dpbusd(-dpbusd(K, y), xq, y), the
+ * correction once per activation block. */
 #define RM 4
 #define RN 4
-#define INLINE static inline __attribute__((always_inline))
-#define UNROLL _Pragma("GCC unroll 4")
-
-#define XB(T, r) ((const T *)(x + (size_t)(r) * xs) + i)
-#define YB(T, c) ((const T *)(y + (size_t)(c) * ys) + i)
-
-/* Q4_1: the block scales come as f16 pairs, (d, m) in x and (d, s) in y.
- * Per block, Y = [dy sy] of the RN columns and, per row, X = [dx mx] x 4:
- * P = X * Y = [dx dy_c, mx sy_c]_c gives every pair's scale (lane 2c,
- * broadcast by a permute) and min term (lane 2c + 1, summed in accm). */
-static inline uint32_t ld_u32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-INLINE void q4_1_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs, const char *y,
-                      size_t ys, float *s, size_t ss) {
-    __m256 acc[RM][RN], accm[RM];
-    UNROLL
-    for (int r = 0; r < rm; r++) {
-        accm[r] = _mm256_setzero_ps();
-        UNROLL
-        for (int c = 0; c < rn; c++)
-            acc[r][c] = _mm256_setzero_ps();
-    }
-    for (int64_t i = 0; i < nb; i++) {
-        __m256i yq[RN];
-        __m128i yv = _mm_cvtsi32_si128((int)ld_u32(YB(sk_block_q8_1, 0)));
-        UNROLL
-        for (int c = 0; c < rn; c++) {
-            yq[c] = load32(YB(sk_block_q8_1, c)->qs);
-            if (c == 1)
-                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 1)), 1);
-            if (c == 2)
-                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 2)), 2);
-            if (c == 3)
-                yv = _mm_insert_epi32(yv, (int)ld_u32(YB(sk_block_q8_1, 3)), 3);
-        }
-        const __m256 yds = _mm256_cvtph_ps(yv);
-        UNROLL
-        for (int r = 0; r < rm; r++) {
-            const __m256i xq = q4_expand(XB(sk_block_q4_1, r)->qs);
-            const __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32((int)ld_u32(XB(sk_block_q4_1, r)))), yds);
-            accm[r] = _mm256_add_ps(accm[r], p);
-            UNROLL
-            for (int c = 0; c < rn; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(p, _mm256_set1_epi32(2 * c)),
-                                            _mm256_cvtepi32_ps(dot_us(xq, yq[c])), acc[r][c]);
-        }
-    }
-    UNROLL
-    for (int r = 0; r < rm; r++) {
-        float m[8];
-        _mm256_storeu_ps(m, accm[r]);
-        UNROLL
-        for (int c = 0; c < rn; c++)
-            s[(size_t)c * ss + r] = hsum8(acc[r][c]) + m[2 * c + 1];
-    }
-}
-
-/* Q4_0 (XQ = q4_expand, K = 8) and Q8_0 (XQ = x ^ 0x80, K = 128):
- * dot = dpbusd(-dpbusd(K, y), xq, y), the correction once per y block. */
+#define TILE_CASES(name)                                                                           \
+    TILE_CASE(name, 4, 4) TILE_CASE(name, 4, 3) TILE_CASE(name, 4, 2) TILE_CASE(name, 4, 1)        \
+    TILE_CASE(name, 3, 4) TILE_CASE(name, 3, 3) TILE_CASE(name, 3, 2) TILE_CASE(name, 3, 1)        \
+    TILE_CASE(name, 2, 4) TILE_CASE(name, 2, 3) TILE_CASE(name, 2, 2) TILE_CASE(name, 2, 1)        \
+    TILE_CASE(name, 1, 4) TILE_CASE(name, 1, 3) TILE_CASE(name, 1, 2)
 static inline __m256i q8_0_xq(const int8_t *p) { return _mm256_xor_si256(load32(p), _mm256_set1_epi8((char)0x80)); }
+#define XQ_Q8_0(qs) q8_0_xq(qs)
+#define Y_PRE(K, yq) _mm256_sub_epi32(_mm256_setzero_si256(), dot_us(_mm256_set1_epi8((char)(K)), (yq)))
+#define DOT_Q4_0(xq, yq, pre) _mm256_dpbusd_epi32((pre), (xq), (yq))
+#define DOT_Q8_0(xq, yq, pre) _mm256_dpbusd_epi32((pre), (xq), (yq))
+#define OWN_Q4_1_VEC_DOT
 
-#define OFFSET_TILE(name, XT, XQ, K)                                                               \
-    INLINE void name##_tile(int64_t nb, const int rm, const int rn, const char *x, size_t xs,      \
-                            const char *y, size_t ys, float *s, size_t ss) {                       \
-        __m256 acc[RM][RN];                                                                        \
-        UNROLL                                                                                     \
-        for (int r = 0; r < rm; r++)                                                               \
-            UNROLL                                                                                 \
-            for (int c = 0; c < rn; c++)                                                           \
-                acc[r][c] = _mm256_setzero_ps();                                                   \
-        for (int64_t i = 0; i < nb; i++) {                                                         \
-            __m256i xq[RM];                                                                        \
-            __m256 dx[RM];                                                                         \
-            UNROLL                                                                                 \
-            for (int r = 0; r < rm; r++) {                                                         \
-                xq[r] = XQ(XB(XT, r)->qs);                                                         \
-                dx[r] = _mm256_set1_ps(h2f(XB(XT, r)->d));                                         \
-            }                                                                                      \
-            UNROLL                                                                                 \
-            for (int c = 0; c < rn; c++) {                                                         \
-                __m256i yq = load32(YB(sk_block_q8_0, c)->qs);                                     \
-                __m256 dy = _mm256_set1_ps(h2f(YB(sk_block_q8_0, c)->d));                          \
-                __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),                            \
-                                                dot_us(_mm256_set1_epi8((char)(K)), yq));          \
-                UNROLL                                                                             \
-                for (int r = 0; r < rm; r++)                                                       \
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dx[r], dy),                          \
-                                                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, xq[r], yq)), \
-                                                acc[r][c]);                                        \
-            }                                                                                      \
-        }                                                                                          \
-        UNROLL                                                                                     \
-        for (int c = 0; c < rn; c++)                                                               \
-            UNROLL                                                                                 \
-            for (int r = 0; r < rm; r++)                                                           \
-                s[(size_t)c * ss + r] = hsum8(acc[r][c]);                                          \
-    }
-
-OFFSET_TILE(q4_0, sk_block_q4_0, q4_expand, 8)
-OFFSET_TILE(q8_0, sk_block_q8_0, q8_0_xq, 0x80)
-
-#define TILE_CASE(name, a, b)                                                                      \
-    case a * 8 + b: name##_tile(nb, a, b, x, xs, y, ys, o, ss); break;
-
-/* Walk the nr x nc output in RM x RN tiles; the switch instantiates each
- * edge size with constants so the tile loops unroll. */
-#define GEMM(name)                                                                                 \
-    static void name##_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy,   \
-                            size_t ys, float *s, size_t ss) {                                      \
-        const int64_t nb = n / SK_QK;                                                              \
-        for (int r0 = 0; r0 < nr; r0 += RM) {                                                      \
-            const char *x = (const char *)vx + (size_t)r0 * xs;                                    \
-            int rm = nr - r0 < RM ? nr - r0 : RM;                                                  \
-            for (int c0 = 0; c0 < nc; c0 += RN) {                                                  \
-                const char *y = (const char *)vy + (size_t)c0 * ys;                                \
-                float *o = s + (size_t)c0 * ss + r0;                                               \
-                int rn = nc - c0 < RN ? nc - c0 : RN;                                              \
-                switch (rm * 8 + rn) {                                                             \
-                    TILE_CASE(name, 4, 4) TILE_CASE(name, 4, 3) TILE_CASE(name, 4, 2)              \
-                    TILE_CASE(name, 4, 1) TILE_CASE(name, 3, 4) TILE_CASE(name, 3, 3)              \
-                    TILE_CASE(name, 3, 2) TILE_CASE(name, 3, 1) TILE_CASE(name, 2, 4)              \
-                    TILE_CASE(name, 2, 3) TILE_CASE(name, 2, 2) TILE_CASE(name, 2, 1)              \
-                    TILE_CASE(name, 1, 4) TILE_CASE(name, 1, 3) TILE_CASE(name, 1, 2)              \
-                default: name##_tile(nb, 1, 1, x, xs, y, ys, o, ss); break;                        \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
-
-GEMM(q4_1)
-GEMM(q4_0)
-GEMM(q8_0)
+#include "quant_simd.h"
 
 /* Override the AVX-512 VNNI entries of table (applied after the AVX2 ones). */
-void sk_quant_register_avx512(sk_type_traits *t) {
-    t[SK_TYPE_Q4_0].vec_dot = q4_0_vec_dot;
-    t[SK_TYPE_Q4_0].gemm = q4_0_gemm;
-    t[SK_TYPE_Q4_1].vec_dot = q4_1_vec_dot;
-    t[SK_TYPE_Q4_1].gemm = q4_1_gemm;
-    t[SK_TYPE_Q8_0].vec_dot = q8_0_vec_dot;
-    t[SK_TYPE_Q8_0].gemm = q8_0_gemm;
-}
+void sk_quant_register_avx512(sk_type_traits *t) { simd_register(t); }

@@ -74,6 +74,17 @@ static inline void sk_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m) {
     }
 }
 
+/* name##_gemm as name##_vec_dot in a loop (sk_gemm_fn's contract), for
+ * the reference and for kernels already wide enough per row. */
+#define SK_LOOP_GEMM(name)                                                                         \
+    static void name##_gemm(int64_t n, int nr, int nc, const void *x, size_t xs, const void *y,     \
+                            size_t ys, float *s, size_t ss) {                                      \
+        for (int c = 0; c < nc; c++)                                                               \
+            for (int r = 0; r < nr; r++)                                                           \
+                name##_vec_dot(n, &s[(size_t)c * ss + r], (const char *)x + (size_t)r * xs,        \
+                               (const char *)y + (size_t)c * ys);                                  \
+    }
+
 /* Fill table[0..SK_TYPE_COUNT) with the scalar reference implementation. */
 void sk_quant_ref_fill(sk_type_traits *table);
 

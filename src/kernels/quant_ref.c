@@ -45,46 +45,29 @@ static void f32_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     *s = (float)sum;
 }
 
-static void f16_to_float(const void *vx, float *y, int64_t n) {
-    const uint16_t *x = vx;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sk_f16_to_f32(x[i]);
-}
+/* F16 and BF16: to_float and from_float element by element (TO, FROM);
+ * *s = sum f32(x[i]) * f32(y[i]) accumulated in double (DOT_TO widens). */
+#define HALF_FORMAT(name, TO, FROM, DOT_TO)                                                        \
+    static void name##_to_float(const void *vx, float *y, int64_t n) {                             \
+        const uint16_t *x = vx;                                                                    \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            y[i] = TO(x[i]);                                                                       \
+    }                                                                                              \
+    static void name##_from_float(const float *x, void *vy, int64_t n) {                           \
+        uint16_t *y = vy;                                                                          \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            y[i] = FROM(x[i]);                                                                     \
+    }                                                                                              \
+    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
+        const uint16_t *x = vx, *y = vy;                                                           \
+        double sum = 0;                                                                            \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            sum += (double)DOT_TO(x[i]) * DOT_TO(y[i]);                                            \
+        *s = (float)sum;                                                                           \
+    }
 
-static void f16_from_float(const float *x, void *vy, int64_t n) {
-    uint16_t *y = vy;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sk_f32_to_f16(x[i]);
-}
-
-/* *s = sum f32(x[i]) * f32(y[i]), accumulated in double */
-static void f16_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx, *y = vy;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)sk_h2f(x[i]) * sk_h2f(y[i]);
-    *s = (float)sum;
-}
-
-static void bf16_to_float(const void *vx, float *y, int64_t n) {
-    const uint16_t *x = vx;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sk_bf16_to_f32(x[i]);
-}
-
-static void bf16_from_float(const float *x, void *vy, int64_t n) {
-    uint16_t *y = vy;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = sk_f32_to_bf16(x[i]);
-}
-
-static void bf16_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx, *y = vy;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)sk_bf16_to_f32(x[i]) * sk_bf16_to_f32(y[i]);
-    *s = (float)sum;
-}
+HALF_FORMAT(f16, sk_f16_to_f32, sk_f32_to_f16, sk_h2f)
+HALF_FORMAT(bf16, sk_bf16_to_f32, sk_f32_to_bf16, sk_bf16_to_f32)
 
 /* ---- Q4_0: x = (q - 8) * d ------------------------------------------------ */
 
@@ -627,25 +610,17 @@ static void q6_K_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---- gemm: the reference is vec_dot in a loop ----------------------------- */
 
-#define REF_GEMM(name)                                                                             \
-    static void name##_gemm(int64_t n, int nr, int nc, const void *x, size_t xs, const void *y,     \
-                            size_t ys, float *s, size_t ss) {                                      \
-        for (int c = 0; c < nc; c++)                                                               \
-            for (int r = 0; r < nr; r++)                                                           \
-                name##_vec_dot(n, &s[(size_t)c * ss + r], (const char *)x + (size_t)r * xs,        \
-                               (const char *)y + (size_t)c * ys);                                  \
-    }
-REF_GEMM(f32)
-REF_GEMM(f16)
-REF_GEMM(bf16)
-REF_GEMM(q4_0)
-REF_GEMM(q4_1)
-REF_GEMM(q5_0)
-REF_GEMM(q5_1)
-REF_GEMM(q8_0)
-REF_GEMM(q4_K)
-REF_GEMM(q5_K)
-REF_GEMM(q6_K)
+SK_LOOP_GEMM(f32)
+SK_LOOP_GEMM(f16)
+SK_LOOP_GEMM(bf16)
+SK_LOOP_GEMM(q4_0)
+SK_LOOP_GEMM(q4_1)
+SK_LOOP_GEMM(q5_0)
+SK_LOOP_GEMM(q5_1)
+SK_LOOP_GEMM(q8_0)
+SK_LOOP_GEMM(q4_K)
+SK_LOOP_GEMM(q5_K)
+SK_LOOP_GEMM(q6_K)
 
 /* ---- the table ------------------------------------------------------------ */
 

@@ -3,12 +3,8 @@
  * reference for kq_f16 and av_f16; softmax and SwiGLU stay scalar here. */
 #include <immintrin.h>
 
-static inline float hsum8(__m256 v) {
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
+#include "simd256.h"
+
 
 #define VF __m256
 #define VW 8
