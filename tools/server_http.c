@@ -652,11 +652,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error *err) {
     *out = NULL;
-    if (cfg->session_dir) {
-        int n = srv_sessions_remove_stale(cfg->session_dir);
-        if (n) fprintf(stderr, "serve: removed %d temporary file%s left by an interrupted save\n",
-                       n, n == 1 ? "" : "s");
-    }
     if (cfg->n_slots < 1 || cfg->n_slots > 256)
         return sk_error_set(err, SK_ERR_INVALID, "--slots must be 1..256, got %d", cfg->n_slots);
     if (cfg->queue_max < 0 || cfg->queue_max > 65536)
@@ -714,7 +709,7 @@ sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err) {
                                         : sk_chat_detect(sk_model_chat_template(m), NULL);
     s->env.sp = s->cfg.sp;
     s->env.max_tokens = s->cfg.max_tokens;
-    sk_status st = srv_pool_set_model(&s->pool, m, err);
+    sk_status st = srv_pool_set_model(&s->pool, m, s->env.kind, err);
     if (st) return st;
     s->loaded = 1;
     return SK_OK;

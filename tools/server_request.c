@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 
 #define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */
 #define MAX_LOGIT_BIAS 1024
@@ -73,7 +72,7 @@ static int get_int(json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *
 }
 
 int srv_check_session_id(const char *id, srv_perr *e) {
-    if (sk_cli_valid_session_name(id)) return 0;
+    if (sk_store_valid_name(id)) return 0;
     return fail(e, 400, "session_id", "session ids are 1-64 characters of A-Z a-z 0-9 _ -");
 }
 

@@ -32,20 +32,15 @@
  * hangs up frees its slot within one token. */
 #include "server_slots.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
-
-#define SESSION_MAGIC "SKSRV01"
 
 static double now_ms(void) { return sk_now_ms(); }
 
@@ -85,80 +80,52 @@ static void slot_release(srv_pool *p, srv_slot *sl) {
     pthread_mutex_unlock(&p->mu);
 }
 
-static void session_path(const srv_pool *p, const char *id, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s/%s.session", p->cfg->session_dir, id);
-}
-
-/* Save a slot's session (blob: magic, token count, transcript). */
+/* Save a slot's session in the store: its cache, the chat template and the
+ * transcript (no separate system prompt: the transcript holds it). */
 static sk_status slot_save(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
-    if (!p->cfg->session_dir) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
-    char path[4096];
-    session_path(p, id, path, sizeof path);
-    size_t len = 16 + sizeof(int32_t) * (size_t)sl->n_tr;
-    unsigned char *blob = malloc(len);
-    if (!blob) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
-    memcpy(blob, SESSION_MAGIC, 8);
-    uint64_t n = (uint64_t)sl->n_tr;
-    memcpy(blob + 8, &n, 8);
-    if (n) memcpy(blob + 16, sl->tr, sizeof(int32_t) * (size_t)n);
-    sk_status st = sk_context_save(sl->ctx, path, blob, len, err);
-    free(blob);
-    return st;
+    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    return sk_store_save(p->store, id, sl->ctx, p->kind, NULL, sl->tr, sl->n_tr, err);
 }
 
-/* Bring session id back from its file into sl. SK_OK when it was loaded or
+/* Bring session id back from the store into sl. SK_OK when it was loaded or
  * there is no file; otherwise the reason it was not restored (sl is left
  * clear). */
 static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
-    if (!p->cfg->session_dir) return SK_OK;
+    if (!p->store) return SK_OK;
     char path[4096];
-    session_path(p, id, path, sizeof path);
     struct stat stt;
-    if (lstat(path, &stt) != 0) return SK_OK;
-    if (!S_ISREG(stt.st_mode)) return sk_error_set(err, SK_ERR_IO, "not a regular file");
-    void *blob = NULL;
-    size_t len = 0;
-    sk_cache_params cp;
-    int n_batch = 0;
-    sk_status st = sk_session_peek(path, &cp, &n_batch, &blob, &len, err);
+    sk_status st = sk_store_path(p->store, id, path, sizeof path, err);
     if (st) return st;
-    free(blob);
-    blob = NULL;
-    const sk_cache_params *want = &p->cfg->cache;
-    if (cp.policy != want->policy || cp.n_sinks != want->n_sinks || cp.n_window != want->n_window ||
-        cp.kv_type != want->kv_type || (cp.policy == SK_CACHE_DENSE && cp.n_ctx != want->n_ctx))
-        return sk_error_set(err, SK_ERR_UNSUPPORTED, "saved with another cache configuration");
-    st = sk_context_load(sl->ctx, path, &blob, &len, err);
-    if (st) {
+    if (lstat(path, &stt) != 0) return SK_OK;
+    sk_session_info info;
+    if ((st = sk_store_peek(p->store, id, &info, err))) return st;
+    const sk_cache_params *want = &p->cfg->cache, *cp = &info.cache;
+    int same = cp->policy == want->policy && cp->n_sinks == want->n_sinks &&
+               cp->n_window == want->n_window && cp->kv_type == want->kv_type &&
+               (cp->policy != SK_CACHE_DENSE || cp->n_ctx == want->n_ctx);
+    sk_session_info_free(&info);
+    if (!same) return sk_error_set(err, SK_ERR_UNSUPPORTED, "saved with another cache configuration");
+    if ((st = sk_store_load(p->store, id, sl->ctx, &info, err))) {
         slot_clear(sl);
-        free(blob);
         return st;
     }
-    uint64_t n = 0;
-    const unsigned char *b = blob;
-    if (len >= 16) memcpy(&n, b + 8, 8);
-    int ok = len >= 16 && !memcmp(b, SESSION_MAGIC, 8) && n <= (len - 16) / 4 &&
-             len == 16 + 4 * n && tr_reserve(sl, (int64_t)n, err) == SK_OK;
-    if (ok) {
-        memcpy(sl->tr, b + 16, 4 * (size_t)n);
-        for (uint64_t i = 0; i < n; i++)
-            if (sl->tr[i] < 0 || sl->tr[i] >= p->n_vocab) ok = 0;
-    }
-    free(blob);
-    if (!ok) {
+    st = tr_reserve(sl, info.n_tokens, err);
+    if (!st) {
+        if (info.n_tokens) memcpy(sl->tr, info.tokens, sizeof(int32_t) * (size_t)info.n_tokens);
+        sl->n_tr = info.n_tokens;
+        sl->tr_fed0 = sl->n_tr; /* a restored cache cannot take tokens back */
+    } else {
         slot_clear(sl);
-        return sk_error_set(err, SK_ERR_FORMAT, "bad transcript");
     }
-    sl->n_tr = (int64_t)n;
-    sl->tr_fed0 = sl->n_tr; /* a restored cache cannot take tokens back */
-    return SK_OK;
+    sk_session_info_free(&info);
+    return st;
 }
 
 sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
                                 int64_t *n_tokens, sk_error *err) {
     *state = SRV_SAVE_MISSING;
     *n_tokens = 0;
-    if (!p->cfg->session_dir) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
     pthread_mutex_lock(&p->mu);
     srv_slot *sl = NULL;
     for (int i = 0; i < p->n_slots; i++)
@@ -171,10 +138,7 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
     if (sl) sl->busy = 1;
     pthread_mutex_unlock(&p->mu);
     if (!sl) {
-        char path[4096];
-        struct stat st;
-        session_path(p, id, path, sizeof path);
-        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) *state = SRV_SAVE_ON_DISK;
+        if (sk_store_exists(p->store, id)) *state = SRV_SAVE_ON_DISK;
         return SK_OK;
     }
     *n_tokens = sl->n_tr;
@@ -182,24 +146,6 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
     slot_release(p, sl);
     if (!st) *state = SRV_SAVE_DONE;
     return st;
-}
-
-int srv_sessions_remove_stale(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *t = strstr(e->d_name, ".session.tmp.");
-        if (!t) continue;
-        char *end;
-        long pid = strtol(t + 13, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* a live writer */
-        if (unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
-    }
-    closedir(d);
-    return n;
 }
 
 /* ---- the pool ---------------------------------------------------------- */
@@ -211,7 +157,16 @@ void srv_pool_init(srv_pool *p, const sk_server_config *cfg) {
     pthread_cond_init(&p->cv, NULL);
 }
 
-sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_error *err) {
+sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, sk_error *err) {
+    p->kind = kind;
+    if (p->cfg->session_dir) {
+        int n = 0;
+        sk_status st = sk_store_open(p->cfg->session_dir, m, &p->store, err);
+        if (!st) st = sk_store_remove_stale(p->store, &n, err);
+        if (st) return st;
+        if (n) fprintf(stderr, "serve: removed %d temporary file%s left by an interrupted save\n",
+                       n, n == 1 ? "" : "s");
+    }
     p->tok = sk_model_tokenizer(m);
     p->n_vocab = sk_model_hparams(m)->n_vocab;
     sk_context_params cp;
@@ -273,6 +228,8 @@ void srv_pool_free(srv_pool *p) {
     }
     free(p->slots);
     p->slots = NULL;
+    sk_store_free(p->store);
+    p->store = NULL;
     p->n_slots = 0;
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);

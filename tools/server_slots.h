@@ -42,6 +42,8 @@ typedef struct srv_pool {
     const sk_server_config *cfg; /* borrowed from the server */
     const sk_tokenizer *tok;
     int64_t n_vocab;
+    sk_chat_kind kind;           /* the chat template, recorded with saved sessions */
+    sk_store *store;             /* the sessions in --session-dir; NULL without one */
     atomic_int stopping;         /* set by srv_pool_stop: generations end at their next token */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -76,9 +78,12 @@ typedef struct srv_gen {
  * slots come with srv_pool_set_model. Cannot fail. */
 void srv_pool_init(srv_pool *p, const sk_server_config *cfg);
 
-/* Create one context per slot over m (borrowed). Returns SK_OK, or the
- * status of sk_context_new (the pool is left without slots). */
-sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_error *err);
+/* Create one context per slot over m (borrowed), open the session store
+ * when cfg has a session directory (removing the temporary files of saves
+ * a crash interrupted) and record kind with saved sessions. Returns SK_OK,
+ * or the status of sk_store_open or sk_context_new (the pool is left
+ * without slots). */
+sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, sk_error *err);
 
 /* Make every generation end at its next token, wait (at most 10 s) for the
  * slots to be free, then save every named session held in an idle slot
@@ -109,10 +114,6 @@ typedef enum srv_save_state {
  * the save (SK_ERR_INVALID without a session directory). */
 sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
                                 int64_t *n_tokens, sk_error *err);
-
-/* Remove the NAME.session.tmp.PID files in dir whose writer is gone (a
- * save interrupted by a crash). Returns how many were removed. */
-int srv_sessions_remove_stale(const char *dir);
 
 /* Start g (zeroed but for r, deadline, gone): claim a slot for g->r,
  * waiting in the queue while all are busy. SK_ERR_FULL: shutting down,
