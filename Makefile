@@ -41,10 +41,8 @@ LIB_HDR   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.h)) $(wildcard include/*
 LIB_OBJ   = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 TOOL_SRC  = $(wildcard tools/*.c)
 TOOL_OBJ  = $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(TOOL_SRC))
-# tools/ and examples/ compile against the public header only (-Iinclude);
-# the server files keep -Isrc until they are converted
+# tools/ and examples/ compile against the public header only (-Iinclude)
 TOOL_CFLAGS = $(filter-out -Isrc,$(CFLAGS))
-SERVER_OBJ  = $(patsubst tools/%.c,$(BUILD)/tools/%.o,$(wildcard tools/server*.c tools/cmd_serve.c))
 EXAMPLE_BIN = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 TEST_SRC  = $(wildcard tests/test_*.c)
 TEST_BIN  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -70,7 +68,6 @@ $(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/tools/%.o: tools/%.c $(wildcard tools/*.h) $(LIB_HDR) | $(BUILD)/tools
 	$(CC) $(TOOL_CFLAGS) -c $< -o $@
-$(SERVER_OBJ): TOOL_CFLAGS = $(CFLAGS)
 $(BUILD)/examples/%: examples/%.c $(wildcard include/*.h) $(BUILD)/libsinkllm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(TOOL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsinkllm.a $(LDLIBS)

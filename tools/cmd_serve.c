@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "text/chat.h"
 #include "cli.h"
 #include "server.h"
 

@@ -16,8 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "text/chat.h"
-#include "text/sampler.h"
 #include "sinkllm.h"
 
 typedef struct sk_server_config {

@@ -13,9 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "text/chat.h"
-#include "text/sampler.h"
-#include "text/tokenizer.h"
 #include "sinkllm.h"
 
 #define SRV_MAX_STOPS 8
