@@ -25,7 +25,11 @@
  * when a slot is needed the least recently used idle session is evicted
  * (saved to --session-dir when set) and comes back from its file on its
  * next request. A request for a session that is generating gets
- * SK_ERR_INVALID (the server answers 409).
+ * SK_ERR_INVALID (the server answers 409). The files are the library's
+ * session store (sk_store_*: DIR/NAME.session, the cache plus a record of
+ * the chat template and the transcript), the format `sinkllm chat` saves;
+ * a file saved with another cache configuration is not restored. The
+ * save route's outcome is an srv_save_state, not an error.
  *
  * Generation runs in the caller's thread, one token per srv_gen_step.
  * Before each token the client is checked (g->gone), so a client that
