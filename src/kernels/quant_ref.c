@@ -31,6 +31,52 @@ static inline int nearest_int(float v) { return (int)lrintf(v); }
 
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* The element of largest magnitude of x[0..n) with its sign (the first such,
+ * 0 if all are 0); *amax = its magnitude. */
+static inline float signed_max(const float *x, int n, float *amax) {
+    float a = 0, max = 0;
+    for (int j = 0; j < n; j++)
+        if (fabsf(x[j]) > a) {
+            a = fabsf(x[j]);
+            max = x[j];
+        }
+    *amax = a;
+    return max;
+}
+
+/* smallest and largest of x[0..SK_QK) */
+static inline void min_max(const float *x, float *min, float *max) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (int j = 0; j < SK_QK; j++) {
+        mn = x[j] < mn ? x[j] : mn;
+        mx = x[j] > mx ? x[j] : mx;
+    }
+    *min = mn;
+    *max = mx;
+}
+
+/* q[j] = min(qmax, trunc((x[j] - sub) * id + off)) for j < 32 (the weight
+ * quantizers' rounding; sub = 0 for the symmetric formats). */
+static inline void block_quants(const float *x, float sub, float id, float off, int qmax, int q[SK_QK]) {
+    for (int j = 0; j < SK_QK; j++) {
+        int v = (int8_t)((x[j] - sub) * id + off);
+        q[j] = v > qmax ? qmax : v;
+    }
+}
+
+/* Low nibbles of q[0..32) into qs (element j and j + 16 share byte j) and,
+ * where qh4 is not NULL, bit 4 of each into the 32 bits of qh4. */
+static inline void pack_nibbles(const int q[SK_QK], uint8_t qs[SK_QK / 2], uint8_t *qh4) {
+    uint32_t qh = 0;
+    for (int j = 0; j < SK_QK / 2; j++) {
+        qs[j] = (uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4));
+        qh |= (uint32_t)(q[j] >> 4) << j;
+        qh |= (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    if (qh4)
+        memcpy(qh4, &qh, 4);
+}
+
 /* ---- F32, F16, BF16 ----------------------------------------------------- */
 
 static void f32_to_float(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof *y); }
@@ -69,245 +115,150 @@ static void f32_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
 HALF_FORMAT(f16, sk_f16_to_f32, sk_f32_to_f16, sk_h2f)
 HALF_FORMAT(bf16, sk_bf16_to_f32, sk_f32_to_bf16, sk_bf16_to_f32)
 
-/* ---- Q4_0: x = (q - 8) * d ------------------------------------------------ */
+/* ---- Q4_0, Q4_1, Q5_0, Q5_1 ------------------------------------------------
+ * 32 quants q, element j and j + 16 in the low and high nibble of qs[j];
+ * Q5_x add bit j of the 32-bit qh as bit 4 of q.
+ *   Q4_0: x = (q - 8) d        Q4_1: x = q d + m
+ *   Q5_0: x = (q - 16) d       Q5_1: x = q d + m
+ * vec_dot: per block, the exact integer sum of (q - off) qy, then
+ * sumf += sumi (dx dy) (+ mx sy for the _1 formats, sy = dy sum(qy)). */
 
-static void q4_0_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q4_0 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            y[j] = ((x[i].qs[j] & 15) - 8) * d;
-            y[j + 16] = ((x[i].qs[j] >> 4) - 8) * d;
-        }
-    }
-}
-
-/* d = max / -8 where max is the signed element of largest magnitude, so that
- * it maps to q = 0 exactly; q = min(15, trunc(x / d + 8.5)). */
-static void q4_0_from_float(const float *x, void *vy, int64_t n) {
-    sk_block_q4_0 *y = vy;
-    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < SK_QK; j++)
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        float d = max / -8, id = d ? 1.0f / d : 0.0f;
-        y[i].d = sk_f32_to_f16(d);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (int8_t)(x[j] * id + 8.5f), q1 = (int8_t)(x[j + 16] * id + 8.5f);
-            q0 = q0 > 15 ? 15 : q0;
-            q1 = q1 > 15 ? 15 : q1;
-            y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-}
-
-static void q4_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q4_0 *x = vx;
-    const sk_block_q8_0 *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK; i++) {
-        int sumi = 0;
-        for (int j = 0; j < SK_QK / 2; j++)
-            sumi += ((x[i].qs[j] & 15) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
-        sumf += (float)sumi * (sk_h2f(x[i].d) * sk_h2f(y[i].d));
-    }
-    *s = sumf;
-}
-
-/* ---- Q4_1: x = q * d + m -------------------------------------------------- */
-
-static void q4_1_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q4_1 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d), m = sk_h2f(x[i].m);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            y[j] = (x[i].qs[j] & 15) * d + m;
-            y[j + 16] = (x[i].qs[j] >> 4) * d + m;
-        }
-    }
-}
-
-/* m = min, d = (max - min) / 15, q = min(15, trunc((x - m) / d + 0.5)) */
-static void q4_1_from_float(const float *x, void *vy, int64_t n) {
-    sk_block_q4_1 *y = vy;
-    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < SK_QK; j++) {
-            min = x[j] < min ? x[j] : min;
-            max = x[j] > max ? x[j] : max;
-        }
-        float d = (max - min) / 15, id = d ? 1.0f / d : 0.0f;
-        y[i].d = sk_f32_to_f16(d);
-        y[i].m = sk_f32_to_f16(min);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (int8_t)((x[j] - min) * id + 0.5f), q1 = (int8_t)((x[j + 16] - min) * id + 0.5f);
-            q0 = q0 > 15 ? 15 : q0;
-            q1 = q1 > 15 ? 15 : q1;
-            y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-}
-
-/* x . y = sum_b (dx dy sum(qx qy) + mx sy), sy = dy sum(qy) from the Q8_1 block */
-static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q4_1 *x = vx;
-    const sk_block_q8_1 *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK; i++) {
-        int sumi = 0;
-        for (int j = 0; j < SK_QK / 2; j++)
-            sumi += (x[i].qs[j] & 15) * y[i].qs[j] + (x[i].qs[j] >> 4) * y[i].qs[j + 16];
-        sumf += (float)sumi * (sk_h2f(x[i].d) * sk_h2f(y[i].d)) + sk_h2f(x[i].m) * sk_h2f(y[i].s);
-    }
-    *s = sumf;
-}
-
-/* ---- Q5_0: q = nibble | (bit j of qh) << 4, x = (q - 16) * d ----------- */
-
-static void q5_0_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q5_0 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d);
+/* The quants of elements j and j + 16 (j < 16): nibbles of qs[j], and bit
+ * 4 from bits j and j + 16 of qh4 where it is not NULL (Q5_x). */
+static inline void nibble_pair(const uint8_t *qs, const uint8_t *qh4, int j, int *q0, int *q1) {
+    *q0 = qs[j] & 15;
+    *q1 = qs[j] >> 4;
+    if (qh4) {
         uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (x[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
-            int q1 = (x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            y[j] = (q0 - 16) * d;
-            y[j + 16] = (q1 - 16) * d;
-        }
+        memcpy(&qh, qh4, 4);
+        *q0 |= ((qh >> j) & 1) << 4;
+        *q1 |= ((qh >> (j + 16)) & 1) << 4;
     }
 }
 
-/* d = max / -16 (signed element of largest magnitude), q = min(31, trunc(x / d + 16.5)) */
-static void q5_0_from_float(const float *x, void *vy, int64_t n) {
-    sk_block_q5_0 *y = vy;
-    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < SK_QK; j++)
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        float d = max / -16, id = d ? 1.0f / d : 0.0f;
-        y[i].d = sk_f32_to_f16(d);
-        uint32_t qh = 0;
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (int8_t)(x[j] * id + 16.5f), q1 = (int8_t)(x[j + 16] * id + 16.5f);
-            q0 = q0 > 31 ? 31 : q0;
-            q1 = q1 > 31 ? 31 : q1;
-            y[i].qs[j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
-            qh |= (uint32_t)(q0 >> 4) << j;
-            qh |= (uint32_t)(q1 >> 4) << (j + 16);
-        }
-        memcpy(y[i].qh, &qh, 4);
+/* y[0..32): (q - off) d where m is NULL, else q d + *m */
+static inline void nibble_block_to_float(const uint8_t *qs, const uint8_t *qh4, int off, float d,
+                                         const float *m, float *y) {
+    for (int j = 0; j < SK_QK / 2; j++) {
+        int q0, q1;
+        nibble_pair(qs, qh4, j, &q0, &q1);
+        y[j] = m ? q0 * d + *m : (q0 - off) * d;
+        y[j + 16] = m ? q1 * d + *m : (q1 - off) * d;
     }
 }
 
-static void q5_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q5_0 *x = vx;
-    const sk_block_q8_0 *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK; i++) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (x[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
-            int q1 = (x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            sumi += (q0 - 16) * y[i].qs[j] + (q1 - 16) * y[i].qs[j + 16];
-        }
-        sumf += (float)sumi * (sk_h2f(x[i].d) * sk_h2f(y[i].d));
+/* sum over the block of (q - off) * qy */
+static inline int nibble_block_dot(const uint8_t *qs, const uint8_t *qh4, int off, const int8_t *qy) {
+    int sumi = 0;
+    for (int j = 0; j < SK_QK / 2; j++) {
+        int q0, q1;
+        nibble_pair(qs, qh4, j, &q0, &q1);
+        sumi += (q0 - off) * qy[j] + (q1 - off) * qy[j + 16];
     }
-    *s = sumf;
+    return sumi;
 }
 
-/* ---- Q5_1: x = q * d + m, q 5 bits as in Q5_0 ---------------------------- */
-
-static void q5_1_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q5_1 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d), m = sk_h2f(x[i].m);
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (x[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
-            int q1 = (x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            y[j] = q0 * d + m;
-            y[j + 16] = q1 * d + m;
-        }
+/* to_float, from_float and vec_dot of a symmetric (_0, activations Q8_0)
+ * format, q in 0..QMAX, x = (q - OFF) d. from_float: d = max / -OFF with
+ * max the signed element of largest magnitude, so that it maps to q = 0
+ * exactly; q = min(QMAX, trunc(x / d + OFF + 0.5)). */
+#define NIBBLE_FORMAT_0(name, T, QH, OFF, QMAX)                                                    \
+    static void name##_from_float(const float *x, void *vy, int64_t n) {                           \
+        T *y = vy;                                                                                 \
+        for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {                                      \
+            float amax, max = signed_max(x, SK_QK, &amax);                                         \
+            float d = max / -(OFF), id = d ? 1.0f / d : 0.0f;                                      \
+            y[i].d = sk_f32_to_f16(d);                                                             \
+            int q[SK_QK];                                                                          \
+            block_quants(x, 0, id, (OFF) + 0.5f, QMAX, q);                                         \
+            pack_nibbles(q, y[i].qs, QH(y[i]));                                                    \
+        }                                                                                          \
+    }                                                                                              \
+    static void name##_to_float(const void *vx, float *y, int64_t n) {                             \
+        const T *x = vx;                                                                           \
+        for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK)                                        \
+            nibble_block_to_float(x[i].qs, QH(x[i]), OFF, sk_h2f(x[i].d), NULL, y);                \
+    }                                                                                              \
+    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
+        const T *x = vx;                                                                           \
+        const sk_block_q8_0 *y = vy;                                                               \
+        float sumf = 0;                                                                            \
+        for (int64_t i = 0; i < n / SK_QK; i++)                                                    \
+            sumf += (float)nibble_block_dot(x[i].qs, QH(x[i]), OFF, y[i].qs) * (sk_h2f(x[i].d) * sk_h2f(y[i].d)); \
+        *s = sumf;                                                                                 \
     }
-}
 
-/* m = min, d = (max - min) / 31, q = min(31, trunc((x - m) / d + 0.5)) */
-static void q5_1_from_float(const float *x, void *vy, int64_t n) {
-    sk_block_q5_1 *y = vy;
-    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float min = INFINITY, max = -INFINITY;
-        for (int j = 0; j < SK_QK; j++) {
-            min = x[j] < min ? x[j] : min;
-            max = x[j] > max ? x[j] : max;
-        }
-        float d = (max - min) / 31, id = d ? 1.0f / d : 0.0f;
-        y[i].d = sk_f32_to_f16(d);
-        y[i].m = sk_f32_to_f16(min);
-        uint32_t qh = 0;
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (int8_t)((x[j] - min) * id + 0.5f), q1 = (int8_t)((x[j + 16] - min) * id + 0.5f);
-            q0 = q0 > 31 ? 31 : q0;
-            q1 = q1 > 31 ? 31 : q1;
-            y[i].qs[j] = (uint8_t)((q0 & 15) | ((q1 & 15) << 4));
-            qh |= (uint32_t)(q0 >> 4) << j;
-            qh |= (uint32_t)(q1 >> 4) << (j + 16);
-        }
-        memcpy(y[i].qh, &qh, 4);
+/* The same for a format with a min (_1, activations Q8_1), x = q d + m.
+ * from_float: m = min, d = (max - min) / QMAX,
+ * q = min(QMAX, trunc((x - m) / d + 0.5)). */
+#define NIBBLE_FORMAT_1(name, T, QH, QMAX)                                                         \
+    static void name##_from_float(const float *x, void *vy, int64_t n) {                           \
+        T *y = vy;                                                                                 \
+        for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {                                      \
+            float min, max;                                                                        \
+            min_max(x, &min, &max);                                                                \
+            float d = (max - min) / (QMAX), id = d ? 1.0f / d : 0.0f;                              \
+            y[i].d = sk_f32_to_f16(d);                                                             \
+            y[i].m = sk_f32_to_f16(min);                                                           \
+            int q[SK_QK];                                                                          \
+            block_quants(x, min, id, 0.5f, QMAX, q);                                               \
+            pack_nibbles(q, y[i].qs, QH(y[i]));                                                    \
+        }                                                                                          \
+    }                                                                                              \
+    static void name##_to_float(const void *vx, float *y, int64_t n) {                             \
+        const T *x = vx;                                                                           \
+        for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {                                      \
+            float m = sk_h2f(x[i].m);                                                              \
+            nibble_block_to_float(x[i].qs, QH(x[i]), 0, sk_h2f(x[i].d), &m, y);                    \
+        }                                                                                          \
+    }                                                                                              \
+    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
+        const T *x = vx;                                                                           \
+        const sk_block_q8_1 *y = vy;                                                               \
+        float sumf = 0;                                                                            \
+        for (int64_t i = 0; i < n / SK_QK; i++)                                                    \
+            sumf += (float)nibble_block_dot(x[i].qs, QH(x[i]), 0, y[i].qs) * (sk_h2f(x[i].d) * sk_h2f(y[i].d)) + \
+                    sk_h2f(x[i].m) * sk_h2f(y[i].s);                                               \
+        *s = sumf;                                                                                 \
     }
-}
 
-static void q5_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q5_1 *x = vx;
-    const sk_block_q8_1 *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK; i++) {
-        uint32_t qh;
-        memcpy(&qh, x[i].qh, 4);
-        int sumi = 0;
-        for (int j = 0; j < SK_QK / 2; j++) {
-            int q0 = (x[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
-            int q1 = (x[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
-            sumi += q0 * y[i].qs[j] + q1 * y[i].qs[j + 16];
-        }
-        sumf += (float)sumi * (sk_h2f(x[i].d) * sk_h2f(y[i].d)) + sk_h2f(x[i].m) * sk_h2f(y[i].s);
-    }
-    *s = sumf;
-}
+/* QH(block): the block's qh, or NULL for the 4-bit formats */
+#define NO_QH(b) NULL
+#define Q5_QH(b) (b).qh
+NIBBLE_FORMAT_0(q4_0, sk_block_q4_0, NO_QH, 8, 15)
+NIBBLE_FORMAT_1(q4_1, sk_block_q4_1, NO_QH, 15)
+NIBBLE_FORMAT_0(q5_0, sk_block_q5_0, Q5_QH, 16, 31)
+NIBBLE_FORMAT_1(q5_1, sk_block_q5_1, Q5_QH, 31)
 
 /* ---- Q8_0 / Q8_1: x = q * d ----------------------------------------------- */
 
-static void q8_0_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q8_0 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d);
-        for (int j = 0; j < SK_QK; j++)
-            y[j] = x[i].qs[j] * d;
-    }
+/* y[0..32) = qs * d */
+static inline void q8_block_to_float(const int8_t *qs, float d, float *y) {
+    for (int j = 0; j < SK_QK; j++)
+        y[j] = qs[j] * d;
 }
 
-/* d = amax / 127, q = roundf(x / d) (ggml's quantize_row_q8_0_ref) */
+/* d = amax / 127, qs = roundf(x / d) (ggml's quantize_row_q8_0_ref); returns d */
+static inline float q8_block_quantize(const float *x, int8_t *qs) {
+    float amax = 0;
+    for (int j = 0; j < SK_QK; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+    for (int j = 0; j < SK_QK; j++)
+        qs[j] = (int8_t)roundf(x[j] * id);
+    return d;
+}
+
+static void q8_0_to_float(const void *vx, float *y, int64_t n) {
+    const sk_block_q8_0 *x = vx;
+    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK)
+        q8_block_to_float(x[i].qs, sk_h2f(x[i].d), y);
+}
+
 static void q8_0_from_float(const float *x, void *vy, int64_t n) {
     sk_block_q8_0 *y = vy;
-    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float amax = 0;
-        for (int j = 0; j < SK_QK; j++)
-            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
-        y[i].d = sk_f32_to_f16(d);
-        for (int j = 0; j < SK_QK; j++)
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-    }
+    for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK)
+        y[i].d = sk_f32_to_f16(q8_block_quantize(x, y[i].qs));
 }
 
 static void q8_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
@@ -324,27 +275,19 @@ static void q8_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
 
 static void q8_1_to_float(const void *vx, float *y, int64_t n) {
     const sk_block_q8_1 *x = vx;
-    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK) {
-        float d = sk_h2f(x[i].d);
-        for (int j = 0; j < SK_QK; j++)
-            y[j] = x[i].qs[j] * d;
-    }
+    for (int64_t i = 0; i < n / SK_QK; i++, y += SK_QK)
+        q8_block_to_float(x[i].qs, sk_h2f(x[i].d), y);
 }
 
 /* as Q8_0, plus s = f16(d * sum(q)) with d the float (not the rounded f16) */
 static void q8_1_from_float(const float *x, void *vy, int64_t n) {
     sk_block_q8_1 *y = vy;
     for (int64_t i = 0; i < n / SK_QK; i++, x += SK_QK) {
-        float amax = 0;
-        for (int j = 0; j < SK_QK; j++)
-            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
-        float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        float d = q8_block_quantize(x, y[i].qs);
         int sum = 0;
-        y[i].d = sk_f32_to_f16(d);
-        for (int j = 0; j < SK_QK; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+        for (int j = 0; j < SK_QK; j++)
             sum += y[i].qs[j];
-        }
+        y[i].d = sk_f32_to_f16(d);
         y[i].s = sk_f32_to_f16((float)sum * d);
     }
 }
@@ -361,12 +304,7 @@ static void q8_K_to_float(const void *vx, float *y, int64_t n) {
 static void q8_K_from_float(const float *x, void *vy, int64_t n) {
     sk_block_q8_K *y = vy;
     for (int64_t i = 0; i < n / SK_QK_K; i++, x += SK_QK_K) {
-        float amax = 0, max = 0;
-        for (int j = 0; j < SK_QK_K; j++)
-            if (fabsf(x[j]) > amax) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
+        float amax, max = signed_max(x, SK_QK_K, &amax);
         if (amax == 0) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
@@ -392,37 +330,51 @@ static void q8_K_from_float(const float *x, void *vy, int64_t n) {
  * Nibbles: qs[32 * (j / 2) + l], low nibble for even j, high for odd j.
  * Q5_K adds bit j of qh[l] as bit 4 of q. */
 
-static void q4_K_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q4_K *x = vx;
-    for (int64_t i = 0; i < n / SK_QK_K; i++) {
-        float d = sk_h2f(x[i].d), dmin = sk_h2f(x[i].dmin);
-        for (int j = 0; j < 8; j++, y += 32) {
-            int sc, m;
-            sk_q4k_scale_min(j, x[i].scales, &sc, &m);
-            float d1 = d * sc, m1 = dmin * m;
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            int shift = 4 * (j & 1);
-            for (int l = 0; l < 32; l++)
-                y[l] = d1 * ((q[l] >> shift) & 15) - m1;
-        }
-    }
+/* Quant l (< 32) of sub-block j (< 8) of a Q4_K block (qh NULL) or of a
+ * Q5_K block (bit j of qh[l] is its bit 4). */
+static inline int k45_q(const uint8_t *qs, const uint8_t *qh, int j, int l) {
+    int q = (qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 15;
+    return qh ? q | (((qh[l] >> j) & 1) << 4) : q;
 }
 
-static void q5_K_to_float(const void *vx, float *y, int64_t n) {
-    const sk_block_q5_K *x = vx;
-    for (int64_t i = 0; i < n / SK_QK_K; i++) {
-        float d = sk_h2f(x[i].d), dmin = sk_h2f(x[i].dmin);
-        for (int j = 0; j < 8; j++, y += 32) {
-            int sc, m;
-            sk_q4k_scale_min(j, x[i].scales, &sc, &m);
-            float d1 = d * sc, m1 = dmin * m;
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            int shift = 4 * (j & 1);
-            for (int l = 0; l < 32; l++)
-                y[l] = d1 * (((q[l] >> shift) & 15) | (((x[i].qh[l] >> j) & 1) << 4)) - m1;
-        }
+/* to_float: x = d sc_j q - dmin m_j. vec_dot: sum over blocks of
+ * d dy sum_j(sc_j sum(q qy)) - dmin dy sum_j(m_j (bsum_2j + bsum_2j+1)). */
+#define K45_FORMAT(name, T, QH)                                                                    \
+    static void name##_to_float(const void *vx, float *y, int64_t n) {                             \
+        const T *x = vx;                                                                           \
+        for (int64_t i = 0; i < n / SK_QK_K; i++) {                                                \
+            float d = sk_h2f(x[i].d), dmin = sk_h2f(x[i].dmin);                                    \
+            for (int j = 0; j < 8; j++, y += 32) {                                                 \
+                int sc, m;                                                                         \
+                sk_q4k_scale_min(j, x[i].scales, &sc, &m);                                         \
+                float d1 = d * sc, m1 = dmin * m;                                                  \
+                for (int l = 0; l < 32; l++)                                                       \
+                    y[l] = d1 * k45_q(x[i].qs, QH, j, l) - m1;                                     \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
+        const T *x = vx;                                                                           \
+        const sk_block_q8_K *y = vy;                                                               \
+        float sumf = 0;                                                                            \
+        for (int64_t i = 0; i < n / SK_QK_K; i++) {                                                \
+            int sumq = 0, summ = 0;                                                                \
+            for (int j = 0; j < 8; j++) {                                                          \
+                int sc, m, si = 0;                                                                 \
+                sk_q4k_scale_min(j, x[i].scales, &sc, &m);                                         \
+                const int8_t *q8 = y[i].qs + 32 * j;                                               \
+                for (int l = 0; l < 32; l++)                                                       \
+                    si += k45_q(x[i].qs, QH, j, l) * q8[l];                                        \
+                sumq += sc * si;                                                                   \
+                summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);                           \
+            }                                                                                      \
+            sumf += sk_h2f(x[i].d) * y[i].d * (float)sumq - sk_h2f(x[i].dmin) * y[i].d * (float)summ; \
+        }                                                                                          \
+        *s = sumf;                                                                                 \
     }
-}
+
+K45_FORMAT(q4_K, sk_block_q4_K, NULL)
+K45_FORMAT(q5_K, sk_block_q5_K, x[i].qh)
 
 static void kq_pack_scales(uint8_t s[12], const int sc[8], const int m[8]) {
     memset(s, 0, 12);
@@ -493,51 +445,6 @@ static void q5_K_from_float(const float *x, void *vy, int64_t n) {
             for (int l = 0; l < 32; l++)
                 y[i].qs[16 * j + l] = (uint8_t)((q[32 * j + l] & 15) | ((q[32 * (j + 1) + l] & 15) << 4));
     }
-}
-
-/* sum over blocks of d dy sum_j(sc_j sum(q qy)) - dmin dy sum_j(m_j (bsum_2j + bsum_2j+1)) */
-static void q4_K_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q4_K *x = vx;
-    const sk_block_q8_K *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK_K; i++) {
-        int sumq = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            int sc, m, si = 0;
-            sk_q4k_scale_min(j, x[i].scales, &sc, &m);
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            const int8_t *q8 = y[i].qs + 32 * j;
-            int shift = 4 * (j & 1);
-            for (int l = 0; l < 32; l++)
-                si += ((q[l] >> shift) & 15) * q8[l];
-            sumq += sc * si;
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        sumf += sk_h2f(x[i].d) * y[i].d * (float)sumq - sk_h2f(x[i].dmin) * y[i].d * (float)summ;
-    }
-    *s = sumf;
-}
-
-static void q5_K_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q5_K *x = vx;
-    const sk_block_q8_K *y = vy;
-    float sumf = 0;
-    for (int64_t i = 0; i < n / SK_QK_K; i++) {
-        int sumq = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            int sc, m, si = 0;
-            sk_q4k_scale_min(j, x[i].scales, &sc, &m);
-            const uint8_t *q = x[i].qs + 32 * (j / 2);
-            const int8_t *q8 = y[i].qs + 32 * j;
-            int shift = 4 * (j & 1);
-            for (int l = 0; l < 32; l++)
-                si += (((q[l] >> shift) & 15) | (((x[i].qh[l] >> j) & 1) << 4)) * q8[l];
-            sumq += sc * si;
-            summ += m * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        }
-        sumf += sk_h2f(x[i].d) * y[i].d * (float)sumq - sk_h2f(x[i].dmin) * y[i].d * (float)summ;
-    }
-    *s = sumf;
 }
 
 /* ---- Q6_K -----------------------------------------------------------------

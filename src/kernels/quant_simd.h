@@ -31,7 +31,7 @@
 #ifndef SK_QUANT_SIMD_H
 #define SK_QUANT_SIMD_H
 
-#if !defined(RM) || !defined(RN) || !defined(TILE_CASES) || !defined(Y_PRE) || \
+#if !defined(RM) || !defined(RN) || !defined(TILE_CASES) || !defined(Y_PRE) ||                     \
     !defined(DOT_Q4_0) || !defined(DOT_Q8_0) || !defined(XQ_Q8_0)
 #error "define RM, RN, TILE_CASES, Y_PRE, DOT_Q4_0, DOT_Q8_0, XQ_Q8_0 before including quant_simd.h"
 #endif
@@ -220,7 +220,7 @@ BLOCK_TILE(q8_0, sk_block_q8_0, XQ_Q8_0, 0x80, DOT_Q8_0)
 /* Walk the nr x nc output in RM x RN tiles; the switch instantiates each
  * edge size with constants so the tile loops unroll. */
 #define GEMM(name)                                                                                 \
-    static void name##_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy,   \
+    static void name##_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy,  \
                             size_t ys, float *s, size_t ss) {                                      \
         const int64_t nb = n / SK_QK;                                                              \
         for (int r0 = 0; r0 < nr; r0 += RM) {                                                      \
