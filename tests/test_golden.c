@@ -3,13 +3,20 @@
  * tests/golden/ was written by llama.cpp (llama-cpp-python 0.3.36, see
  * scripts/make_golden.py and meta.json). Here, without Python:
  *   - logits.json: after each prompt, for each of llama.cpp's top-20 ids our
- *     logit is within LOGIT_TOL, at least 15 of the 20 ids are in our own
- *     top-20, and our top-1 is llama.cpp's unless its top-2 gap < TIE_TOL.
+ *     logit is within LOGIT_TOL, their mean difference within
+ *     LOGIT_MEAN_TOL, at least 15 of the 20 ids are in our own top-20, and
+ *     our top-1 is llama.cpp's unless its top-2 gap is a real tie (< TOP1_TIE).
  *   - greedy.json: 64 greedy steps after each prompt. Our argmax must equal
  *     llama.cpp's token at every step, except at a near-tie: a step where
  *     llama.cpp's top-1/top-2 gap and our gap between the two tokens are
- *     both below TIE_TOL. After such a step we feed llama.cpp's token, so
- *     all 64 steps of every prompt are checked.
+ *     both below TIE_TOL; at most MAX_TIE_PCT % of all steps may be such
+ *     near-ties. After one we feed llama.cpp's token, so all 64 steps of
+ *     every prompt are checked.
+ *
+ * Limits = measured error + a stated margin (docs/testing.md). Measured on
+ * AVX2 (this file's printout): max |logit diff| 0.500, mean per prompt
+ * 0.061-0.147; greedy near-ties 5 of 384 with gaps <= 0.20; top-1 gaps of
+ * llama.cpp >= 0.28 on all 6 prompts.
  *
  * Why tolerances at all: both engines re-quantize activations to 8 bits per
  * block before every matmul, which makes the network chaotic at the 1e-7
@@ -36,9 +43,11 @@
 #include "sinkllm.h"
 #include "util_model.h"
 
-#define LOGIT_TOL 1.5       /* max absolute difference, on logits of magnitude ~20 */
-#define LOGIT_MEAN_TOL 0.75 /* mean absolute difference over the top-20 */
-#define TIE_TOL 0.35
+#define LOGIT_TOL 0.6       /* max absolute difference, on logits of magnitude ~20 (measured 0.50) */
+#define LOGIT_MEAN_TOL 0.35 /* mean absolute difference over the top-20 (measured <= 0.26) */
+#define TOP1_TIE 0.05       /* a real tie: llama.cpp's top-1/top-2 gap below this */
+#define TIE_TOL 0.25        /* greedy near-tie: both gaps below this (measured <= 0.20) */
+#define MAX_TIE_PCT 2       /* near-ties at most 2% of greedy steps (measured 1.3%) */
 
 static json_t *load_json(const char *rel) {
     json_error_t je;
@@ -120,12 +129,14 @@ static void test_logits(void **state) {
             if (diff > LOGIT_TOL)
                 fail_msg("prompt %s: logit[%d] = %f, llama.cpp %f", json_string_value(json_object_get(p, "name")), id, lg[id], want);
         }
-        if (sum_abs / 20 > LOGIT_MEAN_TOL)
-            fail_msg("prompt %zu: mean |logit diff| %.3f > %.2f", pi, sum_abs / 20, LOGIT_MEAN_TOL);
         int top1 = (int)json_integer_value(json_array_get(json_array_get(top, 0), 0));
         double gap = json_number_value(json_array_get(json_array_get(top, 0), 1)) -
                      json_number_value(json_array_get(json_array_get(top, 1), 1));
-        if (gap >= TIE_TOL) assert_int_equal(argmax(lg, nv), top1);
+        printf("  prompt %-12s mean |logit diff| %.4f, llama.cpp top-1 gap %.4f\n",
+               json_string_value(json_object_get(p, "name")), sum_abs / 20, gap);
+        if (sum_abs / 20 > LOGIT_MEAN_TOL)
+            fail_msg("prompt %zu: mean |logit diff| %.3f > %.2f", pi, sum_abs / 20, LOGIT_MEAN_TOL);
+        if (gap >= TOP1_TIE) assert_int_equal(argmax(lg, nv), top1);
         /* our own top-20 must hold most of llama.cpp's */
         float kth = top20_threshold(lg, nv);
         int overlap = 0;
@@ -185,7 +196,7 @@ static void test_greedy(void **state) {
            total_steps - total_ties - failures, total_ties, failures);
     assert_int_equal(failures, 0);
     /* near-ties are rare: more would mean a systematic bias */
-    assert_true(total_ties * 10 <= total_steps);
+    assert_true(total_ties * 100 <= total_steps * MAX_TIE_PCT);
     sk_context_free(c);
     json_decref(j);
 }

@@ -639,22 +639,28 @@ def test_timeout_and_graceful_shutdown(tmp_path):
 def test_kill9_during_saves(tmp_path):
     """kill -9 the server while it saves a session, many times: after every
     restart the session file loads (the old or the new version, never
-    garbage) and the conversation continues from it."""
+    garbage) and the conversation continues from it. The new version must
+    land: a save answered 200 before the kill is what the next round loads
+    (more tokens reused than the round before had saved)."""
     sdir = tmp_path / "sessions"
     msgs = [{"role": "user", "content": "Count to three."}]
     first = True
+    saved = [0]  # tokens of the state each round saved (answered 200)
     for round_ in range(8):
         s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name=f"k{round_}")
         try:
             r = s.client().chat.completions.create(model="x", messages=msgs, max_tokens=6,
                                                    temperature=0,
                                                    extra_headers={"X-Session-Id": "k"})
-            if not first:  # the previous round's file came back from disk
-                assert r.model_extra["sinkllm"]["reused_tokens"] > 0, s.read_log()
+            if not first:  # the previous round's file came back from disk: its new state
+                reused = r.model_extra["sinkllm"]["reused_tokens"]
+                assert saved[-2] < reused <= saved[-1], (saved, reused, s.read_log())
             first = False
             msgs = msgs + [{"role": "assistant", "content": r.choices[0].message.content},
                            {"role": "user", "content": "Again."}]
-            assert s.post("/v1/sessions/k/save", {}).status_code == 200
+            rs = s.post("/v1/sessions/k/save", {})
+            assert rs.status_code == 200 and rs.json()["tokens"] > saved[-1], rs.text
+            saved.append(rs.json()["tokens"])
             # saves in a loop, then SIGKILL at a random moment of one of them
             stop = threading.Event()
 
