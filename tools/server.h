@@ -48,8 +48,10 @@ sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error
 /* The TCP port the server listens on (the one the kernel chose for port 0). */
 int sk_server_port(const sk_server *s);
 
-/* Give the server its model (borrowed, must outlive the server): creates
- * the slot contexts, then /health answers 200. */
+/* Give the server its model (borrowed, must outlive the server): opens the
+ * session store when a session directory is set (removing what crashed
+ * saves left), creates the slot contexts, then /health answers 200.
+ * Returns the failing status of the store or of sk_context_new. */
 sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err);
 
 /* Graceful stop: refuse new connections, make in-flight generations end

@@ -257,22 +257,23 @@ static int parse_common(const srv_parse_env *env, json_t *body, const char *hdr_
     return 0;
 }
 
-/* Render sk_chat_render output into a malloc'ed buffer. */
+/* Render msgs with the chat template into *out (malloc'ed, *n_out tokens).
+ * A template error is a 400 naming "messages". */
 static int render_chat(const srv_parse_env *env, const sk_chat_msg *msgs, int n, int flags,
-                       int32_t **out, int64_t *n_out, sk_error *err) {
+                       int32_t **out, int64_t *n_out, srv_perr *e) {
     int64_t cap = 1024, need = 0;
     int32_t *buf = NULL;
     for (int pass = 0; pass < 3; pass++) {
         int32_t *nb = realloc(buf, sizeof(int32_t) * (size_t)(cap ? cap : 1));
         if (!nb) {
             free(buf);
-            sk_error_set(err, SK_ERR_NOMEM, "out of memory");
-            return -1;
+            return fail(e, 500, "messages", "out of memory");
         }
         buf = nb;
-        if (sk_chat_render(env->tok, env->kind, msgs, n, flags, buf, cap, &need, err)) {
+        sk_error err = {0};
+        if (sk_chat_render(env->tok, env->kind, msgs, n, flags, buf, cap, &need, &err)) {
             free(buf);
-            return -1;
+            return fail(e, err.code == SK_ERR_NOMEM ? 500 : 400, "messages", "%s", err.msg);
         }
         if (need <= cap) {
             *out = buf;
@@ -282,8 +283,7 @@ static int render_chat(const srv_parse_env *env, const sk_chat_msg *msgs, int n,
         cap = need;
     }
     free(buf);
-    sk_error_set(err, SK_ERR_INVALID, "chat template render did not converge");
-    return -1;
+    return fail(e, 400, "messages", "chat template render did not converge");
 }
 
 /* A message content: a string, or an array of {"type":"text","text":...}
@@ -378,11 +378,7 @@ static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, sr
         cm[i].role = rs;
         cm[i].content = texts[i];
     }
-    sk_error err = {0};
-    if (render_chat(env, cm, (int)n, SK_CHAT_ADD_GEN, &r->prompt, &r->n_prompt, &err)) {
-        fail(e, err.code == SK_ERR_NOMEM ? 500 : 400, "messages", "%s", err.msg);
-        goto done;
-    }
+    if (render_chat(env, cm, (int)n, SK_CHAT_ADD_GEN, &r->prompt, &r->n_prompt, e)) goto done;
     /* pin the leading system turn when it renders as a prefix of the whole */
     int n_sys = 0;
     while (n_sys < (int)n && !strcmp(cm[n_sys].role, "system")) n_sys++;
@@ -390,7 +386,8 @@ static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, sr
     if (n_sys > 0) {
         int32_t *sys = NULL;
         int64_t ns = 0;
-        if (!render_chat(env, cm, n_sys, 0, &sys, &ns, &err) && ns <= r->n_prompt &&
+        srv_perr ignored;
+        if (!render_chat(env, cm, n_sys, 0, &sys, &ns, &ignored) && ns <= r->n_prompt &&
             !memcmp(sys, r->prompt, sizeof(int32_t) * (size_t)ns))
             r->n_pin = ns;
         free(sys);
