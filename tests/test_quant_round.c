@@ -5,7 +5,8 @@
  * test_quant.c bounds the round trip per block; this bounds it per element,
  * which a rounding bias or a truncation breaks. And the Q8_1 reference
  * block's s is d * sum(q) (to f16 rounding), which the vec_dot of the _1
- * formats relies on. */
+ * formats relies on. The Q8P reference quantizer (the spec of the AVX-512
+ * one) rounds to nearest too, and its sum is the sum of its quants. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <cmocka.h>
 
 #include "kernels/half.h"
+#include "kernels/pack.h"
 #include "kernels/quant.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -104,10 +106,35 @@ static void test_q8_1_sum(void **state) {
     free(q);
 }
 
+static void test_q8p_nearest(void **state) {
+    (void)state;
+    enum { NB = 256 };
+    float *x = malloc(sizeof(float) * 32 * NB);
+    sk_block_q8p *y = malloc(sizeof(sk_block_q8p) * NB);
+    for (int i = 0; i < 32 * NB; i++) x[i] = (float)(urand() * (1 + (i / 32) % 9));
+    sk_q8p_quantize_ref(x, y, 32 * NB);
+    double worst = 0;
+    for (int b = 0; b < NB; b++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            sum += y[b].qs[j];
+            /* d is f32: half a step plus float rounding */
+            double err = fabs(x[b * 32 + j] - y[b].qs[j] * (double)y[b].d) / y[b].d;
+            worst = fmax(worst, err);
+            if (err > 0.5 + 1e-5) fail_msg("block %d [%d]: x %.7g q %d d %.7g", b, j, x[b * 32 + j], y[b].qs[j], y[b].d);
+        }
+        assert_int_equal(sum, y[b].sum);
+    }
+    print_message("  Q8P: max |error| %.4f steps\n", worst);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_q8_1_sum),
+        cmocka_unit_test(test_q8p_nearest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -134,7 +134,7 @@ MUTANTS = [
          what="Q8P activation quantizer (reference) truncates",
          find="            y[i].qs[j] = (int8_t)roundf(x[j] * id);\n            sum += y[i].qs[j];\n        }\n        y[i].d = d;",
          replace="            y[i].qs[j] = (int8_t)(x[j] * id);\n            sum += y[i].qs[j];\n        }\n        y[i].d = d;",
-         tests=["test_pack"]),
+         tests=["test_pack", "test_quant_round"]),
     # ---- sampler filters --------------------------------------------------------------
     dict(id="sampler-top-k-plus-one", file="src/text/sampler.c",
          what="top-k keeps k + 1 candidates",
@@ -166,7 +166,7 @@ MUTANTS = [
          what="a duplicate merge overwrites the first rank",
          find="if (t->merges[i].key == key) continue; /* duplicate: the first (lowest) rank wins */",
          replace="/* duplicate: the first (lowest) rank wins */",
-         tests=["test_tokenizer"]),
+         tests=["test_tokenizer", "test_bpe_ranks"]),
     # ---- session files ---------------------------------------------------------------
     dict(id="session-n-past", file="src/runtime/session.c",
          what="session save: n_past one short",
