@@ -55,8 +55,6 @@ char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len) {
     return buf;
 }
 
-int sk_cli_valid_session_name(const char *s) { return sk_store_valid_name(s); }
-
 double sk_rss_mb(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, res = 0;

@@ -75,10 +75,6 @@ int sk_cli_parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, in
  * last byte; NULL on error or past max_bytes. *len gets the byte count. */
 char *sk_cli_read_file(const char *path, size_t max_bytes, size_t *len);
 
-/* Is s a session name? The session store's rule (sk_store_valid_name:
- * [A-Za-z0-9_-]{1,64}); kept for the server until it uses the store. */
-int sk_cli_valid_session_name(const char *s);
-
 /* Resident set size of this process in MiB (/proc/self/statm). */
 double sk_rss_mb(void);
 
