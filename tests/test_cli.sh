@@ -161,6 +161,19 @@ if [ -f "$MODEL" ]; then
     "$SK" chat -m "$MODEL" -n 12 --temp 0 -t 2 < "$TXT.in" > "$TXT.whole" 2>/dev/null
     printf 'My name is Ahab.\n/save s1\n' > "$TXT.in"
     check 0 "chat: /save" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
+    # crash safety: the temporary file is fsync'ed before it is renamed over
+    # the session (a kill -9 cannot show a missing fsync; the system calls can)
+    if command -v strace >/dev/null 2>&1; then
+        printf 'Hi.\n/save s2\n' > "$TXT.in"
+        strace -f -e trace=fsync,fdatasync,rename,renameat,renameat2 -o "$TXT.strace" \
+            "$SK" chat -m "$MODEL" -n 4 --temp 0 -t 2 --session-dir "$SD" < "$TXT.in" > /dev/null 2>&1
+        if awk '/ f(data)?sync\(/ && !f { f = NR } /rename.*s2\.session"/ && !r { r = NR } END { exit !(f && r && f < r) }' "$TXT.strace"; then
+            pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: chat /save: no fsync before the rename"; cat "$TXT.strace"; fi
+    elif [ -n "${SINKLLM_MODEL:-}" ]; then
+        fail=$((fail + 1)); echo "FAIL: strace not found (make deps installs it)"
+    else
+        echo "skipped: the fsync-before-rename check: no strace"; skip=$((${skip:-0} + 1))
+    fi
     printf '/load s1\nWhat is my name?\n/load ../x\n/load nothere\n' > "$TXT.in"
     check 0 "chat: /load" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
     if [ "$(sed -n 2p "$TXT.whole")" = "$(sed -n 2p "$TXT.out")" ] && [ -n "$(sed -n 2p "$TXT.out")" ]; then

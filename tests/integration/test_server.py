@@ -291,6 +291,7 @@ def test_metrics(srv):
                                          ("session_id", "bad id!"), ("n", 2),
                                          ("logit_bias", {"abc": 1}), ("logit_bias", {"1": 101}),
                                          ("logit_bias", {"999999": 1}), ("logit_bias", [[1]]),
+                                         ("logit_bias", {"49152": 1}),  # = n_vocab: one past the last id
                                          ("logit_bias", "x"), ("ignore_eos", "yes")])
 def test_bad_field_is_400(srv, field, value):
     r = srv.post("/v1/chat/completions", {"messages": HI, field: value})

@@ -187,7 +187,7 @@ MUTANTS = [
          what="session save: the temporary file is not fsync'ed before the rename",
          find="if (!st && fsync(fd) != 0)",
          replace="if (!st && 0)",
-         tests=["test_session", "pytest:kill9"]),
+         tests=["test_session", "cli"]),
     # ---- server validation ------------------------------------------------------------
     dict(id="server-range-inclusive", file="tools/server_request.c",
          what="number fields: the upper bound is not checked",
