@@ -1,7 +1,9 @@
 # sinkllm - one Makefile.
 #   make run     install what is missing, build, fetch the default model, start the chat
 #   make test    build and run every test (unit, golden, bad-input)
+#   make unit    the unit tests and CLI checks alone (tests/run-tests.sh)
 #   make asan    the bad-input and unit tests under AddressSanitizer
+#   make mutation  plant each catalogued bug in a copy, check the tests catch it
 #   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
 #   make bench   sinkllm bench next to llama.cpp (bench/vs-llamacpp.sh)
 
@@ -53,7 +55,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit asan deps model golden bench clean venv refvenv
+.PHONY: all run test unit mutation asan deps model golden bench clean venv refvenv
 
 all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 
@@ -117,6 +119,15 @@ test: deps
 asan:
 	$(MAKE) SANITIZER=address test
 
+# the unit tests and the CLI checks alone (no pytest)
+unit: all model $(TEST_BIN)
+	@sh tests/run-tests.sh $(BUILD)
+
+# the mutation suite: each bug of tests/mutation/catalogue.py, planted in a
+# copy of the tree, must fail the tests it names (docs/testing.md)
+mutation: model venv
+	nice python3 tests/mutation/run.py --fail-under 95
+
 # the 2,000-turn conversation through one server session (about 10 minutes)
 test-long: all model venv
 	SINKLLM_LONG_TURNS=2000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
@@ -142,6 +153,10 @@ $(REFVENV)/.ok: scripts/requirements-ref.txt
 golden: refvenv model
 	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
 	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
+	$(MAKE) all
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden --long-text $(BUILD)/moby12k.txt
+	$(BUILD)/sinkllm ppl -m $(MODEL) -f $(BUILD)/moby12k.txt --tokens 2200 --cache dense -q --csv $(BUILD)/long.csv
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden --long-csv $(BUILD)/long.csv
 
 bench: all model refvenv $(BUILD)/membw
 	PYTHON=$(REFVENV)/bin/python SINKLLM=$(BUILD)/sinkllm MEMBW=$(BUILD)/membw sh bench/vs-llamacpp.sh

@@ -14,6 +14,12 @@ Moby-Dick streamed under the StreamingLLM rule (4 sinks + a window of 60,
 positions assigned within the cache, keys re-rotated from pre-RoPE values
 at every step: the definition, not our ring-buffer shortcut).
 
+With --long-csv it writes golden/f64_long.json instead: a dense prompt of
+2,200 tokens (see long_golden; make golden runs the three steps):
+    make_f64_golden.py --model M --golden G --long-text moby12k.txt
+    sinkllm ppl -m M -f moby12k.txt --tokens 2200 --cache dense -q --csv long.csv
+    make_f64_golden.py --model M --golden G --long-csv long.csv
+
 usage: make_f64_golden.py --model MODEL.gguf --golden tests/golden
 """
 import argparse
@@ -53,6 +59,15 @@ def hparams(kv):
 
 
 def forward(kv, W, ids):
+    """logits after the last token of ids"""
+    x = hidden(kv, W, ids)
+    out_w = W.get("output.weight", W["token_embd.weight"])
+    eps = hparams(kv)[4]
+    return (x[-1] / np.sqrt(np.mean(x[-1] ** 2) + eps) * W["output_norm.weight"]) @ out_w.T
+
+
+def hidden(kv, W, ids):
+    """dense causal forward pass: the residual stream (T, d) after the last layer"""
     L, d, nh, nkv, eps, base, hd, nrot = hparams(kv)
     T = len(ids)
     pos = np.arange(T, dtype=np.float64)
@@ -90,8 +105,23 @@ def forward(kv, W, ids):
         g_ = h @ W[p + "ffn_gate.weight"].T
         u = h @ W[p + "ffn_up.weight"].T
         x = x + (g_ / (1 + np.exp(-g_)) * u) @ W[p + "ffn_down.weight"].T
+    return x
+
+
+def dense_long(kv, W, ids, chunk=256):
+    """Per-token NLL of a long prompt under dense causal attention (position
+    p predicts ids[p + 1]) and the logits after its last token."""
+    eps = hparams(kv)[4]
+    x = hidden(kv, W, np.array(ids))
     out_w = W.get("output.weight", W["token_embd.weight"])
-    return rms(x[-1], W["output_norm.weight"]) @ out_w.T
+    h = x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * W["output_norm.weight"]
+    nll = []
+    for a in range(0, len(ids) - 1, chunk):
+        lg = h[a:min(a + chunk, len(ids) - 1)] @ out_w.T
+        m = lg.max(1)
+        tgt = np.array(ids[a + 1:a + 1 + len(lg)])
+        nll += list(np.log(np.exp(lg - m[:, None]).sum(1)) + m - lg[np.arange(len(lg)), tgt])
+    return nll, h[-1] @ out_w.T
 
 
 def stream_nll(kv, W, ids, S, Wn):
@@ -147,13 +177,50 @@ def stream_nll(kv, W, ids, S, Wn):
     return nll
 
 
+def long_golden(kv, W, csv_path, golden):
+    """golden/f64_long.json: a dense prompt of > 2,000 tokens of Moby-Dick,
+    where an error in the low RoPE frequencies or in far-away attention
+    shows. The ids are sinkllm's tokenization (the CSV of `sinkllm ppl`;
+    its first token is not scored, so it is taken from ppl_sink.json, whose
+    ids llama.cpp tokenized from the same text, and the first 300 ids must
+    agree with those): the tokenizer has its own test against llama.cpp,
+    here the ids are only the input of the forward pass."""
+    rows = [l.split(",") for l in open(csv_path) if l[:1].isdigit()]
+    short = json.load(open(f"{golden}/ppl_sink.json"))["ids"]
+    ids = [short[0]] + [int(r[1]) for r in rows]
+    assert ids[:len(short)] == short, "tokenization differs from ppl_sink.json"
+    nll, lg = dense_long(kv, W, ids)
+    top = np.argsort(-lg)[:50]
+    spread = np.linspace(0, len(lg) - 1, 50).astype(int)
+    lids = sorted(set(int(i) for i in top) | set(int(i) for i in spread))
+    ppl = float(np.exp(np.mean(nll)))
+    print(f"dense, {len(ids)} tokens: PPL {ppl:.6f}, top-1 {int(top[0])}")
+    with open(f"{golden}/f64_long.json", "w") as f:
+        json.dump({"generator": "scripts/make_f64_golden.py --long-csv", "ids": ids,
+                   "nll": [round(float(v), 7) for v in nll], "ppl": ppl,
+                   "logits": [[i, round(float(lg[i]), 6)] for i in lids]}, f)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
     ap.add_argument("--moby", default="../shared/data/moby-dick.txt")
+    ap.add_argument("--long-csv", help="only write golden/f64_long.json, from the ids of this "
+                    "`sinkllm ppl --cache dense --csv` run over Moby-Dick (see long_golden)")
+    ap.add_argument("--long-text", help="only write the 12,000 characters of Moby-Dick from "
+                    "'Call me Ishmael.' to this file (the text of the --long-csv run)")
     a = ap.parse_args()
+    if a.long_text:
+        text = open(a.moby, encoding="utf-8").read()
+        start = text.index("Call me Ishmael.")
+        open(a.long_text, "w", encoding="utf-8").write(text[start:start + 12000])
+        return
     kv, W = load(a.model)
+    if a.long_csv:
+        long_golden(kv, W, a.long_csv, a.golden)
+        return
     src = json.load(open(f"{a.golden}/logits.json"))
     recs = []
     for p in src["prompts"]:
