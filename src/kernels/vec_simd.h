@@ -36,7 +36,7 @@ static void kq_keys(int64_t j0, int64_t n, int hd, const uint16_t *K, int n_rep,
     const int nc = hd / VW;
     for (int64_t j = j0; j < n; j++) {
         const uint16_t *k = K + (size_t)j * hd;
-        VF kv[256 / VW];
+        VF kv[256 / VW]; /* key j widened: (hd / VW) vectors of VW floats */
         for (int c = 0; c < nc; c++) kv[c] = VF_LOADH(k + VW * c);
         for (int r = 0; r < n_rep; r++) {
             const float *qr = q + (size_t)r * hd;
