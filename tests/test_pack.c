@@ -203,6 +203,7 @@ static void test_q8p_quantize(void **state) {
     const int64_t n = 1024;
     float *x = malloc(sizeof(float) * n);
     sk_block_q8p a[32], b[32];
+    int64_t n_ties = 0, n_all = 0;
     for (int rep = 0; rep < 20; rep++) {
         for (int64_t i = 0; i < n; i++) x[i] = frand() * (float)(rep + 1);
         if (rep == 3) memset(x, 0, sizeof(float) * n);
@@ -213,12 +214,27 @@ static void test_q8p_quantize(void **state) {
             assert_true(a[i].d == b[i].d);
             int sum = 0;
             for (int j = 0; j < 32; j++) {
-                assert_true(abs(a[i].qs[j] - b[i].qs[j]) <= 1);
+                /* equal except at a .5 tie within float rounding: the
+                 * reference rounds v = x / d, the kernel truncates
+                 * v + copysign(0.5, v), one more rounding */
+                int dq = a[i].qs[j] - b[i].qs[j];
+                n_all++;
+                if (dq) {
+                    float v = x[i * 32 + j] * (a[i].d ? 1.0f / a[i].d : 0.0f);
+                    double av = fabs((double)v), frac = fabs(av - floor(av) - 0.5);
+                    if (abs(dq) != 1 || frac > 1e-6 * (av + 1))
+                        fail_msg("rep %d block %d [%d]: ref %d simd %d (v = %.9g, not a tie)", rep, i, j,
+                                 a[i].qs[j], b[i].qs[j], v);
+                    n_ties++;
+                }
                 sum += b[i].qs[j];
             }
             assert_int_equal(sum, b[i].sum);
         }
     }
+    print_message("  Q8P quantizer: %lld of %lld quants differ from the reference (ties)\n", (long long)n_ties,
+                  (long long)n_all);
+    assert_true(n_ties * 1000 <= n_all);
     free(x);
 }
 

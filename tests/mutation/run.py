@@ -129,7 +129,11 @@ def main():
             print(f"{m['id']:24} {m['file']:32} {', '.join(m['tests'])}\n{'':24} {m['what']}")
         return 0
     flags = cpu_flags()
-    rows, errors = [], 0
+    for m in muts:  # every snippet exactly once before anything is built
+        n = open(os.path.join(ROOT, m["file"]), encoding="utf-8").read().count(m["find"])
+        if n != 1:
+            raise SystemExit(f"catalogue error: mutant {m['id']}: the snippet occurs {n} times in {m['file']} "
+                             f"(must be exactly once):\n{m['find']}")
     base = tempfile.mkdtemp(prefix="sk-mut-base-")
     copy_tree(base)
     need = sorted({t for m in muts for t in targets(m["tests"])})
@@ -138,6 +142,16 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
         raise SystemExit(f"the unmutated tree does not build:\n{b.stderr.decode()[-3000:]}")
     print(f"base tree built in {base}", flush=True)
+    try:
+        rows, errors = run_all(a, muts, base, flags)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return report(a, rows, errors)
+
+
+def run_all(a, muts, base, flags):
+    """each mutant in a copy of base: (rows, number of build errors)"""
+    rows, errors = [], 0
     for m in muts:
         t0 = time.time()
         need = m.get("isa")
@@ -168,7 +182,10 @@ def main():
         finally:
             if not a.keep:
                 shutil.rmtree(dst, ignore_errors=True)
-    shutil.rmtree(base, ignore_errors=True)
+    return rows, errors
+
+
+def report(a, rows, errors):
     print("\n| mutant | file | what | result | killed by | s |\n| --- | --- | --- | --- | --- | ---: |")
     for m, res, by, dt in rows:
         print(f"| {m['id']} | {m['file']} | {m['what']} | {res} | {by} | {dt:.0f} |")
