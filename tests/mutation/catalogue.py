@@ -48,7 +48,7 @@ MUTANTS = [
          replace="for (int64_t j = 1; j < n; j++) sum += (a[j] = expf(a[j] - mx));",
          tests=["test_vec", "test_kvcache"]),
     dict(id="attn-merge-max", file="src/runtime/kvcache.c",
-         what="flash-decoding merge: a part's max ignored (exp(x - m) -> exp(x - m - 1e-3))",
+         what="flash-decoding merge: the first part weighted 1% too much",
          find="w[p] = x == -INFINITY ? 0.0f : expf(x - m);",
          replace="w[p] = x == -INFINITY ? 0.0f : expf(x - m + (p == 0 ? 0.01f : 0.0f));",
          tests=["test_kvcache", "test_precise"]),
