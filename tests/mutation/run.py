@@ -16,6 +16,8 @@ For each mutant of tests/mutation/catalogue.py:
      (a catalogue that no longer matches the code must never be skipped);
   3. build the binaries the mutant's tests need and run those tests in
      order, stopping at the first failure (or timeout): killed by that test.
+Before the mutants, every named test runs on the unmutated base and must
+pass (--no-baseline skips this): a test that fails anyway kills nothing.
 A mutant that needs an instruction set this CPU lacks is reported "not run"
 (and counted apart). The summary table (mutant, file, result, killed by)
 ends with "N killed, N survived" (+ not run). Exit status 1 when a snippet
@@ -113,6 +115,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=600, help="seconds per test")
     ap.add_argument("--fail-under", type=float, default=0, help="exit 1 below this %% killed")
     ap.add_argument("--keep", action="store_true", help="keep the temporary trees")
+    ap.add_argument("--no-baseline", action="store_true", help="do not run the tests on the unmutated tree first")
     a = ap.parse_args()
     muts = MUTANTS
     ids = [m["id"] for m in muts]
@@ -142,6 +145,17 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
         raise SystemExit(f"the unmutated tree does not build:\n{b.stderr.decode()[-3000:]}")
     print(f"base tree built in {base}", flush=True)
+    if not a.no_baseline:
+        names = []
+        for m in muts:
+            if not m.get("isa") or m["isa"] in flags:
+                names += [t for t in m["tests"] if t not in names]
+        for name in names:
+            ok, out = run_test(base, name, a.timeout)
+            if not ok:
+                shutil.rmtree(base, ignore_errors=True)
+                raise SystemExit(f"baseline: {name} fails on the unmutated tree:\n{out}")
+        print(f"baseline: {len(names)} tests pass on the unmutated tree", flush=True)
     try:
         rows, errors = run_all(a, muts, base, flags)
     finally:
