@@ -23,15 +23,17 @@ import time
 import pytest
 import requests
 
-from test_server import KEY, Server
+from test_server import KEY, Server, need
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
 
-if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-    pytest.skip(f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium "
-                "chromium-driver, or make deps)", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip)")
+need(os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK),
+     f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver, or make deps)")
+try:
+    from selenium import webdriver
+except ImportError:
+    need(False, "needs selenium (pip install -r scripts/requirements-test.txt)")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
