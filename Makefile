@@ -168,7 +168,8 @@ $(BUILD)/membw: bench/membw.c | $(BUILD)/obj
 # ---- packaging: shared library, pkg-config, man page, install ---------
 # libsinkllm.so is linked from the library sources compiled again with -fPIC
 # under $(BUILD)/pic (the static library and the tools keep their flags);
-# src/libsinkllm.map exports only the sk_* names. The soname carries the
+# its version script ($(BUILD)/libsinkllm.map, scripts/gen-map.sh) exports
+# exactly the functions include/sinkllm.h declares. The soname carries the
 # major version of SINKLLM_VERSION (include/sinkllm.h).
 VERSION   := $(shell sed -n 's/^\#define SINKLLM_VERSION "\(.*\)"/\1/p' include/sinkllm.h)
 SO_MAJOR  := $(firstword $(subst ., ,$(VERSION)))
@@ -179,7 +180,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 BINDIR    = $(PREFIX)/bin
 LIBDIR    = $(PREFIX)/lib
-INCDIR    = $(PREFIX)/include
+INCDIR    = $(PREFIX)/include/sinkllm
 MAN1DIR   = $(PREFIX)/share/man/man1
 # the instruction-set flags of one object, by its name (as the obj/ rules)
 isa_flags = $(if $(filter %_avx512.o,$1),$(ISA_AVX512),$(if $(filter %_avx2.o,$1),$(ISA_AVX2)))
@@ -192,8 +193,11 @@ $(BUILD)/pic/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(call isa_flags,$@) -c $< -o $@
 
-$(BUILD)/$(SO_FILE): $(PIC_OBJ) src/libsinkllm.map
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libsinkllm.map \
+$(BUILD)/libsinkllm.map: include/sinkllm.h include/status.h scripts/gen-map.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen-map.sh "$(CC)" > $@.tmp && mv $@.tmp $@
+$(BUILD)/$(SO_FILE): $(PIC_OBJ) $(BUILD)/libsinkllm.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(BUILD)/libsinkllm.map \
 	  -Wl,--no-undefined -o $@ $(PIC_OBJ) $(LDLIBS)
 $(BUILD)/libsinkllm.so: $(BUILD)/$(SO_FILE)
 	ln -sf $(SO_FILE) $(BUILD)/$(SONAME) && ln -sf $(SONAME) $@
@@ -223,6 +227,7 @@ uninstall:
 	  $(DESTDIR)$(LIBDIR)/$(SO_FILE) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsinkllm.so \
 	  $(patsubst include/%,$(DESTDIR)$(INCDIR)/%,$(wildcard include/*.h)) \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig/sinkllm.pc $(DESTDIR)$(MAN1DIR)/sinkllm.1
+	-rmdir $(DESTDIR)$(INCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-*

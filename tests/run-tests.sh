@@ -37,6 +37,8 @@ if [ -x "$build/tests/test_golden" ]; then
         skipnames="$skipnames test_golden-nopack(1)"
     fi
 fi
+# the library's layering: no include or call circles, tools/ on include/ only
+run check-layers.sh sh "$(dirname "$0")/../scripts/check-layers.sh" "$build"
 run test_cli.sh sh "$(dirname "$0")/test_cli.sh" "$build"
 echo
 [ -n "$failed" ] && echo "failed:$failed"
