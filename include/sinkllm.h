@@ -452,6 +452,8 @@ typedef struct sk_context_stats {
     int64_t cache_capacity;
     uint64_t kv_bytes;    /* bytes of K/V storage */
     uint64_t scratch_bytes; /* activations, scores, logits: every other buffer of the context */
+    int64_t n_shifts;     /* SHIFT: context shifts so far (0 for the other policies); saved
+                             and restored with the session */
 } sk_context_stats;
 
 void sk_context_get_stats(const sk_context *c, sk_context_stats *s);

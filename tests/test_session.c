@@ -105,6 +105,9 @@ static void test_roundtrip_identical(void **state) {
         sk_context_get_stats(b, &sb);
         assert_int_equal(sa.n_past, sb.n_past);
         assert_int_equal(sa.n_evicted, sb.n_evicted);
+        assert_int_equal(sa.n_shifts, sb.n_shifts); /* restored, and counting on */
+        if (pols[k] == SK_CACHE_SHIFT) assert_true(sa.n_shifts > 0);
+        else assert_int_equal(sa.n_shifts, 0);
         sk_context_free(a);
         sk_context_free(b);
     }

@@ -56,7 +56,8 @@ class ContextParams(Structure):  # sk_context_params
 
 class ContextStats(Structure):  # sk_context_stats
     _fields_ = [("n_past", c_int64), ("n_cached", c_int64), ("n_evicted", c_int64),
-                ("cache_capacity", c_int64), ("kv_bytes", c_uint64), ("scratch_bytes", c_uint64)]
+                ("cache_capacity", c_int64), ("kv_bytes", c_uint64), ("scratch_bytes", c_uint64),
+                ("n_shifts", c_int64)]
 
 
 class SamplerParams(Structure):  # sk_sampler_params

@@ -119,7 +119,7 @@ class Context(Handle):
 
     @property
     def stats(self):
-        """n_past, n_cached, n_evicted, cache_capacity, kv_bytes, scratch_bytes."""
+        """n_past, n_cached, n_evicted, cache_capacity, kv_bytes, scratch_bytes, n_shifts."""
         s = ContextStats()
         lib().sk_context_get_stats(self._handle(), byref(s))
         return {name: int(getattr(s, name)) for name, _ in s._fields_}

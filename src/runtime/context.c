@@ -254,6 +254,7 @@ void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
     s->cache_capacity = c->kv->n_prefix + c->kv->n_window;
     s->kv_bytes = c->kv->bytes;
     s->scratch_bytes = c->scratch_bytes;
+    s->n_shifts = c->kv->n_shifts;
 }
 
 /* cs = cos/sin of (pos / scale) * theta_i in double precision */
