@@ -699,6 +699,18 @@ static size_t contraction(const piece_ctx *c, size_t pos, bool ci) {
 }
 
 /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+/* The last alternatives of the GPT-2 and llama3 splitters, at pos with a
+ * run of nws whitespace code points there: \s+(?!\S) (a run before more
+ * text leaves its last space to the next piece), then \s+, then one code
+ * point alone when nothing matched. Adds the piece; returns its end. */
+static size_t pc_tail(piece_ctx *c, size_t pos, size_t nws) {
+    if (nws > 1 && pc_cp(c, pos + nws) != OUT_OF_RANGE) pos += nws - 1;
+    else if (nws > 0) pos += nws;
+    else pos++;
+    pc_add(c, pos);
+    return pos;
+}
+
 static void split_gpt2(piece_ctx *c) {
     for (size_t pos = c->a; pos < c->b;) {
         uint32_t cpt = pc_cp(c, pos);
@@ -729,17 +741,7 @@ static void split_gpt2(piece_ctx *c) {
         }
         size_t nws = 0;
         while (pc_fl(c, pos + nws) & SK_UF_WHITESPACE) nws++;
-        if (nws > 1 && pc_cp(c, pos + nws) != OUT_OF_RANGE) { /* \s+(?!\S): leave the last one */
-            pos += nws - 1;
-            pc_add(c, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            pc_add(c, pos);
-            continue;
-        }
-        pc_add(c, ++pos); /* no alternative matches: one code point alone */
+        pos = pc_tail(c, pos, nws);
     }
 }
 
@@ -792,17 +794,7 @@ static void split_llama3(piece_ctx *c, size_t max_digits) {
             pc_add(c, pos);
             continue;
         }
-        if (nws > 1 && pc_cp(c, pos + nws) != OUT_OF_RANGE) {
-            pos += nws - 1;
-            pc_add(c, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            pc_add(c, pos);
-            continue;
-        }
-        pc_add(c, ++pos);
+        pos = pc_tail(c, pos, nws);
     }
 }
 
