@@ -81,8 +81,8 @@ def targets(tests):
     for name in tests:
         if name.startswith("test_"):
             t.add(f"{BUILD}/tests/{name}")
-        else:  # cli, pytest: the binary
-            t.add(f"{BUILD}/sinkllm")
+        else:  # cli, pytest: the binary and the examples (make all)
+            t.add("all")
     return sorted(t)
 
 
