@@ -37,7 +37,7 @@ typedef struct sk_tokenizer sk_tokenizer;
 /* ---- model ------------------------------------------------------------- */
 
 typedef struct sk_hparams {
-    char arch[32];          /* "llama" */
+    char arch[32];          /* general.architecture: llama, qwen2, qwen3, gemma3, phi3 */
     char name[128];         /* general.name, may be empty */
     int64_t n_vocab;
     int64_t n_ctx_train;    /* llama.context_length */
@@ -45,7 +45,7 @@ typedef struct sk_hparams {
     int n_layer;
     int n_head;
     int n_head_kv;
-    int head_dim;           /* n_embd / n_head */
+    int head_dim;           /* attention.key_length, else n_embd / n_head */
     int n_ff;
     int n_rot;              /* rope dimension count (<= head_dim) */
     int rope_neox;          /* 1: rotate (i, i + n_rot/2); 0: rotate (2i, 2i+1) */
@@ -54,6 +54,9 @@ typedef struct sk_hparams {
     float norm_eps;
     int tied_output;        /* output matrix is token_embd */
     int file_type;          /* general.file_type, -1 if absent */
+    int n_swa;              /* sliding window of the local layers (Gemma 3), 0: none */
+    int n_layer_swa;        /* how many layers are local (sliding-window) layers */
+    double rope_base_swa;   /* rope.freq_base of the local layers */
 } sk_hparams;
 
 /* Load a GGUF file (read-only mmap). Validates the file, the hyper-parameters

@@ -39,6 +39,118 @@ static void expect_error(const tiny_opts *o, const char *needle) {
     if (!strstr(err.msg, needle)) fail_msg("error '%s' does not mention '%s'", err.msg, needle);
 }
 
+/* The loader never ignores what it does not compute: each crafted file asks
+ * for something unimplemented and must be refused with an error naming it. */
+static void test_refusals(void **state) {
+    (void)state;
+    tiny_opts o;
+    struct { const char *key; int type; uint32_t u; float f; const char *s; const char *needle; } keys[] = {
+        {"llama.attention.layer_norm_epsilon", 6, 0, 1e-5f, NULL, "llama.attention.layer_norm_epsilon"},
+        {"llama.attn_logit_softcapping", 6, 0, 50.0f, NULL, "llama.attn_logit_softcapping"},
+        {"llama.expert_count", 4, 8, 0, NULL, "expert_count"},
+        {"llama.rope.scaling.type", 8, 0, 0, "yarn", "yarn"},
+        {"llama.attention.sliding_window", 4, 4096, 0, NULL, "sliding"},
+        {"llama.attention.clamp_kqv", 6, 0, 8.0f, NULL, "llama.attention.clamp_kqv"},
+        {"llama.attention.value_length", 4, 4, 0, NULL, "value_length"},
+        {"llama.embedding_length_per_layer_input", 4, 16, 0, NULL, "embedding_length_per_layer_input"},
+        {"llama.vocab_size", 4, 65, 0, NULL, "vocab_size"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        tiny_defaults(&o);
+        o.extra_key = keys[i].key;
+        o.extra_type = keys[i].type;
+        o.extra_u32 = keys[i].u;
+        o.extra_f32 = keys[i].f;
+        o.extra_str = keys[i].s;
+        expect_error(&o, keys[i].needle);
+    }
+    /* tensors: unknown ones, expert tensors, a missing one, a wrong shape */
+    const char *extra[] = {"blk.0.ffn_gate_exps.weight", "blk.1.attn_sinks.weight", "foo.weight",
+                           "blk.0.layer_output_scale.weight", "rope_factors_long.weight"};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        tiny_defaults(&o);
+        o.extra_tensor = extra[i];
+        o.extra_ne0 = 4;
+        o.extra_ne1 = 1;
+        expect_error(&o, extra[i]);
+    }
+    tiny_defaults(&o);
+    o.extra_tensor = "rope_freqs.weight"; /* n_rot / 2 = 4 factors expected */
+    o.extra_ne0 = 3;
+    o.extra_ne1 = 1;
+    expect_error(&o, "rope_freqs.weight");
+    tiny_defaults(&o);
+    o.omit_tensor = "blk.1.ffn_up.weight";
+    expect_error(&o, "missing tensor blk.1.ffn_up.weight");
+    /* families: unknown ones name themselves; a family's required tensors */
+    tiny_defaults(&o);
+    o.arch = "gemma2";
+    expect_error(&o, "'gemma2' is not supported");
+    tiny_defaults(&o);
+    o.arch = "qwen3"; /* needs per-head Q/K norms */
+    expect_error(&o, "missing tensor blk.0.attn_q_norm.weight");
+    tiny_defaults(&o);
+    o.arch = "gemma3"; /* needs post-norms too */
+    expect_error(&o, "missing tensor blk.0.attn_q_norm.weight");
+    tiny_defaults(&o);
+    o.arch = "qwen2"; /* llama's tensors, neox rope: loads */
+    sk_error err = {0};
+    assert_int_equal(load_tiny(&o, &err, NULL), SK_OK);
+}
+
+/* The last-token logits of a tiny model on a fixed prompt. */
+static void tiny_logits(const tiny_opts *o, float *out) {
+    uint8_t *buf;
+    size_t n;
+    tiny_build(o, &buf, &n);
+    sk_model *m = NULL;
+    sk_error err = {0};
+    if (sk_model_from_span(buf, n, &m, &err)) fail_msg("%s", err.msg);
+    sk_context_params p;
+    sk_context_params_default(&p);
+    p.n_threads = 1;
+    sk_context *c = NULL;
+    assert_int_equal(sk_context_new(m, &p, &c, &err), SK_OK);
+    int32_t toks[12] = {3, 7, 1, 0, 63, 9, 12, 40, 41, 5, 6, 8};
+    assert_int_equal(sk_decode(c, toks, 12, &err), SK_OK);
+    memcpy(out, sk_logits(c), 64 * sizeof(float));
+    sk_context_free(c);
+    sk_model_free(m);
+    free(buf);
+}
+
+/* What the loader accepts it computes: rope_freqs.weight divides the RoPE
+ * frequencies (the Llama 3 file that was silently wrong), and
+ * final_logit_softcapping bounds the logits. */
+static void test_accepted_changes(void **state) {
+    (void)state;
+    float base[64], alt[64];
+    tiny_opts o;
+    tiny_defaults(&o);
+    tiny_logits(&o, base);
+    tiny_defaults(&o);
+    o.extra_tensor = "rope_freqs.weight";
+    o.extra_ne0 = 4;
+    o.extra_ne1 = 1;
+    o.extra_value = 1.0f; /* factors of 1: the same model */
+    tiny_logits(&o, alt);
+    for (int i = 0; i < 64; i++) assert_float_equal(alt[i], base[i], 1e-5);
+    o.extra_value = 8.0f;
+    tiny_logits(&o, alt);
+    double diff = 0;
+    for (int i = 0; i < 64; i++) diff += fabs(alt[i] - base[i]);
+    if (diff < 1e-3) fail_msg("rope_freqs.weight of 8 changed nothing (sum |diff| %g)", diff);
+    tiny_defaults(&o);
+    o.extra_key = "llama.final_logit_softcapping";
+    o.extra_type = 6;
+    o.extra_f32 = 0.5f;
+    tiny_logits(&o, alt);
+    for (int i = 0; i < 64; i++) {
+        assert_true(fabsf(alt[i]) <= 0.5f);
+        assert_float_equal(alt[i], 0.5f * tanhf(base[i] / 0.5f), 1e-4);
+    }
+}
+
 static void test_tiny_runs(void **state) {
     (void)state;
     tiny_opts o;
@@ -222,6 +334,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_runs),
         cmocka_unit_test(test_bad_heads),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_accepted_changes),
         cmocka_unit_test(test_bad_vocab),
         cmocka_unit_test(test_bad_paths),
         cmocka_unit_test(test_bad_cache_params),

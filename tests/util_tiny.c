@@ -61,7 +61,7 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
     int d = o->n_embd, hd = o->n_head > 0 ? d / o->n_head : d, ff = o->n_ff, nv = o->n_vocab;
     int nkv = o->n_head_kv > 0 ? o->n_head_kv * hd : hd;
     int wt = o->weight_type ? o->weight_type : SK_TYPE_F32;
-    tinfo *t = calloc((size_t)(3 + 9 * o->n_layer), sizeof *t);
+    tinfo *t = calloc((size_t)(4 + 9 * o->n_layer), sizeof *t);
     int nt = 0;
 #define ADD(nm, a, b, norm_) do { snprintf(t[nt].name, 64, "%s", nm); t[nt].ne0 = a; t[nt].ne1 = b; t[nt].norm = norm_; t[nt].type = norm_ ? SK_TYPE_F32 : wt; nt++; } while (0)
     ADD("token_embd.weight", d, nv, 0);
@@ -80,6 +80,14 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
         L("ffn_down.weight", ff, d, 0);
 #undef L
     }
+    if (o->extra_tensor) ADD(o->extra_tensor, o->extra_ne0, o->extra_ne1, 1);
+    if (o->omit_tensor)
+        for (int i = 0; i < nt; i++)
+            if (strcmp(t[i].name, o->omit_tensor) == 0) {
+                memmove(&t[i], &t[i + 1], sizeof *t * (size_t)(nt - i - 1));
+                nt--;
+                break;
+            }
 #undef ADD
     wbuf w = {0};
     put(&w, "GGUF", 4);
@@ -87,17 +95,24 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
     u64(&w, (uint64_t)nt);
     int n_tok = o->n_tokens_override > 0 ? o->n_tokens_override : nv;
     int n_types = o->n_types_override > 0 ? o->n_types_override : n_tok;
-    u64(&w, o->omit_head_count_kv ? 17 : 18);
-    kv_str(&w, "general.architecture", "llama");
+    u64(&w, (o->omit_head_count_kv ? 17 : 18) + (o->extra_key ? 1 : 0));
+    const char *a = o->arch ? o->arch : "llama";
+    char key[128];
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", a, suffix), key)
+    kv_str(&w, "general.architecture", a);
     kv_str(&w, "general.name", "tiny");
-    kv_u32(&w, "llama.block_count", (uint32_t)o->n_layer);
-    kv_u32(&w, "llama.context_length", (uint32_t)o->ctx_len);
-    kv_u32(&w, "llama.embedding_length", (uint32_t)d);
-    kv_u32(&w, "llama.feed_forward_length", (uint32_t)ff);
-    kv_u32(&w, "llama.attention.head_count", (uint32_t)o->n_head);
-    if (!o->omit_head_count_kv) kv_u32(&w, "llama.attention.head_count_kv", (uint32_t)o->n_head_kv);
-    kv_f32(&w, "llama.rope.freq_base", 10000.0f);
-    kv_f32(&w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    kv_u32(&w, K("block_count"), (uint32_t)o->n_layer);
+    kv_u32(&w, K("context_length"), (uint32_t)o->ctx_len);
+    kv_u32(&w, K("embedding_length"), (uint32_t)d);
+    kv_u32(&w, K("feed_forward_length"), (uint32_t)ff);
+    kv_u32(&w, K("attention.head_count"), (uint32_t)o->n_head);
+    if (!o->omit_head_count_kv) kv_u32(&w, K("attention.head_count_kv"), (uint32_t)o->n_head_kv);
+    kv_f32(&w, K("rope.freq_base"), 10000.0f);
+    kv_f32(&w, K("attention.layer_norm_rms_epsilon"), 1e-5f);
+#undef K
+    if (o->extra_key && o->extra_type == 4) kv_u32(&w, o->extra_key, o->extra_u32);
+    if (o->extra_key && o->extra_type == 6) kv_f32(&w, o->extra_key, o->extra_f32);
+    if (o->extra_key && o->extra_type == 8) kv_str(&w, o->extra_key, o->extra_str);
     kv_str(&w, "tokenizer.ggml.model", "gpt2");
     kv_str(&w, "tokenizer.ggml.pre", "default");
     /* tokens: printable ASCII characters starting at '!' */
@@ -147,6 +162,8 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
         float *x = malloc(sizeof(float) * (size_t)n);
         float scale = t[i].norm ? 0.0f : 1.0f / (float)t[i].ne0 * 3.0f;
         for (int64_t k = 0; k < n; k++) x[k] = t[i].norm ? 1.0f + 0.1f * frand(&seed) : frand(&seed) * scale * 2.0f;
+        if (o->extra_tensor && strcmp(t[i].name, o->extra_tensor) == 0 && o->extra_value != 0.0f)
+            for (int64_t k = 0; k < n; k++) x[k] = o->extra_value;
         if (t[i].type == SK_TYPE_F32) {
             put(&w, x, (size_t)n * 4);
         } else {

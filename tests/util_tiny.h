@@ -25,6 +25,18 @@ typedef struct tiny_opts {
     int64_t bos_id;          /* default 1 */
     int64_t eos_id;          /* default 2 */
     int omit_head_count_kv;
+    /* crafting (tests of the loader's refusals): all optional */
+    const char *arch;        /* general.architecture and the key prefix (default "llama") */
+    const char *omit_tensor; /* a tensor name left out */
+    const char *extra_tensor;/* an extra F32 tensor of extra_ne0 x extra_ne1 elements */
+    int64_t extra_ne0, extra_ne1;
+    float extra_value;       /* every element of the extra tensor (0: random) */
+    const char *extra_key;   /* an extra metadata key ("%s." is replaced by nothing: give
+                                the full key), with a u32, f32 or string value: */
+    int extra_type;          /* 4 = u32 (extra_u32), 6 = f32 (extra_f32), 8 = string */
+    uint32_t extra_u32;
+    float extra_f32;
+    const char *extra_str;
 } tiny_opts;
 
 void tiny_defaults(tiny_opts *o);

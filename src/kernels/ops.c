@@ -39,6 +39,7 @@ void sk_rope_apply(float *x, int n_heads, int head_dim, int n_rot, int neox, con
 }
 
 void sk_swiglu(float *g, const float *u, int64_t n) { sk_vec_get()->swiglu(g, u, n); }
+void sk_geglu(float *g, const float *u, int64_t n) { sk_vec_get()->geglu(g, u, n); }
 
 void sk_embed_row(const sk_tensor *emb, int32_t id, float *out) {
     if (emb->packed && emb->row_size <= 65536) { /* the packed copy: the file pages stay out */

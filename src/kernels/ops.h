@@ -24,6 +24,9 @@ void sk_rope_apply(float *x, int n_heads, int head_dim, int n_rot, int neox, con
 /* x[i] = silu(g[i]) * u[i] (SwiGLU), written into g. */
 void sk_swiglu(float *g, const float *u, int64_t n);
 
+/* x[i] = gelu_tanh(g[i]) * u[i] (GEGLU, Gemma), written into g. */
+void sk_geglu(float *g, const float *u, int64_t n);
+
 /* One matrix multiply in a batch that shares its input:
  *   out[t * out_stride + r] = W_r . x_t   for r < W->ne[1], t < n_tok */
 typedef struct sk_matmul_job {

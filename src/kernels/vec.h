@@ -29,6 +29,9 @@ typedef struct sk_vec_kernels {
     float (*max)(const float *a, int64_t n);
     /* SwiGLU in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i] */
     void (*swiglu)(float *g, const float *u, int64_t n);
+    /* GELU (tanh form) gate in place:
+     *   g[i] = 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * u[i] */
+    void (*geglu)(float *g, const float *u, int64_t n);
 } sk_vec_kernels;
 
 #define SK_VEC_MAX_REP 8 /* SIMD register paths: n_rep <= 8 and hd % 16 == 0; the AVX-512

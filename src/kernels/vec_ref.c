@@ -52,6 +52,14 @@ static void swiglu_ref(float *g, const float *u, int64_t n) {
     }
 }
 
+static void geglu_ref(float *g, const float *u, int64_t n) {
+    const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i];
+        g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
 /* Every entry of t: the reference kernels. */
 void sk_vec_ref_fill(sk_vec_kernels *t) {
     t->kq_f16 = sk_vec_kq_f16_ref;
@@ -59,4 +67,5 @@ void sk_vec_ref_fill(sk_vec_kernels *t) {
     t->exp_sum = exp_sum_ref;
     t->max = max_ref;
     t->swiglu = swiglu_ref;
+    t->geglu = geglu_ref;
 }

@@ -54,7 +54,11 @@ void sk_context_free(sk_context *c) {
     if (!c) return;
     sk_pool_free(c->pool);
     sk_kvcache_free(c->kv);
+    sk_kvcache_free(c->kv_swa);
     free(c->theta);
+    free(c->theta_swa);
+    free(c->cs_swa);
+    free(c->lo_swa);
     free(c->x);
     free(c->xb);
     free(c->q);
@@ -99,9 +103,23 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
         }
         cp.n_ctx = cp.n_window;
     }
-    if ((st = sk_kvcache_new(hp, &cp, c->n_batch, &c->kv, err))) {
+    /* global layers: the policy's cache; local layers: their trained window */
+    sk_hparams hg = *hp, hs = *hp;
+    hg.n_layer = hp->n_layer - hp->n_layer_swa;
+    hs.n_layer = hp->n_layer_swa;
+    if ((st = sk_kvcache_new(&hg, &cp, c->n_batch, &c->kv, err))) {
         free(c);
         return st;
+    }
+    if (hp->n_layer_swa > 0) {
+        sk_cache_params sp = cp;
+        sp.policy = SK_CACHE_WINDOW;
+        sp.n_sinks = 0;
+        sp.n_window = hp->n_swa;
+        if ((st = sk_kvcache_new(&hs, &sp, c->n_batch, &c->kv_swa, err))) {
+            sk_context_free(c);
+            return st;
+        }
     }
     int nth = params->n_threads > 0 ? params->n_threads : sk_cpu_count();
     if ((st = sk_pool_new(nth, &c->pool, err))) {
@@ -113,9 +131,14 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->n_rep = hp->n_head / hp->n_head_kv;
     /* per thread: scores of one token, or of a block of SK_QBLK tokens, plus
      * the block's gathered queries (two rotations) and outputs */
-    c->att_stride = (size_t)SK_QBLK * c->n_rep * (size_t)(c->kv->n_prefix + c->kv->ring_cap + SK_QBLK) +
+    int64_t keys = c->kv->n_prefix + c->kv->ring_cap;
+    if (c->kv_swa && c->kv_swa->ring_cap > keys) keys = c->kv_swa->ring_cap;
+    c->att_stride = (size_t)SK_QBLK * c->n_rep * (size_t)(keys + SK_QBLK) +
                     3 * (size_t)SK_QBLK * c->n_rep * hd;
     c->theta = scratch(c, sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
+    c->theta_swa = scratch(c, sizeof(double) * (size_t)(hp->n_rot / 2 + 1));
+    c->cs_swa = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
+    c->lo_swa = scratch(c, sizeof(int64_t) * B);
     c->x = scratch(c, sizeof(float) * B * d);
     c->xb = scratch(c, sizeof(float) * B * (d > nq ? d : nq));
     c->q = scratch(c, sizeof(float) * B * nq);
@@ -139,15 +162,18 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->logits = scratch(c, sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
     if (params->precise) c->rowbuf = scratch(c, sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = scratch(c, sizeof(int32_t) * (size_t)cp.n_window);
-    if (!c->part || !c->theta || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
+    if (!c->part || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
         !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
         (params->precise && !c->rowbuf)) {
         sk_context_free(c);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (context buffers)");
     }
-    for (int i = 0; i < hp->n_rot / 2; i++)
+    for (int i = 0; i < hp->n_rot / 2; i++) {
         c->theta[i] = pow(hp->rope_base, -2.0 * i / hp->n_rot);
+        if (m->rope_factors) c->theta[i] /= m->rope_factors[i];
+        c->theta_swa[i] = pow(hp->n_swa ? hp->rope_base_swa : hp->rope_base, -2.0 * i / hp->n_rot);
+    }
     sk_context_reset(c);
     *out = c;
     return SK_OK;
@@ -155,6 +181,7 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
 
 void sk_context_reset(sk_context *c) {
     sk_kvcache_reset(c->kv);
+    if (c->kv_swa) sk_kvcache_reset(c->kv_swa);
     c->has_logits = 0;
     c->n_logits = 0;
     c->n_hist = 0;
@@ -162,8 +189,14 @@ void sk_context_reset(sk_context *c) {
 }
 
 sk_status sk_context_rollback(sk_context *c, int64_t n, sk_error *err) {
-    sk_status st = sk_kvcache_rollback(c->kv, n, err);
+    /* the local window is at most as deep as the global one: check it first
+     * so that a refusal leaves both caches as they were */
+    sk_status st = c->kv_swa ? sk_kvcache_rollback(c->kv_swa, n, err) : SK_OK;
     if (st) return st;
+    if ((st = sk_kvcache_rollback(c->kv, n, err))) {
+        if (c->kv_swa) c->kv_swa->n_past += n; /* undo */
+        return st;
+    }
     if (n > 0) {
         c->has_logits = 0;
         c->n_logits = 0;
@@ -252,19 +285,20 @@ void sk_context_get_stats(const sk_context *c, sk_context_stats *s) {
         s->n_evicted = sk_kvcache_evicted(c->kv);
     }
     s->cache_capacity = c->kv->n_prefix + c->kv->n_window;
-    s->kv_bytes = c->kv->bytes;
+    s->kv_bytes = c->kv->bytes + (c->kv_swa ? c->kv_swa->bytes : 0);
     s->scratch_bytes = c->scratch_bytes;
     s->n_shifts = c->kv->n_shifts;
 }
 
-/* cs = cos/sin of (pos / scale) * theta_i in double precision */
-static void rope_cs(const sk_context *c, int64_t pos, float *cs) {
+/* cs = mscale * cos/sin of (pos / scale) * theta_i in double precision
+ * (the local layers of a sliding-window model have no position scaling) */
+static void rope_cs(const sk_context *c, const double *theta, int64_t pos, float *cs) {
     const sk_hparams *hp = &c->m->hp;
-    double p = (double)pos / hp->rope_scale;
+    double p = (double)pos / (theta == c->theta ? hp->rope_scale : 1.0), ms = c->m->rope_mscale;
     for (int i = 0; i < hp->n_rot / 2; i++) {
-        double a = p * c->theta[i];
-        cs[2 * i] = (float)cos(a);
-        cs[2 * i + 1] = (float)sin(a);
+        double a = p * theta[i];
+        cs[2 * i] = (float)(ms * cos(a));
+        cs[2 * i + 1] = (float)(ms * sin(a));
     }
 }
 
@@ -283,29 +317,34 @@ sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_l
     return SK_OK;
 }
 
-/* record the head-averaged probabilities of one (token, KV head) */
-static void capture(sk_context *c, int k, int64_t u, int64_t lo, const float *att) {
-    int64_t T = c->cap_n_tok;
-    if (u >= T) return;
-    sk_kvcache *kv = c->kv;
-    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
-    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0, n_keys = n_pfx + n_win;
-    float *row = c->cap_buf + ((size_t)k * T + (size_t)u) * T;
-    float inv = 1.0f / c->m->hp.n_head;
-    for (int r = 0; r < c->n_rep; r++)
-        for (int64_t j = 0; j < n_keys; j++) {
-            int64_t p = j < n_pfx ? j : lo + (j - n_pfx);
-            if (p < T) row[p] += att[(size_t)r * n_keys + j] * inv;
-        }
-}
-
+/* The cache, window bounds and second rotation that layer l attends with. */
 typedef struct attn_job {
     sk_context *c;
-    int layer;
+    sk_kvcache *kv;           /* c->kv, or c->kv_swa for a local layer */
+    int layer;                /* index of the layer within kv */
+    const int64_t *lo;        /* (n) lowest visible window position per token */
+    const uint8_t *use_pfx;   /* (n) the query has a prefix rotation (c->qp) */
     int n;
     int64_t u0;
     int capture; /* index into cap_layers, or -1 */
 } attn_job;
+
+/* record the head-averaged probabilities of one (token, KV head) */
+static void capture(const attn_job *j, int64_t u, int64_t lo, const float *att) {
+    sk_context *c = j->c;
+    int64_t T = c->cap_n_tok;
+    if (u >= T) return;
+    const sk_kvcache *kv = j->kv;
+    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
+    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0, n_keys = n_pfx + n_win;
+    float *row = c->cap_buf + ((size_t)j->capture * T + (size_t)u) * T;
+    float inv = 1.0f / c->m->hp.n_head;
+    for (int r = 0; r < c->n_rep; r++)
+        for (int64_t k = 0; k < n_keys; k++) {
+            int64_t p = k < n_pfx ? k : lo + (k - n_pfx);
+            if (p < T) row[p] += att[(size_t)r * n_keys + k] * inv;
+        }
+}
 
 /* Chunked path: (token block, KV head) items; each gathers its queries into
  * contiguous (n_q, n_rep, hd) blocks, runs sk_attend_multi, scatters back. */
@@ -327,10 +366,10 @@ static void attn_worker_multi(void *arg, int ith, int nth) {
         for (int i = 0; i < n_q; i++) {
             size_t off = (size_t)(i0 + i) * nq + (size_t)g * qb;
             memcpy(qw + (size_t)i * qb, c->q + off, qb * sizeof(float));
-            memcpy(qp + (size_t)i * qb, c->use_pfx[i0 + i] ? c->qp + off : c->q + off,
+            memcpy(qp + (size_t)i * qb, j->use_pfx[i0 + i] ? c->qp + off : c->q + off,
                    qb * sizeof(float));
         }
-        sk_attend_multi(c->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, c->lo + i0, ob, att);
+        sk_attend_multi(j->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, j->lo + i0, ob, att);
         for (int i = 0; i < n_q; i++)
             memcpy(c->ao + (size_t)(i0 + i) * nq + (size_t)g * qb, ob + (size_t)i * qb,
                    qb * sizeof(float));
@@ -350,9 +389,9 @@ static void attn_worker(void *arg, int ith, int nth) {
         int i = (int)(it / G), g = (int)(it % G);
         size_t off = (size_t)i * nq + (size_t)g * c->n_rep * hd;
         const float *qw = c->q + off;
-        const float *qp = c->use_pfx[i] ? c->qp + off : qw;
-        sk_attend(c->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, c->lo[i], c->ao + off, att);
-        if (j->capture >= 0) capture(c, j->capture, j->u0 + i, c->lo[i], att);
+        const float *qp = j->use_pfx[i] ? c->qp + off : qw;
+        sk_attend(j->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, j->lo[i], c->ao + off, att);
+        if (j->capture >= 0) capture(j, j->u0 + i, j->lo[i], att);
     }
 }
 
@@ -373,11 +412,11 @@ static void attn_worker_split(void *arg, int ith, int nth) {
         int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
         size_t off = (size_t)i * nq + (size_t)g * R * hd;
         const float *qw = c->q + off;
-        const float *qp = c->use_pfx[i] ? c->qp + off : qw;
-        int64_t u = j->u0 + i, S = c->kv->n_prefix;
-        int64_t nk = (u + 1 < S ? u + 1 : S) + (u >= S ? u - c->lo[i] + 1 : 0);
+        const float *qp = j->use_pfx[i] ? c->qp + off : qw;
+        int64_t u = j->u0 + i, S = j->kv->n_prefix;
+        int64_t nk = (u + 1 < S ? u + 1 : S) + (u >= S ? u - j->lo[i] + 1 : 0);
         float *part = c->part + (size_t)it * c->part_stride;
-        sk_attend_part(c->kv, j->layer, g, R, qw, qp, u, c->lo[i], nk * p / P, nk * (p + 1) / P,
+        sk_attend_part(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
                        part, part + (size_t)R * hd, part + (size_t)R * (hd + 1), att);
     }
 }
@@ -394,24 +433,88 @@ static void split_merge(sk_context *c, int n) {
         }
 }
 
+/* y[t * stride + r] += b[r] for the n_tok rows of a matmul output; b NULL:
+ * nothing (the bias is optional) */
+static void add_bias(float *y, size_t stride, const sk_tensor *b, int64_t n_out, int n_tok) {
+    if (!b->data) return;
+    const float *bv = b->data;
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < n_out; r++) y[(size_t)t * stride + (size_t)r] += bv[r];
+}
+
+/* the attention block of layer l over the chunk: q, k, v into c->ao */
+static void attention(sk_context *c, int l, int n, int64_t u0) {
+    const sk_model *m = c->m;
+    const sk_hparams *hp = &m->hp;
+    const sk_layer *L = &m->layers[l];
+    int hd = hp->head_dim, nr = hp->n_rot;
+    size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd;
+    attn_job aj = {c, c->kv, L->kv_layer, c->lo, c->use_pfx, n, u0, -1};
+    const float *cs = c->cs_win;
+    if (L->swa) {
+        static const uint8_t no_pfx[SK_MAX_BATCH]; /* the local window has no prefix */
+        aj.kv = c->kv_swa;
+        aj.lo = c->lo_swa;
+        aj.use_pfx = no_pfx;
+        cs = c->cs_swa;
+    }
+    for (int i = 0; i < n; i++) {
+        float *qi = c->q + (size_t)i * nq, *ki = c->k + (size_t)i * nkv;
+        if (L->q_norm.data) {
+            for (int h = 0; h < hp->n_head; h++)
+                sk_rmsnorm(qi + (size_t)h * hd, qi + (size_t)h * hd, L->q_norm.data, hd, hp->norm_eps);
+            for (int h = 0; h < hp->n_head_kv; h++)
+                sk_rmsnorm(ki + (size_t)h * hd, ki + (size_t)h * hd, L->k_norm.data, hd, hp->norm_eps);
+        }
+        if (m->q_scale != 1.0f)
+            for (size_t e = 0; e < nq; e++) qi[e] *= m->q_scale;
+        if (aj.use_pfx[i]) {
+            memcpy(c->qp + (size_t)i * nq, qi, nq * sizeof(float));
+            sk_rope_apply(c->qp + (size_t)i * nq, hp->n_head, hd, nr, hp->rope_neox,
+                          c->cs_pfx + (size_t)i * nr);
+        }
+        sk_rope_apply(qi, hp->n_head, hd, nr, hp->rope_neox, cs + (size_t)i * nr);
+        sk_rope_apply(ki, hp->n_head_kv, hd, nr, hp->rope_neox, cs + (size_t)i * nr);
+        sk_kvcache_store(aj.kv, aj.layer, u0 + i, ki, c->v + (size_t)i * nkv);
+    }
+    for (int k = 0; k < c->cap_n_layers; k++)
+        if (c->cap_layers[k] == l) aj.capture = k;
+    if (aj.capture >= 0)
+        attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
+    else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(aj.kv))
+        sk_pool_run(c->pool, attn_worker_multi, &aj);
+    else if (n <= SK_SPLIT_TOK) {
+        sk_pool_run(c->pool, attn_worker_split, &aj);
+        split_merge(c, n);
+    } else
+        sk_pool_run(c->pool, attn_worker, &aj);
+}
+
 /* Run the transformer over tokens[0..n) at stream positions kv->n_past...;
- * n <= n_batch; leaves the logits of the last token in c->logits. */
+ * n <= n_batch; leaves the logits of the last token in c->logits. The
+ * steps and which families take them: arch.h. */
 static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_error *err) {
     const sk_model *m = c->m;
     const sk_hparams *hp = &m->hp;
     sk_kvcache *kv = c->kv;
     sk_status st = sk_kvcache_plan(kv, n, c->lo, err);
     if (st) return st;
-    int d = hp->n_embd, hd = hp->head_dim, nr = hp->n_rot;
-    size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd, ff = (size_t)hp->n_ff;
+    if (c->kv_swa && (st = sk_kvcache_plan(c->kv_swa, n, c->lo_swa, err))) return st;
+    int d = hp->n_embd, nr = hp->n_rot;
+    size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim,
+           ff = (size_t)hp->n_ff;
     int64_t u0 = kv->n_past;
     for (int i = 0; i < n; i++) {
-        sk_embed_row(&m->tok_embd, tokens[i], c->x + (size_t)i * d);
+        float *xi = c->x + (size_t)i * d;
+        sk_embed_row(&m->tok_embd, tokens[i], xi);
+        if (m->embd_scale != 1.0f)
+            for (int e = 0; e < d; e++) xi[e] *= m->embd_scale;
         int64_t u = u0 + i;
-        rope_cs(c, u, c->cs_win + (size_t)i * nr);
+        rope_cs(c, c->theta, u, c->cs_win + (size_t)i * nr);
+        if (c->kv_swa) rope_cs(c, c->theta_swa, u, c->cs_swa + (size_t)i * nr);
         int64_t cpos = u < kv->n_prefix ? u : kv->n_prefix + (u - c->lo[i]);
         c->use_pfx[i] = cpos != u && kv->n_prefix > 0;
-        if (c->use_pfx[i]) rope_cs(c, cpos, c->cs_pfx + (size_t)i * nr);
+        if (c->use_pfx[i]) rope_cs(c, c->theta, cpos, c->cs_pfx + (size_t)i * nr);
     }
     for (int l = 0; l < hp->n_layer; l++) {
         const sk_layer *L = &m->layers[l];
@@ -420,40 +523,34 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
                        hp->norm_eps);
         sk_matmul_job qkv[3] = {{&L->wq, c->q, nq}, {&L->wk, c->k, nkv}, {&L->wv, c->v, nkv}};
         matmul(c, qkv, 3, c->xb, (size_t)d, d, n);
-        for (int i = 0; i < n; i++) {
-            float *qi = c->q + (size_t)i * nq, *ki = c->k + (size_t)i * nkv;
-            if (c->use_pfx[i]) {
-                memcpy(c->qp + (size_t)i * nq, qi, nq * sizeof(float));
-                sk_rope_apply(c->qp + (size_t)i * nq, hp->n_head, hd, nr, hp->rope_neox,
-                              c->cs_pfx + (size_t)i * nr);
-            }
-            sk_rope_apply(qi, hp->n_head, hd, nr, hp->rope_neox, c->cs_win + (size_t)i * nr);
-            sk_rope_apply(ki, hp->n_head_kv, hd, nr, hp->rope_neox, c->cs_win + (size_t)i * nr);
-            sk_kvcache_store(kv, l, u0 + i, ki, c->v + (size_t)i * nkv);
-        }
-        attn_job aj = {c, l, n, u0, -1};
-        for (int k = 0; k < c->cap_n_layers; k++)
-            if (c->cap_layers[k] == l) aj.capture = k;
-        if (aj.capture >= 0)
-            attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
-        else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(kv))
-            sk_pool_run(c->pool, attn_worker_multi, &aj);
-        else if (n <= SK_SPLIT_TOK) {
-            sk_pool_run(c->pool, attn_worker_split, &aj);
-            split_merge(c, n);
-        } else
-            sk_pool_run(c->pool, attn_worker, &aj);
+        add_bias(c->q, nq, &L->bq, (int64_t)nq, n);
+        add_bias(c->k, nkv, &L->bk, (int64_t)nkv, n);
+        add_bias(c->v, nkv, &L->bv, (int64_t)nkv, n);
+        attention(c, l, n, u0);
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
         matmul(c, &o, 1, c->ao, nq, (int)nq, n);
+        add_bias(c->xb, (size_t)d, &L->bo, d, n);
+        if (L->post_attn_norm.data)
+            for (int i = 0; i < n; i++)
+                sk_rmsnorm(c->xb + (size_t)i * d, c->xb + (size_t)i * d, L->post_attn_norm.data,
+                           d, hp->norm_eps);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
         for (int i = 0; i < n; i++)
             sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm.data, d,
                        hp->norm_eps);
         sk_matmul_job gu[2] = {{&L->w_gate, c->hg, ff}, {&L->w_up, c->hu, ff}};
         matmul(c, gu, 2, c->xb, (size_t)d, d, n);
-        sk_swiglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
+        add_bias(c->hg, ff, &L->b_gate, (int64_t)ff, n);
+        add_bias(c->hu, ff, &L->b_up, (int64_t)ff, n);
+        if (m->arch->act == SK_ACT_GELU_TANH) sk_geglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
+        else sk_swiglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
         sk_matmul_job dn = {&L->w_down, c->xb, (size_t)d};
         matmul(c, &dn, 1, c->hg, ff, (int)ff, n);
+        add_bias(c->xb, (size_t)d, &L->b_down, d, n);
+        if (L->post_ffn_norm.data)
+            for (int i = 0; i < n; i++)
+                sk_rmsnorm(c->xb + (size_t)i * d, c->xb + (size_t)i * d, L->post_ffn_norm.data,
+                           d, hp->norm_eps);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
     }
     /* logits of the last token, or of every token with logits_all */
@@ -464,8 +561,14 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
                    hp->norm_eps);
     sk_matmul_job out = {&m->output, c->logits, (size_t)hp->n_vocab};
     matmul(c, &out, 1, c->xb, (size_t)d, d, n_out);
+    if (m->logit_softcap > 0.0f) {
+        float cap = m->logit_softcap, inv = 1.0f / cap;
+        for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++)
+            c->logits[i] = cap * tanhf(c->logits[i] * inv);
+    }
     c->n_logits = n_out;
     sk_kvcache_commit(kv, n);
+    if (c->kv_swa) sk_kvcache_commit(c->kv_swa, n);
     c->has_logits = 1;
     return SK_OK;
 }
@@ -511,6 +614,7 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
         memmove(c->hist, c->hist + 1, sizeof(int32_t) * (size_t)(W - 1));
         c->hist[W - 1] = tokens[i];
         sk_kvcache_reset(c->kv);
+        if (c->kv_swa) sk_kvcache_reset(c->kv_swa);
         c->n_recomputed++;
         sk_status st = feed(c, c->hist, W, err);
         if (st) return st;

@@ -17,10 +17,13 @@ struct sk_context {
     const sk_model *m;
     sk_context_params p;
     sk_pool *pool;
-    sk_kvcache *kv;
+    sk_kvcache *kv;      /* the cache of the global layers (the policy's sinks + window) */
+    sk_kvcache *kv_swa;  /* the cache of the local (sliding-window) layers: a plain window
+                            of n_swa tokens; NULL when the model has none */
     int n_batch;
     int n_rep;           /* query heads per KV head */
-    double *theta;       /* (n_rot / 2) RoPE frequencies */
+    double *theta;       /* (n_rot / 2) RoPE frequencies (factors applied) */
+    double *theta_swa;   /* (n_rot / 2) RoPE frequencies of the local layers */
     /* activations, n_batch rows each */
     float *x;            /* (n_batch, n_embd) residual stream */
     float *xb;           /* (n_batch, n_embd) normed input / matmul output */
@@ -29,7 +32,7 @@ struct sk_context {
     float *k;            /* (n_batch, n_head_kv * head_dim) */
     float *v;            /* (n_batch, n_head_kv * head_dim) */
     float *ao;           /* (n_batch, n_head * head_dim) attention output */
-    float *hg;           /* (n_batch, n_ff) gate, then SwiGLU */
+    float *hg;           /* (n_batch, n_ff) gate, then act(gate) * up */
     float *hu;           /* (n_batch, n_ff) up */
     float *att;          /* (n_threads, att_stride): per-thread scores and query blocks */
     size_t att_stride;
@@ -40,7 +43,9 @@ struct sk_context {
     uint64_t scratch_bytes; /* every buffer above, KV cache not included */
     float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */
     float *cs_pfx;       /* (n_batch, n_rot) cos/sin at cache positions */
+    float *cs_swa;       /* (n_batch, n_rot) cos/sin at stream positions, local layers */
     int64_t *lo;         /* (n_batch) lowest visible window position per token */
+    int64_t *lo_swa;     /* (n_batch) the same in the local layers' window */
     uint8_t *use_pfx;    /* (n_batch) query needs a second rotation */
     void *qbuf;          /* quantized activations */
     float *rowbuf;       /* precise mode: (n_threads, widest input) dequantized rows */

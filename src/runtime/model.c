@@ -1,4 +1,5 @@
-/* model.c - load a LLaMA-family GGUF into an immutable sk_model.
+/* model.c - load a GGUF of one of the families of arch.h into an immutable
+ * sk_model.
  *
  * The file is mapped read-only once; every weight is a view into the map.
  * Everything read from the file is validated here: hyper-parameters against
@@ -7,6 +8,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +35,6 @@ sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err) {
     if (hp->n_head < 1 || hp->n_head > hp->n_embd)
         return sk_error_set(err, SK_ERR_FORMAT, "attention.head_count %d out of range 1..%d",
                             hp->n_head, hp->n_embd);
-    if (hp->n_embd % hp->n_head != 0)
-        return sk_error_set(err, SK_ERR_FORMAT,
-                            "embedding_length %d is not divisible by head_count %d", hp->n_embd,
-                            hp->n_head);
     if (hp->n_head_kv < 1 || hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv != 0)
         return sk_error_set(err, SK_ERR_FORMAT,
                             "attention.head_count %d is not divisible by head_count_kv %d",
@@ -47,8 +45,8 @@ sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err) {
     if (hp->n_head / hp->n_head_kv > 256)
         return sk_error_set(err, SK_ERR_UNSUPPORTED, "%d query heads per KV head (at most 256)",
                             hp->n_head / hp->n_head_kv);
-    if (hp->head_dim % 2 != 0)
-        return sk_error_set(err, SK_ERR_FORMAT, "head dimension %d is odd", hp->head_dim);
+    if (hp->head_dim < 2 || hp->head_dim % 2 != 0)
+        return sk_error_set(err, SK_ERR_FORMAT, "head dimension %d is odd or below 2", hp->head_dim);
     if (hp->n_rot < 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2 != 0)
         return sk_error_set(err, SK_ERR_FORMAT,
                             "rope.dimension_count %d must be even and <= head dimension %d",
@@ -67,18 +65,33 @@ sk_status sk_hparams_validate(const sk_hparams *hp, sk_error *err) {
     return SK_OK;
 }
 
+/* The loader's bookkeeping: which metadata keys and tensors the load has
+ * consumed. Whatever it has not consumed at the end is refused (the file
+ * asks for arithmetic we do not implement), never ignored. */
+typedef struct loader {
+    const gguf_ctx *g;
+    const char *arch;
+    uint8_t *kv_used;  /* n_kv */
+    uint8_t *t_used;   /* n_tensors */
+} loader;
+
+static const gguf_kv *ld_kv(loader *ld, const char *suffix, char *key, size_t cap) {
+    snprintf(key, cap, "%s.%s", ld->arch, suffix);
+    const gguf_kv *kv = gguf_find_kv(ld->g, key);
+    if (kv) ld->kv_used[kv - ld->g->kv] = 1;
+    return kv;
+}
+
 /* Read an integer key "<arch>.<suffix>" into *out; absent keys keep *out
  * unless required. Values above INT32_MAX are rejected. */
-static sk_status arch_int(const gguf_ctx *g, const char *arch, const char *suffix, int required,
-                          int *out, sk_error *err) {
+static sk_status arch_int(loader *ld, const char *suffix, int required, int *out, sk_error *err) {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (!gguf_find_kv(g, key)) {
+    if (!ld_kv(ld, suffix, key, sizeof key)) {
         if (required) return sk_error_set(err, SK_ERR_FORMAT, "missing metadata key %s", key);
         return SK_OK;
     }
     uint64_t v;
-    sk_status st = gguf_get_u64(g, key, &v, err);
+    sk_status st = gguf_get_u64(ld->g, key, &v, err);
     if (st) return st;
     if (v > INT32_MAX) return sk_error_set(err, SK_ERR_FORMAT, "%s = %llu is too large", key,
                                            (unsigned long long)v);
@@ -86,20 +99,23 @@ static sk_status arch_int(const gguf_ctx *g, const char *arch, const char *suffi
     return SK_OK;
 }
 
-static sk_status arch_f64(const gguf_ctx *g, const char *arch, const char *suffix, double *out,
-                          sk_error *err) {
+static sk_status arch_f64(loader *ld, const char *suffix, double *out, sk_error *err) {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (!gguf_find_kv(g, key)) return SK_OK;
-    return gguf_get_f64(g, key, out, err);
+    if (!ld_kv(ld, suffix, key, sizeof key)) return SK_OK;
+    return gguf_get_f64(ld->g, key, out, err);
 }
 
-/* Look up a weight and check its type and shape: ne0 x ne1 (ne1 = 1 for a
- * vector). Norm vectors must be F32. */
-static sk_status bind(const gguf_ctx *g, const char *name, int64_t ne0, int64_t ne1, int is_vec,
-                      sk_tensor *t, sk_error *err) {
-    const gguf_tensor *gt = gguf_find_tensor(g, name);
-    if (!gt) return sk_error_set(err, SK_ERR_FORMAT, "missing tensor %s", name);
+/* Look up a tensor, mark it used and check its type and shape: ne0 x ne1
+ * (ne1 = 1 for a vector). Vectors (norms, biases, factors) must be F32.
+ * Absent: SK_ERR_FORMAT when required, else t->data stays NULL. */
+static sk_status bind(loader *ld, const char *name, int64_t ne0, int64_t ne1, int is_vec,
+                      int required, sk_tensor *t, sk_error *err) {
+    const gguf_tensor *gt = gguf_find_tensor(ld->g, name);
+    if (!gt) {
+        if (!required) return SK_OK;
+        return sk_error_set(err, SK_ERR_FORMAT, "missing tensor %s", name);
+    }
+    ld->t_used[gt - ld->g->tensors] = 1;
     if (gt->ne[0] != ne0 || gt->ne[1] != ne1 || gt->ne[2] != 1 || gt->ne[3] != 1)
         return sk_error_set(err, SK_ERR_FORMAT,
                             "tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
@@ -124,60 +140,154 @@ static sk_status bind(const gguf_ctx *g, const char *name, int64_t ne0, int64_t 
     return SK_OK;
 }
 
+/* Rows [r0, r0 + n) of a bound matrix, as a matrix of its own. */
+static sk_tensor rows_view(const sk_tensor *w, int64_t r0, int64_t n) {
+    sk_tensor v = *w;
+    v.data = (const char *)w->data + (size_t)r0 * w->row_size;
+    v.ne[1] = n;
+    return v;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
     return h;
 }
 
-static sk_status load_hparams(sk_model *m, sk_error *err) {
-    const gguf_ctx *g = m->gguf;
+static int clip_len(gguf_str s) { return (int)(s.len > 48 ? 48 : s.len); }
+
+/* Which layers are local (sliding-window) ones: sliding_window_pattern is
+ * a period n (every n-th layer global, as llama.cpp's set_swa_pattern) or
+ * an array of booleans (true: local). */
+static sk_status load_swa(loader *ld, sk_model *m, sk_error *err) {
+    sk_hparams *hp = &m->hp;
+    const sk_arch *A = m->arch;
+    char key[128];
+    int n_swa = 0;
+    sk_status st = arch_int(ld, "attention.sliding_window", 0, &n_swa, err);
+    if (st) return st;
+    double base_swa = 10000.0;
+    if ((st = arch_f64(ld, "rope.freq_base_swa", &base_swa, err))) return st;
+    const gguf_kv *pk = ld_kv(ld, "attention.sliding_window_pattern", key, sizeof key);
+    if (n_swa <= 0 || A->swa_ignored) {
+        if (pk) return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s is set but %s has no sliding-window layers",
+                                    key, hp->arch);
+        return SK_OK; /* phi3: the key is read and not applied, as llama.cpp does */
+    }
+    if (!A->swa_pattern)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED,
+                            "%s.attention.sliding_window = %d: sliding-window attention is not "
+                            "implemented for %s", hp->arch, n_swa, hp->arch);
+    if (!(base_swa > 1.0) || base_swa > 1e12)
+        return sk_error_set(err, SK_ERR_FORMAT, "rope.freq_base_swa %g out of range", base_swa);
+    hp->n_swa = n_swa;
+    hp->rope_base_swa = base_swa;
+    int period = A->swa_pattern;
+    if (pk && pk->type == GGUF_TYPE_ARRAY) {
+        const gguf_arr *a = &pk->v.a;
+        if (a->type != GGUF_TYPE_BOOL || a->n != (uint64_t)hp->n_layer)
+            return sk_error_set(err, SK_ERR_FORMAT, "%s: expected %d booleans", key, hp->n_layer);
+        for (int l = 0; l < hp->n_layer; l++) m->layers[l].swa = gguf_arr_i64(a, (uint64_t)l) != 0;
+    } else {
+        if (pk && (st = arch_int(ld, "attention.sliding_window_pattern", 0, &period, err))) return st;
+        for (int l = 0; l < hp->n_layer; l++)
+            m->layers[l].swa = period == 0 || l % period < period - 1;
+    }
+    int n_local = 0, n_global = 0;
+    for (int l = 0; l < hp->n_layer; l++)
+        m->layers[l].kv_layer = m->layers[l].swa ? n_local++ : n_global++;
+    if (n_global == 0)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "every layer is a sliding-window layer");
+    hp->n_layer_swa = n_local;
+    return SK_OK;
+}
+
+static sk_status load_hparams(loader *ld, sk_model *m, sk_error *err) {
+    const gguf_ctx *g = ld->g;
     sk_hparams *hp = &m->hp;
     gguf_str arch;
     sk_status st = gguf_get_str(g, "general.architecture", &arch, err);
     if (st) return st;
-    if (!gguf_str_eq(arch, "llama"))
-        return sk_error_set(err, SK_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (llama)",
-                            (int)(arch.len > 32 ? 32 : arch.len), arch.ptr);
-    snprintf(hp->arch, sizeof hp->arch, "llama");
+    m->arch = sk_arch_find(arch);
+    if (!m->arch)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "architecture '%.*s' is not supported (%s)",
+                            clip_len(arch), arch.ptr, sk_arch_names());
+    snprintf(hp->arch, sizeof hp->arch, "%s", m->arch->name);
+    ld->arch = hp->arch;
     gguf_str name;
     if (gguf_find_kv(g, "general.name") && gguf_get_str(g, "general.name", &name, NULL) == SK_OK)
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)(name.len > 127 ? 127 : name.len),
                  name.ptr);
-    const char *a = hp->arch;
     int ctx = 0;
-    if ((st = arch_int(g, a, "block_count", 1, &hp->n_layer, err))) return st;
-    if ((st = arch_int(g, a, "embedding_length", 1, &hp->n_embd, err))) return st;
-    if ((st = arch_int(g, a, "feed_forward_length", 1, &hp->n_ff, err))) return st;
-    if ((st = arch_int(g, a, "attention.head_count", 1, &hp->n_head, err))) return st;
+    if ((st = arch_int(ld, "block_count", 1, &hp->n_layer, err))) return st;
+    if ((st = arch_int(ld, "embedding_length", 1, &hp->n_embd, err))) return st;
+    if ((st = arch_int(ld, "feed_forward_length", 1, &hp->n_ff, err))) return st;
+    if ((st = arch_int(ld, "attention.head_count", 1, &hp->n_head, err))) return st;
     hp->n_head_kv = hp->n_head;
-    if ((st = arch_int(g, a, "attention.head_count_kv", 0, &hp->n_head_kv, err))) return st;
-    if ((st = arch_int(g, a, "context_length", 0, &ctx, err))) return st;
+    if ((st = arch_int(ld, "attention.head_count_kv", 0, &hp->n_head_kv, err))) return st;
+    if ((st = arch_int(ld, "context_length", 0, &ctx, err))) return st;
     hp->n_ctx_train = ctx;
     if (hp->n_head < 1)
         return sk_error_set(err, SK_ERR_FORMAT, "attention.head_count %d out of range",
                             hp->n_head);
     hp->head_dim = hp->n_embd / hp->n_head;
-    hp->n_rot = hp->head_dim;
-    if ((st = arch_int(g, a, "rope.dimension_count", 0, &hp->n_rot, err))) return st;
-    hp->rope_base = 10000.0;
-    if ((st = arch_f64(g, a, "rope.freq_base", &hp->rope_base, err))) return st;
-    hp->rope_scale = 1.0;
     char key[128];
-    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    int has_kl = ld_kv(ld, "attention.key_length", key, sizeof key) != NULL;
+    if ((st = arch_int(ld, "attention.key_length", 0, &hp->head_dim, err))) return st;
+    int vl = hp->head_dim;
+    if ((st = arch_int(ld, "attention.value_length", 0, &vl, err))) return st;
+    if (vl != hp->head_dim)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED,
+                            "%s.attention.value_length %d differs from key_length %d (not implemented)",
+                            hp->arch, vl, hp->head_dim);
+    if (!has_kl && hp->n_embd % hp->n_head != 0)
+        return sk_error_set(err, SK_ERR_FORMAT,
+                            "embedding_length %d is not divisible by head_count %d", hp->n_embd,
+                            hp->n_head);
+    hp->n_rot = hp->head_dim;
+    if ((st = arch_int(ld, "rope.dimension_count", 0, &hp->n_rot, err))) return st;
+    hp->rope_base = 10000.0;
+    if ((st = arch_f64(ld, "rope.freq_base", &hp->rope_base, err))) return st;
+    hp->rope_scale = 1.0;
     gguf_str stype = {0};
-    if (gguf_find_kv(g, key) && (st = gguf_get_str(g, key, &stype, err))) return st;
+    if (ld_kv(ld, "rope.scaling.type", key, sizeof key) && (st = gguf_get_str(g, key, &stype, err)))
+        return st;
     double factor = 1.0;
-    if ((st = arch_f64(g, a, "rope.scaling.factor", &factor, err))) return st;
+    if ((st = arch_f64(ld, "rope.scaling.factor", &factor, err))) return st;
     if (stype.len && !gguf_str_eq(stype, "none") && !gguf_str_eq(stype, "linear"))
-        return sk_error_set(err, SK_ERR_UNSUPPORTED, "rope scaling '%.*s' is not supported",
-                            (int)(stype.len > 32 ? 32 : stype.len), stype.ptr);
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s.rope.scaling.type '%.*s' is not implemented "
+                            "(none, linear)", hp->arch, clip_len(stype), stype.ptr);
     if (gguf_str_eq(stype, "linear") || (!stype.len && factor != 1.0 && factor > 0))
         hp->rope_scale = factor;
+    m->rope_mscale = 1.0;
+    if ((st = arch_f64(ld, "rope.scaling.attn_factor", &m->rope_mscale, err))) return st;
+    if (!(m->rope_mscale > 0.0) || m->rope_mscale > 100.0)
+        return sk_error_set(err, SK_ERR_FORMAT, "rope.scaling.attn_factor %g out of range",
+                            m->rope_mscale);
     double eps = 1e-5;
-    if ((st = arch_f64(g, a, "attention.layer_norm_rms_epsilon", &eps, err))) return st;
+    if ((st = arch_f64(ld, "attention.layer_norm_rms_epsilon", &eps, err))) return st;
     hp->norm_eps = (float)eps;
-    hp->rope_neox = 0; /* llama stores Q/K permuted for the interleaved layout */
+    double cap = 0.0;
+    if ((st = arch_f64(ld, "final_logit_softcapping", &cap, err))) return st;
+    if (cap < 0.0 || cap > 1e6)
+        return sk_error_set(err, SK_ERR_FORMAT, "final_logit_softcapping %g out of range", cap);
+    m->logit_softcap = (float)cap;
+    /* mixture-of-experts keys of a dense model (count 0) change nothing */
+    int n_expert = 0, n_expert_used = 0;
+    if ((st = arch_int(ld, "expert_count", 0, &n_expert, err))) return st;
+    if ((st = arch_int(ld, "expert_used_count", 0, &n_expert_used, err))) return st;
+    if (n_expert > 0 || n_expert_used > 0)
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s.expert_count %d: mixture-of-experts "
+                            "layers are not implemented", hp->arch, n_expert);
+    /* causal attention is all we compute */
+    const gguf_kv *ck = ld_kv(ld, "attention.causal", key, sizeof key);
+    if (ck && !(ck->type == GGUF_TYPE_BOOL && ck->v.u == 1))
+        return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s: only causal attention is implemented", key);
+    /* informational keys: they do not change the arithmetic */
+    static const char *const info[] = {"vocab_size", "rope.scaling.finetuned",
+                                       "rope.scaling.original_context_length"};
+    for (size_t i = 0; i < sizeof info / sizeof *info; i++) ld_kv(ld, info[i], key, sizeof key);
+    hp->rope_neox = m->arch->rope_neox;
     hp->file_type = -1;
     uint64_t ft;
     if (gguf_find_kv(g, "general.file_type") && gguf_get_u64(g, "general.file_type", &ft, NULL) == SK_OK)
@@ -185,45 +295,132 @@ static sk_status load_hparams(sk_model *m, sk_error *err) {
     const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return sk_error_set(err, SK_ERR_FORMAT, "missing tensor token_embd.weight");
     hp->n_vocab = emb->ne[1];
+    const gguf_kv *vs = ld_kv(ld, "vocab_size", key, sizeof key);
+    uint64_t nv;
+    if (vs && gguf_get_u64(g, key, &nv, NULL) == SK_OK && nv != (uint64_t)hp->n_vocab)
+        return sk_error_set(err, SK_ERR_FORMAT, "%s = %llu but token_embd.weight has %lld rows",
+                            key, (unsigned long long)nv, (long long)hp->n_vocab);
     return sk_hparams_validate(hp, err);
 }
 
-static sk_status load_weights(sk_model *m, sk_error *err) {
-    const gguf_ctx *g = m->gguf;
-    const sk_hparams *hp = &m->hp;
+static sk_status load_weights(loader *ld, sk_model *m, sk_error *err) {
+    const gguf_ctx *g = ld->g;
+    sk_hparams *hp = &m->hp;
+    const sk_arch *A = m->arch;
     sk_status st;
     int64_t d = hp->n_embd, hd = hp->head_dim, nq = (int64_t)hp->n_head * hd,
             nkv = (int64_t)hp->n_head_kv * hd, ff = hp->n_ff, nv = hp->n_vocab;
-    if ((st = bind(g, "token_embd.weight", d, nv, 0, &m->tok_embd, err))) return st;
-    if ((st = bind(g, "output_norm.weight", d, 1, 1, &m->output_norm, err))) return st;
-    if (gguf_find_tensor(g, "output.weight")) {
-        if ((st = bind(g, "output.weight", d, nv, 0, &m->output, err))) return st;
-        m->hp.tied_output = 0;
-    } else {
-        m->output = m->tok_embd;
-        m->hp.tied_output = 1;
-    }
+    if ((st = bind(ld, "token_embd.weight", d, nv, 0, 1, &m->tok_embd, err))) return st;
+    if ((st = bind(ld, "output_norm.weight", d, 1, 1, 1, &m->output_norm, err))) return st;
+    if ((st = bind(ld, "output.weight", d, nv, 0, 0, &m->output, err))) return st;
+    hp->tied_output = m->output.data == NULL;
+    if (hp->tied_output) m->output = m->tok_embd;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (layers)");
+    for (int l = 0; l < hp->n_layer; l++) m->layers[l].kv_layer = l;
+    if ((st = load_swa(ld, m, err))) return st;
+    /* RoPE frequency factors: one vector for the model (llama.cpp also
+     * accepts per-layer copies, which converters do not write) */
+    m->rope_factors = NULL;
+    if (A->rope_factors) {
+        sk_tensor rf = {0};
+        const char *rname = A->rope_factors == SK_ROPE_FACTORS_FREQS ? "rope_freqs.weight"
+                                                                      : "rope_factors_short.weight";
+        if ((st = bind(ld, rname, hp->n_rot / 2, 1, 1, 0, &rf, err))) return st;
+        if (A->rope_factors == SK_ROPE_FACTORS_PHI3) {
+            /* llama.cpp uses the long factors when its context exceeds
+             * rope.scaling.original_context_length; a streaming cache keeps
+             * positions below the trained length, where the short ones apply */
+            sk_tensor rl = {0};
+            if ((st = bind(ld, "rope_factors_long.weight", hp->n_rot / 2, 1, 1, 0, &rl, err))) return st;
+        }
+        m->rope_factors = rf.data;
+        for (int i = 0; rf.data && i < hp->n_rot / 2; i++)
+            if (!(m->rope_factors[i] > 0.0f) || m->rope_factors[i] > 1e6f)
+                return sk_error_set(err, SK_ERR_FORMAT, "%s[%d] = %g out of range", rname, i,
+                                    (double)m->rope_factors[i]);
+    }
     for (int l = 0; l < hp->n_layer; l++) {
         sk_layer *L = &m->layers[l];
-        struct { const char *suffix; int64_t ne0, ne1; int vec; sk_tensor *t; } w[] = {
-            {"attn_norm.weight", d, 1, 1, &L->attn_norm},
-            {"attn_q.weight", d, nq, 0, &L->wq},
-            {"attn_k.weight", d, nkv, 0, &L->wk},
-            {"attn_v.weight", d, nkv, 0, &L->wv},
-            {"attn_output.weight", nq, d, 0, &L->wo},
-            {"ffn_norm.weight", d, 1, 1, &L->ffn_norm},
-            {"ffn_gate.weight", d, ff, 0, &L->w_gate},
-            {"ffn_up.weight", d, ff, 0, &L->w_up},
-            {"ffn_down.weight", ff, d, 0, &L->w_down},
-        };
-        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, w[i].suffix);
-            if ((st = bind(g, name, w[i].ne0, w[i].ne1, w[i].vec, w[i].t, err))) return st;
+        char name[96];
+#define T(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
+        sk_tensor qkv = {0};
+        if ((st = bind(ld, T("attn_qkv.weight"), d, nq + 2 * nkv, 0, 0, &qkv, err))) return st;
+        if (qkv.data) {
+            L->wq = rows_view(&qkv, 0, nq);
+            L->wk = rows_view(&qkv, nq, nkv);
+            L->wv = rows_view(&qkv, nq + nkv, nkv);
+            sk_tensor b = {0};
+            if ((st = bind(ld, T("attn_qkv.bias"), nq + 2 * nkv, 1, 1, 0, &b, err))) return st;
+            if (b.data) {
+                L->bq = b, L->bk = b, L->bv = b;
+                L->bk.data = (const float *)b.data + nq;
+                L->bv.data = (const float *)b.data + nq + nkv;
+            }
+        } else {
+            if ((st = bind(ld, T("attn_q.weight"), d, nq, 0, 1, &L->wq, err))) return st;
+            if ((st = bind(ld, T("attn_k.weight"), d, nkv, 0, 1, &L->wk, err))) return st;
+            if ((st = bind(ld, T("attn_v.weight"), d, nkv, 0, 1, &L->wv, err))) return st;
         }
+        if (!L->bq.data) {
+            if ((st = bind(ld, T("attn_q.bias"), nq, 1, 1, 0, &L->bq, err))) return st;
+            if ((st = bind(ld, T("attn_k.bias"), nkv, 1, 1, 0, &L->bk, err))) return st;
+            if ((st = bind(ld, T("attn_v.bias"), nkv, 1, 1, 0, &L->bv, err))) return st;
+        }
+        struct { const char *suffix; int64_t ne0, ne1; int vec, req; sk_tensor *t; } w[] = {
+            {"attn_norm.weight", d, 1, 1, 1, &L->attn_norm},
+            {"attn_output.weight", nq, d, 0, 1, &L->wo},
+            {"attn_output.bias", d, 1, 1, 0, &L->bo},
+            {"attn_q_norm.weight", hd, 1, 1, A->qk_norm, &L->q_norm},
+            {"attn_k_norm.weight", hd, 1, 1, A->qk_norm, &L->k_norm},
+            {"post_attention_norm.weight", d, 1, 1, A->post_norms, &L->post_attn_norm},
+            {"ffn_norm.weight", d, 1, 1, 1, &L->ffn_norm},
+            {"ffn_down.weight", ff, d, 0, 1, &L->w_down},
+            {"ffn_down.bias", d, 1, 1, 0, &L->b_down},
+            {"post_ffw_norm.weight", d, 1, 1, A->post_norms, &L->post_ffn_norm},
+        };
+        for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+            if ((st = bind(ld, T(w[i].suffix), w[i].ne0, w[i].ne1, w[i].vec, w[i].req, w[i].t, err)))
+                return st;
+        if (!A->qk_norm && (L->q_norm.data || L->k_norm.data)) /* both or neither */
+            if (!L->q_norm.data || !L->k_norm.data)
+                return sk_error_set(err, SK_ERR_FORMAT, "blk.%d: attn_q_norm and attn_k_norm come in pairs", l);
+        if (A->fused_gate_up) {
+            sk_tensor up = {0};
+            if ((st = bind(ld, T("ffn_up.weight"), d, 2 * ff, 0, 1, &up, err))) return st;
+            L->w_gate = rows_view(&up, 0, ff);
+            L->w_up = rows_view(&up, ff, ff);
+        } else {
+            if ((st = bind(ld, T("ffn_gate.weight"), d, ff, 0, 1, &L->w_gate, err))) return st;
+            if ((st = bind(ld, T("ffn_up.weight"), d, ff, 0, 1, &L->w_up, err))) return st;
+            if ((st = bind(ld, T("ffn_gate.bias"), ff, 1, 1, 0, &L->b_gate, err))) return st;
+            if ((st = bind(ld, T("ffn_up.bias"), ff, 1, 1, 0, &L->b_up, err))) return st;
+        }
+#undef T
     }
+    /* never silently ignored: every tensor and every "<arch>." key of the
+     * file must have been consumed above */
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (!ld->t_used[i])
+            return sk_error_set(err, SK_ERR_UNSUPPORTED,
+                                "tensor %.*s is not used by sinkllm's %s (not implemented)",
+                                (int)(g->tensors[i].name.len > 64 ? 64 : g->tensors[i].name.len),
+                                g->tensors[i].name.ptr, hp->arch);
+    size_t al = strlen(hp->arch);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        gguf_str k = g->kv[i].key;
+        if (!ld->kv_used[i] && k.len > al && memcmp(k.ptr, hp->arch, al) == 0 && k.ptr[al] == '.')
+            return sk_error_set(err, SK_ERR_UNSUPPORTED,
+                                "metadata key %.*s is not implemented (it may change the arithmetic)",
+                                (int)(k.len > 80 ? 80 : k.len), k.ptr);
+    }
+    /* the query scale of the attention kernels is 1/sqrt(head_dim); Gemma 3
+     * 27B scales by 1/sqrt(n_embd / n_head) instead (llama.cpp keys it on
+     * the layer count of that model, 62) */
+    m->q_scale = 1.0f;
+    if (gguf_str_eq((gguf_str){hp->arch, strlen(hp->arch)}, "gemma3") && hp->n_layer == 62)
+        m->q_scale = sqrtf((float)hd) / sqrtf((float)(hp->n_embd / hp->n_head));
+    m->embd_scale = A->embd_scale ? sqrtf((float)d) : 1.0f;
     uint64_t bytes = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) bytes += g->tensors[i].nbytes;
     m->weight_bytes = bytes;
@@ -335,8 +532,16 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     sk_model *m = calloc(1, sizeof *m);
     if (!m) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (model)");
     sk_status st = gguf_parse(data, size, &m->gguf, err);
-    if (!st) st = load_hparams(m, err);
-    if (!st) st = load_weights(m, err);
+    loader ld = {m->gguf, "", NULL, NULL};
+    if (!st) {
+        ld.kv_used = calloc(m->gguf->n_kv + 1, 1);
+        ld.t_used = calloc(m->gguf->n_tensors + 1, 1);
+        if (!ld.kv_used || !ld.t_used) st = sk_error_set(err, SK_ERR_NOMEM, "out of memory (loader)");
+    }
+    if (!st) st = load_hparams(&ld, m, err);
+    if (!st) st = load_weights(&ld, m, err);
+    free(ld.kv_used);
+    free(ld.t_used);
     if (!st) st = sk_tokenizer_from_gguf(m->gguf, &m->tok, err);
     if (!st && sk_tokenizer_n_vocab(m->tok) != m->hp.n_vocab)
         st = sk_error_set(err, SK_ERR_FORMAT,

@@ -9,6 +9,8 @@
  *   history                   int32 tokens (recompute policy), n_hist
  *   logits                    float, n_vocab (when has_logits)
  *   k_pfx, v_pfx, k_ring, v_ring   the raw cache areas (kv->bytes in all)
+ *   k_ring, v_ring            of the local layers' cache, when the model has
+ *                             sliding-window layers (context.h: kv_swa)
  * Writing goes to a temporary file in the same directory, then fsync,
  * rename, fsync of the directory: a crash leaves the old or the new file.
  * Reading checks sizes and the stream state before allocating, reads the
@@ -29,6 +31,7 @@
 #define SESS_MAGIC "SINKSESS"
 #define SESS_VERSION 1
 #define SESS_MAX_BLOB (64u << 20)
+#define SESS_MAX_SECT 9
 
 typedef struct sess_header {
     char magic[8];
@@ -72,6 +75,12 @@ static int sections(const sk_context *c, const void *blob, size_t blob_len, sect
     s[n++] = (sect){kv->v_pfx, pfx_each};
     s[n++] = (sect){kv->k_ring, ring_each};
     s[n++] = (sect){kv->v_ring, ring_each};
+    if (c->kv_swa) { /* the local layers' window (no prefix) */
+        const sk_kvcache *kw = c->kv_swa;
+        size_t each = (size_t)kw->n_layer * kw->n_head_kv * (size_t)kw->ring_cap * kw->ring_row;
+        s[n++] = (sect){kw->k_ring, each};
+        s[n++] = (sect){kw->v_ring, each};
+    }
     return n;
 }
 
@@ -120,7 +129,7 @@ sk_status sk_context_save(const sk_context *c, const char *path, const void *blo
     h.n_hist = c->hist ? c->n_hist : 0;
     h.has_logits = (uint32_t)(c->has_logits != 0);
     h.blob_bytes = blob_len;
-    sect s[8];
+    sect s[SESS_MAX_SECT];
     int ns = sections(c, blob, blob_len, s);
     uint64_t sum = 0xcbf29ce484222325ULL, kvb = 0;
     for (int i = 0; i < ns; i++) {
@@ -246,7 +255,7 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
     sk_context_reset(c);
     c->n_hist = h.n_hist;
     c->has_logits = (int)h.has_logits;
-    sect s[8];
+    sect s[SESS_MAX_SECT];
     int ns = sections(c, blob, (size_t)h.blob_bytes, s);
     /* the logits go to row 0 of the buffer */
     if (h.has_logits) s[2].p = c->logits;
@@ -272,6 +281,10 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
      * rollback until the cache has moved a full ring past this point */
     c->kv->hw = h.n_past + c->kv->ring_cap;
     c->kv->shift_lo = h.shift_lo;
+    if (c->kv_swa) {
+        c->kv_swa->n_past = h.n_past;
+        c->kv_swa->hw = h.n_past + c->kv_swa->ring_cap;
+    }
     c->kv->n_shifts = h.n_shifts;
     c->n_recomputed = h.n_recomputed;
     c->n_logits = h.has_logits ? 1 : 0;
