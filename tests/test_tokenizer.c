@@ -275,8 +275,14 @@ static void test_bpe_merges(void **state) {
     expect_ids(t, "hel", 0, 0, (int32_t[]){T_HE, 'l'}, 2);
     /* "ell": "e l" (r9) and "l l" (r1) compete: l l wins, leaving e + ll */
     expect_ids(t, "ell", 0, 0, (int32_t[]){'e', T_LL}, 2);
-    /* a byte that is not UTF-8 stays itself (byte b is token b here) */
-    expect_ids(t, "a\xff", 0, 0, (int32_t[]){'a', 0xff}, 2);
+    /* as in llama.cpp, a byte that does not start a UTF-8 sequence is
+     * U+FFFD (EF BF BD; byte b is token b here), each byte of a truncated
+     * sequence too; an overlong form decodes as written ("\xc0\xaf" = '/')
+     * and a surrogate stays as it is */
+    expect_ids(t, "a\xff", 0, 0, (int32_t[]){'a', 0xef, 0xbf, 0xbd}, 4);
+    expect_ids(t, "\xe4\xb8", 0, 0, (int32_t[]){0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd}, 6);
+    expect_ids(t, "\xc0\xaf", 0, 0, (int32_t[]){'/'}, 1);
+    expect_ids(t, "\xed\xa0\x80", 0, 0, (int32_t[]){0xed, 0xa0, 0x80}, 3);
     /* an emoji is four byte tokens */
     expect_ids(t, "\xf0\x9f\x99\x82", 0, 0, (int32_t[]){0xf0, 0x9f, 0x99, 0x82}, 4);
     expect_ids(t, "", 0, 0, NULL, 0);
@@ -678,10 +684,10 @@ typedef struct model_ctx {
 
 static model_ctx g_model;
 
-static int model_setup(void **state) {
-    (void)state;
-    if (g_model.tok) return 0;
-    const char *path = test_model_path();
+/* map path and build its tokenizer into *m; 0 when done or the file is
+ * missing (m->tok stays NULL), -1 on a load error */
+static int vocab_load(model_ctx *m, const char *path) {
+    if (m->tok) return 0;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return 0;
     struct stat sb;
@@ -689,25 +695,33 @@ static int model_setup(void **state) {
         close(fd);
         return -1;
     }
-    g_model.size = (size_t)sb.st_size;
-    g_model.map = mmap(NULL, g_model.size, PROT_READ, MAP_PRIVATE, fd, 0);
+    m->size = (size_t)sb.st_size;
+    m->map = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (g_model.map == MAP_FAILED) return -1;
+    if (m->map == MAP_FAILED) return -1;
     sk_error err = {0};
-    if (gguf_parse(g_model.map, g_model.size, &g_model.g, &err) != SK_OK ||
-        sk_tokenizer_from_gguf(g_model.g, &g_model.tok, &err) != SK_OK) {
+    if (gguf_parse(m->map, m->size, &m->g, &err) != SK_OK || sk_tokenizer_from_gguf(m->g, &m->tok, &err) != SK_OK) {
         print_error("%s: %s\n", path, err.msg);
         return -1;
     }
     return 0;
 }
 
+static void vocab_unload(model_ctx *m) {
+    sk_tokenizer_free(m->tok);
+    gguf_free(m->g);
+    if (m->map && m->map != MAP_FAILED) munmap(m->map, m->size);
+    memset(m, 0, sizeof *m);
+}
+
+static int model_setup(void **state) {
+    (void)state;
+    return vocab_load(&g_model, test_model_path());
+}
+
 static int model_teardown(void **state) {
     (void)state;
-    sk_tokenizer_free(g_model.tok);
-    gguf_free(g_model.g);
-    if (g_model.map && g_model.map != MAP_FAILED) munmap(g_model.map, g_model.size);
-    memset(&g_model, 0, sizeof g_model);
+    vocab_unload(&g_model);
     return 0;
 }
 
@@ -906,6 +920,229 @@ static void test_model_moby(void **state) {
     free(text);
 }
 
+/* ------------------------------------------------------------------------
+ * llama.cpp goldens made by scripts/make_tok_golden.py: Gemma 3's
+ * SentencePiece vocabulary, and SmolLM2's byte-level BPE vocabulary under
+ * each pre-tokenizer
+ * ---------------------------------------------------------------------- */
+
+/* hex -> bytes (malloc'ed, NUL-terminated for printing) */
+static char *hex_bytes(const char *hex, size_t *n) {
+    size_t len = strlen(hex);
+    assert_true(len % 2 == 0);
+    char *b = malloc(len / 2 + 1);
+    assert_non_null(b);
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10;
+        int lo = hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0' : hex[2 * i + 1] - 'a' + 10;
+        b[i] = (char)(hi * 16 + lo);
+    }
+    b[len / 2] = 0;
+    *n = len / 2;
+    return b;
+}
+
+/* 64-bit FNV-1a of ids as int32 little-endian (as the script hashes them) */
+static uint64_t ids_fnv1a64(const int32_t *ids, int64_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        for (int k = 0; k < 4; k++) h = (h ^ ((v >> (8 * k)) & 0xff)) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int is_valid_utf8(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int c = sk_utf8_check((const unsigned char *)s + i, n - i);
+        if (c <= 0) return 0;
+        i += (size_t)c;
+    }
+    return 1;
+}
+
+/* The cases of a golden file against t: ids (add_special, parse_special as
+ * recorded); "pieces_hex" / "detok_hex": llama.cpp's text of those ids, to
+ * equal our pieces put together (and sk_detokenize's text when that text
+ * is valid UTF-8; otherwise ours must be valid UTF-8: it writes U+FFFD).
+ * Returns the number of mismatches, each printed. */
+static size_t check_cases(const sk_tokenizer *t, json_t *cases, const char *tag, size_t *n_tokens) {
+    size_t bad = 0, cap = 1 << 16;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    char *text = malloc(cap * 8), *text2 = malloc(cap * 8);
+    assert_non_null(ids);
+    assert_non_null(text);
+    assert_non_null(text2);
+    for (size_t i = 0; i < json_array_size(cases); i++) {
+        json_t *c = json_array_get(cases, i), *jids = json_object_get(c, "ids");
+        assert_true(json_is_array(jids));
+        size_t len;
+        char *s = hex_bytes(json_string_value(json_object_get(c, "hex")), &len);
+        int special = json_is_true(json_object_get(c, "special")), add = json_is_true(json_object_get(c, "add_special"));
+        int64_t n = -1;
+        sk_error err = {0};
+        assert_int_equal(sk_tokenize(t, s, len, add, special, ids, (int64_t)cap, &n, &err), SK_OK);
+        assert_true(n <= (int64_t)cap);
+        size_t nw = json_array_size(jids);
+        int same = (size_t)n == nw;
+        for (size_t k = 0; same && k < nw; k++) same = ids[k] == (int32_t)json_integer_value(json_array_get(jids, k));
+        if (!same) {
+            bad++;
+            print_error("%s case %zu ('%.50s', special=%d, add=%d): %lld ids, llama.cpp %zu:\n  ours", tag, i, s,
+                        special, add, (long long)n, nw);
+            for (int64_t k = 0; k < n && k < 24; k++) print_error(" %d", ids[k]);
+            print_error("\n  llama.cpp");
+            for (size_t k = 0; k < nw && k < 24; k++) print_error(" %d", (int)json_integer_value(json_array_get(jids, k)));
+            print_error("\n");
+        }
+        *n_tokens += (size_t)n;
+        json_t *jp = json_object_get(c, "pieces_hex");
+        if (!jp) jp = json_object_get(c, "detok_hex");
+        if (jp) {
+            size_t wl;
+            char *want = hex_bytes(json_string_value(jp), &wl);
+            size_t k = detok_all(t, ids, n, special, text, cap * 8);
+            if (k != wl || memcmp(text, want, wl) != 0) {
+                bad++;
+                print_error("%s case %zu: pieces give %zu bytes, llama.cpp %zu\n", tag, i, k, wl);
+            }
+            size_t k2 = 0;
+            assert_int_equal(sk_detokenize(t, ids, n, special, text2, cap * 8, &k2, &err), SK_OK);
+            if (is_valid_utf8(want, wl) ? (k2 != wl || memcmp(text2, want, wl) != 0) : !is_valid_utf8(text2, k2)) {
+                bad++;
+                print_error("%s case %zu: sk_detokenize differs\n", tag, i);
+            }
+            free(want);
+        }
+        free(s);
+    }
+    free(ids);
+    free(text);
+    free(text2);
+    return bad;
+}
+
+/* tokenize the whole of moby-dick.txt and compare with the count and hash
+ * of llama.cpp's ids in rec; prints the speed */
+static void check_moby(const sk_tokenizer *t, json_t *rec, const char *tag) {
+    const char *env = getenv("SINKLLM_CORPUS");
+    const char *paths[] = {env ? env : "", test_data_path("../../shared/data/moby-dick.txt"),
+                           "/work/shared/data/moby-dick.txt"};
+    char *text = NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < N_OF(paths) && !text; i++)
+        if (paths[i][0]) text = read_file(paths[i], &len);
+    if (!text) {
+        if (test_need_file("moby-dick.txt (SINKLLM_CORPUS or shared/data)", paths[1]))
+            fail_msg("moby-dick.txt: cannot read");
+        return;
+    }
+    int32_t *ids = malloc((len + 16) * sizeof *ids);
+    assert_non_null(ids);
+    int64_t n = -1;
+    sk_error err = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(sk_tokenize(t, text, len, 0, 0, ids, (int64_t)len + 16, &n, &err), SK_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    print_message("%s moby-dick: %zu bytes -> %lld tokens in %.3f s (%.0f tokens/s)\n", tag, len, (long long)n, dt,
+                  (double)n / dt);
+    if ((json_int_t)len == json_integer_value(json_object_get(rec, "bytes"))) {
+        assert_int_equal(n, json_integer_value(json_object_get(rec, "n_tokens")));
+        char h[17];
+        snprintf(h, sizeof h, "%016llx", (unsigned long long)ids_fnv1a64(ids, n));
+        assert_string_equal(h, json_string_value(json_object_get(rec, "ids_fnv1a64")));
+    } else {
+        print_message("%s: moby-dick.txt is not the file of the golden (%zu bytes): count not compared\n", tag, len);
+    }
+    assert_true(dt < 20.0); /* linear time: ~0.3-0.6 s optimized; generous for sanitizers */
+    free(ids);
+    free(text);
+}
+
+static model_ctx g_gemma;
+static double g_gemma_load_s;
+
+static const char *gemma_path(void) {
+    const char *p = getenv("SINKLLM_GEMMA_MODEL");
+    return p && *p ? p : "models/gemma-3-270m-Q4_K_M.gguf";
+}
+
+static int gemma_setup(void **state) {
+    (void)state;
+    if (g_gemma.tok) return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r = vocab_load(&g_gemma, gemma_path());
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    g_gemma_load_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return r;
+}
+
+static int gemma_teardown(void **state) {
+    (void)state;
+    vocab_unload(&g_gemma);
+    return 0;
+}
+
+/* The Gemma model is optional: missing, its tests print "skipped:" and
+ * skip, unless SINKLLM_GEMMA_MODEL names it (then missing is a failure). */
+#define NEED_GEMMA()                                                                           \
+    do {                                                                                       \
+        if (!g_gemma.tok) {                                                                    \
+            const char *e_ = getenv("SINKLLM_GEMMA_MODEL");                                    \
+            if (e_ && *e_) fail_msg("SINKLLM_GEMMA_MODEL=%s: cannot read it", e_);             \
+            printf("skipped: Gemma 3 model %s not found (SINKLLM_GEMMA_MODEL)\n", gemma_path()); \
+            skip();                                                                            \
+        }                                                                                      \
+    } while (0)
+
+static json_t *load_golden(const char *rel) {
+    const char *path = test_data_path(rel);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_ALLOW_NUL, &jerr);
+    if (!root) fail_msg("%s: %s", path, jerr.text);
+    return root;
+}
+
+static void test_gemma_golden(void **state) {
+    (void)state;
+    NEED_GEMMA();
+    const sk_tokenizer *t = g_gemma.tok;
+    json_t *root = load_golden("golden/gemma3/tokens.json");
+    assert_int_equal(sk_tokenizer_n_vocab(t), json_integer_value(json_object_get(root, "n_vocab")));
+    assert_int_equal(sk_tokenizer_bos(t), json_integer_value(json_object_get(root, "bos_id")));
+    assert_int_equal(sk_tokenizer_eos(t), json_integer_value(json_object_get(root, "eos_id")));
+    print_message("gemma vocab: %lld tokens loaded in %.3f s (GGUF parse + tokenizer)\n",
+                  (long long)sk_tokenizer_n_vocab(t), g_gemma_load_s);
+    json_t *cases = json_object_get(root, "cases");
+    assert_true(json_array_size(cases) > 100);
+    size_t n_tokens = 0, bad = check_cases(t, cases, "gemma", &n_tokens);
+    /* single pieces: byte tokens, specials, unused, user-defined, ... */
+    json_t *pieces = json_object_get(root, "pieces");
+    char buf[512];
+    for (size_t i = 0; i < json_array_size(pieces); i++) {
+        json_t *p = json_array_get(pieces, i);
+        int32_t id = (int32_t)json_integer_value(json_object_get(p, "id"));
+        for (int special = 0; special < 2; special++) {
+            size_t wl;
+            char *want = hex_bytes(json_string_value(json_object_get(p, special ? "special_hex" : "plain_hex")), &wl);
+            int k = sk_token_to_piece(t, id, special, buf, sizeof buf);
+            if (k < 0 || (size_t)k != wl || memcmp(buf, want, wl) != 0) {
+                bad++;
+                print_error("gemma piece of %d (special=%d): %d bytes, llama.cpp %zu\n", id, special, k, wl);
+            }
+            free(want);
+        }
+    }
+    print_message("gemma golden: %zu cases, %zu tokens, %zu pieces, %zu mismatches\n", json_array_size(cases), n_tokens,
+                  json_array_size(pieces), bad);
+    assert_int_equal(bad, 0);
+    check_moby(t, json_object_get(root, "moby"), "gemma");
+    json_decref(root);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),
@@ -922,6 +1159,7 @@ int main(void) {
         cmocka_unit_test_setup(test_model_stream, model_setup),
         cmocka_unit_test_setup(test_model_golden, model_setup),
         cmocka_unit_test_setup_teardown(test_model_moby, model_setup, model_teardown),
+        cmocka_unit_test_setup_teardown(test_gemma_golden, gemma_setup, gemma_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* vocab.c - GGUF tokenizer metadata -> sk_tokenizer (vocab.h). */
 #include "vocab.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,47 +113,96 @@ static sk_str *str_views(const gguf_arr *a) {
     return v;
 }
 
+static int lower_has(const char *s, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++) {
+        size_t j = 0;
+        while (j < k && (char)((s[i + j] >= 'A' && s[i + j] <= 'Z') ? s[i + j] + 32 : s[i + j]) == needle[j]) j++;
+        if (j == k) return 1;
+    }
+    return 0;
+}
+
+/* llama.cpp's per-model token attributes (llama_vocab::impl::load): when
+ * general.name contains "phi-3" or "phi3" (any case), every special token
+ * (CONTROL, USER_DEFINED, UNKNOWN) and "</s>" drop the whitespace after
+ * them when cut out of a text (RSTRIP), except "<unk>", "<s>" and
+ * "<|endoftext|>". Returns 1 when strip[] was filled. */
+static int phi3_strip(const gguf_ctx *g, const sk_str *toks, const int32_t *types, int64_t n, unsigned char *strip) {
+    gguf_str name = {NULL, 0};
+    if (!gguf_find_kv(g, "general.name") || gguf_get_str(g, "general.name", &name, NULL) != SK_OK) return 0;
+    if (!lower_has(name.ptr, name.len, "phi-3") && !lower_has(name.ptr, name.len, "phi3")) return 0;
+    for (int64_t i = 0; i < n; i++) {
+        int ty = types ? types[i] : SK_TOKTYPE_NORMAL;
+        const sk_str *t = &toks[i];
+        bool special = ty == SK_TOKTYPE_CONTROL || ty == SK_TOKTYPE_USER_DEFINED || ty == SK_TOKTYPE_UNKNOWN;
+#define IS(lit) (t->len == sizeof lit - 1 && memcmp(t->ptr, lit, sizeof lit - 1) == 0)
+        if (IS("<unk>") || IS("<s>") || IS("<|endoftext|>")) continue;
+        if (special || IS("</s>")) strip[i] = SK_STRIP_RIGHT;
+#undef IS
+    }
+    return 1;
+}
+
+void sk_vocab_buf_free(sk_vocab_buf *b) {
+    if (!b) return;
+    free(b->tokens);
+    free(b->merges);
+    free(b->scores);
+    free(b->types);
+    free(b->strip);
+    memset(b, 0, sizeof *b);
+}
+
+sk_status sk_vocab_read(const gguf_ctx *g, sk_vocab_init *in, sk_vocab_buf *buf, sk_error *err) {
+    if (!in || !buf) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: NULL output");
+    memset(buf, 0, sizeof *buf);
+    if (!g) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: gguf context is NULL");
+    const gguf_arr *toks, *merges, *scores, *types;
+    sk_status st = vocab_read(g, in, &toks, &merges, &scores, &types, err);
+    if (st) return st;
+    int64_t n = in->n_vocab;
+
+    /* string arrays become views; numeric arrays may be unaligned in the file: copy them */
+    buf->tokens = str_views(toks);
+    buf->merges = merges ? str_views(merges) : NULL;
+    buf->scores = scores ? malloc((size_t)n * sizeof *buf->scores) : NULL;
+    buf->types = types ? malloc((size_t)n * sizeof *buf->types) : NULL;
+    buf->strip = calloc((size_t)n, 1);
+    if (!buf->tokens || (merges && !buf->merges) || (scores && !buf->scores) || (types && !buf->types) || !buf->strip) {
+        sk_vocab_buf_free(buf);
+        return sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    in->tokens = buf->tokens;
+    in->merges = buf->merges;
+    if (buf->scores) {
+        memcpy(buf->scores, scores->data, (size_t)n * sizeof *buf->scores);
+        in->scores = buf->scores;
+    }
+    if (buf->types) {
+        memcpy(buf->types, types->data, (size_t)n * sizeof *buf->types);
+        for (int64_t i = 0; i < n; i++) {
+            if (buf->types[i] < SK_TOKTYPE_UNDEFINED || buf->types[i] > SK_TOKTYPE_BYTE) {
+                st = sk_error_set(err, SK_ERR_FORMAT, "tokenizer.ggml.token_type[%lld] = %d is not a token type",
+                                  (long long)i, (int)buf->types[i]);
+                sk_vocab_buf_free(buf);
+                return st;
+            }
+        }
+        in->types = buf->types;
+    }
+    if (phi3_strip(g, buf->tokens, buf->types, n, buf->strip)) in->strip = buf->strip;
+    return SK_OK;
+}
+
 sk_status sk_tokenizer_from_gguf(const gguf_ctx *g, sk_tokenizer **out, sk_error *err) {
     if (!out) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: out is NULL");
     *out = NULL;
-    if (!g) return sk_error_set(err, SK_ERR_INVALID, "tokenizer: gguf context is NULL");
     sk_vocab_init in;
-    const gguf_arr *toks, *merges, *scores, *types;
-    sk_status st = vocab_read(g, &in, &toks, &merges, &scores, &types, err);
+    sk_vocab_buf buf;
+    sk_status st = sk_vocab_read(g, &in, &buf, err);
     if (st) return st;
-    int64_t n = in.n_vocab;
-
-    /* string arrays become views; numeric arrays may be unaligned in the file: copy them */
-    sk_str *tok_strs = str_views(toks);
-    sk_str *merge_strs = merges ? str_views(merges) : NULL;
-    float *sc = scores ? malloc((size_t)n * sizeof *sc) : NULL;
-    int32_t *ty = types ? malloc((size_t)n * sizeof *ty) : NULL;
-    if (!tok_strs || (merges && !merge_strs) || (scores && !sc) || (types && !ty)) {
-        st = sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory");
-        goto done;
-    }
-    in.tokens = tok_strs;
-    in.merges = merge_strs;
-    if (sc) {
-        memcpy(sc, scores->data, (size_t)n * sizeof *sc);
-        in.scores = sc;
-    }
-    if (ty) {
-        memcpy(ty, types->data, (size_t)n * sizeof *ty);
-        for (int64_t i = 0; i < n; i++) {
-            if (ty[i] < SK_TOKTYPE_UNDEFINED || ty[i] > SK_TOKTYPE_BYTE) {
-                st = sk_error_set(err, SK_ERR_FORMAT, "tokenizer.ggml.token_type[%lld] = %d is not a token type",
-                                  (long long)i, (int)ty[i]);
-                goto done;
-            }
-        }
-        in.types = ty;
-    }
     st = sk_tokenizer_new(&in, out, err);
-done:
-    free(tok_strs);
-    free(merge_strs);
-    free(sc);
-    free(ty);
+    sk_vocab_buf_free(&buf);
     return st;
 }

@@ -17,4 +17,22 @@
  * Nothing of g is kept: g may be freed afterwards. */
 sk_status sk_tokenizer_from_gguf(const gguf_ctx *g, sk_tokenizer **out, sk_error *err);
 
+/* The arrays an sk_vocab_init points to when read from a GGUF file. */
+typedef struct sk_vocab_buf {
+    sk_str *tokens, *merges;
+    float *scores;
+    int32_t *types;
+    unsigned char *strip;
+} sk_vocab_buf;
+
+/* The first half of sk_tokenizer_from_gguf: read and check the keys into
+ * *in, whose arrays live in *buf (free with sk_vocab_buf_free) and whose
+ * strings point into g. Also sets in->strip as llama.cpp does for Phi-3
+ * models (general.name containing "phi-3" or "phi3": special tokens drop
+ * the whitespace after them). Lets a caller change the vocabulary before
+ * sk_tokenizer_new (tests build variants of a real vocabulary this way).
+ * On error *buf is empty. */
+sk_status sk_vocab_read(const gguf_ctx *g, sk_vocab_init *in, sk_vocab_buf *buf, sk_error *err);
+void sk_vocab_buf_free(sk_vocab_buf *b);
+
 #endif

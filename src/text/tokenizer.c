@@ -140,6 +140,13 @@ typedef struct tok_entry {
     uint32_t piece_len;
 } tok_entry;
 
+/* a slot of the text -> id table: the id (-1 = free) and the high half of
+ * its text's hash, so a probe rarely has to read the token table */
+typedef struct map_slot {
+    int32_t id;
+    uint32_t tag;
+} map_slot;
+
 typedef struct merge_slot {
     uint64_t key;       /* (left << 32) | right; MERGE_EMPTY when free */
     int32_t rank;
@@ -156,12 +163,21 @@ struct sk_tokenizer {
     tok_entry *tok;         /* (n_vocab) */
     char *arena;            /* token texts */
     char *pieces;           /* decoded token bytes */
-    int32_t *map;           /* (map_mask + 1) text -> id, -1 = free */
+    map_slot *map;          /* (map_mask + 1) text -> id */
     uint64_t map_mask;
     merge_slot *merges;     /* (merge_mask + 1) */
     uint64_t merge_mask;
     int32_t *special;       /* (n_special) CONTROL/USER_DEFINED/UNKNOWN ids, longest text first */
+    unsigned char *special_strip; /* (n_special) SK_STRIP_* of special[k] */
     int64_t n_special;
+    /* trie of the special texts: finds which of them occur in a text in
+     * one pass, so the partition only runs for those (see partition) */
+    uint64_t *trie_key;     /* (trie_mask + 1) (node << 8 | byte) + 1 of an edge; 0 = free */
+    int32_t *trie_child;    /* (trie_mask + 1) the node that edge leads to */
+    uint64_t trie_mask;
+    int32_t *trie_term;     /* (n_trie) rank in special[] of the text ending here, or -1 */
+    int64_t n_trie;
+    unsigned char trie_first[256]; /* 1: some special text starts with this byte */
     unsigned char *eog;     /* (n_vocab) 1 = ends generation */
     int32_t byte_tok[256];  /* token of one input byte (BPE: its byte-encoder char; SPM: <0xXX>) */
     char byte_enc[256][2];  /* GPT-2 byte encoder, as UTF-8 */
@@ -191,10 +207,12 @@ static const char *tok_text(const sk_tokenizer *t, int32_t id) { return t->arena
 
 static int32_t lookup(const sk_tokenizer *t, const char *s, size_t n) {
     if (n == 0) return -1;
-    for (uint64_t i = hash_bytes(s, n) & t->map_mask;; i = (i + 1) & t->map_mask) {
-        int32_t id = t->map[i];
+    uint64_t h = hash_bytes(s, n);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (uint64_t i = h & t->map_mask;; i = (i + 1) & t->map_mask) {
+        int32_t id = t->map[i].id;
         if (id < 0) return -1;
-        if (t->tok[id].len == n && memcmp(tok_text(t, id), s, n) == 0) return id;
+        if (t->map[i].tag == tag && t->tok[id].len == n && memcmp(tok_text(t, id), s, n) == 0) return id;
     }
 }
 
@@ -305,16 +323,94 @@ static size_t decode_piece(const sk_tokenizer *t, int32_t id, char *dst) {
     return o;
 }
 
-static bool text_is(const sk_tokenizer *t, int32_t id, const char *s) {
-    size_t n = strlen(s);
-    return t->tok[id].len == n && memcmp(tok_text(t, id), s, n) == 0;
-}
 
-/* texts of tokens that end a turn (llama.cpp's list, minus model quirks) */
-static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-    "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
+/* Special tokens recognised by their text, as llama.cpp does when it loads
+ * a vocabulary (llama_vocab::impl::load: "auto-detect special tokens by
+ * text"). A token with one of these texts is made a CONTROL token even when
+ * the file says otherwise, which changes how text is split (CONTROL tokens
+ * are matched only with parse_special) and what its piece is.
+ *
+ * End of turn, in the order we pick the EOT token from (llama.cpp takes the
+ * first it meets in hash order; a vocabulary rarely has two of them). */
+static const char *const eot_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+    "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<end_of_utterance>",
 };
+/* every text that ends generation */
+static const char *const eog_texts[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~[",
+};
+/* fill-in-the-middle tokens: each category's first token present becomes
+ * CONTROL; pad, repo and separator also end generation */
+static const struct fim_texts {
+    bool eog;
+    const char *texts[9];
+} fim_texts[] = {
+    {false, {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>",
+             "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL}},
+    {false, {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+             "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL}},
+    {false, {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>",
+             "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL}},
+    {true, {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", NULL}},
+    {true, {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", NULL}},
+    {true, {"<|file_sep|>", NULL}},
+};
+
+static int32_t lookup_cstr(const sk_tokenizer *t, const char *s) { return lookup(t, s, strlen(s)); }
+
+/* Apply the text rules above to the token types, and mark the tokens that
+ * end generation (t->eog, t->eot). Needs the text -> id table. */
+static void special_by_text(sk_tokenizer *t, int32_t eot_key) {
+    t->eot = eot_key;
+    for (size_t k = 0; k < sizeof eot_texts / sizeof eot_texts[0] && t->eot < 0; k++)
+        t->eot = lookup_cstr(t, eot_texts[k]);
+    for (size_t c = 0; c < sizeof fim_texts / sizeof fim_texts[0]; c++) {
+        for (const char *const *p = fim_texts[c].texts; *p; p++) {
+            int32_t id = lookup_cstr(t, *p);
+            if (id < 0) continue;
+            t->tok[id].type = SK_TOKTYPE_CONTROL;
+            if (fim_texts[c].eog) t->eog[id] = 1;
+            break;
+        }
+    }
+    for (size_t k = 0; k < sizeof eog_texts / sizeof eog_texts[0]; k++) {
+        int32_t id = lookup_cstr(t, eog_texts[k]);
+        if (id < 0) continue;
+        t->tok[id].type = SK_TOKTYPE_CONTROL;
+        t->eog[id] = 1;
+    }
+    /* gpt-oss: these are always rendered */
+    static const char *const always_shown[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
+    for (size_t k = 0; k < sizeof always_shown / sizeof always_shown[0]; k++) {
+        int32_t id = lookup_cstr(t, always_shown[k]);
+        if (id >= 0) t->tok[id].type = SK_TOKTYPE_USER_DEFINED;
+    }
+    if (t->eos >= 0) t->eog[t->eos] = 1;
+    if (t->eot >= 0) t->eog[t->eot] = 1;
+    int32_t eom = lookup_cstr(t, "<|eom_id|>");
+    if (eom >= 0) t->eog[eom] = 1;
+    /* o200k_harmony and solar-open: "<|end|>" is not an end there */
+    int32_t end = lookup_cstr(t, "<|end|>");
+#define EOG_HAS(s) (lookup_cstr(t, s) >= 0 && t->eog[lookup_cstr(t, s)])
+    if (end >= 0 && t->eog[end] &&
+        ((EOG_HAS("<|return|>") && EOG_HAS("<|call|>")) || (EOG_HAS("<|calls|>") && EOG_HAS("<|flush|>")))) {
+        t->eog[end] = 0;
+        t->tok[end].type = SK_TOKTYPE_USER_DEFINED;
+        if (t->eot == end) t->eot = -1;
+    }
+    /* gemma4 and plamo: "</s>" is a normal token */
+    int32_t s_end = lookup_cstr(t, "</s>");
+    if (s_end >= 0 && t->eog[s_end] && (EOG_HAS("<|tool_response>") || EOG_HAS("<|plamo:eos|>"))) {
+        t->eog[s_end] = 0;
+        t->tok[s_end].type = SK_TOKTYPE_NORMAL;
+    }
+#undef EOG_HAS
+}
 
 /* order of the special list: longer text first, then lower id, as one key */
 static int cmp_u64(const void *a, const void *b) {
@@ -330,6 +426,10 @@ void sk_tokenizer_free(sk_tokenizer *tok) {
     free(tok->map);
     free(tok->merges);
     free(tok->special);
+    free(tok->special_strip);
+    free(tok->trie_key);
+    free(tok->trie_child);
+    free(tok->trie_term);
     free(tok->eog);
     free(tok);
 }
@@ -382,6 +482,53 @@ static sk_status build_merges(sk_tokenizer *t, const sk_vocab_init *init, sk_err
         t->merges[i].result = lookup(t, buf, nl + nr);
     }
     free(buf);
+    return SK_OK;
+}
+
+/* the child of trie node `node` along byte b, or -1 */
+static int32_t trie_next(const sk_tokenizer *t, int32_t node, unsigned char b) {
+    uint64_t key = ((uint64_t)(uint32_t)node << 8 | b) + 1;
+    for (uint64_t i = hash_u64(key) & t->trie_mask;; i = (i + 1) & t->trie_mask) {
+        if (t->trie_key[i] == key) return t->trie_child[i];
+        if (t->trie_key[i] == 0) return -1;
+    }
+}
+
+/* The trie of special[] texts (node 0 is the root) and each one's strip
+ * flags. Called once special[] is sorted. */
+static sk_status build_trie(sk_tokenizer *t, const sk_vocab_init *init, sk_error *err) {
+    uint64_t total = 0;
+    for (int64_t k = 0; k < t->n_special; k++) total += t->tok[t->special[k]].len;
+    uint64_t cap = pow2_at_least(total * 2 + 2);
+    t->special_strip = calloc((size_t)t->n_special, 1);
+    t->trie_key = calloc(cap, sizeof *t->trie_key);
+    t->trie_child = malloc(cap * sizeof *t->trie_child);
+    t->trie_term = malloc((total + 1) * sizeof *t->trie_term);
+    if (!t->special_strip || !t->trie_key || !t->trie_child || !t->trie_term)
+        return sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory for the special-token trie");
+    t->trie_mask = cap - 1;
+    t->trie_term[0] = -1;
+    t->n_trie = 1;
+    for (int64_t k = 0; k < t->n_special; k++) {
+        int32_t id = t->special[k];
+        if (init->strip) t->special_strip[k] = init->strip[id] & (SK_STRIP_LEFT | SK_STRIP_RIGHT);
+        const unsigned char *s = (const unsigned char *)tok_text(t, id);
+        int32_t node = 0;
+        for (uint32_t j = 0; j < t->tok[id].len; j++) {
+            int32_t next = trie_next(t, node, s[j]);
+            if (next < 0) {
+                uint64_t key = ((uint64_t)(uint32_t)node << 8 | s[j]) + 1, i = hash_u64(key) & t->trie_mask;
+                while (t->trie_key[i] != 0) i = (i + 1) & t->trie_mask;
+                next = (int32_t)t->n_trie++;
+                t->trie_key[i] = key;
+                t->trie_child[i] = next;
+                t->trie_term[next] = -1;
+            }
+            node = next;
+        }
+        if (t->trie_term[node] < 0) t->trie_term[node] = (int32_t)k; /* texts are unique */
+        t->trie_first[s[0]] = 1;
+    }
     return SK_OK;
 }
 
@@ -469,11 +616,11 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
         if (s->len) memcpy(t->arena + off, s->ptr, s->len);
         off += s->len;
         if (s->len == 0) continue; /* an empty token can never match */
-        uint64_t h = hash_bytes(s->ptr, s->len) & t->map_mask;
-        for (;; h = (h + 1) & t->map_mask) {
-            int32_t id = t->map[h];
+        uint64_t hf = hash_bytes(s->ptr, s->len);
+        for (uint64_t h = hf & t->map_mask;; h = (h + 1) & t->map_mask) {
+            int32_t id = t->map[h].id;
             if (id < 0) {
-                t->map[h] = (int32_t)i;
+                t->map[h] = (map_slot){(int32_t)i, (uint32_t)(hf >> 32)};
                 break;
             }
             if (t->tok[id].len == s->len && memcmp(tok_text(t, id), s->ptr, s->len) == 0) {
@@ -484,6 +631,8 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
             }
         }
     }
+
+    special_by_text(t, init->eot);
 
     /* decoded pieces */
     uint64_t poff = 0;
@@ -538,18 +687,12 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
         for (int64_t k = 0; k < ns; k++) t->special[k] = (int32_t)(keys[k] & 0xffffffffu);
         free(keys);
         t->n_special = ns;
+        if ((st = build_trie(t, init, err)) != SK_OK) {
+            sk_tokenizer_free(t);
+            return st;
+        }
     }
 
-    /* end of generation: eos, eot, and control tokens named like a turn end */
-    t->eot = init->eot;
-    for (size_t k = 0; k < sizeof eog_texts / sizeof eog_texts[0]; k++) {
-        int32_t id = lookup(t, eog_texts[k], strlen(eog_texts[k]));
-        if (id < 0 || t->tok[id].type != SK_TOKTYPE_CONTROL) continue;
-        t->eog[id] = 1;
-        if (t->eot < 0 && !text_is(t, id, "<|eom_id|>")) t->eot = id; /* first in list order */
-    }
-    if (t->eos >= 0) t->eog[t->eos] = 1;
-    if (t->eot >= 0) t->eog[t->eot] = 1;
     *out = t;
     return SK_OK;
 }
@@ -575,7 +718,12 @@ typedef struct scratch {
     /* pre-tokenizer over one fragment: (n_cp) code points, flags, byte offsets */
     uint32_t *cp;
     uint16_t *fl;
-    uint32_t *boff;       /* (n_cp + 1) */
+    uint32_t *boff;       /* (n_cp + 1) byte offset of each code point in the text */
+    char *enc;            /* (cap_enc) the code points re-encoded, when that differs
+                             from the text (invalid UTF-8); see pretokenize */
+    uint32_t *eoff;       /* (n_cp + 1) byte offsets into enc */
+    size_t cap_enc, cap_eoff;
+    bool reenc;           /* the last pretokenize filled enc/eoff */
     uint32_t *ends_a, *ends_b; /* (n_cp) piece ends, in code points */
     size_t cap_cp;
     sym *syms;
@@ -592,6 +740,8 @@ static void scratch_free(scratch *s) {
     free(s->cp);
     free(s->fl);
     free(s->boff);
+    free(s->enc);
+    free(s->eoff);
     free(s->ends_a);
     free(s->ends_b);
     free(s->syms);
@@ -865,6 +1015,38 @@ static size_t run_pass(int pass, const uint32_t *cp, const uint16_t *fl, const u
     return c.n_out;
 }
 
+/* One code point as llama.cpp decodes it (unicode_cpt_from_utf8): the
+ * lead byte gives the length, the continuation bytes must be 10xxxxxx, and
+ * nothing else is checked (overlong forms, surrogates and values up to
+ * 0x1FFFFF decode as written); anything else is one byte of U+FFFD.
+ * Returns the bytes consumed. */
+static int utf8_decode_lenient(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned c = s[0];
+    int k = c < 0x80 ? 1 : !(c & 0x40) ? 0 : !(c & 0x20) ? 2 : !(c & 0x10) ? 3 : !(c & 0x08) ? 4 : 0;
+    if (k == 0 || (size_t)k > n) goto bad;
+    for (int i = 1; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) goto bad;
+    static const unsigned lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint32_t v = c & lead_mask[k];
+    for (int i = 1; i < k; i++) v = v << 6 | (s[i] & 0x3Fu);
+    *cp = v;
+    return k;
+bad:
+    *cp = 0xFFFD;
+    return 1;
+}
+
+/* bytes of cp (<= 0x10FFFF) in UTF-8 as llama.cpp writes it (surrogates too) */
+static int utf8_len_of(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+
+static int utf8_encode_any(uint32_t cp, char *out) {
+    int k = utf8_len_of(cp);
+    static const unsigned char lead[5] = {0, 0x00, 0xC0, 0xE0, 0xF0};
+    for (int i = k - 1; i > 0; i--, cp >>= 6) out[i] = (char)(0x80 | (cp & 0x3F));
+    out[0] = (char)(lead[k] | cp);
+    return k;
+}
+
 /* Decode text[0..len) and split it into pieces. On success the piece ends
  * (in code points) are in *ends_out (one of the scratch arrays), their count
  * in *n_pieces, and s->boff maps code points to byte offsets. */
@@ -886,6 +1068,7 @@ static sk_status pretokenize(const sk_tokenizer *t, scratch *s, const char *text
     }
     const unsigned char *u = (const unsigned char *)text;
     size_t n = 0;
+    bool clean = true;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         int k;
@@ -893,7 +1076,9 @@ static sk_status pretokenize(const sk_tokenizer *t, scratch *s, const char *text
             cp = u[i];
             k = 1;
         } else {
-            k = sk_utf8_decode(u + i, len - i, &cp);
+            k = utf8_decode_lenient(u + i, len - i, &cp);
+            if (cp > 0x10FFFF) cp = 0xFFFD; /* llama.cpp cannot encode these either */
+            if (utf8_len_of(cp) != k) clean = false;
         }
         s->cp[n] = cp;
         s->fl[n] = (uint16_t)sk_unicode_flags(cp);
@@ -902,6 +1087,18 @@ static sk_status pretokenize(const sk_tokenizer *t, scratch *s, const char *text
         i += (size_t)k;
     }
     s->boff[n] = (uint32_t)len;
+    s->reenc = !clean;
+    if (!clean) { /* the pieces are made of the code points, as in llama.cpp */
+        if (!grow((void **)&s->enc, &s->cap_enc, n * 4 + 1, 1) ||
+            !grow((void **)&s->eoff, &s->cap_eoff, n + 1, sizeof *s->eoff))
+            return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            s->eoff[i] = (uint32_t)o;
+            o += (size_t)utf8_encode_any(s->cp[i], s->enc + o);
+        }
+        s->eoff[n] = (uint32_t)o;
+    }
     uint32_t *in = s->ends_a, *out = s->ends_b;
     size_t np = 0;
     if (n > 0) in[np++] = (uint32_t)n;
@@ -994,10 +1191,12 @@ static sk_status bpe_fragment(const sk_tokenizer *t, scratch *s, const char *tex
     size_t np;
     sk_status st = pretokenize(t, s, text, len, &ends, &np, err);
     if (st) return st;
+    const uint32_t *off = s->reenc ? s->eoff : s->boff;
+    const char *src = s->reenc ? s->enc : text;
     size_t start = 0;
     for (size_t i = 0; i < np; i++) {
-        size_t b0 = s->boff[start], b1 = s->boff[ends[i]];
-        if ((st = bpe_word(t, s, text + b0, b1 - b0, err))) return st;
+        size_t b0 = off[start], b1 = off[ends[i]];
+        if ((st = bpe_word(t, s, src + b0, b1 - b0, err))) return st;
         start = ends[i];
     }
     return SK_OK;
@@ -1100,16 +1299,72 @@ static bool frag_push(frag_list *l, frag f) {
     return true;
 }
 
-/* Cut each special token (longest first) out of the text fragments. */
+static bool is_c_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* The ranks (indices into special[]) of the special tokens that occur in
+ * text and may be cut out (CONTROL and UNKNOWN only with parse_special),
+ * ascending, in *ranks (malloc'ed; NULL when none). One pass over the
+ * text with the trie: at each byte that can start a special text, walk
+ * down as far as the text follows an edge. */
+static sk_status specials_present(const sk_tokenizer *t, const char *text, size_t len, bool parse_special,
+                                  int32_t **ranks, size_t *n_ranks, sk_error *err) {
+    *ranks = NULL;
+    *n_ranks = 0;
+    if (t->n_special == 0 || len == 0) return SK_OK;
+    unsigned char *seen = NULL;
+    int32_t *r = NULL;
+    size_t n = 0, cap = 0;
+    const unsigned char *u = (const unsigned char *)text;
+    for (size_t p = 0; p < len; p++) {
+        if (!t->trie_first[u[p]]) continue;
+        int32_t node = 0;
+        for (size_t q = p; q < len && (node = trie_next(t, node, u[q])) >= 0; q++) {
+            int32_t k = t->trie_term[node];
+            if (k < 0) continue;
+            if (!parse_special && t->tok[t->special[k]].type != SK_TOKTYPE_USER_DEFINED) continue;
+            if (!seen && !(seen = calloc((size_t)t->n_special, 1))) goto nomem;
+            if (seen[k]) continue;
+            seen[k] = 1;
+            if (!grow((void **)&r, &cap, n + 1, sizeof *r)) goto nomem;
+            r[n++] = k;
+        }
+    }
+    free(seen);
+    /* insertion sort: the list is short (distinct tokens present) */
+    for (size_t i = 1; i < n; i++) {
+        int32_t v = r[i];
+        size_t j = i;
+        for (; j > 0 && r[j - 1] > v; j--) r[j] = r[j - 1];
+        r[j] = v;
+    }
+    *ranks = r;
+    *n_ranks = n;
+    return SK_OK;
+nomem:
+    free(seen);
+    free(r);
+    return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
+}
+
+/* Cut the special tokens out of the text as llama.cpp does
+ * (tokenizer_st_partition): token by token, longest text first, each one
+ * at every place it occurs in what is still plain text, leftmost first.
+ * A token with SK_STRIP_LEFT / SK_STRIP_RIGHT also drops the whitespace
+ * (C isspace) before / after it in its fragment. Only the tokens that
+ * occur in the text at all are tried (specials_present), so the cost does
+ * not grow with the vocabulary's number of special tokens. */
 static sk_status partition(const sk_tokenizer *t, const char *text, size_t len, bool parse_special, frag_list *res,
                            sk_error *err) {
     frag_list a = {0}, b = {0};
-    if (len > 0 && !frag_push(&a, (frag){-1, 0, len})) return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
-    for (int64_t k = 0; k < t->n_special && a.n > 0; k++) {
-        int32_t id = t->special[k];
-        int ty = t->tok[id].type;
-        if (!parse_special && ty != SK_TOKTYPE_USER_DEFINED) continue;
-        const char *st = tok_text(t, id);
+    int32_t *ranks;
+    size_t n_ranks;
+    sk_status st = specials_present(t, text, len, parse_special, &ranks, &n_ranks, err);
+    if (st) return st;
+    if (len > 0 && !frag_push(&a, (frag){-1, 0, len})) goto nomem;
+    for (size_t r = 0; r < n_ranks && a.n > 0; r++) {
+        int32_t id = t->special[ranks[r]];
+        unsigned strip = t->special_strip[ranks[r]];
+        const char *stext = tok_text(t, id);
         size_t sl = t->tok[id].len;
         b.n = 0;
         bool found = false;
@@ -1121,16 +1376,20 @@ static sk_status partition(const sk_tokenizer *t, const char *text, size_t len, 
             }
             size_t off = f.off, end = f.off + f.len;
             while (off < end) {
-                const char *hit = end - off >= sl ? memmem(text + off, end - off, st, sl) : NULL;
+                const char *hit = end - off >= sl ? memmem(text + off, end - off, stext, sl) : NULL;
                 if (!hit) {
                     if (!frag_push(&b, (frag){-1, off, end - off})) goto nomem;
                     break;
                 }
                 found = true;
-                size_t h = (size_t)(hit - text);
-                if (h > off && !frag_push(&b, (frag){-1, off, h - off})) goto nomem;
+                size_t h = (size_t)(hit - text), left_end = h;
+                if (strip & SK_STRIP_LEFT)
+                    while (left_end > off && is_c_space(text[left_end - 1])) left_end--;
+                if (left_end > off && !frag_push(&b, (frag){-1, off, left_end - off})) goto nomem;
                 if (!frag_push(&b, (frag){id, 0, 0})) goto nomem;
                 off = h + sl;
+                if (strip & SK_STRIP_RIGHT)
+                    while (off < end && is_c_space(text[off])) off++;
             }
         }
         if (found) {
@@ -1139,10 +1398,12 @@ static sk_status partition(const sk_tokenizer *t, const char *text, size_t len, 
             b = tmp;
         }
     }
+    free(ranks);
     free(b.v);
     *res = a;
     return SK_OK;
 nomem:
+    free(ranks);
     free(a.v);
     free(b.v);
     return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");

@@ -39,6 +39,11 @@ typedef struct sk_str {
 
 enum sk_tok_kind { SK_TOK_BPE = 1, SK_TOK_SPM = 2 };
 
+/* Per-token strip flags of a special token (llama.cpp's LSTRIP/RSTRIP
+ * attributes): when the token is cut out of a text, the whitespace before
+ * (LEFT) or after (RIGHT) it is dropped. */
+enum { SK_STRIP_LEFT = 1, SK_STRIP_RIGHT = 2 };
+
 typedef struct sk_vocab_init {
     enum sk_tok_kind kind;
     sk_str pre;              /* tokenizer.ggml.pre; len 0 = "default" */
@@ -50,6 +55,7 @@ typedef struct sk_vocab_init {
     const sk_str *merges;    /* "left right" pairs, BPE only; rank = index */
     int32_t bos, eos, eot, unk, pad;  /* -1 when absent */
     int add_bos, add_eos, add_space_prefix;
+    const unsigned char *strip; /* n_vocab SK_STRIP_* flags, or NULL (none) */
 } sk_vocab_init;
 
 /* Build a tokenizer. Validates ids (bos/eos/... < n_vocab), that merges name
