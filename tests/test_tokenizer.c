@@ -229,12 +229,12 @@ static void test_pre_split(void **state) {
     (void)state;
     static const split_case cases[] = {
         /* GPT-2: contractions, optional space before letters/numbers/other, \s+(?!\S) keeps the last space for the word */
-        {"gpt2", "Hello world 1234 don't  x\n\ny", "Hello| world| 1234| don|'t| | x|\n|\n|y"},
-        {"gpt2", "I'M he's we're 'll'", "I|'|M| he|'s| we|'re| '|ll|'"}, /* " '" is " ?[^\\s\\p{L}\\p{N}]+" */
-        {"gpt2", "a+=b;  // c", "a|+=|b|;| | //| c"},
-        {"gpt2", "caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x99\x82\xf0\x9f\x99\x82!", "caf\xc3\xa9| \xe4\xb8\xad\xe6\x96\x87| \xf0\x9f\x99\x82\xf0\x9f\x99\x82!"},
-        {"gpt2", "end   ", "end|   "},
-        {"gpt2", "\xe3\x80\x80x \xc2\xa0y", "\xe3\x80\x80|x| |\xc2\xa0|y"}, /* only U+0020 may lead a word */
+        {"gpt-2", "Hello world 1234 don't  x\n\ny", "Hello| world| 1234| don|'t| | x|\n|\n|y"},
+        {"gpt-2", "I'M he's we're 'll'", "I|'|M| he|'s| we|'re| '|ll|'"}, /* " '" is " ?[^\\s\\p{L}\\p{N}]+" */
+        {"gpt-2", "a+=b;  // c", "a|+=|b|;| | //| c"},
+        {"gpt-2", "caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x99\x82\xf0\x9f\x99\x82!", "caf\xc3\xa9| \xe4\xb8\xad\xe6\x96\x87| \xf0\x9f\x99\x82\xf0\x9f\x99\x82!"},
+        {"gpt-2", "end   ", "end|   "},
+        {"gpt-2", "\xe3\x80\x80x \xc2\xa0y", "\xe3\x80\x80|x| |\xc2\xa0|y"}, /* only U+0020 may lead a word */
         /* StarCoder/SmolLM: every digit alone first, then GPT-2 */
         {"smollm", "Hello world 1234 don't  x\n\ny", "Hello| world| |1|2|3|4| don|'t| | x|\n|\n|y"},
         {"starcoder", "x1y22 \xd9\xa3\xd9\xa4", "x|1|y|2|2| |\xd9\xa3|\xd9\xa4"},
@@ -244,6 +244,9 @@ static void test_pre_split(void **state) {
         {"llama3", "a \n b\r\n\r\nc", "a| \n| b|\r\n\r\n|c"},
         /* Qwen2: Llama 3 with single digits */
         {"qwen2", "x 1234y", "x| |1|2|3|4|y"},
+        /* Qwen3.5: marks (U+0301) are letters, and not punctuation */
+        {"qwen2", "e\xcc\x81x !\xcc\x81y", "e|\xcc\x81x| !\xcc\x81|y"},
+        {"qwen35", "e\xcc\x81x !\xcc\x81y", "e\xcc\x81x| !|\xcc\x81y"},
         /* default: punctuation runs, GPT-2, number runs, then groups of three ASCII digits */
         {"default", "don't 12345 a.b", "don|'|t| |123|45| a|.|b"},
         {"default", "x==y $5", "x|==|y| |$|5"},
@@ -264,7 +267,7 @@ static void test_pre_split(void **state) {
 
 static void test_bpe_merges(void **state) {
     (void)state;
-    sk_tokenizer *t = make_bpe("gpt2", 0, 0, SK_OK, NULL);
+    sk_tokenizer *t = make_bpe("gpt-2", 0, 0, SK_OK, NULL);
     /* "hello": h e l l o -> (h e)=r0 -> (l l)=r1 -> (he ll)=r2 -> (hell o)=r3; "e l" (r9) never wins */
     expect_ids(t, "hello", 0, 0, (int32_t[]){T_HELLO}, 1);
     /* " world": Ġ w o r l d -> Ġw (r4), or (r5), Ġwor (r6), ld (r7), Ġworld (r8) */
@@ -306,7 +309,7 @@ static void test_bpe_merges(void **state) {
 
 static void test_bpe_cap(void **state) {
     (void)state;
-    sk_tokenizer *t = make_bpe("gpt2", 0, 0, SK_OK, NULL);
+    sk_tokenizer *t = make_bpe("gpt-2", 0, 0, SK_OK, NULL);
     int32_t ids[3] = {-7, -7, -7};
     int64_t n = -1;
     sk_error err = {0};
@@ -329,7 +332,7 @@ static void test_bpe_cap(void **state) {
 
 static void test_bpe_special(void **state) {
     (void)state;
-    sk_tokenizer *t = make_bpe("gpt2", 1, 1, SK_OK, NULL);
+    sk_tokenizer *t = make_bpe("gpt-2", 1, 1, SK_OK, NULL);
     /* parse_special: control texts become their ids, the rest tokenizes as usual */
     expect_ids(t, "<|im_start|>hello<|im_end|>", 0, 1, (int32_t[]){T_IM_START, T_HELLO, T_IM_END}, 3);
     /* without it "<|im_start|>" is plain text: < | im _ start | > */
@@ -588,7 +591,7 @@ static sk_status gguf_variant(enum gguf_variant v, sk_error *err, sk_tokenizer *
     gb_key(&b, "tokenizer.ggml.model", GGUF_TYPE_STRING);
     gb_str(&b, v == GV_MODEL_BERT ? "bert" : "gpt2");
     gb_key(&b, "tokenizer.ggml.pre", GGUF_TYPE_STRING);
-    gb_str(&b, v == GV_PRE_UNKNOWN ? "klingon" : "gpt2");
+    gb_str(&b, v == GV_PRE_UNKNOWN ? "klingon" : "gpt-2");
     gb_key(&b, "tokenizer.ggml.tokens", GGUF_TYPE_ARRAY);
     if (v == GV_TOKENS_INT) {
         gb_u32(&b, GGUF_TYPE_INT32);
@@ -962,9 +965,10 @@ static int is_valid_utf8(const char *s, size_t n) {
 }
 
 /* The cases of a golden file against t: ids (add_special, parse_special as
- * recorded); "pieces_hex" / "detok_hex": llama.cpp's text of those ids, to
- * equal our pieces put together (and sk_detokenize's text when that text
- * is valid UTF-8; otherwise ours must be valid UTF-8: it writes U+FFFD).
+ * recorded); llama.cpp's text of those ids ("back_hex", or the input when
+ * absent) must equal our pieces put together, and sk_detokenize's text when
+ * that text is valid UTF-8 (otherwise ours must be valid UTF-8: it writes
+ * U+FFFD).
  * Returns the number of mismatches, each printed. */
 static size_t check_cases(const sk_tokenizer *t, json_t *cases, const char *tag, size_t *n_tokens) {
     size_t bad = 0, cap = 1 << 16;
@@ -996,11 +1000,11 @@ static size_t check_cases(const sk_tokenizer *t, json_t *cases, const char *tag,
             print_error("\n");
         }
         *n_tokens += (size_t)n;
-        json_t *jp = json_object_get(c, "pieces_hex");
-        if (!jp) jp = json_object_get(c, "detok_hex");
-        if (jp) {
-            size_t wl;
-            char *want = hex_bytes(json_string_value(jp), &wl);
+        {
+            json_t *jb = json_object_get(c, "back_hex");
+            size_t wl = len;
+            char *want = jb ? hex_bytes(json_string_value(jb), &wl) : memcpy(malloc(len + 1), s, len + 1);
+            assert_non_null(want);
             size_t k = detok_all(t, ids, n, special, text, cap * 8);
             if (k != wl || memcmp(text, want, wl) != 0) {
                 bad++;
@@ -1143,6 +1147,39 @@ static void test_gemma_golden(void **state) {
     json_decref(root);
 }
 
+/* Each pre-tokenizer on SmolLM2's vocabulary (tokenizer.ggml.pre
+ * replaced, as the script's GGUF copies have it) against llama.cpp. */
+static void test_pretok_golden(void **state) {
+    (void)state;
+    NEED_MODEL();
+    static const char *const pres[] = {"default", "gpt-2", "smollm", "llama-bpe", "llama3", "dbrx",
+                                       "qwen2", "qwen35", "falcon", "stablelm2", "glm4"};
+    size_t bad = 0;
+    for (size_t p = 0; p < N_OF(pres); p++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "golden/pretok/%s.json", pres[p]);
+        json_t *root = load_golden(rel);
+        assert_string_equal(json_string_value(json_object_get(root, "pre")), pres[p]);
+        sk_vocab_init in;
+        sk_vocab_buf buf;
+        sk_error err = {0};
+        assert_int_equal(sk_vocab_read(g_model.g, &in, &buf, &err), SK_OK);
+        assert_int_equal(in.n_vocab, json_integer_value(json_object_get(root, "n_vocab")));
+        in.pre = (sk_str){pres[p], strlen(pres[p])};
+        sk_tokenizer *t = NULL;
+        if (sk_tokenizer_new(&in, &t, &err) != SK_OK) fail_msg("pre %s: %s", pres[p], err.msg);
+        sk_vocab_buf_free(&buf);
+        size_t n_tokens = 0, b = check_cases(t, json_object_get(root, "cases"), pres[p], &n_tokens);
+        print_message("pre-tokenizer %-10s %zu cases, %zu tokens, %zu mismatches\n", pres[p],
+                      json_array_size(json_object_get(root, "cases")), n_tokens, b);
+        bad += b;
+        check_moby(t, json_object_get(root, "moby"), pres[p]);
+        sk_tokenizer_free(t);
+        json_decref(root);
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),
@@ -1158,6 +1195,7 @@ int main(void) {
         cmocka_unit_test_setup(test_model_basics, model_setup),
         cmocka_unit_test_setup(test_model_stream, model_setup),
         cmocka_unit_test_setup(test_model_golden, model_setup),
+        cmocka_unit_test_setup(test_pretok_golden, model_setup),
         cmocka_unit_test_setup_teardown(test_model_moby, model_setup, model_teardown),
         cmocka_unit_test_setup_teardown(test_gemma_golden, gemma_setup, gemma_teardown),
     };

@@ -17,10 +17,17 @@
  *     are implemented by hand below (same matching order as the regex);
  *   - each piece is merged by lowest merge rank (ties: leftmost);
  *   - SPM merges the highest-scoring adjacent pair whose concatenation is
- *     a token, and falls back to <0xXX> byte tokens.
- * One deliberate difference: bytes that are not valid UTF-8 stay
- * themselves (llama.cpp turns each into U+FFFD), so tokenizing is
- * lossless. */
+ *     a token, and falls back to <0xXX> byte tokens;
+ *   - tokens are recognised by their text as llama.cpp does (end-of-turn,
+ *     end-of-generation and fill-in-the-middle texts become CONTROL);
+ *   - invalid UTF-8: SPM works on the bytes (a stray byte becomes its
+ *     <0xXX> token); BPE decodes as llama.cpp does (each byte that does not
+ *     start a well-formed sequence is U+FFFD, overlong forms and surrogates
+ *     decode as written) and merges the re-encoded text. One difference: a
+ *     sequence that decodes above U+10FFFF (F4 90 80 80) is U+FFFD here,
+ *     where llama.cpp aborts the process.
+ * Checked token for token against llama.cpp by tests/test_tokenizer.c
+ * (goldens from scripts/make_tok_golden.py). */
 #include "tokenizer.h"
 
 #include <stdbool.h>
@@ -39,6 +46,7 @@ enum pre_kind {
     PRE_STARCODER, /* \p{N} , gpt2 */
     PRE_LLAMA3,    /* llama3 (\p{N}{1,3}) */
     PRE_QWEN2,     /* llama3 with \p{N} one at a time */
+    PRE_QWEN35,    /* qwen2 with marks (\p{M}) counted as letters */
     PRE_FALCON,    /* [\p{P}\$\+<=>\^~\|`]+ , gpt2, [0-9][0-9][0-9] */
 };
 
@@ -53,6 +61,7 @@ enum pass_kind {
     PASS_DIGIT3,             /* [0-9][0-9][0-9] */
     PASS_LLAMA3,             /* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
     PASS_QWEN2,              /* the same with \p{N} instead of \p{N}{1,3} */
+    PASS_QWEN35,             /* qwen2 with [\p{L}\p{M}] for \p{L} (and \p{M} out of the punctuation class) */
 };
 
 static const unsigned char pre_passes[][5] = {
@@ -61,6 +70,7 @@ static const unsigned char pre_passes[][5] = {
     [PRE_STARCODER] = {PASS_NUM_EACH, PASS_GPT2, PASS_END},
     [PRE_LLAMA3] = {PASS_LLAMA3, PASS_END},
     [PRE_QWEN2] = {PASS_QWEN2, PASS_END},
+    [PRE_QWEN35] = {PASS_QWEN35, PASS_END},
     [PRE_FALCON] = {PASS_PUNCT_RUN_BACKTICK, PASS_GPT2, PASS_DIGIT3, PASS_END},
 };
 
@@ -72,7 +82,6 @@ static const struct pre_name {
     bool add_bos;       /* default for tokenizer.ggml.add_bos_token */
 } pre_names[] = {
     {"default", PRE_DEFAULT, false, false},
-    {"gpt2", PRE_GPT2, false, false},
     {"gpt-2", PRE_GPT2, false, false},
     {"phi-2", PRE_GPT2, false, false},
     {"mpt", PRE_GPT2, false, false},
@@ -105,11 +114,17 @@ static const struct pre_name {
     {"pixtral", PRE_LLAMA3, true, true},
     {"midm-2.0", PRE_LLAMA3, true, true},
     {"lfm2", PRE_LLAMA3, true, true},
+    {"jina-v5-nano", PRE_LLAMA3, true, true},
+    {"chatglm-bpe", PRE_LLAMA3, false, false},
+    {"glm4", PRE_LLAMA3, true, false},
+    {"glm5", PRE_LLAMA3, true, false},
     {"dbrx", PRE_LLAMA3, false, false},
     {"smaug-bpe", PRE_LLAMA3, false, false},
     {"qwen2", PRE_QWEN2, false, false},
     {"deepseek-r1-qwen", PRE_QWEN2, false, false},
     {"kormo", PRE_QWEN2, false, false},
+    {"f2llmv2", PRE_QWEN2, false, false},
+    {"qwen35", PRE_QWEN35, false, false},
     {"stablelm2", PRE_QWEN2, false, false},
     {"megrez", PRE_QWEN2, false, false},
     {"hunyuan", PRE_QWEN2, false, false},
@@ -896,8 +911,11 @@ static void split_gpt2(piece_ctx *c) {
 }
 
 /* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max_digits}|
- *  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-static void split_llama3(piece_ctx *c, size_t max_digits) {
+ *  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * with letters = the flags that count as \p{L} (Qwen3.5 adds \p{M}, which
+ * then also leaves the punctuation class). */
+static void split_llama3(piece_ctx *c, size_t max_digits, unsigned letters) {
+    const unsigned wln = WLN | letters;
     for (size_t pos = c->a; pos < c->b;) {
         uint32_t cpt = pc_cp(c, pos);
         unsigned f = pc_fl(c, pos);
@@ -907,9 +925,9 @@ static void split_llama3(piece_ctx *c, size_t max_digits) {
             continue;
         }
         if (!(cpt == '\r' || cpt == '\n' || (f & SK_UF_NUMBER))) {
-            if ((f & SK_UF_LETTER) || (pc_fl(c, pos + 1) & SK_UF_LETTER)) {
+            if ((f & letters) || (pc_fl(c, pos + 1) & letters)) {
                 pos++;
-                while (pc_fl(c, pos) & SK_UF_LETTER) pos++;
+                while (pc_fl(c, pos) & letters) pos++;
                 pc_add(c, pos);
                 continue;
             }
@@ -926,9 +944,9 @@ static void split_llama3(piece_ctx *c, size_t max_digits) {
             continue;
         }
         unsigned f2 = cpt == ' ' ? pc_fl(c, pos + 1) : f;
-        if (!(f2 & WLN) && f) {
+        if (!(f2 & wln) && f) {
             pos += cpt == ' ';
-            for (unsigned g = pc_fl(c, pos); !(g & WLN) && g; g = pc_fl(c, ++pos)) {}
+            for (unsigned g = pc_fl(c, pos); !(g & wln) && g; g = pc_fl(c, ++pos)) {}
             for (uint32_t d = pc_cp(c, pos); d == '\r' || d == '\n'; d = pc_cp(c, ++pos)) {}
             pc_add(c, pos);
             continue;
@@ -1006,8 +1024,9 @@ static size_t run_pass(int pass, const uint32_t *cp, const uint16_t *fl, const u
         c.prev_end = start;
         switch (pass) {
         case PASS_GPT2: split_gpt2(&c); break;
-        case PASS_LLAMA3: split_llama3(&c, 3); break;
-        case PASS_QWEN2: split_llama3(&c, 1); break;
+        case PASS_LLAMA3: split_llama3(&c, 3, SK_UF_LETTER); break;
+        case PASS_QWEN2: split_llama3(&c, 1, SK_UF_LETTER); break;
+        case PASS_QWEN35: split_llama3(&c, 1, SK_UF_LETTER | SK_UF_MARK); break;
         default: split_simple(&c, pass); break;
         }
         start = ends[i];
