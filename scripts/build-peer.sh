@@ -39,11 +39,13 @@ esac
 B=$CACHE/build-$VER-$TIER
 # shellcheck disable=SC2086
 cmake -S "$SRC/vendor/llama.cpp" -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=Release $ISA \
-    -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$DIR/bin" -DCMAKE_LIBRARY_OUTPUT_DIRECTORY="$DIR/bin" >&2
+    -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF >&2
 cmake --build "$B" -j "$(nproc)" --target llama llama-bench llama-batched-bench \
     llama-perplexity llama-quantize llama-server llama-cli >&2
+# llama.cpp puts programs and libraries in its build's bin/ (their RPATH)
 mkdir -p "$DIR/py"
+rm -rf "$DIR/bin"
+ln -s "$B/bin" "$DIR/bin"
 rm -rf "$DIR/py/llama_cpp"
 cp -r "$SRC/llama_cpp" "$DIR/py/llama_cpp"
 rm -rf "$DIR/py/llama_cpp/lib"
