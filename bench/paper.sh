@@ -16,7 +16,13 @@ set -eu
 cd "$(dirname "$0")/.."
 SK=${SINKLLM:-build/sinkllm}
 TXT=${TEXT:-../shared/data/moby-dick.txt}
-OUT=bench/out/paper
+OUT=${OUT:-bench/out/paper}
+# Another model (e.g. MODEL=models/gemma-3-270m-Q4_K_M.gguf OUT=bench/out/paper-gemma
+# A_TOKENS=40000 B_TOKENS=20000 B_CACHES=1024 sh bench/paper.sh a b)
+MODEL_ARG=${MODEL:+-m $MODEL}
+A_TOKENS=${A_TOKENS:-20000}
+B_TOKENS=${B_TOKENS:-65536}
+B_CACHES=${B_CACHES:-1024 2048}
 # Runs are independent: two queues with THREADS=1 each use both cores well,
 # e.g. `THREADS=1 sh bench/paper.sh d &  THREADS=1 sh bench/paper.sh a e f b c`.
 T=${THREADS:-2}
@@ -24,24 +30,25 @@ mkdir -p "$OUT"
 ppl() { # name, args...
     name=$1; shift
     echo "== $name: $SK ppl -f $TXT -t $T $*" | tee -a "$OUT/log.txt"
-    "$SK" ppl -f "$TXT" -t "$T" -q --csv "$OUT/$name.csv" "$@" | tee -a "$OUT/log.txt" | tee "$OUT/$name.ppl"
+    # shellcheck disable=SC2086
+    "$SK" ppl $MODEL_ARG -f "$TXT" -t "$T" -q --csv "$OUT/$name.csv" "$@" | tee -a "$OUT/log.txt" | tee "$OUT/$name.ppl"
 }
 run_a() {
-    ppl a_sink --tokens 20000 --cache sink --sinks 4 --window 1020
-    ppl a_window --tokens 20000 --cache window --window 1024
+    ppl a_sink --tokens "$A_TOKENS" --cache sink --sinks 4 --window 1020
+    ppl a_window --tokens "$A_TOKENS" --cache window --window 1024
     run_ad
     run_ar
 }
-run_ad() { ppl a_dense --tokens 20000 --cache dense; }
-run_ar() { ppl a_recompute --tokens 20000 --cache recompute --window 1024 --score-every 100; }
-run_b() { run_b1; run_b2; }
+run_ad() { ppl a_dense --tokens "$A_TOKENS" --cache dense; }
+run_ar() { ppl a_recompute --tokens "$A_TOKENS" --cache recompute --window 1024 --score-every 100; }
+run_b() { for c in $B_CACHES; do table2 "$c"; done; }
 run_b8only() { ppl b_s8_c1024 --tokens 65536 --cache sink --sinks 8 --window 1016; }
 run_b1() { table2 1024; }
 run_b2() { table2 2048; }
 table2() {
     for s in 0 1 2 4 8; do
-        if [ "$s" = 0 ]; then ppl "b_s0_c$1" --tokens 65536 --cache window --window "$1"
-        else ppl "b_s${s}_c$1" --tokens 65536 --cache sink --sinks "$s" --window $(($1 - s)); fi
+        if [ "$s" = 0 ]; then ppl "b_s0_c$1" --tokens "$B_TOKENS" --cache window --window "$1"
+        else ppl "b_s${s}_c$1" --tokens "$B_TOKENS" --cache sink --sinks "$s" --window $(($1 - s)); fi
     done
 }
 run_c() {
