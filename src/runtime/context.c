@@ -169,9 +169,16 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
         sk_context_free(c);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (context buffers)");
     }
+    /* Phi-3's long RoPE factors apply when the cache holds more positions
+     * than rope.scaling.original_context_length (llama.cpp's rule, with its
+     * n_ctx as the cache's capacity: positions never exceed it) */
+    int64_t capacity = c->kv->n_prefix + c->kv->n_window;
+    const float *factors = m->rope_factors;
+    if (m->rope_factors_long && m->n_ctx_orig > 0 && capacity > m->n_ctx_orig)
+        factors = m->rope_factors_long;
     for (int i = 0; i < hp->n_rot / 2; i++) {
         c->theta[i] = pow(hp->rope_base, -2.0 * i / hp->n_rot);
-        if (m->rope_factors) c->theta[i] /= m->rope_factors[i];
+        if (factors) c->theta[i] /= factors[i];
         c->theta_swa[i] = pow(hp->n_swa ? hp->rope_base_swa : hp->rope_base, -2.0 * i / hp->n_rot);
     }
     sk_context_reset(c);

@@ -284,8 +284,10 @@ static sk_status load_hparams(loader *ld, sk_model *m, sk_error *err) {
     if (ck && !(ck->type == GGUF_TYPE_BOOL && ck->v.u == 1))
         return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s: only causal attention is implemented", key);
     /* informational keys: they do not change the arithmetic */
-    static const char *const info[] = {"vocab_size", "rope.scaling.finetuned",
-                                       "rope.scaling.original_context_length"};
+    int n_orig = ctx;
+    if ((st = arch_int(ld, "rope.scaling.original_context_length", 0, &n_orig, err))) return st;
+    m->n_ctx_orig = n_orig;
+    static const char *const info[] = {"vocab_size", "rope.scaling.finetuned"};
     for (size_t i = 0; i < sizeof info / sizeof *info; i++) ld_kv(ld, info[i], key, sizeof key);
     hp->rope_neox = m->arch->rope_neox;
     hp->file_type = -1;
@@ -328,17 +330,18 @@ static sk_status load_weights(loader *ld, sk_model *m, sk_error *err) {
                                                                       : "rope_factors_short.weight";
         if ((st = bind(ld, rname, hp->n_rot / 2, 1, 1, 0, &rf, err))) return st;
         if (A->rope_factors == SK_ROPE_FACTORS_PHI3) {
-            /* llama.cpp uses the long factors when its context exceeds
-             * rope.scaling.original_context_length; a streaming cache keeps
-             * positions below the trained length, where the short ones apply */
+            /* which of the two applies depends on the context (context.c) */
             sk_tensor rl = {0};
             if ((st = bind(ld, "rope_factors_long.weight", hp->n_rot / 2, 1, 1, 0, &rl, err))) return st;
+            m->rope_factors_long = rl.data;
         }
         m->rope_factors = rf.data;
-        for (int i = 0; rf.data && i < hp->n_rot / 2; i++)
-            if (!(m->rope_factors[i] > 0.0f) || m->rope_factors[i] > 1e6f)
-                return sk_error_set(err, SK_ERR_FORMAT, "%s[%d] = %g out of range", rname, i,
-                                    (double)m->rope_factors[i]);
+        const float *fs[2] = {m->rope_factors, m->rope_factors_long};
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; fs[k] && i < hp->n_rot / 2; i++)
+                if (!(fs[k][i] > 0.0f) || fs[k][i] > 1e6f)
+                    return sk_error_set(err, SK_ERR_FORMAT, "RoPE factor [%d] = %g out of range", i,
+                                        (double)fs[k][i]);
     }
     for (int l = 0; l < hp->n_layer; l++) {
         sk_layer *L = &m->layers[l];

@@ -49,6 +49,8 @@ struct sk_model {
     sk_tensor output;     /* (n_vocab, n_embd); == tok_embd when tied */
     sk_layer *layers;     /* n_layer */
     const float *rope_factors; /* (n_rot / 2): frequencies are divided by them; NULL: none */
+    const float *rope_factors_long; /* Phi-3: the factors for contexts beyond n_ctx_orig */
+    int64_t n_ctx_orig;   /* rope.scaling.original_context_length, else context_length */
     double rope_mscale;   /* cos/sin are multiplied by it (rope.scaling.attn_factor), 1 */
     float embd_scale;     /* embeddings are multiplied by it (1 or sqrt(n_embd)) */
     float q_scale;        /* queries are multiplied by it before the 1/sqrt(head_dim)
