@@ -174,6 +174,7 @@ typedef enum sk_chat_kind {
     SK_CHAT_MISTRAL,    /* <s>[INST] ...[/INST] ...</s> (Mistral v3 layout) */
     SK_CHAT_GEMMA,      /* <start_of_turn>user\n...<end_of_turn>\n */
     SK_CHAT_ZEPHYR,     /* <|user|>\n...</s>\n */
+    SK_CHAT_PHI3,       /* <|user|>\n...<|end|>\n<|assistant|>\n */
     SK_CHAT_N_KINDS
 } sk_chat_kind;
 
@@ -191,8 +192,8 @@ enum {
 };
 
 /* Parse a kind name: "chatml", "smollm2", "llama2", "llama3", "mistral",
- * "gemma", "zephyr". Unknown or NULL name: SK_ERR_INVALID naming it, and
- * *out untouched. */
+ * "gemma", "zephyr", "phi3". Unknown or NULL name: SK_ERR_INVALID naming it,
+ * and *out untouched. */
 sk_status sk_chat_kind_parse(const char *name, sk_chat_kind *out, sk_error *err);
 
 /* The name of a kind as sk_chat_kind_parse reads it; "unknown" for a value
@@ -207,12 +208,35 @@ const char *sk_chat_kind_name(sk_chat_kind k);
  * by Hugging Face") gives SK_CHAT_SMOLLM2. */
 sk_chat_kind sk_chat_detect(const char *jinja, int *recognised);
 
+/* How sk_chat_detect_model chose (*source). */
+enum { SK_CHAT_FROM_NONE = 0, SK_CHAT_FROM_TEMPLATE = 1, SK_CHAT_FROM_MODEL = 2 };
+
+/* The chat format of a model from its GGUF metadata: jinja =
+ * sk_model_chat_template(m), arch = sk_model_hparams(m)->arch, tok =
+ * sk_model_tokenizer(m) (arch and tok may be NULL).
+ *   - the file has a template: sk_chat_detect's answer; *source =
+ *     SK_CHAT_FROM_TEMPLATE, or SK_CHAT_FROM_NONE (ChatML) when the text is
+ *     not recognised (the architecture is not consulted then: a phi3 file
+ *     may carry Phi-4's format);
+ *   - no template (Gemma 3's GGUFs have none): by architecture (gemma,
+ *     gemma2, gemma3 -> gemma; phi3 -> phi3; qwen2, qwen2moe, qwen3,
+ *     qwen3moe -> chatml), else by the vocabulary's special tokens
+ *     (<|start_header_id|> and <|eot_id|> -> llama3, <|im_start|> -> chatml,
+ *     <start_of_turn> -> gemma, <|user|> <|assistant|> <|end|> -> phi3,
+ *     [INST] -> mistral); *source = SK_CHAT_FROM_MODEL; nothing known:
+ *     ChatML, SK_CHAT_FROM_NONE.
+ * source may be NULL. */
+sk_chat_kind sk_chat_detect_model(const char *jinja, const char *arch, const sk_tokenizer *tok, int *source);
+
 /* Render msgs[0..n_msgs) to token ids with tok. flags: SK_CHAT_ADD_GEN,
  * SK_CHAT_CONTINUE (0 or 1 for add_generation_prompt works as expected).
  * BOS: Llama-2, Llama-3, Mistral and Gemma start with the vocabulary's BOS
- * (skipped if it has none); ChatML and Zephyr only when the vocabulary adds
- * BOS (tokenizer.ggml.add_bos_token); never with SK_CHAT_CONTINUE (Llama-2's
- * per-turn "<s>" stays: it is part of every user turn).
+ * (skipped if it has none); ChatML, Zephyr and Phi-3 only when the
+ * vocabulary adds BOS (tokenizer.ggml.add_bos_token); never with
+ * SK_CHAT_CONTINUE (Llama-2's per-turn "<s>" stays: it is part of every
+ * user turn). A marker token that drops the whitespace after it when
+ * llama.cpp parses a prompt (Phi-3's, see sk_vocab_read) drops it here too,
+ * so the ids are those of llama.cpp's prompt.
  * Writes at most cap ids to out (out may be NULL when cap is 0) and sets
  * *n_out to the full count: call again with a larger buffer when
  * *n_out > cap. Errors (SK_ERR_INVALID, message naming the message index):
@@ -237,7 +261,8 @@ sk_status sk_chat_render_text(sk_chat_kind k, const sk_chat_msg *msgs, int n_msg
  * of turn (including the end-of-generation token the model itself emits,
  * which a chat loop usually samples but does not feed):
  *   ChatML/SmolLM2 "<|im_end|>\n", Llama-2 " </s>", Llama-3 "<|eot_id|>",
- *   Mistral "</s>", Gemma "<end_of_turn>\n", Zephyr "</s>\n".
+ *   Mistral "</s>", Gemma "<end_of_turn>\n", Zephyr "</s>\n", Phi-3
+ *   "<|end|>\n".
  * Same output convention as sk_chat_render. */
 sk_status sk_chat_render_turn_end(const sk_tokenizer *tok, sk_chat_kind k, int32_t *out,
                                   int64_t cap, int64_t *n_out, sk_error *err);

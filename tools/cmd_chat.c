@@ -27,7 +27,7 @@ static const char *CHAT_USAGE =
     "  -m, --model PATH          GGUF model (default: the bundled SmolLM2-135M-Instruct)\n"
     "      --system TEXT         system prompt (default: the template's own, if any)\n"
     "      --keep WHAT           pinned prefix: system (default), none (4 sinks), or N tokens\n"
-    "      --chat-template NAME  chatml, llama2, llama3, mistral, gemma, zephyr\n"
+    "      --chat-template NAME  chatml, smollm2, llama2, llama3, mistral, gemma, zephyr, phi3\n"
     "                            (default: recognised from the model's metadata)\n"
     "  -n, --n-predict N         longest reply in tokens (default 512)\n"
     "      --window N            rolling window in tokens (2044)\n"
@@ -370,7 +370,8 @@ int cmd_chat(int argc, char **argv) {
         return 2;
     }
     int recognised = 0;
-    sk_chat_kind detected = sk_chat_detect(sk_model_chat_template(ch.m), &recognised);
+    sk_chat_kind detected = sk_chat_detect_model(sk_model_chat_template(ch.m), sk_model_hparams(ch.m)->arch, ch.tok,
+                                                 &recognised);
     if (!tmpl) ch.kind = detected;
     ch.default_system = ch.kind == SK_CHAT_SMOLLM2;
     if (system) ch.system = strdup(system);

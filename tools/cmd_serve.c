@@ -34,7 +34,7 @@ static const char *SERVE_USAGE =
     "  -n, --max-tokens N        default max_tokens of a request (default 512)\n"
     "      --temp --top-k --top-p --min-p --repeat-penalty ... --seed\n"
     "                            defaults for fields a request leaves out\n"
-    "      --chat-template NAME  chatml, smollm2, llama2, llama3, mistral, gemma, zephyr\n"
+    "      --chat-template NAME  chatml, smollm2, llama2, llama3, mistral, gemma, zephyr, phi3\n"
     "      --api-key KEY         require 'Authorization: Bearer KEY' (not on /health)\n"
     "      --api-key-file PATH   the same, key read from a file (or $SINKLLM_API_KEY)\n"
     "      --session-dir DIR     persist named sessions there (on eviction, shutdown and\n"

@@ -706,7 +706,8 @@ sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err) {
     s->env.tok = sk_model_tokenizer(m);
     s->env.n_vocab = sk_model_hparams(m)->n_vocab;
     s->env.kind = s->cfg.chat_kind >= 0 ? (sk_chat_kind)s->cfg.chat_kind
-                                        : sk_chat_detect(sk_model_chat_template(m), NULL);
+                                        : sk_chat_detect_model(sk_model_chat_template(m), sk_model_hparams(m)->arch,
+                                                               sk_model_tokenizer(m), NULL);
     s->env.sp = s->cfg.sp;
     s->env.max_tokens = s->cfg.max_tokens;
     sk_status st = srv_pool_set_model(&s->pool, m, s->env.kind, err);

@@ -123,25 +123,23 @@ static int lower_has(const char *s, size_t n, const char *needle) {
     return 0;
 }
 
-/* llama.cpp's per-model token attributes (llama_vocab::impl::load): when
- * general.name contains "phi-3" or "phi3" (any case), every special token
- * (CONTROL, USER_DEFINED, UNKNOWN) and "</s>" drop the whitespace after
- * them when cut out of a text (RSTRIP), except "<unk>", "<s>" and
- * "<|endoftext|>". Returns 1 when strip[] was filled. */
-static int phi3_strip(const gguf_ctx *g, const sk_str *toks, const int32_t *types, int64_t n, unsigned char *strip) {
-    gguf_str name = {NULL, 0};
-    if (!gguf_find_kv(g, "general.name") || gguf_get_str(g, "general.name", &name, NULL) != SK_OK) return 0;
-    if (!lower_has(name.ptr, name.len, "phi-3") && !lower_has(name.ptr, name.len, "phi3")) return 0;
-    for (int64_t i = 0; i < n; i++) {
-        int ty = types ? types[i] : SK_TOKTYPE_NORMAL;
-        const sk_str *t = &toks[i];
+void sk_vocab_strip_phi3(const sk_vocab_init *in, unsigned char *strip) {
+    for (int64_t i = 0; i < in->n_vocab; i++) {
+        int ty = in->types ? in->types[i] : SK_TOKTYPE_NORMAL;
+        const sk_str *t = &in->tokens[i];
         bool special = ty == SK_TOKTYPE_CONTROL || ty == SK_TOKTYPE_USER_DEFINED || ty == SK_TOKTYPE_UNKNOWN;
 #define IS(lit) (t->len == sizeof lit - 1 && memcmp(t->ptr, lit, sizeof lit - 1) == 0)
         if (IS("<unk>") || IS("<s>") || IS("<|endoftext|>")) continue;
-        if (special || IS("</s>")) strip[i] = SK_STRIP_RIGHT;
+        if (special || IS("</s>")) strip[i] |= SK_STRIP_RIGHT;
 #undef IS
     }
-    return 1;
+}
+
+/* general.name names a Phi-3 model, as llama.cpp tests it */
+static int is_phi3_name(const gguf_ctx *g) {
+    gguf_str name = {NULL, 0};
+    if (!gguf_find_kv(g, "general.name") || gguf_get_str(g, "general.name", &name, NULL) != SK_OK) return 0;
+    return lower_has(name.ptr, name.len, "phi-3") || lower_has(name.ptr, name.len, "phi3");
 }
 
 void sk_vocab_buf_free(sk_vocab_buf *b) {
@@ -191,7 +189,10 @@ sk_status sk_vocab_read(const gguf_ctx *g, sk_vocab_init *in, sk_vocab_buf *buf,
         }
         in->types = buf->types;
     }
-    if (phi3_strip(g, buf->tokens, buf->types, n, buf->strip)) in->strip = buf->strip;
+    if (is_phi3_name(g)) {
+        sk_vocab_strip_phi3(in, buf->strip);
+        in->strip = buf->strip;
+    }
     return SK_OK;
 }
 

@@ -28,11 +28,17 @@ typedef struct sk_vocab_buf {
 /* The first half of sk_tokenizer_from_gguf: read and check the keys into
  * *in, whose arrays live in *buf (free with sk_vocab_buf_free) and whose
  * strings point into g. Also sets in->strip as llama.cpp does for Phi-3
- * models (general.name containing "phi-3" or "phi3": special tokens drop
- * the whitespace after them). Lets a caller change the vocabulary before
+ * models (sk_vocab_strip_phi3). Lets a caller change the vocabulary before
  * sk_tokenizer_new (tests build variants of a real vocabulary this way).
  * On error *buf is empty. */
 sk_status sk_vocab_read(const gguf_ctx *g, sk_vocab_init *in, sk_vocab_buf *buf, sk_error *err);
 void sk_vocab_buf_free(sk_vocab_buf *b);
+
+/* llama.cpp's per-model token attributes for Phi-3 (llama_vocab::impl::load,
+ * applied when general.name contains "phi-3" or "phi3" in any case): every
+ * special token (CONTROL, USER_DEFINED, UNKNOWN) and "</s>" get
+ * SK_STRIP_RIGHT in strip[0..in->n_vocab), except "<unk>", "<s>" and
+ * "<|endoftext|>". */
+void sk_vocab_strip_phi3(const sk_vocab_init *in, unsigned char *strip);
 
 #endif

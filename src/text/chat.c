@@ -53,13 +53,29 @@
  *     <bos><start_of_turn>user\n{system}\n\n{user}<end_of_turn>\n
  *     <start_of_turn>model\n{assistant}<end_of_turn>\n
  *     <start_of_turn>model\n                            generation prompt
- *   user/assistant contents stripped, the system message (Gemma has none)
- *   put before the first user message as Gemma 3's template does.
+ *   all contents stripped, the system message (Gemma has none) put before
+ *   the first user message, as llama.cpp does (Gemma 3's template does
+ *   not strip the system message).
  *
  * Zephyr ("zephyr", HuggingFaceH4/zephyr-7b-beta):
  *     <|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n{assistant}</s>\n
  *     <|assistant|>\n                                   generation prompt
  *   Any order of roles.
+ *
+ * Phi-3 ("phi3", microsoft/Phi-3-mini-*-instruct):
+ *     <|{role}|>\n{content}<|end|>\n                     per message
+ *     <|assistant|>\n                                   generation prompt
+ *   Any order of roles. Without a generation prompt the Hugging Face
+ *   template appends eos_token; llama.cpp does not, nor do we (the turn is
+ *   closed by <|end|>). llama.cpp gives Phi-3's special tokens RSTRIP (by
+ *   general.name): the "\n" after each marker disappears from the ids.
+ *
+ * Checked against llama.cpp's llama_chat_apply_template (text) and its
+ * tokenization of that text (ids) for chatml, llama3, mistral (as
+ * "mistral-v3"), gemma and phi3 by tests/test_chat.c on
+ * tests/golden/chat/templates.json. Llama-2 and Zephyr follow the Hugging
+ * Face templates, which llama.cpp's built-ins do not (" </s><s>[INST]" per
+ * Llama-2 turn; Zephyr's end is eos_token, not "<|endoftext|>").
  *
  * Llama-2, Mistral and Gemma require: an optional system message first,
  * then user and assistant alternating, starting with user (their Jinja
@@ -76,7 +92,7 @@
 static const char *const kind_names[SK_CHAT_N_KINDS] = {
     [SK_CHAT_CHATML] = "chatml", [SK_CHAT_SMOLLM2] = "smollm2", [SK_CHAT_LLAMA2] = "llama2",
     [SK_CHAT_LLAMA3] = "llama3", [SK_CHAT_MISTRAL] = "mistral", [SK_CHAT_GEMMA] = "gemma",
-    [SK_CHAT_ZEPHYR] = "zephyr",
+    [SK_CHAT_ZEPHYR] = "zephyr", [SK_CHAT_PHI3] = "phi3",
 };
 
 enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT };
@@ -111,7 +127,7 @@ sk_status sk_chat_kind_parse(const char *name, sk_chat_kind *out, sk_error *err)
         }
     }
     return sk_error_set(err, SK_ERR_INVALID,
-                        "unknown chat template '%.64s' (chatml, smollm2, llama2, llama3, mistral, gemma, zephyr)",
+                        "unknown chat template '%.64s' (chatml, smollm2, llama2, llama3, mistral, gemma, zephyr, phi3)",
                         name ? name : "(null)");
 }
 
@@ -128,7 +144,7 @@ sk_chat_kind sk_chat_detect(const char *jinja, int *recognised) {
     if (jinja) {
         /* The checks follow llama.cpp's llm_chat_detect_template where it
          * covers our families; formats we do not implement (Phi-4 and SmolVLM
-         * use <|im_start|> differently, Phi-3 uses <|end|>) stay unrecognised. */
+         * use <|im_start|> differently) stay unrecognised. */
         ok = 1;
         if (sk_chat_kind_parse(jinja, &k, NULL) == SK_OK) {
             /* a bare kind name */
@@ -144,7 +160,9 @@ sk_chat_kind sk_chat_detect(const char *jinja, int *recognised) {
             k = has(jinja, "<<SYS>>") ? SK_CHAT_LLAMA2 : SK_CHAT_MISTRAL;
         } else if (has(jinja, "<start_of_turn>")) {
             k = SK_CHAT_GEMMA;
-        } else if (has(jinja, "<|user|>") && has(jinja, "<|assistant|>") && !has(jinja, "<|end|>")) {
+        } else if (has(jinja, "<|assistant|>") && has(jinja, "<|end|>")) {
+            k = SK_CHAT_PHI3;
+        } else if (has(jinja, "<|user|>") && has(jinja, "<|assistant|>")) {
             k = SK_CHAT_ZEPHYR;
         } else {
             ok = 0;
@@ -152,6 +170,44 @@ sk_chat_kind sk_chat_detect(const char *jinja, int *recognised) {
         if (!ok) k = SK_CHAT_CHATML;
     }
     if (recognised) *recognised = ok;
+    return k;
+}
+
+/* a CONTROL (or USER_DEFINED) token with this text in the vocabulary */
+static bool vocab_has(const sk_tokenizer *tok, const char *text) {
+    int32_t id = tok ? sk_token_lookup(tok, text, strlen(text)) : -1;
+    int ty = id >= 0 ? sk_token_type(tok, id) : -1;
+    return ty == SK_TOKTYPE_CONTROL || ty == SK_TOKTYPE_USER_DEFINED;
+}
+
+sk_chat_kind sk_chat_detect_model(const char *jinja, const char *arch, const sk_tokenizer *tok, int *source) {
+    int rec = 0;
+    if (jinja && *jinja) {
+        sk_chat_kind k = sk_chat_detect(jinja, &rec);
+        if (source) *source = rec ? SK_CHAT_FROM_TEMPLATE : SK_CHAT_FROM_NONE;
+        return k;
+    }
+    static const struct {
+        const char *arch;
+        sk_chat_kind kind;
+    } by_arch[] = {
+        {"gemma", SK_CHAT_GEMMA}, {"gemma2", SK_CHAT_GEMMA}, {"gemma3", SK_CHAT_GEMMA},
+        {"phi3", SK_CHAT_PHI3},   {"qwen2", SK_CHAT_CHATML}, {"qwen2moe", SK_CHAT_CHATML},
+        {"qwen3", SK_CHAT_CHATML}, {"qwen3moe", SK_CHAT_CHATML},
+    };
+    sk_chat_kind k = SK_CHAT_CHATML;
+    int from = SK_CHAT_FROM_MODEL;
+    size_t i = 0;
+    for (; arch && i < sizeof by_arch / sizeof by_arch[0]; i++)
+        if (strcmp(arch, by_arch[i].arch) == 0) break;
+    if (arch && i < sizeof by_arch / sizeof by_arch[0]) k = by_arch[i].kind;
+    else if (vocab_has(tok, "<|start_header_id|>") && vocab_has(tok, "<|eot_id|>")) k = SK_CHAT_LLAMA3;
+    else if (vocab_has(tok, "<|im_start|>") && vocab_has(tok, "<|im_end|>")) k = SK_CHAT_CHATML;
+    else if (vocab_has(tok, "<start_of_turn>") && vocab_has(tok, "<end_of_turn>")) k = SK_CHAT_GEMMA;
+    else if (vocab_has(tok, "<|user|>") && vocab_has(tok, "<|assistant|>") && vocab_has(tok, "<|end|>")) k = SK_CHAT_PHI3;
+    else if (vocab_has(tok, "[INST]") && vocab_has(tok, "[/INST]")) k = SK_CHAT_MISTRAL;
+    else from = SK_CHAT_FROM_NONE;
+    if (source) *source = from;
     return k;
 }
 
@@ -322,7 +378,7 @@ static void layout(sk_chat_kind k, const sk_chat_msg *msgs, int n, int flags, se
             mark(l, "<start_of_turn>");
             text(l, role_of(msgs[i].role) == ROLE_USER ? "user\n" : "model\n");
             if (i == first && sys) {
-                text(l, sys);
+                text_trimmed(l, sys, true);
                 text(l, "\n\n");
             }
             text_trimmed(l, msgs[i].content, true);
@@ -342,6 +398,21 @@ static void layout(sk_chat_kind k, const sk_chat_msg *msgs, int n, int flags, se
             text(l, "\n");
             text(l, msgs[i].content);
             seg_push(l, SEG_EOS, NULL, 0);
+            text(l, "\n");
+        }
+        if (gen) {
+            mark(l, "<|assistant|>");
+            text(l, "\n");
+        }
+        break;
+    case SK_CHAT_PHI3:
+        if (start) seg_push(l, SEG_VBOS, NULL, 0);
+        for (int i = 0; i < n; i++) {
+            int r = role_of(msgs[i].role);
+            mark(l, r == ROLE_SYSTEM ? "<|system|>" : r == ROLE_USER ? "<|user|>" : "<|assistant|>");
+            text(l, "\n");
+            text(l, msgs[i].content);
+            mark(l, "<|end|>");
             text(l, "\n");
         }
         if (gen) {
@@ -376,6 +447,10 @@ static void layout_turn_end(sk_chat_kind k, seg_list *l) {
         seg_push(l, SEG_EOS, NULL, 0);
         text(l, "\n");
         break;
+    case SK_CHAT_PHI3:
+        mark(l, "<|end|>");
+        text(l, "\n");
+        break;
     default: break;
     }
 }
@@ -398,10 +473,15 @@ typedef struct emitter {
     int64_t cap, n;
     char *run; /* plain text not yet tokenized */
     size_t run_len, run_cap;
+    bool strip_ws; /* the last id drops the whitespace after it (SK_STRIP_RIGHT) */
 } emitter;
 
+static bool is_c_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
 static sk_status run_append(emitter *e, const char *s, size_t len, sk_error *err) {
+    while (e->strip_ws && len > 0 && is_c_space(*s)) s++, len--;
     if (len == 0) return SK_OK;
+    e->strip_ws = false;
     if (len > SIZE_MAX / 2 - e->run_len) return sk_error_set(err, SK_ERR_NOMEM, "chat: prompt too long");
     if (e->run_len + len > e->run_cap) {
         size_t nc = e->run_cap ? e->run_cap : 256;
@@ -426,11 +506,18 @@ static sk_status run_flush(emitter *e, sk_error *err) {
     return SK_OK;
 }
 
+/* A special token: as llama.cpp's parser does, one with SK_STRIP_LEFT
+ * drops the whitespace before it, one with SK_STRIP_RIGHT the whitespace
+ * after it (up to the next token that is not plain text). */
 static sk_status emit_id(emitter *e, int32_t id, sk_error *err) {
+    int strip = sk_tokenizer_token_strip(e->tok, id);
+    if (strip & SK_STRIP_LEFT)
+        while (e->run_len > 0 && is_c_space(e->run[e->run_len - 1])) e->run_len--;
     sk_status st = run_flush(e, err);
     if (st) return st;
     if (e->n < e->cap) e->out[e->n] = id;
     e->n++;
+    e->strip_ws = (strip & SK_STRIP_RIGHT) != 0;
     return SK_OK;
 }
 

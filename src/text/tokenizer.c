@@ -184,6 +184,7 @@ struct sk_tokenizer {
     uint64_t merge_mask;
     int32_t *special;       /* (n_special) CONTROL/USER_DEFINED/UNKNOWN ids, longest text first */
     unsigned char *special_strip; /* (n_special) SK_STRIP_* of special[k] */
+    unsigned char *strip;   /* (n_vocab) SK_STRIP_* by id, or NULL when none has any */
     int64_t n_special;
     /* trie of the special texts: finds which of them occur in a text in
      * one pass, so the partition only runs for those (see partition) */
@@ -442,6 +443,7 @@ void sk_tokenizer_free(sk_tokenizer *tok) {
     free(tok->merges);
     free(tok->special);
     free(tok->special_strip);
+    free(tok->strip);
     free(tok->trie_key);
     free(tok->trie_child);
     free(tok->trie_term);
@@ -648,6 +650,13 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
     }
 
     special_by_text(t, init->eot);
+    if (init->strip) {
+        if (!(t->strip = malloc((size_t)n))) {
+            sk_tokenizer_free(t);
+            return sk_error_set(err, SK_ERR_NOMEM, "tokenizer: out of memory");
+        }
+        for (int64_t i = 0; i < n; i++) t->strip[i] = init->strip[i] & (SK_STRIP_LEFT | SK_STRIP_RIGHT);
+    }
 
     /* decoded pieces */
     uint64_t poff = 0;
@@ -1505,6 +1514,11 @@ int sk_token_is_eog(const sk_tokenizer *tok, int32_t id) {
 int32_t sk_token_lookup(const sk_tokenizer *tok, const char *text, size_t len) {
     if (!tok || !text) return -1;
     return lookup(tok, text, len);
+}
+
+int sk_tokenizer_token_strip(const sk_tokenizer *tok, int32_t id) {
+    if (!tok || !tok->strip || id < 0 || id >= tok->n_vocab) return 0;
+    return tok->strip[id];
 }
 
 int sk_token_type(const sk_tokenizer *tok, int32_t id) {

@@ -64,6 +64,9 @@ typedef struct sk_vocab_init {
 sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_error *err);
 void sk_tokenizer_free(sk_tokenizer *tok);
 
+/* SK_STRIP_* flags of token id (0 for none, a bad id or no flags at all). */
+int sk_tokenizer_token_strip(const sk_tokenizer *tok, int32_t id);
+
 /* Whether the BPE pre-tokenizer named pre adds a BOS by default (the
  * llama3 family does); 0 for unknown names. */
 int sk_tokenizer_pre_adds_bos(sk_str pre);
