@@ -728,12 +728,12 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
 typedef struct sym {
     uint32_t start, len; /* bytes of the piece (BPE) / of the escaped text (SPM) */
     int32_t prev, next;
-    int32_t id;          /* BPE: token of this symbol or -1 */
+    int32_t id;          /* token of this symbol or -1 (SPM: known once merged) */
 } sym;
 
 typedef struct bigram {
     float score;         /* SPM: higher first */
-    int32_t rank;        /* BPE: lower first */
+    int32_t rank;        /* BPE: lower first; SPM: the id of left + right */
     int32_t left, right;
     uint32_t llen, rlen; /* lengths when queued, to detect stale entries */
 } bigram;
@@ -1239,7 +1239,7 @@ static bool spm_try_pair(const sk_tokenizer *t, scratch *s, int32_t left, int32_
     const sym *l = &s->syms[left], *r = &s->syms[right];
     int32_t id = lookup(t, s->text + l->start, l->len + r->len);
     if (id < 0) return true;
-    bigram b = {.score = t->tok[id].score, .left = left, .right = right, .llen = l->len, .rlen = r->len};
+    bigram b = {.score = t->tok[id].score, .rank = id, .left = left, .right = right, .llen = l->len, .rlen = r->len};
     return heap_push(s, b, true);
 }
 
@@ -1285,6 +1285,7 @@ static sk_status spm_fragment(const sk_tokenizer *t, scratch *s, const char *tex
         sym *l = &s->syms[b.left], *r = &s->syms[b.right];
         if (l->len == 0 || r->len == 0 || l->len != b.llen || r->len != b.rlen) continue;
         l->len += r->len;
+        l->id = b.rank;
         r->len = 0;
         l->next = r->next;
         if (r->next >= 0) s->syms[r->next].prev = b.left;
@@ -1293,7 +1294,7 @@ static sk_status spm_fragment(const sk_tokenizer *t, scratch *s, const char *tex
     }
     for (int32_t i = 0; i >= 0; i = s->syms[i].next) {
         const sym *y = &s->syms[i];
-        int32_t id = lookup(t, s->text + y->start, y->len);
+        int32_t id = y->id >= 0 ? y->id : lookup(t, s->text + y->start, y->len); /* merged ones know theirs */
         if (id >= 0) {
             emit(s, id);
             continue;
@@ -1329,19 +1330,17 @@ static bool frag_push(frag_list *l, frag f) {
 
 static bool is_c_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* The ranks (indices into special[]) of the special tokens that occur in
- * text and may be cut out (CONTROL and UNKNOWN only with parse_special),
- * ascending, in *ranks (malloc'ed; NULL when none). One pass over the
- * text with the trie: at each byte that can start a special text, walk
- * down as far as the text follows an edge. */
-static sk_status specials_present(const sk_tokenizer *t, const char *text, size_t len, bool parse_special,
-                                  int32_t **ranks, size_t *n_ranks, sk_error *err) {
-    *ranks = NULL;
-    *n_ranks = 0;
-    if (t->n_special == 0 || len == 0) return SK_OK;
-    unsigned char *seen = NULL;
-    int32_t *r = NULL;
-    size_t n = 0, cap = 0;
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Calls fn(ctx, rank, pos) for every place a special token that may be cut
+ * out (CONTROL and UNKNOWN only with parse_special) occurs in text: at each
+ * byte that can start a special text, walk the trie down as far as the
+ * text follows an edge. Stops early when fn returns false. */
+static bool specials_scan(const sk_tokenizer *t, const char *text, size_t len, bool parse_special,
+                          bool (*fn)(void *, int32_t, size_t), void *ctx) {
     const unsigned char *u = (const unsigned char *)text;
     for (size_t p = 0; p < len; p++) {
         if (!t->trie_first[u[p]]) continue;
@@ -1350,27 +1349,101 @@ static sk_status specials_present(const sk_tokenizer *t, const char *text, size_
             int32_t k = t->trie_term[node];
             if (k < 0) continue;
             if (!parse_special && t->tok[t->special[k]].type != SK_TOKTYPE_USER_DEFINED) continue;
-            if (!seen && !(seen = calloc((size_t)t->n_special, 1))) goto nomem;
-            if (seen[k]) continue;
-            seen[k] = 1;
-            if (!grow((void **)&r, &cap, n + 1, sizeof *r)) goto nomem;
-            r[n++] = k;
+            if (!fn(ctx, k, p)) return false;
         }
     }
-    free(seen);
-    /* insertion sort: the list is short (distinct tokens present) */
-    for (size_t i = 1; i < n; i++) {
-        int32_t v = r[i];
-        size_t j = i;
-        for (; j > 0 && r[j - 1] > v; j--) r[j] = r[j - 1];
-        r[j] = v;
+    return true;
+}
+
+typedef struct presence {
+    unsigned char *seen; /* (n_special) */
+    int32_t *ranks;      /* distinct ranks present */
+    size_t n_ranks, cap;
+    size_t n_occ;        /* occurrences, all ranks */
+    bool oom;
+} presence;
+
+static bool presence_add(void *ctx, int32_t k, size_t pos) {
+    (void)pos;
+    presence *pr = ctx;
+    pr->n_occ++;
+    if (pr->seen[k]) return true;
+    pr->seen[k] = 1;
+    if (!grow((void **)&pr->ranks, &pr->cap, pr->n_ranks + 1, sizeof *pr->ranks)) return !(pr->oom = true);
+    pr->ranks[pr->n_ranks++] = k;
+    return true;
+}
+
+typedef struct occ_list {
+    uint64_t *v; /* (rank << 32) | pos */
+    size_t n;
+} occ_list;
+
+static bool occ_add(void *ctx, int32_t k, size_t pos) {
+    occ_list *o = ctx;
+    o->v[o->n++] = (uint64_t)(uint32_t)k << 32 | (uint32_t)pos;
+    return true;
+}
+
+/* One special token cut out of text[h, h + sl) for partition_occ: the
+ * bytes it and the whitespace it strips take are marked in used (1 = the
+ * token, 2 = stripped). False when the place is already taken. */
+static bool occ_take(const char *text, size_t len, unsigned char *used, size_t h, size_t sl, unsigned strip) {
+    for (size_t i = h; i < h + sl; i++)
+        if (used[i]) return false;
+    memset(used + h, 1, sl);
+    if (strip & SK_STRIP_LEFT)
+        for (size_t i = h; i > 0 && !used[i - 1] && is_c_space(text[i - 1]); i--) used[i - 1] = 2;
+    if (strip & SK_STRIP_RIGHT)
+        for (size_t i = h + sl; i < len && !used[i] && is_c_space(text[i]); i++) used[i] = 2;
+    return true;
+}
+
+/* The same partition as the token-by-token passes below, from the list of
+ * occurrences: sorted by (rank, position), each one is taken when none of
+ * its bytes is taken yet, which is what cutting each token at its leftmost
+ * free places, token after token, does. Costs O(occurrences), not
+ * O(tokens present x text length): for texts that hold many distinct
+ * special tokens. */
+static sk_status partition_occ(const sk_tokenizer *t, const char *text, size_t len, bool parse_special, size_t n_occ,
+                               frag_list *res, sk_error *err) {
+    occ_list o = {malloc((n_occ ? n_occ : 1) * sizeof *o.v), 0};
+    unsigned char *used = calloc(len, 1);
+    uint64_t *starts = NULL; /* (pos << 32) | id of each token taken */
+    size_t n_starts = 0;
+    frag_list a = {0};
+    if (!o.v || !used || !(starts = malloc((n_occ ? n_occ : 1) * sizeof *starts))) goto nomem;
+    specials_scan(t, text, len, parse_special, occ_add, &o);
+    qsort(o.v, o.n, sizeof *o.v, cmp_u64);
+    for (size_t i = 0; i < o.n; i++) {
+        int32_t k = (int32_t)(o.v[i] >> 32), id = t->special[k];
+        size_t h = (size_t)(o.v[i] & 0xffffffffu);
+        if (occ_take(text, len, used, h, t->tok[id].len, t->special_strip[k]))
+            starts[n_starts++] = (uint64_t)h << 32 | (uint32_t)id;
     }
-    *ranks = r;
-    *n_ranks = n;
+    qsort(starts, n_starts, sizeof *starts, cmp_u64);
+    size_t pos = 0;
+    for (size_t i = 0; i <= n_starts; i++) {
+        size_t h = i < n_starts ? (size_t)(starts[i] >> 32) : len; /* the gap [pos, h) */
+        size_t b0 = pos, b1 = h;
+        while (b0 < b1 && used[b0]) b0++; /* stripped after the previous token */
+        while (b1 > b0 && used[b1 - 1]) b1--; /* stripped before this one */
+        if (b1 > b0 && !frag_push(&a, (frag){-1, b0, b1 - b0})) goto nomem;
+        if (i == n_starts) break;
+        int32_t id = (int32_t)(starts[i] & 0xffffffffu);
+        if (!frag_push(&a, (frag){id, 0, 0})) goto nomem;
+        pos = h + t->tok[id].len;
+    }
+    free(o.v);
+    free(used);
+    free(starts);
+    *res = a;
     return SK_OK;
 nomem:
-    free(seen);
-    free(r);
+    free(o.v);
+    free(used);
+    free(starts);
+    free(a.v);
     return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
 }
 
@@ -1378,16 +1451,32 @@ nomem:
  * (tokenizer_st_partition): token by token, longest text first, each one
  * at every place it occurs in what is still plain text, leftmost first.
  * A token with SK_STRIP_LEFT / SK_STRIP_RIGHT also drops the whitespace
- * (C isspace) before / after it in its fragment. Only the tokens that
- * occur in the text at all are tried (specials_present), so the cost does
- * not grow with the vocabulary's number of special tokens. */
+ * (C isspace) before / after it in its fragment. One pass over the text
+ * (the trie) finds which tokens occur at all and how often; then either
+ * only those are tried, token by token (cost: tokens present x text
+ * length, the cheaper way when few distinct tokens occur, e.g. Gemma's
+ * whitespace tokens in a long text), or the occurrences are taken in
+ * order (partition_occ; cost: occurrences), whichever costs less. */
 static sk_status partition(const sk_tokenizer *t, const char *text, size_t len, bool parse_special, frag_list *res,
                            sk_error *err) {
     frag_list a = {0}, b = {0};
-    int32_t *ranks;
-    size_t n_ranks;
-    sk_status st = specials_present(t, text, len, parse_special, &ranks, &n_ranks, err);
-    if (st) return st;
+    presence pr = {0};
+    if (t->n_special > 0 && len > 0) {
+        if (!(pr.seen = calloc((size_t)t->n_special, 1))) return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
+        specials_scan(t, text, len, parse_special, presence_add, &pr);
+        free(pr.seen);
+        if (pr.oom) {
+            free(pr.ranks);
+            return sk_error_set(err, SK_ERR_NOMEM, "tokenize: out of memory");
+        }
+        if (pr.n_ranks > 1 && (double)pr.n_occ * 32.0 < (double)pr.n_ranks * ((double)len / 8.0 + 64.0)) {
+            free(pr.ranks);
+            return partition_occ(t, text, len, parse_special, pr.n_occ, res, err);
+        }
+        qsort(pr.ranks, pr.n_ranks, sizeof *pr.ranks, cmp_i32);
+    }
+    int32_t *ranks = pr.ranks;
+    size_t n_ranks = pr.n_ranks;
     if (len > 0 && !frag_push(&a, (frag){-1, 0, len})) goto nomem;
     for (size_t r = 0; r < n_ranks && a.n > 0; r++) {
         int32_t id = t->special[ranks[r]];
