@@ -126,8 +126,12 @@ run: deps
 # ---- tests --------------------------------------------------------------
 export SINKLLM_MODEL = $(abspath $(SMOLLM2))
 export SINKLLM_GEMMA_MODEL = $(abspath $(GEMMA3))
+# tiny models of every family, seeded random weights (tests/test_families.c,
+# docs/tiny-models.md), written by a committed script with the gguf package
+TINY_DIR = $(BUILD)/tiny
+export SINKLLM_TINY_DIR = $(abspath $(TINY_DIR))
 test: deps
-	$(MAKE) all models venv $(TEST_BIN) shared
+	$(MAKE) all models venv tiny $(TEST_BIN) shared
 	@sh tests/run-tests.sh $(BUILD)
 	@sh tests/test_install.sh $(BUILD)
 	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm SINKLLM_LIB=$(if $(SANITIZER),,$(abspath $(BUILD))/libsinkllm.so) \
@@ -137,7 +141,7 @@ asan:
 	$(MAKE) SANITIZER=address test
 
 # the unit tests and the CLI checks alone (no pytest)
-unit: all models $(TEST_BIN)
+unit: all models venv tiny $(TEST_BIN)
 	@sh tests/run-tests.sh $(BUILD)
 
 # the mutation suite: each bug of tests/mutation/catalogue.py, planted in a
@@ -161,13 +165,20 @@ $(VENV)/.ok: scripts/requirements-test.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r scripts/requirements-test.txt
 	touch $@
+# the tiny models (TINY_DIR above)
+.PHONY: tiny
+tiny: $(TINY_DIR)/.ok
+$(TINY_DIR)/.ok: scripts/make_tiny_models.py $(SMOLLM2) $(GEMMA3) $(VENV)/.ok
+	$(VENV)/bin/python scripts/make_tiny_models.py --out $(TINY_DIR) --smollm $(SMOLLM2) --gemma $(GEMMA3)
+	touch $@
 refvenv: $(REFVENV)/.ok
 $(REFVENV)/.ok: scripts/requirements-ref.txt
 	python3 -m venv $(REFVENV)
 	CMAKE_ARGS="-DGGML_NATIVE=ON" $(REFVENV)/bin/pip install -q -r scripts/requirements-ref.txt
 	touch $@
 
-golden: refvenv model
+golden: refvenv model tiny
+	$(REFVENV)/bin/python scripts/make_tiny_golden.py --models $(TINY_DIR) --out tests/golden/tiny
 	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
 	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden
 	$(MAKE) all
