@@ -104,6 +104,10 @@ def golden_strings(moby):
         "\uc548\ub155\ud558\uc138\uc694 \uc138\uacc4", "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645",
         "\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd", "\u0939\u093f\u0928\u094d\u0926\u0940 \u092a\u093e\u0920",
         "\u0e44\u0e17\u0e22", "\U00020000\U0002a6d6 ext-B",
+        # assigned in Unicode 15.0/15.1 (llama.cpp's table is 15.1): CJK ext. H letters
+        # inside a word, Kawi letters and digits, a Kannada mark, ideographic description
+        "ab\U00031350\U00031351cd ext-H", "kawi \U00011f04\U00011f05 \U00011f50\U00011f51\U00011f52\U00011f53 x",
+        "\u0c95\u0cf3 \u2ffc\u31ef", "x1\U00011f50\U00011f51\U00011f52y",
         # emoji and symbols
         "\U0001f600\U0001f44d\U0001f3fd\U0001f1fa\U0001f1f8", "\U0001f389 party time \U0001f389",
         "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466 family", "\U0001f916",

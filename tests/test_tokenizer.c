@@ -190,6 +190,11 @@ static void test_unicode_flags(void **state) {
         {0x2014, SK_UF_PUNCT}, {0x001C, SK_UF_CONTROL}, /* \x1c is not \s for llama.cpp */
         {0x0378, SK_UF_UNDEFINED}, {0x10FFFF, SK_UF_UNDEFINED}, {SK_CP_INVALID, SK_UF_UNDEFINED},
         {0xE000, SK_UF_CONTROL}, {0x10400, SK_UF_LETTER},
+        /* assigned in Unicode 15.0/15.1, as in llama.cpp's table (15.1): CJK
+         * extension H, Kawi letter and digit, Kannada mark, ideographic
+         * description characters; Garay (16.0) is not assigned there */
+        {0x31350, SK_UF_LETTER}, {0x11F04, SK_UF_LETTER}, {0x11F50, SK_UF_NUMBER}, {0x0CF3, SK_UF_MARK},
+        {0x2FFC, SK_UF_SYMBOL}, {0x31EF, SK_UF_SYMBOL}, {0x10D40, SK_UF_UNDEFINED},
     };
     for (size_t i = 0; i < N_OF(cases); i++) {
         if (sk_unicode_flags(cases[i].cp) != cases[i].want)
@@ -242,6 +247,10 @@ static void test_pre_split(void **state) {
         {"llama-bpe", "Hello world 1234 don't  x\n\ny", "Hello| world| |123|4| don|'t| | x|\n\n|y"},
         {"llama3", "I'M ok...\n\n  (x) 12345678", "I|'M| ok|...\n\n| | (|x|)| |123|456|78"},
         {"llama3", "a \n b\r\n\r\nc", "a| \n| b|\r\n\r\n|c"},
+        /* Unicode 15 characters: Kawi digits are \p{N}, a CJK extension H ideograph \p{L} */
+        {"llama3", "x1\xf0\x91\xbd\x90\xf0\x91\xbd\x91\xf0\x91\xbd\x92y",
+         "x|1\xf0\x91\xbd\x90\xf0\x91\xbd\x91|\xf0\x91\xbd\x92|y"},
+        {"gpt-2", "ab\xf0\xb1\x8d\x90" "cd ?", "ab\xf0\xb1\x8d\x90" "cd| ?"},
         /* Qwen2: Llama 3 with single digits */
         {"qwen2", "x 1234y", "x| |1|2|3|4|y"},
         /* Qwen3.5: marks (U+0301) are letters, and not punctuation */
