@@ -7,7 +7,9 @@
         --gemma models/gemma-3-270m-Q4_K_M.gguf \\
         --smollm models/SmolLM2-135M-Instruct.Q4_1.gguf --out tests/golden
 
-(any python with llama_cpp, numpy and the gguf package). Writes:
+(any python with llama_cpp's imports, typing_extensions and diskcache,
+numpy and the gguf package; when the peer's shared libraries are not in
+$DIR/bin, point LLAMA_CPP_LIB_PATH at them). Takes about a minute. Writes:
 
   gemma3/tokens.json   Gemma 3's SentencePiece vocabulary (262,144 tokens,
                        byte fallback, USER_DEFINED whitespace and HTML tokens):
@@ -16,8 +18,9 @@
                        parse_special, a few with add_special; llama.cpp's
                        llama_detokenize of those ids where it is not the
                        input (back_hex); llama_token_to_piece of
-                       a set of ids (all 256 byte tokens, the specials, every
-                       id the cases use, every 997th id) in both render modes;
+                       a set of ids (ids 0-599 with all 256 byte tokens and
+                       the specials, the last 300, every id the cases use,
+                       every 997th id) in both render modes;
                        the token count and a hash of the ids of the whole
                        of moby-dick.txt.
   pretok/<pre>.json    the SmolLM2 vocabulary (byte-level BPE) with
@@ -256,7 +259,9 @@ def gemma(path, strings, moby_bytes, out):
     v = Vocab(path)
     recs = [case_rec(v, s, sp, add, "detokenize") for s, sp, add in cases(strings, SPECIAL_MARKS)]
     used = sorted({i for r in recs for i in r["ids"]})
-    want = set(range(0, 300)) | set(range(v.n_vocab - 300, v.n_vocab)) | set(used)
+    # ids 0..599: controls, unused, the user-defined whitespace and HTML
+    # tokens and all 256 byte tokens (238..493 in Gemma 3); the last 300
+    want = set(range(0, 600)) | set(range(v.n_vocab - 300, v.n_vocab)) | set(used)
     want |= set(range(0, v.n_vocab, 997))
     pieces = [{"id": i, "plain_hex": v.piece(i, False).hex(), "special_hex": v.piece(i, True).hex()}
               for i in sorted(want)]
