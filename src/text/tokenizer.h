@@ -14,7 +14,12 @@
  * only when the caller asks (parse_special); text from a user is plain
  * text, so a user typing "<|im_start|>" gets the tokens for those characters.
  * USER_DEFINED tokens (added non-special tokens) are matched always, as
- * llama.cpp and Hugging Face do. Matching is by token text, longest first.
+ * llama.cpp and Hugging Face do. Matching is by token text, longest first,
+ * as llama.cpp's partition does. As llama.cpp, tokens with the texts of
+ * end-of-turn / end-of-generation / fill-in-the-middle markers ("</s>",
+ * "<|endoftext|>", "<reponame>", ...) are CONTROL whatever the file says,
+ * and a token may drop the whitespace around it (SK_STRIP_*, Phi-3). All of
+ * it is checked against llama.cpp token for token (tests/test_tokenizer.c).
  *
  * The tokenizer copies every string it keeps, so the init record and the
  * GGUF span may go away after sk_tokenizer_new.
