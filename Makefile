@@ -155,9 +155,11 @@ test-long: all model venv
 	  -q -s tests/integration/test_server.py -k long_conversation
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
-# .venv holds what the integration tests need (pytest, openai, requests);
-# .venv-ref holds llama.cpp (llama-cpp-python, built from source with native
-# flags: ~15 minutes), gguf and numpy, for make golden and make bench only.
+# .venv holds what the integration tests need (pytest, openai, requests,
+# gguf for the tiny models); .venv-ref holds gguf, numpy and matplotlib for
+# make golden and make bench, which import llama.cpp's Python binding from
+# the peer build (scripts/build-peer.sh: llama.cpp from the llama-cpp-python
+# sdist, built once per machine, about 10 minutes; PEERPY below).
 VENV = .venv
 REFVENV = .venv-ref
 venv: $(VENV)/.ok
@@ -174,20 +176,23 @@ $(TINY_DIR)/.ok: scripts/make_tiny_models.py $(SMOLLM2) $(GEMMA3) $(VENV)/.ok
 refvenv: $(REFVENV)/.ok
 $(REFVENV)/.ok: scripts/requirements-ref.txt
 	python3 -m venv $(REFVENV)
-	CMAKE_ARGS="-DGGML_NATIVE=ON" $(REFVENV)/bin/pip install -q -r scripts/requirements-ref.txt
+	$(REFVENV)/bin/pip install -q -r scripts/requirements-ref.txt
 	touch $@
 
-golden: refvenv model tiny
-	$(REFVENV)/bin/python scripts/make_tiny_golden.py --models $(TINY_DIR) --out tests/golden/tiny
-	$(REFVENV)/bin/python scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden
+# llama.cpp's Python binding on the peer build (built on first use)
+PEERPY = PYTHONPATH="$$(sh scripts/build-peer.sh)/py" $(REFVENV)/bin/python
+golden: refvenv models tiny
+	$(PEERPY) scripts/make_tok_golden.py --gemma $(GEMMA3) --smollm $(SMOLLM2) --out tests/golden
+	$(PEERPY) scripts/make_tiny_golden.py --models $(TINY_DIR) --out tests/golden/tiny
+	$(PEERPY) scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
+	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden
 	$(MAKE) all
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-text $(BUILD)/moby12k.txt
+	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-text $(BUILD)/moby12k.txt
 	$(BUILD)/sinkllm ppl -m $(MODEL_FILE) -f $(BUILD)/moby12k.txt --tokens 2200 --cache dense -q --csv $(BUILD)/long.csv
-	$(REFVENV)/bin/python scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-csv $(BUILD)/long.csv
+	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-csv $(BUILD)/long.csv
 
 bench: all model refvenv $(BUILD)/membw
-	PYTHON=$(REFVENV)/bin/python SINKLLM=$(BUILD)/sinkllm MEMBW=$(BUILD)/membw sh bench/vs-llamacpp.sh
+	PYTHONPATH="$$(sh scripts/build-peer.sh)/py" PYTHON=$(REFVENV)/bin/python SINKLLM=$(BUILD)/sinkllm MEMBW=$(BUILD)/membw sh bench/vs-llamacpp.sh
 
 # memory read bandwidth, the ceiling that make bench compares decode with
 $(BUILD)/membw: bench/membw.c | $(BUILD)/obj
