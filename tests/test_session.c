@@ -5,7 +5,10 @@
  * new file, never garbage. The session store (sk_store_*): a round trip of
  * cache and record, corrupt records (magic, version, kind, every length,
  * NUL in the system prompt), token ids out of range on save and on load,
- * bad names, listing and deleting, stale temporary files. */
+ * bad names, listing and deleting, stale temporary files. A model with
+ * sliding-window layers (the tiny Gemma 3 of $SINKLLM_TINY_DIR, whose local
+ * layers keep their own cache) round-trips both caches, and a rollback takes
+ * both back or neither. */
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -23,11 +26,14 @@
 
 #include "runtime/model.h"
 #include "sinkllm.h"
+#include "util_model.h"
 #include "util_tiny.h"
 
 static uint8_t *g_buf;
 static sk_model *g_m;
 static char g_dir[64];
+static sk_model *g_gemma; /* gemma(): loaded on first use */
+static int g_gemma_tried;
 
 static int setup(void **state) {
     (void)state;
@@ -44,6 +50,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     sk_model_free(g_m);
+    sk_model_free(g_gemma);
     free(g_buf);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
@@ -76,6 +83,118 @@ static void feed(sk_context *c, int from, int n) {
 }
 
 static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+
+/* The tiny Gemma 3 of tests/test_families.c ($SINKLLM_TINY_DIR/gemma3.gguf,
+ * written by scripts/make_tiny_models.py): 7 layers, 6 of them local with a
+ * sliding window of 8 in their own cache. NULL when SINKLLM_TINY_DIR is not
+ * set (the caller skips); under make test a missing file fails. */
+static sk_model *gemma(void) {
+    if (g_gemma_tried) return g_gemma;
+    g_gemma_tried = 1;
+    const char *d = getenv("SINKLLM_TINY_DIR");
+    if (!d || !*d) {
+        printf("skipped: SINKLLM_TINY_DIR is not set (make test generates the tiny models and sets it)\n");
+        return NULL;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/gemma3.gguf", d);
+    if (!test_need_file("the tiny Gemma 3 (make tiny)", path)) return NULL;
+    sk_error err = {0};
+    if (sk_model_load(path, &g_gemma, &err)) fail_msg("%s", err.msg);
+    const sk_hparams *hp = sk_model_hparams(g_gemma);
+    if (hp->n_layer_swa < 1 || hp->n_swa < 1) fail_msg("%s has no sliding-window layers", path);
+    return g_gemma;
+}
+
+static void feed_v(sk_context *c, int from, int n, int64_t n_vocab) {
+    sk_error err = {0};
+    for (int i = from; i < from + n; i++) {
+        int32_t t = (int32_t)(((int64_t)i * 131 + 7) % n_vocab);
+        if (sk_decode(c, &t, 1, &err)) fail_msg("decode: %s", err.msg);
+    }
+}
+
+/* A model with local layers: the file holds both caches, and a context
+ * that had decoded another stream continues exactly as the saved one. */
+static void test_roundtrip_swa(void **state) {
+    (void)state;
+    sk_model *m = gemma();
+    if (!m) skip();
+    int64_t nv = sk_model_hparams(m)->n_vocab;
+    size_t lb = sizeof(float) * (size_t)nv;
+    sk_cache_policy pols[] = {SK_CACHE_SINK, SK_CACHE_WINDOW, SK_CACHE_DENSE};
+    for (size_t k = 0; k < sizeof pols / sizeof *pols; k++) {
+        sk_context *a = ctx(m, pols[k], 4, 16), *b = ctx(m, pols[k], 4, 16);
+        feed_v(a, 0, 40, nv); /* the local window of 8 wrapped several times */
+        feed_v(b, 1000, 13, nv); /* what the load must replace */
+        char path[128];
+        path_of(path, sizeof path, "swa.sess");
+        sk_error err = {0};
+        assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
+        if (sk_context_load(b, path, NULL, NULL, &err)) fail_msg("load: %s", err.msg);
+        assert_memory_equal(sk_logits(a), sk_logits(b), lb);
+        for (int i = 40; i < 60; i++) { /* continue both: bit-identical */
+            feed_v(a, i, 1, nv);
+            feed_v(b, i, 1, nv);
+            if (memcmp(sk_logits(a), sk_logits(b), lb) != 0)
+                fail_msg("%s: the restored session differs from the saved one at token %d",
+                         sk_cache_policy_name(pols[k]), i);
+        }
+        sk_context_stats sa, sb;
+        sk_context_get_stats(a, &sa);
+        sk_context_get_stats(b, &sb);
+        assert_int_equal(sa.n_past, sb.n_past);
+        assert_int_equal(sa.n_evicted, sb.n_evicted);
+        sk_context_free(a);
+        sk_context_free(b);
+    }
+}
+
+/* Rollback on a model with local layers takes both caches back or neither:
+ * the SHIFT policy's cache refuses after the local one accepted, and must
+ * leave it as it was; an accepted rollback then the same tokens again is
+ * the stream that never rolled back. */
+static void test_rollback_swa(void **state) {
+    (void)state;
+    sk_model *m = gemma();
+    if (!m) skip();
+    int64_t nv = sk_model_hparams(m)->n_vocab;
+    size_t lb = sizeof(float) * (size_t)nv;
+    sk_error err = {0};
+    sk_context *a = ctx(m, SK_CACHE_SHIFT, 4, 16), *b = ctx(m, SK_CACHE_SHIFT, 4, 16);
+    feed_v(a, 0, 30, nv);
+    feed_v(b, 0, 30, nv);
+    assert_int_not_equal(sk_context_rollback(a, 1, &err), SK_OK);
+    for (int i = 30; i < 45; i++) {
+        feed_v(a, i, 1, nv);
+        feed_v(b, i, 1, nv);
+        if (memcmp(sk_logits(a), sk_logits(b), lb) != 0)
+            fail_msg("a refused rollback changed the stream (token %d)", i);
+    }
+    sk_context_free(a);
+    sk_context_free(b);
+    sk_context_params p;
+    sk_context_params_default(&p);
+    p.n_threads = 1;
+    p.n_batch = 8;
+    p.cache.policy = SK_CACHE_SINK;
+    p.cache.n_sinks = 4;
+    p.cache.n_window = 16;
+    p.cache.n_rollback = 4;
+    assert_int_equal(sk_context_new(m, &p, &a, &err), SK_OK);
+    assert_int_equal(sk_context_new(m, &p, &b, &err), SK_OK);
+    feed_v(a, 0, 40, nv);
+    feed_v(b, 0, 37, nv);
+    if (sk_context_rollback(a, 3, &err)) fail_msg("rollback: %s", err.msg);
+    for (int i = 37; i < 50; i++) {
+        feed_v(a, i, 1, nv);
+        feed_v(b, i, 1, nv);
+        if (memcmp(sk_logits(a), sk_logits(b), lb) != 0)
+            fail_msg("after a rollback of 3 the stream differs at token %d", i);
+    }
+    sk_context_free(a);
+    sk_context_free(b);
+}
 
 static void test_roundtrip_identical(void **state) {
     (void)state;
@@ -620,6 +739,8 @@ static void test_store_remove_stale(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_identical),
+        cmocka_unit_test(test_roundtrip_swa),
+        cmocka_unit_test(test_rollback_swa),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_crafted_state),
         cmocka_unit_test(test_kill9_during_save),

@@ -16,6 +16,9 @@ For each mutant of tests/mutation/catalogue.py:
      (a catalogue that no longer matches the code must never be skipped);
   3. build the binaries the mutant's tests need and run those tests in
      order, stopping at the first failure (or timeout): killed by that test.
+     The tests see SINKLLM_MODEL and SINKLLM_GEMMA_MODEL (models/) and
+     SINKLLM_TINY_DIR: the tiny family models, made once per run by `make
+     tiny` into a temporary directory (test_families, test_session).
 Before the mutants, every named test runs on the unmutated base and must
 pass (--no-baseline skips this): a test that fails anyway kills nothing.
 A mutant that needs an instruction set this CPU lacks is reported "not run"
@@ -38,6 +41,9 @@ sys.path.insert(0, HERE)
 from catalogue import MUTANTS  # noqa: E402
 
 BUILD = "build-mut"
+# the tiny family models (scripts/make_tiny_models.py), made once per run
+# outside the copies (they are the same for every mutant): set by main()
+TINY_DIR = None
 
 
 def cpu_flags():
@@ -87,7 +93,10 @@ def targets(tests):
 
 
 def run_test(dst, name, timeout):
-    env = dict(os.environ, SINKLLM_MODEL=os.path.join(dst, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    env = dict(os.environ, SINKLLM_MODEL=os.path.join(dst, "models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+               SINKLLM_GEMMA_MODEL=os.path.join(dst, "models/gemma-3-270m-Q4_K_M.gguf"))
+    if TINY_DIR:
+        env["SINKLLM_TINY_DIR"] = TINY_DIR
     if name.startswith("test_"):
         cmd = [f"{BUILD}/tests/{name}"]
     elif name == "cli":
@@ -145,6 +154,14 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
         raise SystemExit(f"the unmutated tree does not build:\n{b.stderr.decode()[-3000:]}")
     print(f"base tree built in {base}", flush=True)
+    global TINY_DIR
+    tiny = tempfile.mkdtemp(prefix="sk-mut-tiny-")
+    b = subprocess.run(["make", f"BUILD={BUILD}", f"TINY_DIR={tiny}", "tiny"], cwd=base, capture_output=True)
+    if b.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(tiny, ignore_errors=True)
+        raise SystemExit(f"the tiny family models were not made (make tiny):\n{b.stderr.decode()[-3000:]}")
+    TINY_DIR = tiny
     if not a.no_baseline:
         names = []
         for m in muts:
@@ -154,12 +171,14 @@ def main():
             ok, out = run_test(base, name, a.timeout)
             if not ok:
                 shutil.rmtree(base, ignore_errors=True)
+                shutil.rmtree(tiny, ignore_errors=True)
                 raise SystemExit(f"baseline: {name} fails on the unmutated tree:\n{out}")
         print(f"baseline: {len(names)} tests pass on the unmutated tree", flush=True)
     try:
         rows, errors = run_all(a, muts, base, flags)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(tiny, ignore_errors=True)
     return report(a, rows, errors)
 
 
