@@ -547,7 +547,7 @@ static void test_store_corrupt_record(void **state) {
     feed(c, 0, 10);
     sk_error err = {0};
     assert_int_equal(sk_store_save(st, "seed", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
-    unsigned char r[64];
+    unsigned char r[64] = {0}; /* n + 1 below reads r[42] */
     size_t n = good_record(r);
     /* the good one passes: the checks below fail for their own reason */
     char path[256];
@@ -602,7 +602,7 @@ static void test_store_token_range(void **state) {
     assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, NULL, 2, &err), SK_ERR_INVALID);
     /* on load: a file that holds one (the directory made by a good save) */
     assert_int_equal(sk_store_save(st, "r", c, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
-    unsigned char r[64];
+    unsigned char r[64] = {0};
     size_t n = good_record(r);
     int32_t big = 64, neg = -5;
     memcpy(r + 38, &big, 4);
