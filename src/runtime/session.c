@@ -223,7 +223,7 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
         close(fd);
         return sk_error_set(err, SK_ERR_IO, "%s: %s", path, strerror(errno));
     }
-    sess_header h, want;
+    sess_header h = {0}, want;
     sk_status st = read_all(f, &h, sizeof h, path, err);
     fill_header(c, &want);
     if (!st && memcmp(h.magic, SESS_MAGIC, 8) != 0)
