@@ -33,14 +33,13 @@ ppl() { # name, args...
     # shellcheck disable=SC2086
     "$SK" ppl $MODEL_ARG -f "$TXT" -t "$T" -q --csv "$OUT/$name.csv" "$@" | tee -a "$OUT/log.txt" | tee "$OUT/$name.ppl"
 }
-run_a() {
+run_a() { run_as; run_ad; run_ar; }
+run_as() {
     ppl a_sink --tokens "$A_TOKENS" --cache sink --sinks 4 --window 1020
     ppl a_window --tokens "$A_TOKENS" --cache window --window 1024
-    run_ad
-    run_ar
 }
 run_ad() { ppl a_dense --tokens "$A_TOKENS" --cache dense; }
-run_ar() { ppl a_recompute --tokens "$A_TOKENS" --cache recompute --window 1024 --score-every 100; }
+run_ar() { ppl a_recompute --tokens "$A_TOKENS" --cache recompute --window 1024 --score-every "${SCORE_EVERY:-100}"; }
 run_b() { for c in $B_CACHES; do table2 "$c"; done; }
 run_b8only() { ppl b_s8_c1024 --tokens 65536 --cache sink --sinks 8 --window 1016; }
 run_b1() { table2 1024; }
