@@ -56,6 +56,166 @@ static inline __m256i dot_q4_0(__m256i q, __m256i y) {
 
 #include "quant_simd.h"
 
+/* ---- Q5_0 x Q8_0: the reference's bits ---------------------------------------
+ * q = nibble | bit << 4, x = (q - 16) d. The reference (quant_ref.c) sums
+ * each block exactly in integers, then per block, in block order,
+ *   sumf += (float)sumi * (dx * dy)     (three float operations, no FMA)
+ * The kernels below keep that float part, operation for operation, and
+ * compute sumi exactly: so vec_dot and gemm return the reference's bits
+ * (tests/test_quant.c checks every result), and a model's numbers do not
+ * depend on which of the three computed them.
+ *
+ * The 32 high bits of qh become 32 bytes (byte j = 0xff where bit j is
+ * set: shuffle byte j / 8 of qh into byte j, OR every bit but bit j % 8,
+ * compare with all-ones); nibble | (bit & 0x10) is q, 0..31. Integer dot
+ * with y (|y| <= 127, Q8_0): vpmaddubsw(q, y) - vpmaddubsw(16, y) gives
+ * the 16 i16 pair sums of (q - 16) y (|each| <= 31 * 127 * 2 < 2^15, no
+ * saturation), vpmaddwd with ones 8 i32 lanes, summed exactly. */
+
+/* 32 bytes q (0..31) of a Q5_0 block */
+static inline __m256i q5_0_quants(const sk_block_q5_0 *b) {
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)ld_u32(b->qh)),
+                                          _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_cmpeq_epi8(_mm256_or_si256(h, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
+                                          _mm256_set1_epi64x(-1));
+    return _mm256_or_si256(q4_expand(b->qs), _mm256_and_si256(bit, _mm256_set1_epi8(0x10)));
+}
+
+/* 8 x i32 whose sum is the block's sum (q - 16) y; p16 = vpmaddubsw(16, y) */
+static inline __m256i q5_0_dot(__m256i q, __m256i y, __m256i p16) {
+    return _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q, y), p16), _mm256_set1_epi16(1));
+}
+
+static inline __m256i p16_of(__m256i y) { return _mm256_maddubs_epi16(_mm256_set1_epi8(16), y); }
+
+/* the exact sums of a's and b's 8 lanes */
+static inline void hsum2_epi32(__m256i a, __m256i b, int32_t *sa, int32_t *sb) {
+    const __m256i t = _mm256_hadd_epi32(a, b); /* a01 a23 b01 b23 | a45 a67 b45 b67 */
+    __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    u = _mm_hadd_epi32(u, u); /* a b a b */
+    *sa = _mm_cvtsi128_si32(u);
+    *sb = _mm_extract_epi32(u, 1);
+}
+
+static void q5_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
+    const sk_block_q5_0 *x = vx;
+    const sk_block_q8_0 *y = vy;
+    const int64_t nb = n / SK_QK;
+    float sumf = 0;
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        PREFETCH(&x[i]);
+        const __m256i y0 = load32(y[i].qs), y1 = load32(y[i + 1].qs);
+        int32_t s0, s1;
+        hsum2_epi32(q5_0_dot(q5_0_quants(&x[i]), y0, p16_of(y0)), q5_0_dot(q5_0_quants(&x[i + 1]), y1, p16_of(y1)),
+                    &s0, &s1);
+        sumf += (float)s0 * (h2f(x[i].d) * h2f(y[i].d));
+        sumf += (float)s1 * (h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    }
+    if (i < nb) {
+        const __m256i y0 = load32(y[i].qs);
+        int32_t s0, s1;
+        hsum2_epi32(q5_0_dot(q5_0_quants(&x[i]), y0, p16_of(y0)), _mm256_setzero_si256(), &s0, &s1);
+        sumf += (float)s0 * (h2f(x[i].d) * h2f(y[i].d));
+    }
+    *s = sumf;
+}
+
+/* gemm: for each group of up to 4 weight rows and each chunk of up to WB
+ * blocks, the rows' quants are widened once into w (32 bytes q and d as a
+ * float per row and block), then every pair of activation columns meets
+ * them in a 4 x 2 tile whose 8 (row, column) pairs are the 8 lanes of one
+ * float accumulator: lane 4c + r. Per block, the 8 pairs' integer dots are
+ * reduced to their 8 exact sums together (vphaddd tree), then
+ *   acc = acc + float(sums) * (dx * dy)      lane by lane,
+ * the reference's operations in its order for each pair. Widening costs
+ * ~10 operations per row and block, paid once per call rather than per
+ * pair. A row longer than WB blocks keeps its running sums in s between
+ * chunks (floats either way: still the reference's bits). */
+
+#define WB 64 /* blocks per chunk: w is 4 * WB * 36 bytes = 9 KB */
+
+typedef struct {
+    __m256i q[WB][4]; /* quants 0..31 */
+    float d[WB][4];   /* scales; 0 for rows past the group */
+} q5_rows;
+
+/* lane j = the sum of the 8 lanes of v[j] (exact) */
+static inline __m256i reduce8_epi32(const __m256i v[8]) {
+    const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+    const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3); /* [0123 | 0123], [4567 | 4567] */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+/* rows [0, rm) (row stride xs), blocks [i0, i0 + nb), widened into w */
+static void q5_widen(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, q5_rows *w) {
+    for (int64_t i = 0; i < nb; i++)
+        for (int r = 0; r < 4; r++) {
+            if (r < rm) {
+                const sk_block_q5_0 *b = (const sk_block_q5_0 *)(x + (size_t)r * xs) + i0 + i;
+                w->q[i][r] = q5_0_quants(b);
+                w->d[i][r] = h2f(b->d);
+            } else {
+                w->q[i][r] = _mm256_setzero_si256();
+                w->d[i][r] = 0.0f;
+            }
+        }
+}
+
+/* The 4 x 2 tile over blocks [0, nb) of the chunk: columns y0, y1 (y1 may
+ * repeat y0 for a single column); acc in: the running sums (lane 4c + r). */
+static inline __m256 q5_tile(const q5_rows *w, int64_t nb, const sk_block_q8_0 *y0, const sk_block_q8_0 *y1,
+                             __m256 acc) {
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i a = load32(y0[i].qs), b = load32(y1[i].qs);
+        const __m256i pa = p16_of(a), pb = p16_of(b);
+        __m256i d[8];
+        for (int r = 0; r < 4; r++) {
+            d[r] = q5_0_dot(w->q[i][r], a, pa);
+            d[4 + r] = q5_0_dot(w->q[i][r], b, pb);
+        }
+        const __m256 dx = _mm256_broadcast_ps((const __m128 *)w->d[i]);
+        const __m256 dy = _mm256_permutevar8x32_ps(
+            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)y0[i].d | (int)y1[i].d << 16))),
+            _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_epi32(d)), _mm256_mul_ps(dx, dy)));
+    }
+    return acc;
+}
+
+static void q5_0_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy, size_t ys, float *s,
+                      size_t ss) {
+    if (nc <= 2) { /* widening would cost more than it saves: the same bits by vec_dot */
+        for (int c = 0; c < nc; c++)
+            for (int r = 0; r < nr; r++)
+                q5_0_vec_dot(n, &s[(size_t)c * ss + r], (const char *)vx + (size_t)r * xs, (const char *)vy + (size_t)c * ys);
+        return;
+    }
+    const int64_t nbt = n / SK_QK;
+    _Alignas(32) q5_rows w[1];
+    for (int g = 0; g < nr; g += 4) {
+        const int rm = nr - g < 4 ? nr - g : 4;
+        for (int64_t i0 = 0; i0 < nbt; i0 += WB) {
+            const int64_t nb = nbt - i0 < WB ? nbt - i0 : WB;
+            q5_widen((const char *)vx + (size_t)g * xs, xs, rm, i0, nb, w);
+            for (int c0 = 0; c0 < nc; c0 += 2) {
+                const int rn = nc - c0 < 2 ? nc - c0 : 2;
+                const sk_block_q8_0 *y0 = (const sk_block_q8_0 *)((const char *)vy + (size_t)c0 * ys) + i0;
+                const sk_block_q8_0 *y1 = rn == 2 ? (const sk_block_q8_0 *)((const char *)y0 + ys) : y0;
+                float *o = s + (size_t)c0 * ss + g;
+                _Alignas(32) float t[8] = {0};
+                if (i0 > 0)
+                    for (int c = 0; c < rn; c++)
+                        for (int r = 0; r < rm; r++) t[4 * c + r] = o[(size_t)c * ss + r];
+                _mm256_store_ps(t, q5_tile(w, nb, y0, y1, _mm256_load_ps(t)));
+                for (int c = 0; c < rn; c++)
+                    for (int r = 0; r < rm; r++) o[(size_t)c * ss + r] = t[4 * c + r];
+            }
+        }
+    }
+}
+
 /* ---- F32 x F32 and F16 x F16 ------------------------------------------------ */
 
 /* Four 8-wide accumulators, scalar tail; LD8 widens 8 elements, TO_F one. */
@@ -195,6 +355,8 @@ static void f16_from_float(const float *x, void *vy, int64_t n) {
 /* Override the AVX2-accelerated entries of table (see quant_impl.h). */
 void sk_quant_register_avx2(sk_type_traits *t) {
     simd_register(t);
+    t[SK_TYPE_Q5_0].vec_dot = q5_0_vec_dot;
+    t[SK_TYPE_Q5_0].gemm = q5_0_gemm;
     t[SK_TYPE_Q4_1].to_float = q4_1_to_float;
     t[SK_TYPE_Q8_0].to_float = q8_0_to_float;
     t[SK_TYPE_Q8_0].from_float = q8_0_from_float;

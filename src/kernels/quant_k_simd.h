@@ -53,6 +53,16 @@
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 8")
 
+/* Each cache line of the weight block K_PF_AHEAD bytes ahead, prefetched:
+ * decode streams the weights from memory (see quant_simd.h's PF_AHEAD). */
+#define K_PF_AHEAD 1024
+#define K_PREFETCH(blk, bsz)                                                                       \
+    do {                                                                                           \
+        UNROLL                                                                                     \
+        for (size_t o_ = 0; o_ < (bsz); o_ += 64)                                                  \
+            _mm_prefetch((const char *)(blk) + K_PF_AHEAD + o_, _MM_HINT_T0);                      \
+    } while (0)
+
 /* ---- helpers -------------------------------------------------------------- */
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
@@ -134,6 +144,7 @@ INLINE void k45_tile(int64_t nb, const int rn, const int q5, const void *vx, con
         /* Q4_K and Q5_K start alike: d, dmin, scales[12]; then Q5_K's qh */
         const sk_block_q4_K *x4 = (const sk_block_q4_K *)((const char *)vx + (size_t)i * bsz);
         const sk_block_q5_K *x5 = (const sk_block_q5_K *)x4;
+        K_PREFETCH(x4, bsz);
         const uint8_t *qs = q5 ? x5->qs : x4->qs;
         __m256i scb, mn;
         k4_scales(x4->scales, &scb, &mn);
@@ -194,6 +205,7 @@ INLINE void q6_K_tile(int64_t nb, const int rn, const void *vx, const void *y, s
         acc[c] = _mm_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < nb; i++) {
+        K_PREFETCH(&x[i], sizeof(sk_block_q6_K));
         const __m128i sc8 = load16(x[i].scales);
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc8); /* all 16 scales as i16 */
         __m256i sumq[KN];

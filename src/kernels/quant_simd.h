@@ -47,6 +47,15 @@
 #define INLINE static inline __attribute__((always_inline))
 #define UNROLL _Pragma("GCC unroll 4")
 
+/* Decode (vec_dot) streams a weight matrix that does not fit in any cache
+ * at a few bytes per operation; the hardware prefetcher alone kept this
+ * machine at ~5 GB/s, a software prefetch PF_AHEAD bytes ahead of the
+ * block being read (past a row's end: the next row, which follows it in
+ * memory) at ~10 GB/s (tests/.. measured on AMD EPYC, AVX2; 512 and 2048
+ * bytes were slower than 1024). */
+#define PF_AHEAD 1024
+#define PREFETCH(p) _mm_prefetch((const char *)(p) + PF_AHEAD, _MM_HINT_T0)
+
 /* signed x signed: |x| * (y with x's sign) */
 static inline __m256i dot_ss(__m256i x, __m256i y) { return dot_us(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)); }
 
@@ -97,6 +106,7 @@ static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                             \
         int64_t i = 0;                                                                             \
         for (; i + 1 < nb; i += 2) {                                                               \
+            PREFETCH(&x[i]);                                                                       \
             __m256i d0 = DOT(XQ(x[i].qs), load32(y[i].qs));                                        \
             __m256i d1 = DOT(XQ(x[i + 1].qs), load32(y[i + 1].qs));                                \
             acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0); \

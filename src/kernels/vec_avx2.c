@@ -1,10 +1,15 @@
-/* vec_avx2.c - AVX2/F16C attention kernels over F16 K/V (see vec.h): the
- * shared kernels of vec_simd.h at 256 bits (8 lanes). Registered over the
- * reference for kq_f16 and av_f16; softmax and SwiGLU stay scalar here. */
+/* vec_avx2.c - AVX2/FMA/F16C attention kernels (see vec.h).
+ *
+ * Few queries (n_rep <= 8: decode): vec_simd.h's one-key-at-a-time and
+ * column kernels at 256 bits. Many queries (n_rep > 8: a chunk of tokens,
+ * sk_attend_multi): blocked kernels that widen 8 keys (values) at a time
+ * into a float tile, reuse it for every query, and return the reference's
+ * bits. max over 8 lanes. Each kernel's scalar twin is in vec_ref.c and
+ * tests/test_vec.c compares them. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "simd256.h"
-
 
 #define VF __m256
 #define VW 8
@@ -17,20 +22,163 @@
 #define VF_SUM(v) hsum8(v)
 #include "vec_simd.h"
 
+#define INLINE static inline __attribute__((always_inline))
+
+/* Many queries: the reference's arithmetic exactly (vec_ref.c), so that a
+ * chunk of tokens gives the same scores and outputs whichever kernel ran:
+ * each score is sum_i q_i k_i accumulated in index order, one rounded
+ * multiply and one rounded add per term (no FMA), then times scale; each
+ * output element adds w v over the keys in key order, again multiply then
+ * add. SIMD runs across keys (kq: 8 keys in the lanes, their widened
+ * elements transposed to (hd, 8)) or across output elements (av), never
+ * within one sum, so every lane repeats the reference's operations. */
+
+/* 8 x 8 transpose: rows r[0..7] -> columns */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
+/* keys [j0, j0 + nb) of K (F16, (n, hd)) widened and transposed into kt
+ * (hd, 8): kt[i * 8 + j] = K[j0 + j][i]; lanes nb..7 zero */
+static void widen_t8(const uint16_t *K, int64_t j0, int nb, int hd, float *kt) {
+    for (int c = 0; c < hd; c += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = j < nb ? VF_LOADH(K + (size_t)(j0 + j) * hd + c) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int e = 0; e < 8; e++) _mm256_store_ps(kt + (size_t)(c + e) * 8, r[e]);
+    }
+}
+
+/* scores of NQ queries against the 8 keys of kt */
+INLINE void kq_rows(const int NQ, int hd, const float *kt, const float *q, float scale, float *s, size_t ss,
+                    int nb) {
+    __m256 acc[4];
+    for (int k = 0; k < NQ; k++) acc[k] = _mm256_setzero_ps();
+    for (int i = 0; i < hd; i++) {
+        const __m256 kv = _mm256_load_ps(kt + (size_t)i * 8);
+        for (int k = 0; k < NQ; k++)
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_broadcast_ss(q + (size_t)k * hd + i), kv));
+    }
+    for (int k = 0; k < NQ; k++) {
+        const __m256 r = _mm256_mul_ps(acc[k], _mm256_set1_ps(scale));
+        float *sk = s + (size_t)k * ss;
+        if (nb == 8) {
+            _mm256_storeu_ps(sk, r);
+        } else {
+            float t[8];
+            _mm256_storeu_ps(t, r);
+            for (int j = 0; j < nb; j++) sk[j] = t[j];
+        }
+    }
+}
+
+/* s[i * ss + j] = scale * q_i . K_j, 8 keys at a time, 4 queries at a time
+ * (4 independent add chains). hd % 8 == 0, hd <= 256. */
+static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const float *q, float scale,
+                           float *s, size_t ss) {
+    _Alignas(32) float kt[256 * 8];
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const int nb = n - j0 < 8 ? (int)(n - j0) : 8;
+        widen_t8(K, j0, nb, hd, kt);
+        int i = 0;
+        for (; i + 4 <= nq; i += 4) kq_rows(4, hd, kt, q + (size_t)i * hd, scale, s + (size_t)i * ss + j0, ss, nb);
+        for (; i < nq; i++) kq_rows(1, hd, kt, q + (size_t)i * hd, scale, s + (size_t)i * ss + j0, ss, nb);
+    }
+}
+
+/* rows [j0, j0 + nb) of V (F16, (n, hd)) widened into vb (8, hd) floats */
+static void widen8(const uint16_t *V, int64_t j0, int nb, int hd, float *vb) {
+    for (int j = 0; j < nb; j++)
+        for (int c = 0; c < hd; c += 8) _mm256_store_ps(vb + j * hd + c, VF_LOADH(V + (size_t)(j0 + j) * hd + c));
+}
+
+/* out_i[c .. c + 8 NV) += a_i[j] V_j for the tile's rows j in order: NV
+ * accumulators, one broadcast weight per row */
+INLINE void av_chunk(const int NV, int nb, int hd, const float *vb, const float *ai, float *oi, int c) {
+    __m256 acc[8];
+    for (int t = 0; t < NV; t++) acc[t] = _mm256_loadu_ps(oi + c + 8 * t);
+    for (int j = 0; j < nb; j++) {
+        const __m256 w = _mm256_broadcast_ss(ai + j);
+        for (int t = 0; t < NV; t++)
+            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(w, _mm256_load_ps(vb + j * hd + c + 8 * t)));
+    }
+    for (int t = 0; t < NV; t++) _mm256_storeu_ps(oi + c + 8 * t, acc[t]);
+}
+
+/* out[i * hd + d] += sum_j a[i * as + j] V[j * hd + d]: values widened 8
+ * rows at a time; per query, 64 (or 16) output columns stay in registers
+ * over the 8 rows. hd % 16 == 0, hd <= 256. */
+static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const float *a, size_t as,
+                           float *out) {
+    _Alignas(32) float vb[8 * 256];
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const int nb = n - j0 < 8 ? (int)(n - j0) : 8;
+        widen8(V, j0, nb, hd, vb);
+        for (int i = 0; i < nq; i++) {
+            const float *ai = a + (size_t)i * as + j0;
+            float *oi = out + (size_t)i * hd;
+            int c = 0;
+            for (; c + 64 <= hd; c += 64) av_chunk(8, nb, hd, vb, ai, oi, c);
+            for (; c < hd; c += 16) av_chunk(2, nb, hd, vb, ai, oi, c);
+        }
+    }
+}
+
+static int blocked_fits(int hd, int n_rep) { return n_rep > SK_VEC_MAX_REP && hd % 16 == 0 && hd <= 256; }
+
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss) {
-    if (kq_fits(hd, n_rep)) kq_keys(0, n, hd, K, n_rep, q, scale, s, ss);
+    if (blocked_fits(hd, n_rep)) kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
+    else if (kq_fits(hd, n_rep)) kq_keys(0, n, hd, K, n_rep, q, scale, s, ss);
     else sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
 }
 
 static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
                    float *out) {
-    if (av_fits(hd, n_rep)) av_cols(n, hd, V, n_rep, a, as, out);
+    if (blocked_fits(hd, n_rep)) av_f16_blocked(n, hd, V, n_rep, a, as, out);
+    else if (av_fits(hd, n_rep)) av_cols(n, hd, V, n_rep, a, as, out);
     else sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
 }
 
-/* Override the AVX2 entries of t (see vec_impl.h). */
+/* ---- max --------------------------------------------------------------------
+ * Exact whatever the order. exp_sum, SwiGLU and GELU-tanh stay the
+ * reference's (libm expf / tanhf): a polynomial exp within 2 ulp moves
+ * SmolLM2's logits against llama.cpp past test_golden's limits (measured:
+ * 2-4 greedy failures from any one of them), so they are left to a change
+ * of the reference and the goldens together. */
+
+/* max_ps(acc, x) keeps acc where x is NaN, as the reference's x > mx does */
+static float vmax(const float *a, int64_t n) {
+    __m256 acc = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_max_ps(_mm256_loadu_ps(a + j), acc);
+    float mx;
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    mx = _mm_cvtss_f32(h);
+    for (; j < n; j++) mx = a[j] > mx ? a[j] : mx;
+    return mx;
+}
+
+/* Override the AVX2 entries of t (see vec_impl.h): kq_f16, av_f16, max. */
 void sk_vec_register_avx2(sk_vec_kernels *t) {
     t->kq_f16 = kq_f16;
     t->av_f16 = av_f16;
+    t->max = vmax;
 }
