@@ -4,8 +4,8 @@
  * column kernels at 256 bits. Many queries (n_rep > 8: a chunk of tokens,
  * sk_attend_multi): blocked kernels that widen 8 keys (values) at a time
  * into a float tile, reuse it for every query, and return the reference's
- * bits. max over 8 lanes. Each kernel's scalar twin is in vec_ref.c and
- * tests/test_vec.c compares them. */
+ * bits. max over 8 lanes; GELU-tanh with a polynomial exp. Each kernel's
+ * scalar twin is in vec_ref.c and tests/test_vec.c compares them. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -156,11 +156,11 @@ static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float 
 }
 
 /* ---- max --------------------------------------------------------------------
- * Exact whatever the order. exp_sum, SwiGLU and GELU-tanh stay the
- * reference's (libm expf / tanhf): a polynomial exp within 2 ulp moves
- * SmolLM2's logits against llama.cpp past test_golden's limits (measured:
- * 2-4 greedy failures from any one of them), so they are left to a change
- * of the reference and the goldens together. */
+ * Exact whatever the order. exp_sum and SwiGLU stay the reference's (libm
+ * expf): a polynomial exp within 2 ulp moves SmolLM2's logits against
+ * llama.cpp past test_golden's limits (measured: 2-4 greedy failures from
+ * either one), so they are left to a change of the reference and the
+ * goldens together. */
 
 /* max_ps(acc, x) keeps acc where x is NaN, as the reference's x > mx does */
 static float vmax(const float *a, int64_t n) {
@@ -176,9 +176,57 @@ static float vmax(const float *a, int64_t n) {
     return mx;
 }
 
-/* Override the AVX2 entries of t (see vec_impl.h): kq_f16, av_f16, max. */
+/* ---- GELU-tanh ----------------------------------------------------------------
+ * 0.5 x (1 + tanh z) = x / (1 + exp(-2 z)), z = sqrt(2/pi) (x + 0.044715
+ * x^3): the reference's function without its cancellation in 1 + tanh z
+ * for x < 0 (tests/test_vec.c holds the two to the reference's own
+ * rounding). exp(t) for t <= 150: t = k ln2 + r, |r| <= ln2 / 2 (ln2 split
+ * in two for an exact k ln2), exp(r) by its degree-7 Taylor polynomial
+ * (truncation < 1e-8 relative), times 2^k as two power-of-two factors
+ * 2^(k1) 2^(k - k1), k1 = floor(k / 2), both normal floats for k in [-150,
+ * 216] (the first product exact, the second rounds once): below -103.9 it
+ * is 0, above 88.7 +inf, where x / (1 + inf) is the -0 of GELU's limit. */
+static inline __m256 exp8(__m256 t) {
+    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(150.0f));
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693145751953125f), t);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428606765330187045e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i ki = _mm256_cvtps_epi32(k), k1 = _mm256_srai_epi32(ki, 1), k2 = _mm256_sub_epi32(ki, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+static void geglu(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), c2 = _mm256_set1_ps(-2.0f * 0.7978845608028654f);
+    const __m256 a = _mm256_set1_ps(0.044715f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 z2 = _mm256_mul_ps(c2, _mm256_fmadd_ps(_mm256_mul_ps(a, x), _mm256_mul_ps(x, x), x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, exp8(z2))), _mm256_loadu_ps(u + i)));
+    }
+    const float c = 0.7978845608028654f;
+    for (; i < n; i++) {
+        const float x = g[i];
+        g[i] = x / (1.0f + expf(-2.0f * c * (x + 0.044715f * x * x * x))) * u[i];
+    }
+}
+
+/* Override the AVX2 entries of t (see vec_impl.h): kq_f16, av_f16, max, geglu. */
 void sk_vec_register_avx2(sk_vec_kernels *t) {
     t->kq_f16 = kq_f16;
     t->av_f16 = av_f16;
     t->max = vmax;
+    t->geglu = geglu;
 }
