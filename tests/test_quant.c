@@ -380,10 +380,13 @@ static double k_mag(int type, const void *xq, const void *yq, int64_t n) {
     return mag;
 }
 
-/* Types whose SIMD vec_dot and gemm repeat the reference's float
- * operations in its order (the integer block sums being exact), so that
- * every result is the reference's bits: Q5_0 (quant_avx2.c). */
-static int bit_exact(int type) { return type == SK_TYPE_Q5_0; }
+/* Kernels that repeat the reference's float operations in its order (the
+ * integer block sums being exact), so that every result is the
+ * reference's bits: Q5_0 (quant_avx2.c, every set), and the AVX2 K-quant
+ * kernels (quant_k_simd.h and quant_k_avx2.c's widened gemm). */
+static int bit_exact(const char *isa, int type) {
+    return type == SK_TYPE_Q5_0 || (!strcmp(isa, "avx2") && g_ref[type].dot_type == SK_TYPE_Q8_K);
+}
 
 static void check_dot(int type, int64_t n, int kx, int ky, uint64_t seed) {
     const sk_type_traits *rt = &g_ref[type], *rd = &g_ref[rt->dot_type];
@@ -418,7 +421,7 @@ static void check_dot(int type, int64_t n, int kx, int ky, uint64_t seed) {
     for (int a = 1; a < g_n_isa; a++) {
         float vi = NAN;
         g_isa[a].t[type].vec_dot(n, &vi, xq, yq);
-        if (bit_exact(type) && memcmp(&vi, &vr, sizeof vi) != 0)
+        if (bit_exact(g_isa[a].name, type) && memcmp(&vi, &vr, sizeof vi) != 0)
             fail_msg("%s %s vec_dot %.9g, reference %.9g: not its bits (n=%lld kinds %d/%d)", g_isa[a].name,
                      rt->name, vi, vr, (long long)n, kx, ky);
         double t2 = dot_tol(vr, fmax(mag, k_mag(type, xq, yq, n)), terms);
@@ -483,7 +486,7 @@ static void check_gemm(const isa_table *isa, int type, int64_t n, int nr, int nc
             mag = fmax(mag, k_mag(type, xq + r * xs, yq + c * ys, n));
             double tol = dot_tol(v, mag, rt->blck == 1 ? n : n / rt->blck);
             float g = s[(size_t)c * ss + r];
-            if (bit_exact(type) && memcmp(&g, &v, sizeof g) != 0)
+            if (bit_exact(isa->name, type) && memcmp(&g, &v, sizeof g) != 0)
                 fail_msg("%s %s gemm n=%lld %dx%d: s[%d][%d] = %.9g, reference vec_dot %.9g: not its bits", isa->name,
                          rt->name, (long long)n, nr, nc, c, r, g, v);
             if (!(fabs(g - v) <= tol))
@@ -630,6 +633,10 @@ static void check_k(int type, int64_t n, int kind, uint64_t seed, int64_t *n_exa
                              g_isa[a].name, rt->name, (long long)n, kind, (unsigned long long)seed, r, c, v,
                              ref[c][r], tol[c][r]);
                 float g = s[c * SS + r];
+                if (bit_exact(g_isa[a].name, type) && (memcmp(&v, &ref[c][r], 4) || memcmp(&g, &ref[c][r], 4)))
+                    fail_msg("%s %s n=%lld kind %d seed %llu (%d,%d): vec_dot %.9g, gemm %.9g, reference %.9g: not its bits",
+                             g_isa[a].name, rt->name, (long long)n, kind, (unsigned long long)seed, r, c, v, g,
+                             ref[c][r]);
                 if (!(fabs(g - ref[c][r]) <= tol[c][r]))
                     fail_msg("%s %s gemm n=%lld kind %d seed %llu s[%d][%d]: %.9g vs reference %.9g (tol %g)",
                              g_isa[a].name, rt->name, (long long)n, kind, (unsigned long long)seed, c, r, g,
