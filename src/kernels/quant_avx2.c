@@ -97,22 +97,38 @@ static inline void hsum2_epi32(__m256i a, __m256i b, int32_t *sa, int32_t *sb) {
     *sb = _mm_extract_epi32(u, 1);
 }
 
+/* 4 blocks at a time: their exact sums, and (float)sumi * (dx * dy), in
+ * one vector each, then added to sumf one by one in block order */
 static void q5_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     const sk_block_q5_0 *x = vx;
     const sk_block_q8_0 *y = vy;
     const int64_t nb = n / SK_QK;
     float sumf = 0;
     int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
+    for (; i + 3 < nb; i += 4) {
         PREFETCH(&x[i]);
-        const __m256i y0 = load32(y[i].qs), y1 = load32(y[i + 1].qs);
-        int32_t s0, s1;
-        hsum2_epi32(q5_0_dot(q5_0_quants(&x[i]), y0, p16_of(y0)), q5_0_dot(q5_0_quants(&x[i + 1]), y1, p16_of(y1)),
-                    &s0, &s1);
-        sumf += (float)s0 * (h2f(x[i].d) * h2f(y[i].d));
-        sumf += (float)s1 * (h2f(x[i + 1].d) * h2f(y[i + 1].d));
+        PREFETCH(&x[i + 2]);
+        __m256i d[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256i yk = load32(y[i + k].qs);
+            d[k] = q5_0_dot(q5_0_quants(&x[i + k]), yk, p16_of(yk));
+        }
+        /* the 4 exact sums in lanes 0..3 */
+        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+        const __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+        const __m128 dx = _mm_cvtph_ps(_mm_setr_epi16((short)x[i].d, (short)x[i + 1].d, (short)x[i + 2].d,
+                                                      (short)x[i + 3].d, 0, 0, 0, 0));
+        const __m128 dy = _mm_cvtph_ps(_mm_setr_epi16((short)y[i].d, (short)y[i + 1].d, (short)y[i + 2].d,
+                                                      (short)y[i + 3].d, 0, 0, 0, 0));
+        const __m128 p = _mm_mul_ps(_mm_cvtepi32_ps(sums), _mm_mul_ps(dx, dy));
+        float pf[4];
+        _mm_storeu_ps(pf, p);
+        sumf += pf[0];
+        sumf += pf[1];
+        sumf += pf[2];
+        sumf += pf[3];
     }
-    if (i < nb) {
+    for (; i < nb; i++) {
         const __m256i y0 = load32(y[i].qs);
         int32_t s0, s1;
         hsum2_epi32(q5_0_dot(q5_0_quants(&x[i]), y0, p16_of(y0)), _mm256_setzero_si256(), &s0, &s1);
