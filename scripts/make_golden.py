@@ -3,15 +3,23 @@
 independent peer our tokenizer and forward pass are checked against.
 
     python scripts/make_golden.py --model models/X.gguf --out tests/golden
+    python scripts/make_golden.py --model models/gemma-3-270m-Q4_K_M.gguf \
+        --prompt-set gemma3 --out tests/golden/gemma3
 
 Writes into --out:
-  tokens.json  token ids of ~70 varied strings (special=False and True)
+  tokens.json  token ids of ~70 varied strings (special=False and True);
+               prompt set smollm2 only (Gemma 3's tokens.json is written by
+               scripts/make_tok_golden.py and is never touched here)
   logits.json  for a few prompts: prompt ids, top-20 (id, logit) of the last
                position, and max/mean/std of the whole logits vector
-  greedy.json  for a few prompts: 64 greedy continuation ids (argmax of the
-               raw logits, taken here in Python, ties -> lowest id), with the
-               top1-top2 logit gap at each step so a test can tell near-ties
+  greedy.json  for a few prompts: --steps greedy continuation ids (argmax of
+               the raw logits, taken here in Python, ties -> lowest id), with
+               the top1-top2 logit gap at each step so a test can tell near-ties
   meta.json    versions, model sha256 and the llama.cpp settings used
+
+Prompt sets: smollm2 (the default: ChatML, no BOS, 64 greedy steps) and
+gemma3 (BOS first as the GGUF asks, Gemma turns <start_of_turn>, two prompts
+longer than Gemma 3's 512-token sliding window, 32 greedy steps).
 
 llama.cpp settings: n_ctx 2048, n_batch 512, n_threads 2, seed 0, KV cache
 F16 for K and V (set explicitly), flash attention disabled
@@ -39,6 +47,7 @@ N_THREADS = 2
 SEED = 0
 TOP_N = 20
 GREEDY_STEPS = 64
+GEMMA_STEPS = 32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOBY = os.path.join(HERE, "..", "..", "shared", "data", "moby-dick.txt")
@@ -160,6 +169,42 @@ def token_strings(moby):
     return cases
 
 
+GEMMA_CHAT = ("<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n"
+              "<start_of_turn>model\n")
+
+
+def moby_passage(path, min_chars, start="Call me Ishmael."):
+    """Whole paragraphs of chapter 1 from its first line, at least min_chars
+    characters (a long prompt: beyond Gemma 3's sliding window)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    i = text.index(start)
+    j = i
+    while j - i < min_chars:
+        j = text.index("\n\n", j + 2)
+    return text[i:j]
+
+
+def gemma_prompts(moby_path):
+    """Six prompts for Gemma 3: four short, two past its 512-token window
+    (one of them a chat turn); every one fits in 2048 with 32 steps."""
+    long_prose = moby_passage(moby_path, 2200)    # 656 tokens + BOS
+    document = moby_passage(moby_path, 3000)      # 814 tokens
+    long_chat = ("<start_of_turn>user\nHere is the opening of a novel.\n\n" + document +
+                 "\n\nWho is the narrator, and why does he go to sea? Answer in two sentences."
+                 "<end_of_turn>\n<start_of_turn>model\n")
+    return [
+        {"name": "plain", "text": "The three most important ideas in computer science are",
+         "special": False},
+        {"name": "chat", "text": GEMMA_CHAT, "special": True},
+        {"name": "code", "text": "def fibonacci(n):\n    ", "special": False},
+        {"name": "multilingual", "text": "Café naïve: 你好世界, Привет! 😀 The answer is",
+         "special": False},
+        {"name": "moby_long", "text": long_prose, "special": False},
+        {"name": "chat_long", "text": long_chat, "special": True},
+    ]
+
+
 def prompts(moby):
     return [
         {"name": "plain", "text": "The three most important ideas in computer science are",
@@ -228,10 +273,17 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--moby", default=MOBY, help="path to moby-dick.txt")
+    ap.add_argument("--prompt-set", choices=("smollm2", "gemma3"), default="smollm2",
+                    help="which prompts (and BOS rule): smollm2 (default) or gemma3")
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"greedy steps (default {GREEDY_STEPS}; gemma3: {GEMMA_STEPS})")
     a = ap.parse_args()
 
     os.makedirs(a.out, exist_ok=True)
     moby = moby_paragraph(a.moby)
+    gemma = a.prompt_set == "gemma3"
+    steps = a.steps if a.steps else (GEMMA_STEPS if gemma else GREEDY_STEPS)
+    plist = gemma_prompts(a.moby) if gemma else prompts(moby)
 
     m = llama_cpp.Llama(
         model_path=a.model, n_ctx=N_CTX, n_batch=N_BATCH, n_threads=N_THREADS,
@@ -242,21 +294,29 @@ def main():
         sys.exit("flash attention could not be disabled")
     eos = m.token_eos()
     add_bos = bool(m._model.add_bos_token())
+    # the prompts' BOS: SmolLM2's goldens never had one; Gemma 3 asks for it
+    prompt_bos = add_bos if gemma else False
 
-    # tokens
+    def prompt_ids(p):
+        return [int(t) for t in m.tokenize(p["text"].encode("utf-8"), add_bos=prompt_bos,
+                                           special=p["special"])]
+
+    # tokens (SmolLM2 only; Gemma 3's come from scripts/make_tok_golden.py)
     cases = []
-    for c in token_strings(moby):
+    for c in ([] if gemma else token_strings(moby)):
         ids = m.tokenize(c["text"].encode("utf-8"), add_bos=False, special=c["special"])
         cases.append({"text": c["text"], "special": c["special"], "ids": [int(t) for t in ids]})
-    write_json(os.path.join(a.out, "tokens.json"),
-               {"add_bos": add_bos, "bos_id": int(m.token_bos()), "eos_id": int(eos),
-                "n_vocab": int(m.n_vocab()), "cases": cases})
+    if not gemma:
+        write_json(os.path.join(a.out, "tokens.json"),
+                   {"add_bos": add_bos, "bos_id": int(m.token_bos()), "eos_id": int(eos),
+                    "n_vocab": int(m.n_vocab()), "cases": cases})
 
     # logits
     recs = []
-    for p in prompts(moby):
-        ids = [int(t) for t in m.tokenize(p["text"].encode("utf-8"), add_bos=False,
-                                           special=p["special"])]
+    for p in plist:
+        ids = prompt_ids(p)
+        if len(ids) + steps > N_CTX:
+            sys.exit(f"prompt {p['name']}: {len(ids)} tokens + {steps} steps > n_ctx {N_CTX}")
         lg = eval_fresh(m, ids)
         d = lg.astype(np.float64)
         recs.append({"name": p["name"], "text": p["text"], "special": p["special"], "ids": ids,
@@ -267,12 +327,11 @@ def main():
 
     # greedy
     recs = []
-    for p in prompts(moby):
-        ids = [int(t) for t in m.tokenize(p["text"].encode("utf-8"), add_bos=False,
-                                           special=p["special"])]
+    for p in plist:
+        ids = prompt_ids(p)
         lg = eval_fresh(m, ids)
         out, gaps, stopped = [], [], False
-        for _ in range(GREEDY_STEPS):
+        for _ in range(steps):
             best = int(np.argmax(lg))  # first maximum: ties -> lowest id
             second = np.partition(lg.astype(np.float64), -2)[-2]
             out.append(best)
@@ -286,11 +345,11 @@ def main():
                      "ids": ids, "continuation": out, "stopped_at_eos": stopped,
                      "gaps": gaps})
     write_json(os.path.join(a.out, "greedy.json"),
-               {"steps": GREEDY_STEPS, "eos_id": int(eos), "prompts": recs})
+               {"steps": steps, "eos_id": int(eos), "prompts": recs})
 
     # meta
     write_json(os.path.join(a.out, "meta.json"), {
-        "generator": "scripts/make_golden.py",
+        "generator": "scripts/make_golden.py" + (" --prompt-set gemma3" if gemma else ""),
         "llama_cpp_python": llama_cpp.__version__,
         "model": os.path.basename(a.model),
         "model_sha256": sha256(a.model),
@@ -301,7 +360,7 @@ def main():
         "kv_cache_type_k": "f16" if cp.type_k == llama_cpp.GGML_TYPE_F16 else int(cp.type_k),
         "kv_cache_type_v": "f16" if cp.type_v == llama_cpp.GGML_TYPE_F16 else int(cp.type_v),
         "logits": "raw llama_get_logits of the last position (logits_all=False, no sampler)",
-        "tokenize": "Llama.tokenize(text.encode('utf-8'), add_bos=False, special=...)",
+        "tokenize": f"Llama.tokenize(text.encode('utf-8'), add_bos={prompt_bos}, special=...)",
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
         "python": platform.python_version(),
         "numpy": np.__version__,
