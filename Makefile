@@ -185,6 +185,7 @@ golden: refvenv models tiny
 	$(PEERPY) scripts/make_tok_golden.py --gemma $(GEMMA3) --smollm $(SMOLLM2) --out tests/golden
 	$(PEERPY) scripts/make_tiny_golden.py --models $(TINY_DIR) --out tests/golden/tiny
 	$(PEERPY) scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
+	$(PEERPY) scripts/make_golden.py --model $(GEMMA3) --prompt-set gemma3 --out tests/golden/gemma3
 	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden
 	$(MAKE) all
 	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden --long-text $(BUILD)/moby12k.txt
