@@ -41,7 +41,8 @@ class Hparams(Structure):  # sk_hparams
                 ("n_head", c_int), ("n_head_kv", c_int), ("head_dim", c_int), ("n_ff", c_int),
                 ("n_rot", c_int), ("rope_neox", c_int), ("rope_base", c_double),
                 ("rope_scale", c_double), ("norm_eps", c_float), ("tied_output", c_int),
-                ("file_type", c_int)]
+                ("file_type", c_int), ("n_swa", c_int), ("n_layer_swa", c_int),
+                ("rope_base_swa", c_double)]
 
 
 class CacheParams(Structure):  # sk_cache_params
