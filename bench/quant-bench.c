@@ -55,7 +55,8 @@ static void bench(const char *isa, const sk_type_traits *tab, int type, int rows
     double bestg = 1e9;
     for (int rep = 0; rep < 10; rep++) {
         double t0 = now();
-        t->gemm(n, rows, NC, x, xrs, y, yrs, out, rows);
+        for (int r = 0; r < rows; r += 32) /* as src/kernels/ops.c calls it: 32 rows per call */
+            t->gemm(n, rows - r < 32 ? rows - r : 32, NC, x + (size_t)r * xrs, xrs, y, yrs, out + r, rows);
         double dt_s = now() - t0;
         bestg = dt_s < bestg ? dt_s : bestg;
     }
@@ -88,15 +89,17 @@ int main(int argc, char **argv) {
     if (sk_cpu_has_avx2()) {
         memcpy(tabs[1], tabs[0], sizeof tabs[0]);
         sk_quant_register_avx2(tabs[1]);
+        sk_quant_register_k_avx2(tabs[1]);
         n_isa = 2;
     }
     if (sk_cpu_has_avx512vnni()) {
         memcpy(tabs[2], tabs[1], sizeof tabs[0]);
         sk_quant_register_avx512(tabs[2]);
+        sk_quant_register_k_avx512(tabs[2]);
         n_isa = 3;
     }
     printf("matrix %d x %d, one thread, dispatch = %s\n", rows, n, sk_cpu_isa());
-    static const int types[] = {SK_TYPE_Q4_1, SK_TYPE_Q8_0, SK_TYPE_Q4_0, SK_TYPE_F16};
+    static const int types[] = {SK_TYPE_Q4_1, SK_TYPE_Q8_0, SK_TYPE_Q4_0, SK_TYPE_Q5_0, SK_TYPE_Q4_K, SK_TYPE_Q6_K, SK_TYPE_F16};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (int a = 0; a < n_isa; a++)
             bench(names[a], tabs[a], types[k], rows, n);

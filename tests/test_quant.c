@@ -521,6 +521,9 @@ static void test_gemm(void **state) {
             /* a long row: the AVX2 Q4_0/Q5_0/Q8_0 gemm widens 64 blocks at a time
              * and adds the chunks (2 full + a partial one here) */
             check_gemm(&g_isa[a], type, unit_of(type) * 150, 6, 7, 77);
+            /* the AVX2 Q5_0 gemm's 8-row groups and 64-column chunks, with
+             * row and column tails, over 3 block chunks */
+            check_gemm(&g_isa[a], type, unit_of(type) * 70, 21, 70, 78);
         }
 }
 

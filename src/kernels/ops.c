@@ -62,7 +62,7 @@ size_t sk_matmul_scratch_size(int64_t n_in_max, int n_tok) {
 
 /* ---- parallel matmul ----------------------------------------------------- */
 
-#define SK_TILE_R 4  /* weight rows per gemm tile */
+#define SK_TILE_R 32 /* weight rows per gemm call (the kernels tile within it) */
 #define SK_TILE_C 64 /* activation rows per gemm call (the kernels tile within it) */
 #define SK_MAX_JOBS 4
 #define SK_MAX_DOT_TYPES 4

@@ -137,67 +137,158 @@ static void q5_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-/* gemm: for each group of up to 4 weight rows and each chunk of up to WB
- * blocks, the rows' quants are widened once into w (32 bytes q and d as a
- * float per row and block), then every pair of activation columns meets
- * them in a 4 x 2 tile whose 8 (row, column) pairs are the 8 lanes of one
- * float accumulator: lane 4c + r. Per block, the 8 pairs' integer dots are
- * reduced to their 8 exact sums together (vphaddd tree), then
- *   acc = acc + float(sums) * (dx * dy)      lane by lane,
- * the reference's operations in its order for each pair. Widening costs
- * ~10 operations per row and block, paid once per call rather than per
- * pair. A row longer than WB blocks keeps its running sums in s between
- * chunks (floats either way: still the reference's bits). */
+/* gemm: 8 weight rows at a time, interleaved (llama.cpp's AVX2 repacking
+ * idea, done per call into a scratch tile instead of at load time, so the
+ * file layout that decode streams stays as it is).
+ *
+ * Widen: for a chunk of WB blocks, the 8 rows' quants (0..31, one byte
+ * each) are transposed by dwords: w->q[i][j] holds bytes 4j..4j+3 of block
+ * i of row r in its dword r (an 8 x 8 dword transpose of the rows' blocks).
+ * Then vpmaddubsw(w->q[i][j], broadcast of y's dword j) gives, in i16 lane
+ * pair r, the two pair sums of row r: 8 rows at once against one column,
+ * with no horizontal reduction. Four of them add in i16 (|q y| pair <= 31 *
+ * 128 * 2, four pairs <= 31,744 < 32,767), vpmaddwd with ones widens to i32;
+ * the block's exact sum per row is that minus 16 sum(y) (the -16 offset of
+ * Q5_0, the same for all rows: computed once per column and block).
+ *
+ * Per (row, column) lane the float part is the reference's:
+ *   acc = acc + (float)sumi * (dx * dy)
+ * in block order (the chunks keep their running sums in s), so every
+ * result has the reference's bits. Tiles are 8 rows x up to 4 columns; the
+ * activation-side values (16 sum(y), dy) of a block chunk are computed
+ * once per chunk of WC columns. */
 
-#define WB 64 /* blocks per chunk: w is 4 * WB * 36 bytes = 9 KB */
+#define WB 32 /* blocks per chunk */
+#define WC 64 /* columns per chunk */
+#define U8 _Pragma("GCC unroll 8")
 
 typedef struct {
-    __m256i q[WB][4]; /* quants 0..31 */
-    float d[WB][4];   /* scales; 0 for rows past the group */
-} q5_rows;
+    __m256i q[WB][8]; /* [block][dword j]: dword r = row r's quants 4j..4j+3 */
+    float d[WB][8];   /* [block][row] scale; 0 for rows past the group */
+} q5_rows8;
 
-/* lane j = the sum of the 8 lanes of v[j] (exact) */
-static inline __m256i reduce8_epi32(const __m256i v[8]) {
-    const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
-    const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
-    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3); /* [0123 | 0123], [4567 | 4567] */
-    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+/* 8 x 8 dword transpose: v[r] dword j -> v[j] dword r */
+static inline void transpose8_epi32(__m256i v[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(v[2 * k], v[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(v[2 * k], v[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+    }
 }
 
-/* rows [0, rm) (row stride xs), blocks [i0, i0 + nb), widened into w */
-static void q5_widen(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, q5_rows *w) {
-    for (int64_t i = 0; i < nb; i++)
-        for (int r = 0; r < 4; r++) {
+/* rows [0, rm) (row stride xs), blocks [i0, i0 + nb) -> w */
+static void q5_widen8(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, q5_rows8 *w) {
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i v[8];
+        for (int r = 0; r < 8; r++) {
             if (r < rm) {
                 const sk_block_q5_0 *b = (const sk_block_q5_0 *)(x + (size_t)r * xs) + i0 + i;
-                w->q[i][r] = q5_0_quants(b);
+                v[r] = q5_0_quants(b);
                 w->d[i][r] = h2f(b->d);
             } else {
-                w->q[i][r] = _mm256_setzero_si256();
+                v[r] = _mm256_setzero_si256();
                 w->d[i][r] = 0.0f;
             }
         }
+        transpose8_epi32(v);
+        for (int j = 0; j < 8; j++)
+            _mm256_store_si256(&w->q[i][j], v[j]);
+    }
 }
 
-/* The 4 x 2 tile over blocks [0, nb) of the chunk: columns y0, y1 (y1 may
- * repeat y0 for a single column); acc in: the running sums (lane 4c + r). */
-static inline __m256 q5_tile(const q5_rows *w, int64_t nb, const sk_block_q8_0 *y0, const sk_block_q8_0 *y1,
-                             __m256 acc) {
-    for (int64_t i = 0; i < nb; i++) {
-        const __m256i a = load32(y0[i].qs), b = load32(y1[i].qs);
-        const __m256i pa = p16_of(a), pb = p16_of(b);
-        __m256i d[8];
-        for (int r = 0; r < 4; r++) {
-            d[r] = q5_0_dot(w->q[i][r], a, pa);
-            d[4 + r] = q5_0_dot(w->q[i][r], b, pb);
+/* The activation side of a column and block: 16 sum(y) and dy */
+typedef struct {
+    int32_t off[WC][WB];
+    float d[WC][WB];
+} q8_cols;
+
+static void q8_cols_fill(const char *y, size_t ys, int cn, int64_t i0, int64_t nb, q8_cols *yc) {
+    for (int c = 0; c < cn; c++)
+        for (int64_t i = 0; i < nb; i++) {
+            const sk_block_q8_0 *b = (const sk_block_q8_0 *)(y + (size_t)c * ys) + i0 + i;
+            const __m256i p = _mm256_madd_epi16(p16_of(load32(b->qs)), _mm256_set1_epi16(1));
+            __m128i t = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            t = _mm_hadd_epi32(t, t);
+            t = _mm_hadd_epi32(t, t);
+            yc->off[c][i] = _mm_cvtsi128_si32(t);
+            yc->d[c][i] = h2f(b->d);
         }
-        const __m256 dx = _mm256_broadcast_ps((const __m128 *)w->d[i]);
-        const __m256 dy = _mm256_permutevar8x32_ps(
-            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)y0[i].d | (int)y1[i].d << 16))),
-            _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(reduce8_epi32(d)), _mm256_mul_ps(dx, dy)));
+}
+
+/* 8 rows x rn columns over the chunk's nb blocks; y[c] = block i0 of
+ * column c; acc in/out: the running sums, lane r = row r */
+static inline __attribute__((always_inline)) void q5_tile8(const q5_rows8 *w, int64_t nb, const int rn,
+                                                           const sk_block_q8_0 *const y[4], const q8_cols *yc,
+                                                           int c0, __m256 acc[4]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i sum[4] = {0};
+        U8 for (int h = 0; h < 2; h++) { /* dwords 4h..4h+3: four pair sums per row in i16 */
+            __m256i p[4] = {0};
+            U8 for (int j = 4 * h; j < 4 * h + 4; j++) {
+                const __m256i q = _mm256_load_si256(&w->q[i][j]);
+                U8 for (int c = 0; c < rn; c++) {
+                    int32_t yj;
+                    memcpy(&yj, y[c][i].qs + 4 * j, 4);
+                    const __m256i t = _mm256_maddubs_epi16(q, _mm256_set1_epi32(yj));
+                    p[c] = _mm256_add_epi16(p[c], t);
+                }
+            }
+            U8 for (int c = 0; c < rn; c++) {
+                sum[c] = _mm256_add_epi32(sum[c], _mm256_madd_epi16(p[c], ones));
+            }
+        }
+        const __m256 dx = _mm256_load_ps(w->d[i]);
+        U8 for (int c = 0; c < rn; c++) {
+            const __m256i si = _mm256_sub_epi32(sum[c], _mm256_set1_epi32(yc->off[c0 + c][i]));
+            const __m256 dd = _mm256_mul_ps(dx, _mm256_set1_ps(yc->d[c0 + c][i]));
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(_mm256_cvtepi32_ps(si), dd));
+        }
     }
-    return acc;
+}
+
+/* One tile: columns [c, c + rn) of the column chunk starting at cc; rows
+ * [g, g + rm); blocks [i0, i0 + nb) */
+static inline __attribute__((always_inline)) void q5_tile8_at(const q5_rows8 *w, const q8_cols *yc,
+                                                              const char *vy, size_t ys, int64_t i0, int64_t nb,
+                                                              int cc, int c, const int rn, int g, int rm, float *s,
+                                                              size_t ss) {
+    const sk_block_q8_0 *y[4];
+    __m256 acc[4];
+    for (int k = 0; k < rn; k++) {
+        y[k] = (const sk_block_q8_0 *)(vy + (size_t)(cc + c + k) * ys) + i0;
+        float *o = s + (size_t)(cc + c + k) * ss + g;
+        if (i0 == 0) {
+            acc[k] = _mm256_setzero_ps();
+        } else if (rm == 8) {
+            acc[k] = _mm256_loadu_ps(o);
+        } else {
+            _Alignas(32) float t[8] = {0};
+            memcpy(t, o, (size_t)rm * sizeof(float));
+            acc[k] = _mm256_load_ps(t);
+        }
+    }
+    q5_tile8(w, nb, rn, y, yc, c, acc);
+    for (int k = 0; k < rn; k++) {
+        float *o = s + (size_t)(cc + c + k) * ss + g;
+        if (rm == 8) {
+            _mm256_storeu_ps(o, acc[k]);
+        } else {
+            _Alignas(32) float t[8];
+            _mm256_store_ps(t, acc[k]);
+            memcpy(o, t, (size_t)rm * sizeof(float));
+        }
+    }
 }
 
 static void q5_0_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy, size_t ys, float *s,
@@ -209,24 +300,25 @@ static void q5_0_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, cons
         return;
     }
     const int64_t nbt = n / SK_QK;
-    _Alignas(32) q5_rows w[1];
-    for (int g = 0; g < nr; g += 4) {
-        const int rm = nr - g < 4 ? nr - g : 4;
-        for (int64_t i0 = 0; i0 < nbt; i0 += WB) {
-            const int64_t nb = nbt - i0 < WB ? nbt - i0 : WB;
-            q5_widen((const char *)vx + (size_t)g * xs, xs, rm, i0, nb, w);
-            for (int c0 = 0; c0 < nc; c0 += 2) {
-                const int rn = nc - c0 < 2 ? nc - c0 : 2;
-                const sk_block_q8_0 *y0 = (const sk_block_q8_0 *)((const char *)vy + (size_t)c0 * ys) + i0;
-                const sk_block_q8_0 *y1 = rn == 2 ? (const sk_block_q8_0 *)((const char *)y0 + ys) : y0;
-                float *o = s + (size_t)c0 * ss + g;
-                _Alignas(32) float t[8] = {0};
-                if (i0 > 0)
-                    for (int c = 0; c < rn; c++)
-                        for (int r = 0; r < rm; r++) t[4 * c + r] = o[(size_t)c * ss + r];
-                _mm256_store_ps(t, q5_tile(w, nb, y0, y1, _mm256_load_ps(t)));
-                for (int c = 0; c < rn; c++)
-                    for (int r = 0; r < rm; r++) o[(size_t)c * ss + r] = t[4 * c + r];
+    _Alignas(32) q5_rows8 w;
+    q8_cols yc;
+    for (int64_t i0 = 0; i0 < nbt; i0 += WB) {
+        const int64_t nb = nbt - i0 < WB ? nbt - i0 : WB;
+        for (int cc = 0; cc < nc; cc += WC) {
+            const int cn = nc - cc < WC ? nc - cc : WC;
+            q8_cols_fill((const char *)vy + (size_t)cc * ys, ys, cn, i0, nb, &yc);
+            for (int g = 0; g < nr; g += 8) {
+                const int rm = nr - g < 8 ? nr - g : 8;
+                q5_widen8((const char *)vx + (size_t)g * xs, xs, rm, i0, nb, &w);
+                int c = 0;
+                for (; c + 4 <= cn; c += 4)
+                    q5_tile8_at(&w, &yc, vy, ys, i0, nb, cc, c, 4, g, rm, s, ss);
+                switch (cn - c) {
+                case 3: q5_tile8_at(&w, &yc, vy, ys, i0, nb, cc, c, 3, g, rm, s, ss); break;
+                case 2: q5_tile8_at(&w, &yc, vy, ys, i0, nb, cc, c, 2, g, rm, s, ss); break;
+                case 1: q5_tile8_at(&w, &yc, vy, ys, i0, nb, cc, c, 1, g, rm, s, ss); break;
+                default: break;
+                }
             }
         }
     }
