@@ -167,25 +167,6 @@ typedef struct {
     float d[WB][8];   /* [block][row] scale; 0 for rows past the group */
 } q5_rows8;
 
-/* 8 x 8 dword transpose: v[r] dword j -> v[j] dword r */
-static inline void transpose8_epi32(__m256i v[8]) {
-    __m256i t[8], u[8];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_epi32(v[2 * k], v[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_epi32(v[2 * k], v[2 * k + 1]);
-    }
-    for (int k = 0; k < 2; k++) {
-        u[4 * k] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
-        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
-        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
-    }
-    for (int k = 0; k < 4; k++) {
-        v[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
-        v[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
-    }
-}
-
 /* rows [0, rm) (row stride xs), blocks [i0, i0 + nb) -> w */
 static void q5_widen8(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, q5_rows8 *w) {
     for (int64_t i = 0; i < nb; i++) {

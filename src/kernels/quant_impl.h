@@ -95,6 +95,8 @@ void sk_quant_register_avx512(sk_type_traits *table);
 /* The K-quant kernels (Q4_K, Q5_K, Q6_K x Q8_K; the Q8_K quantizer), in
  * their own files quant_k_avx2.c and quant_k_avx512.c; same contract. */
 void sk_quant_register_k_avx2(sk_type_traits *table);
+/* quant_k8_avx2.c: the AVX2 8-row Q4_K/Q6_K gemm (called by the above) */
+void sk_quant_register_k8_avx2(sk_type_traits *table);
 void sk_quant_register_k_avx512(sk_type_traits *table);
 
 #endif

@@ -96,5 +96,6 @@ static void q8_K_from_float(const float *x, void *vy, int64_t n) {
 /* Override the AVX2-accelerated K-quant entries of table (see quant_impl.h). */
 void sk_quant_register_k_avx2(sk_type_traits *t) {
     k_register(t);
+    sk_quant_register_k8_avx2(t); /* pre-fill: 8 rows at a time (quant_k8_avx2.c) */
     t[SK_TYPE_Q8_K].from_float = q8_K_from_float;
 }

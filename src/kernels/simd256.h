@@ -1,7 +1,7 @@
 /* simd256.h - small 256-bit helpers shared by the x86 SIMD kernel files.
  *
  * Not a public header: included only by files compiled with at least the
- * AVX2 flags (quant_avx2.c, quant_avx512.c, vec_avx2.c), so everything is
+ * AVX2 flags (quant_avx2.c, quant_k8_avx2.c, quant_avx512.c, vec_avx2.c), so everything is
  * static inline and built once per instruction set. */
 #ifndef SK_SIMD256_H
 #define SK_SIMD256_H
@@ -29,6 +29,25 @@ static inline uint32_t ld_u32(const void *p) {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
+}
+
+/* 8 x 8 dword transpose: v[r] dword j -> v[j] dword r */
+static inline void transpose8_epi32(__m256i v[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(v[2 * k], v[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(v[2 * k], v[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+        v[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+    }
 }
 
 #endif /* SK_SIMD256_H */
