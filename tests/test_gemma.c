@@ -332,6 +332,37 @@ static void test_golden_shape(void **state) {
     assert_true(turns >= 2);
 }
 
+/* The logits after moby_long (657 tokens: causal attention blocks of
+ * unequal cost, both caches' layers, pre-fill chunks of 256) are the same
+ * bits at 1, 2 and 3 threads: work is split, never reduced in another
+ * order (the pool deals attention blocks round-robin, norms by row,
+ * activations by 64-element ranges). */
+static void test_threads_invariant(void **state) {
+    (void)state;
+    sk_model *m = gemma_model();
+    if (!m) skip();
+    size_t n;
+    int32_t *ids = ids_of(json_object_get(find_prompt(g_logits, "moby_long"), "ids"), &n);
+    int64_t nv = sk_model_hparams(m)->n_vocab;
+    float *ref = malloc(sizeof(float) * (size_t)nv);
+    assert_non_null(ref);
+    for (int t = 1; t <= 3; t++) {
+        sk_context_params p;
+        sk_context_params_default(&p);
+        p.n_threads = t;
+        sk_context *c = NULL;
+        sk_error err = {0};
+        if (sk_context_new(m, &p, &c, &err)) fail_msg("context: %s", err.msg);
+        if (sk_decode(c, ids, (int64_t)n, &err)) fail_msg("decode: %s", err.msg);
+        if (t == 1) memcpy(ref, sk_logits(c), sizeof(float) * (size_t)nv);
+        else if (memcmp(ref, sk_logits(c), sizeof(float) * (size_t)nv) != 0)
+            fail_msg("logits after %zu tokens differ between 1 and %d threads", n, t);
+        sk_context_free(c);
+    }
+    free(ref);
+    free(ids);
+}
+
 /* near-ties are rare: more would mean a systematic bias (runs last) */
 static void test_ties(void **state) {
     (void)state;
@@ -355,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_multilingual),
         cmocka_unit_test(test_moby_long),
         cmocka_unit_test(test_chat_long),
+        cmocka_unit_test(test_threads_invariant),
         cmocka_unit_test(test_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -362,12 +362,14 @@ static void attn_worker_multi(void *arg, int ith, int nth) {
     int G = hp->n_head_kv, hd = hp->head_dim, R = c->n_rep;
     size_t nq = (size_t)hp->n_head * hd, qb = (size_t)R * hd;
     int nblk = (j->n + SK_QBLK - 1) / SK_QBLK;
-    long lo, hi;
-    sk_split_range((long)nblk * G, 1, ith, nth, &lo, &hi);
     float *base = c->att + (size_t)ith * c->att_stride;
     float *qw = base, *qp = qw + (size_t)SK_QBLK * qb, *ob = qp + (size_t)SK_QBLK * qb;
     float *att = ob + (size_t)SK_QBLK * qb;
-    for (long it = lo; it < hi; it++) {
+    /* items dealt round-robin: under the causal mask a later block has more
+     * keys, so contiguous ranges would give the last thread the most work
+     * (3/4 of a fresh chunk's at 2 threads); each item's result does not
+     * depend on which thread computes it */
+    for (long it = ith; it < (long)nblk * G; it += nth) {
         int b = (int)(it / G), g = (int)(it % G);
         int i0 = b * SK_QBLK, n_q = j->n - i0 < SK_QBLK ? j->n - i0 : SK_QBLK;
         for (int i = 0; i < n_q; i++) {
@@ -438,6 +440,54 @@ static void split_merge(sk_context *c, int n) {
                             part + (size_t)R * (hd + 1), c->part_stride,
                             c->ao + (size_t)i * hp->n_head * hd + (size_t)g * R * hd);
         }
+}
+
+/* ---- per-token row operations over the thread pool ----------------------
+ * RMSNorm row by row, and the gated activations over element ranges whose
+ * bounds are multiples of 64 (so that the SIMD kernels cover the same
+ * elements as one call over everything would: the same bits whatever the
+ * thread count). Chunks of one or a few tokens run on the calling thread. */
+
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int n, d;
+    float eps;
+    int act; /* rows_act: SK_ACT_* */
+    float *g;
+    const float *u;
+    int64_t len;
+} rows_job;
+
+static void norm_worker(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    long lo, hi;
+    sk_split_range(j->n, 1, ith, nth, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        sk_rmsnorm(j->out + (size_t)i * j->d, j->x + (size_t)i * j->d, j->w, j->d, j->eps);
+}
+
+/* out[i] = rmsnorm(x[i]) * w for the n rows of d (out may be x) */
+static void norm_rows(sk_context *c, float *out, const float *x, const float *w, int n) {
+    rows_job j = {.out = out, .x = x, .w = w, .n = n, .d = c->m->hp.n_embd, .eps = c->m->hp.norm_eps};
+    if (n < 4) norm_worker(&j, 0, 1);
+    else sk_pool_run(c->pool, norm_worker, &j);
+}
+
+static void act_worker(void *arg, int ith, int nth) {
+    rows_job *j = arg;
+    long lo, hi;
+    sk_split_range((long)j->len, 64, ith, nth, &lo, &hi);
+    if (hi <= lo) return;
+    if (j->act == SK_ACT_GELU_TANH) sk_geglu(j->g + lo, j->u + lo, hi - lo);
+    else sk_swiglu(j->g + lo, j->u + lo, hi - lo);
+}
+
+/* g = act(g) * u over len elements */
+static void act_rows(sk_context *c, float *g, const float *u, int64_t len, int n) {
+    rows_job j = {.act = c->m->arch->act, .g = g, .u = u, .len = len};
+    if (n < 4) act_worker(&j, 0, 1);
+    else sk_pool_run(c->pool, act_worker, &j);
 }
 
 /* y[t * stride + r] += b[r] for the n_tok rows of a matmul output; b NULL:
@@ -525,9 +575,7 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
     }
     for (int l = 0; l < hp->n_layer; l++) {
         const sk_layer *L = &m->layers[l];
-        for (int i = 0; i < n; i++)
-            sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->attn_norm.data, d,
-                       hp->norm_eps);
+        norm_rows(c, c->xb, c->x, L->attn_norm.data, n);
         sk_matmul_job qkv[3] = {{&L->wq, c->q, nq}, {&L->wk, c->k, nkv}, {&L->wv, c->v, nkv}};
         matmul(c, qkv, 3, c->xb, (size_t)d, d, n);
         add_bias(c->q, nq, &L->bq, (int64_t)nq, n);
@@ -537,27 +585,18 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
         sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
         matmul(c, &o, 1, c->ao, nq, (int)nq, n);
         add_bias(c->xb, (size_t)d, &L->bo, d, n);
-        if (L->post_attn_norm.data)
-            for (int i = 0; i < n; i++)
-                sk_rmsnorm(c->xb + (size_t)i * d, c->xb + (size_t)i * d, L->post_attn_norm.data,
-                           d, hp->norm_eps);
+        if (L->post_attn_norm.data) norm_rows(c, c->xb, c->xb, L->post_attn_norm.data, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
-        for (int i = 0; i < n; i++)
-            sk_rmsnorm(c->xb + (size_t)i * d, c->x + (size_t)i * d, L->ffn_norm.data, d,
-                       hp->norm_eps);
+        norm_rows(c, c->xb, c->x, L->ffn_norm.data, n);
         sk_matmul_job gu[2] = {{&L->w_gate, c->hg, ff}, {&L->w_up, c->hu, ff}};
         matmul(c, gu, 2, c->xb, (size_t)d, d, n);
         add_bias(c->hg, ff, &L->b_gate, (int64_t)ff, n);
         add_bias(c->hu, ff, &L->b_up, (int64_t)ff, n);
-        if (m->arch->act == SK_ACT_GELU_TANH) sk_geglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
-        else sk_swiglu(c->hg, c->hu, (int64_t)n * (int64_t)ff);
+        act_rows(c, c->hg, c->hu, (int64_t)n * (int64_t)ff, n);
         sk_matmul_job dn = {&L->w_down, c->xb, (size_t)d};
         matmul(c, &dn, 1, c->hg, ff, (int)ff, n);
         add_bias(c->xb, (size_t)d, &L->b_down, d, n);
-        if (L->post_ffn_norm.data)
-            for (int i = 0; i < n; i++)
-                sk_rmsnorm(c->xb + (size_t)i * d, c->xb + (size_t)i * d, L->post_ffn_norm.data,
-                           d, hp->norm_eps);
+        if (L->post_ffn_norm.data) norm_rows(c, c->xb, c->xb, L->post_ffn_norm.data, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
     }
     /* logits of the last token, or of every token with logits_all */
