@@ -100,8 +100,14 @@ int main(int argc, char **argv) {
     }
     printf("matrix %d x %d, one thread, dispatch = %s\n", rows, n, sk_cpu_isa());
     static const int types[] = {SK_TYPE_Q4_1, SK_TYPE_Q8_0, SK_TYPE_Q4_0, SK_TYPE_Q5_0, SK_TYPE_Q4_K, SK_TYPE_Q6_K, SK_TYPE_F16};
-    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        if (n % tabs[0][types[k]].blck) { /* K-quants: rows of whole 256-element blocks */
+            printf("%-11s %-5s skipped: n = %d is not a multiple of %d\n", "", tabs[0][types[k]].name, n,
+                   tabs[0][types[k]].blck);
+            continue;
+        }
         for (int a = 0; a < n_isa; a++)
             bench(names[a], tabs[a], types[k], rows, n);
+    }
     return 0;
 }

@@ -165,10 +165,10 @@ static void q5_0_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
 typedef struct {
     __m256i q[WB][8]; /* [block][dword j]: dword r = row r's quants 4j..4j+3 */
     float d[WB][8];   /* [block][row] scale; 0 for rows past the group */
-} q5_rows8;
+} rows8;
 
 /* rows [0, rm) (row stride xs), blocks [i0, i0 + nb) -> w */
-static void q5_widen8(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, q5_rows8 *w) {
+static void q5_widen8(const char *x, size_t xs, int rm, int64_t i0, int64_t nb, rows8 *w) {
     for (int64_t i = 0; i < nb; i++) {
         __m256i v[8];
         for (int r = 0; r < 8; r++) {
@@ -208,7 +208,7 @@ static void q8_cols_fill(const char *y, size_t ys, int cn, int64_t i0, int64_t n
 
 /* 8 rows x rn columns over the chunk's nb blocks; y[c] = block i0 of
  * column c; acc in/out: the running sums, lane r = row r */
-static inline __attribute__((always_inline)) void q5_tile8(const q5_rows8 *w, int64_t nb, const int rn,
+static inline __attribute__((always_inline)) void q5_tile8(const rows8 *w, int64_t nb, const int rn,
                                                            const sk_block_q8_0 *const y[4], const q8_cols *yc,
                                                            int c0, __m256 acc[4]) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -238,9 +238,29 @@ static inline __attribute__((always_inline)) void q5_tile8(const q5_rows8 *w, in
     }
 }
 
+/* The running sums of rows [0, rm) of one output column: zero for the
+ * first chunk, else what the previous chunk left in s */
+static inline __m256 acc8_load(const float *o, int rm, int first) {
+    if (first) return _mm256_setzero_ps();
+    if (rm == 8) return _mm256_loadu_ps(o);
+    _Alignas(32) float t[8] = {0};
+    memcpy(t, o, (size_t)rm * sizeof(float));
+    return _mm256_load_ps(t);
+}
+
+static inline void acc8_store(float *o, int rm, __m256 acc) {
+    if (rm == 8) {
+        _mm256_storeu_ps(o, acc);
+        return;
+    }
+    _Alignas(32) float t[8];
+    _mm256_store_ps(t, acc);
+    memcpy(o, t, (size_t)rm * sizeof(float));
+}
+
 /* One tile: columns [c, c + rn) of the column chunk starting at cc; rows
  * [g, g + rm); blocks [i0, i0 + nb) */
-static inline __attribute__((always_inline)) void q5_tile8_at(const q5_rows8 *w, const q8_cols *yc,
+static inline __attribute__((always_inline)) void q5_tile8_at(const rows8 *w, const q8_cols *yc,
                                                               const char *vy, size_t ys, int64_t i0, int64_t nb,
                                                               int cc, int c, const int rn, int g, int rm, float *s,
                                                               size_t ss) {
@@ -248,28 +268,10 @@ static inline __attribute__((always_inline)) void q5_tile8_at(const q5_rows8 *w,
     __m256 acc[4];
     for (int k = 0; k < rn; k++) {
         y[k] = (const sk_block_q8_0 *)(vy + (size_t)(cc + c + k) * ys) + i0;
-        float *o = s + (size_t)(cc + c + k) * ss + g;
-        if (i0 == 0) {
-            acc[k] = _mm256_setzero_ps();
-        } else if (rm == 8) {
-            acc[k] = _mm256_loadu_ps(o);
-        } else {
-            _Alignas(32) float t[8] = {0};
-            memcpy(t, o, (size_t)rm * sizeof(float));
-            acc[k] = _mm256_load_ps(t);
-        }
+        acc[k] = acc8_load(s + (size_t)(cc + c + k) * ss + g, rm, i0 == 0);
     }
     q5_tile8(w, nb, rn, y, yc, c, acc);
-    for (int k = 0; k < rn; k++) {
-        float *o = s + (size_t)(cc + c + k) * ss + g;
-        if (rm == 8) {
-            _mm256_storeu_ps(o, acc[k]);
-        } else {
-            _Alignas(32) float t[8];
-            _mm256_store_ps(t, acc[k]);
-            memcpy(o, t, (size_t)rm * sizeof(float));
-        }
-    }
+    for (int k = 0; k < rn; k++) acc8_store(s + (size_t)(cc + c + k) * ss + g, rm, acc[k]);
 }
 
 static void q5_0_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, const void *vy, size_t ys, float *s,
@@ -281,7 +283,7 @@ static void q5_0_gemm(int64_t n, int nr, int nc, const void *vx, size_t xs, cons
         return;
     }
     const int64_t nbt = n / SK_QK;
-    _Alignas(32) q5_rows8 w;
+    _Alignas(32) rows8 w;
     q8_cols yc;
     for (int64_t i0 = 0; i0 < nbt; i0 += WB) {
         const int64_t nb = nbt - i0 < WB ? nbt - i0 : WB;
