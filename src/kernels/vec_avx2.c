@@ -33,23 +33,13 @@
  * elements transposed to (hd, 8)) or across output elements (av), never
  * within one sum, so every lane repeats the reference's operations. */
 
-/* 8 x 8 transpose: rows r[0..7] -> columns */
+/* 8 x 8 transpose: rows r[0..7] -> columns (the dword transpose of
+ * simd256.h on the floats' bits) */
 static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int k = 0; k < 4; k++) {
-        t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 2; k++) {
-        u[4 * k + 0] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
-        r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
-    }
+    __m256i v[8];
+    for (int k = 0; k < 8; k++) v[k] = _mm256_castps_si256(r[k]);
+    transpose8_epi32(v);
+    for (int k = 0; k < 8; k++) r[k] = _mm256_castsi256_ps(v[k]);
 }
 
 /* keys [j0, j0 + nb) of K (F16, (n, hd)) widened and transposed into kt
