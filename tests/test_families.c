@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "sinkllm.h"
+#include "util_logits.h"
 #include "util_model.h"
 
 /* Limits: LOGIT_TOL and LOGIT_MEAN_TOL are test_golden.c's (SmolLM2).
@@ -246,13 +247,6 @@ static family *need_family(void **state) {
     return f;
 }
 
-static int32_t *ids_of(json_t *arr, size_t *n) {
-    *n = json_array_size(arr);
-    int32_t *ids = malloc(sizeof(int32_t) * (*n + 1));
-    for (size_t i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-    return ids;
-}
-
 static void print_ids(const char *label, const int32_t *ids, int64_t n) {
     printf("    %s:", label);
     for (int64_t i = 0; i < n && i < 40; i++) printf(" %d", ids[i]);
@@ -287,7 +281,7 @@ static void test_tokens(void **state) {
         const char *text = json_string_value(json_object_get(c, "text"));
         int special = json_is_true(json_object_get(c, "special"));
         size_t nw;
-        int32_t *want = ids_of(json_object_get(c, "ids"), &nw), *got;
+        int32_t *want = json_ids(json_object_get(c, "ids"), &nw), *got;
         int64_t n = tokenize(tok, text, 0, special, &got);
         if (n != (int64_t)nw || memcmp(got, want, sizeof(int32_t) * nw) != 0) {
             printf("  %s: tokens differ (special=%d) for \"%.60s\"\n", f->name, special, text);
@@ -312,29 +306,6 @@ static void test_tokens(void **state) {
     assert_int_equal(bad, 0);
 }
 
-static int argmax(const float *x, int64_t n) {
-    int best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = (int)i;
-    return best;
-}
-
-/* the 20th largest value of x */
-static float top20_threshold(const float *x, int64_t n) {
-    float best[20];
-    for (int i = 0; i < 20; i++) best[i] = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] <= best[19]) continue;
-        int j = 19;
-        while (j > 0 && best[j - 1] < x[i]) {
-            best[j] = best[j - 1];
-            j--;
-        }
-        best[j] = x[i];
-    }
-    return best[19];
-}
-
 static void test_logits(void **state) {
     family *f = need_family(state);
     json_t *prompts = json_object_get(f->golden, "logits");
@@ -346,7 +317,7 @@ static void test_logits(void **state) {
         json_t *p = json_array_get(prompts, pi);
         const char *name = json_string_value(json_object_get(p, "name"));
         size_t n;
-        int32_t *ids = ids_of(json_object_get(p, "ids"), &n);
+        int32_t *ids = json_ids(json_object_get(p, "ids"), &n);
         sk_context_reset(f->c);
         sk_error err = {0};
         if (sk_decode(f->c, ids, (int64_t)n, &err)) fail_msg("%s: sk_decode: %s", f->name, err.msg);
@@ -364,11 +335,11 @@ static void test_logits(void **state) {
         double gap = json_number_value(json_array_get(json_array_get(top, 0), 1)) -
                      json_number_value(json_array_get(json_array_get(top, 1), 1));
         int top1 = (int)json_integer_value(json_array_get(json_array_get(top, 0), 0));
-        float kth = top20_threshold(lg, nv);
+        float kth = logits_top20_threshold(lg, nv);
         int overlap = 0;
         for (size_t k = 0; k < 20; k++)
             overlap += lg[json_integer_value(json_array_get(json_array_get(top, k), 0))] >= kth;
-        int ours = argmax(lg, nv);
+        int ours = logits_argmax(lg, nv);
         /* the same top-1 unless the two engines nearly tie on it */
         int tie = gap < TIE_TOL && lg[ours] - lg[top1] < TIE_TOL;
         int ok = pmax <= LOGIT_TOL && sum_abs / 20 <= LOGIT_MEAN_TOL && overlap >= 15 &&
@@ -396,8 +367,8 @@ static void test_greedy(void **state) {
         json_t *p = json_array_get(prompts, pi);
         const char *name = json_string_value(json_object_get(p, "name"));
         size_t n, nc;
-        int32_t *ids = ids_of(json_object_get(p, "ids"), &n);
-        int32_t *want = ids_of(json_object_get(p, "continuation"), &nc);
+        int32_t *ids = json_ids(json_object_get(p, "ids"), &n);
+        int32_t *want = json_ids(json_object_get(p, "continuation"), &nc);
         json_t *gaps = json_object_get(p, "gaps"), *tops = json_object_get(p, "top");
         assert_int_equal(json_array_size(tops), nc);
         sk_context_reset(f->c);
@@ -420,7 +391,7 @@ static void test_greedy(void **state) {
                        f->name, name, k, smax);
                 bad_logits++;
             }
-            int32_t t = argmax(lg, nv);
+            int32_t t = logits_argmax(lg, nv);
             if (t != want[k]) {
                 double lgap = json_number_value(json_array_get(gaps, k));
                 double ogap = lg[t] - lg[want[k]];

@@ -48,6 +48,7 @@
 #include <cmocka.h>
 
 #include "sinkllm.h"
+#include "util_logits.h"
 #include "util_model.h"
 
 #define LOGIT_TOL 0.6       /* max |logit diff| over llama.cpp's top-20 (as test_golden.c) */
@@ -126,14 +127,6 @@ static sk_model *gemma_model(void) {
     return g_model;
 }
 
-static int32_t *ids_of(json_t *arr, size_t *n) {
-    *n = json_array_size(arr);
-    int32_t *ids = malloc(sizeof(int32_t) * (*n + 1));
-    assert_non_null(ids);
-    for (size_t i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-    return ids;
-}
-
 static sk_context *new_ctx(sk_model *m, int dense) {
     sk_context_params p;
     sk_context_params_default(&p); /* the default cache: sink 4 + 2044 */
@@ -146,29 +139,6 @@ static sk_context *new_ctx(sk_model *m, int dense) {
     sk_error err = {0};
     if (sk_context_new(m, &p, &c, &err)) fail_msg("context: %s", err.msg);
     return c;
-}
-
-static int argmax(const float *x, int64_t n) {
-    int best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = (int)i;
-    return best;
-}
-
-/* the 20th largest value of x */
-static float top20_threshold(const float *x, int64_t n) {
-    float best[20];
-    for (int i = 0; i < 20; i++) best[i] = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] <= best[19]) continue;
-        int j = 19;
-        while (j > 0 && best[j - 1] < x[i]) {
-            best[j] = best[j - 1];
-            j--;
-        }
-        best[j] = x[i];
-    }
-    return best[19];
 }
 
 /* max |a - b| over the whole vocabulary */
@@ -221,7 +191,7 @@ static void check_top20(const char *name, json_t *p, const float *lg, int64_t nv
     int top1 = (int)json_integer_value(json_array_get(json_array_get(top, 0), 0));
     double gap = json_number_value(json_array_get(json_array_get(top, 0), 1)) -
                  json_number_value(json_array_get(json_array_get(top, 1), 1));
-    float kth = top20_threshold(lg, nv);
+    float kth = logits_top20_threshold(lg, nv);
     int overlap = 0;
     for (size_t k = 0; k < 20; k++)
         overlap += lg[json_integer_value(json_array_get(json_array_get(top, k), 0))] >= kth;
@@ -229,7 +199,7 @@ static void check_top20(const char *name, json_t *p, const float *lg, int64_t nv
            "top-1 gap %.4f, top-20 overlap %d\n", name, worst, sum_abs / 20, shift, gap, overlap);
     if (sum_abs / 20 > LOGIT_MEAN_TOL)
         fail_msg("prompt %s: mean |logit diff| %.3f > %.2f", name, sum_abs / 20, LOGIT_MEAN_TOL);
-    if (gap >= TOP1_TIE) assert_int_equal(argmax(lg, nv), top1);
+    if (gap >= TOP1_TIE) assert_int_equal(logits_argmax(lg, nv), top1);
     if (overlap < 15) fail_msg("prompt %s: only %d of llama.cpp's top-20 in ours", name, overlap);
 }
 
@@ -243,8 +213,8 @@ static void run_cache(const char *name, int cache, json_t *pl, json_t *pg, float
     sk_model *m = g_model;
     int64_t nv = sk_model_hparams(m)->n_vocab;
     size_t n, nc;
-    int32_t *ids = ids_of(json_object_get(pl, "ids"), &n);
-    int32_t *want = ids_of(json_object_get(pg, "continuation"), &nc);
+    int32_t *ids = json_ids(json_object_get(pl, "ids"), &n);
+    int32_t *want = json_ids(json_object_get(pg, "continuation"), &nc);
     assert_true(n + nc <= N_CTX);
     sk_context *c = new_ctx(m, cache == 0);
     sk_error err = {0};
@@ -257,7 +227,7 @@ static void run_cache(const char *name, int cache, json_t *pl, json_t *pg, float
     int ties = 0, fails = 0;
     for (size_t k = 0; k < nc; k++) {
         const float *lg = sk_logits(c);
-        int32_t t = argmax(lg, nv);
+        int32_t t = logits_argmax(lg, nv);
         if (t != want[k]) {
             double lgap = json_number_value(json_array_get(gaps, k));
             double ogap = lg[t] - lg[want[k]];
@@ -342,7 +312,7 @@ static void test_threads_invariant(void **state) {
     sk_model *m = gemma_model();
     if (!m) skip();
     size_t n;
-    int32_t *ids = ids_of(json_object_get(find_prompt(g_logits, "moby_long"), "ids"), &n);
+    int32_t *ids = json_ids(json_object_get(find_prompt(g_logits, "moby_long"), "ids"), &n);
     int64_t nv = sk_model_hparams(m)->n_vocab;
     float *ref = malloc(sizeof(float) * (size_t)nv);
     assert_non_null(ref);

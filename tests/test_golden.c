@@ -41,6 +41,7 @@
 #include <cmocka.h>
 
 #include "sinkllm.h"
+#include "util_logits.h"
 #include "util_model.h"
 
 #define LOGIT_TOL 0.6       /* max absolute difference, on logits of magnitude ~20 (measured 0.50) */
@@ -56,13 +57,6 @@ static json_t *load_json(const char *rel) {
     return j;
 }
 
-static int32_t *ids_of(json_t *arr, size_t *n) {
-    *n = json_array_size(arr);
-    int32_t *ids = malloc(sizeof(int32_t) * (*n + 1));
-    for (size_t i = 0; i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-    return ids;
-}
-
 static sk_context *new_ctx(sk_model *m) {
     sk_context_params p;
     sk_context_params_default(&p);
@@ -73,29 +67,6 @@ static sk_context *new_ctx(sk_model *m) {
     sk_error err = {0};
     if (sk_context_new(m, &p, &c, &err)) fail_msg("context: %s", err.msg);
     return c;
-}
-
-static int argmax(const float *x, int64_t n) {
-    int best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best]) best = (int)i;
-    return best;
-}
-
-/* the 20th largest value of x */
-static float top20_threshold(const float *x, int64_t n) {
-    float best[20];
-    for (int i = 0; i < 20; i++) best[i] = -INFINITY;
-    for (int64_t i = 0; i < n; i++) {
-        if (x[i] <= best[19]) continue;
-        int j = 19;
-        while (j > 0 && best[j - 1] < x[i]) {
-            best[j] = best[j - 1];
-            j--;
-        }
-        best[j] = x[i];
-    }
-    return best[19];
 }
 
 static void test_logits(void **state) {
@@ -111,7 +82,7 @@ static void test_logits(void **state) {
     for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
         json_t *p = json_array_get(prompts, pi);
         size_t n;
-        int32_t *ids = ids_of(json_object_get(p, "ids"), &n);
+        int32_t *ids = json_ids(json_object_get(p, "ids"), &n);
         sk_context_reset(c);
         sk_error err = {0};
         assert_int_equal(sk_decode(c, ids, (int64_t)n, &err), SK_OK);
@@ -136,9 +107,9 @@ static void test_logits(void **state) {
                json_string_value(json_object_get(p, "name")), sum_abs / 20, gap);
         if (sum_abs / 20 > LOGIT_MEAN_TOL)
             fail_msg("prompt %zu: mean |logit diff| %.3f > %.2f", pi, sum_abs / 20, LOGIT_MEAN_TOL);
-        if (gap >= TOP1_TIE) assert_int_equal(argmax(lg, nv), top1);
+        if (gap >= TOP1_TIE) assert_int_equal(logits_argmax(lg, nv), top1);
         /* our own top-20 must hold most of llama.cpp's */
-        float kth = top20_threshold(lg, nv);
+        float kth = logits_top20_threshold(lg, nv);
         int overlap = 0;
         for (size_t k = 0; k < json_array_size(top); k++)
             overlap += lg[json_integer_value(json_array_get(json_array_get(top, k), 0))] >= kth;
@@ -164,8 +135,8 @@ static void test_greedy(void **state) {
     for (size_t pi = 0; pi < json_array_size(prompts); pi++) {
         json_t *p = json_array_get(prompts, pi);
         size_t n, nc;
-        int32_t *ids = ids_of(json_object_get(p, "ids"), &n);
-        int32_t *want = ids_of(json_object_get(p, "continuation"), &nc);
+        int32_t *ids = json_ids(json_object_get(p, "ids"), &n);
+        int32_t *want = json_ids(json_object_get(p, "continuation"), &nc);
         sk_context_reset(c);
         sk_error err = {0};
         assert_int_equal(sk_decode(c, ids, (int64_t)n, &err), SK_OK);
@@ -173,7 +144,7 @@ static void test_greedy(void **state) {
         int ties = 0;
         for (size_t k = 0; k < nc; k++) {
             const float *lg = sk_logits(c);
-            int32_t t = argmax(lg, nv);
+            int32_t t = logits_argmax(lg, nv);
             if (t != want[k]) {
                 double lgap = json_number_value(json_array_get(gaps, k));
                 double ogap = lg[t] - lg[want[k]];
