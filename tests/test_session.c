@@ -396,6 +396,42 @@ static void test_crafted_state(void **state) {
     }
 }
 
+/* A recompute session's history is fed back through the embedding: a
+ * crafted id (negative, n_vocab, huge) with a resealed checksum is refused
+ * by name instead of read out of bounds (issue 11). */
+static void test_crafted_history(void **state) {
+    (void)state;
+    const int32_t bad_ids[] = {-1, (int32_t)sk_model_hparams(g_m)->n_vocab, INT32_MAX};
+    char path[128], bad[128];
+    path_of(path, sizeof path, "hist.sess");
+    path_of(bad, sizeof bad, "hist-bad.sess");
+    sk_context *a = ctx(g_m, SK_CACHE_RECOMPUTE, 4, 8), *b = ctx(g_m, SK_CACHE_RECOMPUTE, 4, 8);
+    feed(a, 0, 12);
+    sk_error err = {0};
+    assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
+    size_t n;
+    uint8_t *buf = slurp(path, &n);
+    for (size_t k = 0; k < sizeof bad_ids / sizeof *bad_ids; k++) {
+        uint8_t *t = malloc(n);
+        assert_non_null(t);
+        memcpy(t, buf, n);
+        /* no blob: the history starts right after the 192-byte header; the
+         * int64 patch at 192 writes ids 0 and 1 of it */
+        int64_t two = (int64_t)(uint32_t)bad_ids[k] | (int64_t)((uint64_t)(uint32_t)5 << 32);
+        patch_and_reseal(t, n, 192, two);
+        spit(bad, t, n);
+        expect_load_error(b, bad, "out of range");
+        free(t);
+    }
+    /* the same file with a valid id still loads */
+    patch_and_reseal(buf, n, 192, (int64_t)7 | ((int64_t)5 << 32));
+    spit(bad, buf, n);
+    assert_int_equal(sk_context_load(b, bad, NULL, NULL, &err), SK_OK);
+    free(buf);
+    sk_context_free(a);
+    sk_context_free(b);
+}
+
 /* A child saves two states alternately into one path and is killed at a
  * random moment; the file must always load as one of the two. */
 static void test_kill9_during_save(void **state) {
@@ -743,6 +779,7 @@ int main(void) {
         cmocka_unit_test(test_rollback_swa),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_crafted_state),
+        cmocka_unit_test(test_crafted_history),
         cmocka_unit_test(test_kill9_during_save),
         cmocka_unit_test(test_store_roundtrip),
         cmocka_unit_test(test_store_corrupt_record),

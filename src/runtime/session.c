@@ -270,6 +270,12 @@ sk_status sk_context_load(sk_context *c, const char *path, void **blob_out, size
     h.checksum = 0;
     if (!st && fnv(sum, &h, sizeof h) != want_sum)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: checksum mismatch (corrupt session file)", path);
+    /* the checksum is not a signature: a crafted file can carry any ids,
+     * and recompute feeds the history back through the embedding */
+    for (int64_t i = 0; !st && i < h.n_hist; i++)
+        if (c->hist[i] < 0 || c->hist[i] >= c->m->hp.n_vocab)
+            st = sk_error_set(err, SK_ERR_FORMAT, "%s: history token %lld is %d, out of range (vocabulary %lld)",
+                              path, (long long)i, c->hist[i], (long long)c->m->hp.n_vocab);
     fclose(f);
     if (st) {
         free(blob);
