@@ -53,6 +53,8 @@ check 2 "run: top-p out of range" "$SK" run -p hi --top-p 1.5
 check 2 "run: NaN temperature" "$SK" run -p hi --temp nan
 check 2 "serve: negative rollback" "$SK" serve --rollback -1
 check 2 "serve: rollback too large" "$SK" serve --rollback 70000
+check 2 "serve: empty --api-key" "$SK" serve --api-key ""
+check 2 "serve: empty SINKLLM_API_KEY" env SINKLLM_API_KEY= "$SK" serve
 check 2 "run: unknown policy" "$SK" run -p hi --cache lru
 check 2 "run: window 0" "$SK" run -p hi --window 0
 check 2 "run: negative sinks" "$SK" run -p hi --sinks -1

@@ -157,6 +157,10 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "error: give --api-key or --api-key-file, not both\n");
         goto out;
     }
+    if (key && !*key) { /* an empty key would silently turn authentication off */
+        fprintf(stderr, "error: --api-key is empty (leave the flag out to serve without a key)\n");
+        goto out;
+    }
     if (key_file) {
         size_t len = 0;
         key_buf = sk_cli_read_file(key_file, 4096, &len);
@@ -173,8 +177,11 @@ int cmd_serve(int argc, char **argv) {
         }
         key = key_buf;
     }
-    if (!key) key = getenv("SINKLLM_API_KEY");
-    cfg.api_key = key && *key ? key : NULL;
+    if (!key && (key = getenv("SINKLLM_API_KEY")) && !*key) {
+        fprintf(stderr, "error: SINKLLM_API_KEY is set but empty (unset it to serve without a key)\n");
+        goto out;
+    }
+    cfg.api_key = key;
     if (cfg.session_dir) {
         struct stat st;
         if (lstat(cfg.session_dir, &st) != 0 && mkdir(cfg.session_dir, 0700) != 0) {
