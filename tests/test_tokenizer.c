@@ -766,6 +766,37 @@ static void test_model_basics(void **state) {
     assert_int_equal(sk_tokenizer_eot(t), 2);
 }
 
+/* SmolLM2's vocabulary has no token for six control bytes (0x04, 0x06,
+ * 0x13, 0x14, 0x16, 0x1d); llama.cpp drops them ("a\x04b" -> "ab"), we
+ * refuse the text naming the byte. Every other byte round-trips. */
+static void test_model_missing_bytes(void **state) {
+    (void)state;
+    NEED_MODEL();
+    const sk_tokenizer *t = g_model.tok;
+    int refused = 0;
+    for (int b = 1; b < 128; b++) { /* ASCII: valid UTF-8 alone */
+        char text[4] = {'a', (char)b, 'b', 0};
+        int32_t ids[8];
+        int64_t n = 0;
+        sk_error err = {0};
+        sk_status st = sk_tokenize(t, text, 3, 0, 0, ids, 8, &n, &err);
+        if (st) {
+            char want[64];
+            snprintf(want, sizeof want, "byte 0x%02x", b);
+            assert_int_equal(st, SK_ERR_INVALID);
+            assert_non_null(strstr(err.msg, want));
+            refused++;
+            continue;
+        }
+        char out[16];
+        size_t len = 0;
+        assert_int_equal(sk_detokenize(t, ids, n, 0, out, sizeof out, &len, &err), SK_OK);
+        assert_int_equal(len, 3);
+        assert_memory_equal(out, text, 3);
+    }
+    assert_int_equal(refused, 6);
+}
+
 /* detokenize ids through the streaming detokenizer; every push must end on
  * a character boundary */
 static size_t stream_all(const sk_tokenizer *t, const int32_t *ids, int64_t n, int render, char *out, size_t cap) {
@@ -1203,6 +1234,7 @@ int main(void) {
         cmocka_unit_test(test_from_gguf_validation),
         cmocka_unit_test_setup(test_model_basics, model_setup),
         cmocka_unit_test_setup(test_model_stream, model_setup),
+        cmocka_unit_test_setup(test_model_missing_bytes, model_setup),
         cmocka_unit_test_setup(test_model_golden, model_setup),
         cmocka_unit_test_setup(test_pretok_golden, model_setup),
         cmocka_unit_test_setup_teardown(test_model_moby, model_setup, model_teardown),

@@ -1202,13 +1202,19 @@ static sk_status bpe_word(const sk_tokenizer *t, scratch *s, const char *w, size
             emit(s, y->id);
             continue;
         }
-        /* not a token: llama.cpp looks up each byte of the encoded text alone */
+        /* not a token: llama.cpp looks up each byte of the encoded text
+         * alone and drops what it does not find; a byte that gives no
+         * token at all would vanish from the text, so it is an error */
         for (uint32_t j = y->start; j < y->start + y->len; j++) {
             const char *e = t->byte_enc[u[j]];
+            int found = 0;
             for (int q = 0; q < t->byte_enc_len[u[j]]; q++) {
                 int32_t id = lookup(t, e + q, 1);
-                if (id >= 0) emit(s, id);
+                if (id >= 0) emit(s, id), found = 1;
             }
+            if (!found)
+                return sk_error_set(err, SK_ERR_INVALID,
+                                    "tokenize: byte 0x%02x has no token in this vocabulary (it would be dropped)", u[j]);
         }
     }
     return SK_OK;
