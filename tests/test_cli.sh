@@ -62,6 +62,10 @@ check 2 "run: unknown kv type" "$SK" run -p hi --kv-type q2
 check 2 "run: no prompt" "$SK" run
 check 1 "run: model is a directory" "$SK" run -m /tmp -p hi
 check 1 "run: missing prompt file" "$SK" run -f /nonexistent -n 1
+printf 'a\004b' > "$TXT.ctl" # SmolLM2 has no token for byte 0x04: refused by name, not dropped
+check 1 "run: a byte with no token" "$SK" run -f "$TXT.ctl" -n 1
+contains "run: the byte is named" "byte 0x04" "$TXT.err"
+check 1 "attn: a byte with no token" "$SK" attn -f "$TXT.ctl" --png "$TXT.png"
 check 2 "ppl: no file" "$SK" ppl
 check 2 "ppl: --tokens 1" "$SK" ppl -f "$TXT" --tokens 1
 check 2 "ppl: score-every 0" "$SK" ppl -f "$TXT" --score-every 0

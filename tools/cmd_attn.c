@@ -108,7 +108,13 @@ int cmd_attn(int argc, char **argv) {
     sk_error err = {0};
     int64_t nt = 0;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(len + 2));
-    sk_tokenize(sk_model_tokenizer(m), text, len, 1, 0, toks, (int64_t)len + 1, &nt, &err);
+    if (!toks || sk_tokenize(sk_model_tokenizer(m), text, len, 1, 0, toks, (int64_t)len + 1, &nt, &err)) {
+        fprintf(stderr, "error: %s: %s\n", file, toks ? err.msg : "out of memory");
+        free(text);
+        free(toks);
+        sk_model_free(m);
+        return 1;
+    }
     free(text);
     if (nt < n_tok) n_tok = (int)nt;
     if (n_tok < 2) {

@@ -68,7 +68,7 @@ int cmd_run(int argc, char **argv) {
         if (ids) sk_tokenize(tok, text, text_len, 1, o.parse_special, ids, n_tok, &n_tok, &err);
     }
     if (!ids || err.code) {
-        fprintf(stderr, "error: tokenize: %s\n", err.msg[0] ? err.msg : "out of memory");
+        fprintf(stderr, "error: %s\n", err.msg[0] ? err.msg : "tokenize: out of memory");
         free(text);
         free(ids);
         sk_model_free(m);
