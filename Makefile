@@ -67,7 +67,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit mutation asan deps model models golden bench clean venv refvenv
+.PHONY: all run test unit mutation asan fuzz deps model models golden bench clean venv refvenv
 
 all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 
@@ -139,6 +139,16 @@ test: deps
 
 asan:
 	$(MAKE) SANITIZER=address test
+
+# libFuzzer on the GGUF reader (fuzz/fuzz_gguf.c): the library built by
+# clang with the sanitizers, then FUZZ_SECONDS of fuzzing from fuzz/corpus
+FUZZ_SECONDS ?= 30
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz SANITIZER=fuzzer-no-link,address,undefined build-fuzz/libsinkllm.a
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
+	  fuzz/fuzz_gguf.c build-fuzz/libsinkllm.a $(LDLIBS) -o build-fuzz/fuzz_gguf
+	mkdir -p build-fuzz/corpus && cp fuzz/corpus/* build-fuzz/corpus/
+	./build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus
 
 # the unit tests and the CLI checks alone (no pytest)
 unit: all models venv tiny $(TEST_BIN)

@@ -1,9 +1,13 @@
 /* fuzz_gguf.c - libFuzzer entry point for the GGUF reader.
  *
- * Not part of the main build. Build and run, e.g.:
+ * Not part of the main build: `make fuzz` builds the library with clang
+ * and the sanitizers into build-fuzz/ (each SIMD file with its own ISA
+ * flags, as the main build) and runs this harness on fuzz/corpus for
+ * FUZZ_SECONDS (30); by hand:
+ *   make CC=clang BUILD=build-fuzz SANITIZER=fuzzer-no-link,address,undefined build-fuzz/libsinkllm.a
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
- *     fuzz/fuzz_gguf.c src/gguf.c src/status.c src/quant*.c -lm -o build/fuzz_gguf
- *   ./build/fuzz_gguf fuzz/corpus
+ *     fuzz/fuzz_gguf.c build-fuzz/libsinkllm.a -lm -pthread -o build-fuzz/fuzz_gguf
+ *   ./build-fuzz/fuzz_gguf fuzz/corpus
  * Seeds in fuzz/corpus/ are the valid files of tests/test_gguf.c
  * (GGUF_WRITE_CORPUS=fuzz/corpus ./build/tests/test_gguf). On success it also
  * walks every kv, array and tensor so that the sanitizers see each pointer

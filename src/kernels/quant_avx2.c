@@ -355,7 +355,7 @@ static inline __m256i q8_block(const float *x, float *d_out, int32_t *sum_out) {
     const float amax = _mm_cvtss_f32(m4);
     *d_out = amax / 127.f;
     const __m256 mul = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
-    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    enum { rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }; /* an immediate: a constant expression */
     __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), rnd));
     __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), rnd));
     __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), rnd));
