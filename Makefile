@@ -140,15 +140,20 @@ test: deps
 asan:
 	$(MAKE) SANITIZER=address test
 
-# libFuzzer on the GGUF reader (fuzz/fuzz_gguf.c): the library built by
-# clang with the sanitizers, then FUZZ_SECONDS of fuzzing from fuzz/corpus
+# libFuzzer on the GGUF reader (fuzz/fuzz_gguf.c, seeds fuzz/corpus) and
+# on the session loader (fuzz/fuzz_session.c, over sessions the harness
+# saves itself): the library built by clang with the sanitizers, FUZZ_SECONDS each
 FUZZ_SECONDS ?= 30
-fuzz:
+fuzz: models
 	$(MAKE) CC=clang BUILD=build-fuzz SANITIZER=fuzzer-no-link,address,undefined build-fuzz/libsinkllm.a
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
 	  fuzz/fuzz_gguf.c build-fuzz/libsinkllm.a $(LDLIBS) -o build-fuzz/fuzz_gguf
-	mkdir -p build-fuzz/corpus && cp fuzz/corpus/* build-fuzz/corpus/
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
+	  fuzz/fuzz_session.c build-fuzz/libsinkllm.a $(LDLIBS) -o build-fuzz/fuzz_session
+	mkdir -p build-fuzz/corpus build-fuzz/sessions && cp fuzz/corpus/* build-fuzz/corpus/
 	./build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus
+	FUZZ_SESSION_SEEDS=build-fuzz/sessions SINKLLM_MODEL=$(SMOLLM2) ./build-fuzz/fuzz_session -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=1024 -rss_limit_mb=4096 build-fuzz/sessions
 
 # the unit tests and the CLI checks alone (no pytest)
 unit: all models venv tiny $(TEST_BIN)
