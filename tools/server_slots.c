@@ -367,18 +367,25 @@ static sk_status feed(srv_slot *sl, const int32_t *t, int64_t n, sk_error *err) 
     return SK_OK;
 }
 
+/* How many tokens after the pinned start a pre-fill feeds at most: what
+ * the cache keeps (one window; dense: the context less the reply). */
+static int64_t prefill_budget(const srv_gen *g) {
+    const sk_cache_params *cp = &g->p->cfg->cache;
+    int64_t budget = cp->policy == SK_CACHE_DENSE ? cp->n_ctx - g->r.max_tokens : cp->n_window;
+    return budget < 1 ? 1 : budget;
+}
+
 /* Rebuild the cleared slot from the prompt: all of it, or its pinned start
  * plus one window of its tail (the transcript keeps the whole prompt). */
 static sk_status rebuild(srv_gen *g, sk_error *err) {
     srv_slot *sl = g->sl;
     const srv_gen_req *r = &g->r;
     const sk_cache_params *cp = &g->p->cfg->cache;
-    int64_t budget = cp->policy == SK_CACHE_DENSE ? cp->n_ctx - r->max_tokens : cp->n_window;
+    int64_t budget = prefill_budget(g);
     int64_t pin = r->n_pin;
     int64_t min_pin = cp->policy == SK_CACHE_SINK ? cp->n_sinks : 0;
     if (pin < min_pin) pin = min_pin;
     if (pin > r->n_prompt) pin = r->n_prompt;
-    if (budget < 1) budget = 1;
     if (r->n_prompt - pin <= budget) {
         sk_status st = feed(sl, r->prompt, r->n_prompt, err);
         if (!st) g->n_prefill = r->n_prompt;
@@ -422,6 +429,11 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
             reuse = L;
         }
     }
+    /* a suffix longer than the cache keeps would evict everything it
+     * reuses: rebuild instead, so that no request pre-fills more than its
+     * pinned start and one window (a 32,000-word prompt after a short
+     * conversation fed every token; issue 11) */
+    if (reuse && r->n_prompt - reuse > prefill_budget(g)) reuse = 0;
     sk_status st;
     if (reuse) {
         g->n_reused = reuse;

@@ -191,6 +191,22 @@ def test_chat_nonstreaming(srv):
     assert r2.choices[0].message.content == r.choices[0].message.content
 
 
+def test_long_prompt_prefill_bounded(srv):
+    """A prompt far longer than the cache after a short conversation (the
+    automatic system prompt is a shared prefix) pre-fills at most the pinned
+    start and one window, not every token (issue 11: 110 s of CPU for a
+    32,000-word prompt)."""
+    c = srv.client()
+    first = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0)
+    # the conversation goes on: the slot's transcript is a prefix of the new prompt
+    long_msg = HI + [{"role": "assistant", "content": first.choices[0].message.content},
+                     {"role": "user", "content": "whale " * 3000 + "Say hi"}]
+    r = c.chat.completions.create(model="x", messages=long_msg, max_tokens=2, temperature=0)
+    assert r.usage.prompt_tokens > 3000
+    # window 128 (the fixture), 4 sinks, a pinned system prompt well under 64 tokens
+    assert r.model_extra["sinkllm"]["prefill_tokens"] <= 4 + 128 + 64
+
+
 def test_logit_bias_and_ignore_eos(srv):
     c = srv.client()
     base = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0)
