@@ -266,8 +266,11 @@ static int job_start(job *j, json_t *body, int chat, const char *hdr_session, sr
         e->status = st == SK_ERR_FULL ? 503 : 409;
         snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_FULL ? "" : "session_id");
     } else if ((st = srv_gen_prefill(&j->g, &err))) {
-        e->status = st == SK_ERR_NOMEM ? 500 : 400;
-        snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_NOMEM ? "" : "messages");
+        /* a pre-fill cut short (deadline, shutdown, hang-up) is not the
+         * request's fault */
+        int cut = j->g.timed_out || j->g.cancelled;
+        e->status = st == SK_ERR_NOMEM ? 500 : cut ? 503 : 400;
+        snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_NOMEM || cut ? "" : "messages");
     } else if ((st = srv_gen_sampler(&j->g, &err))) {
         e->status = st == SK_ERR_NOMEM ? 500 : 400;
         snprintf(e->param, sizeof e->param, "%s", st == SK_ERR_NOMEM ? "" : "temperature");

@@ -356,11 +356,38 @@ sk_status srv_append(char **buf, size_t *len, size_t *cap, const char *s, size_t
     return SK_OK;
 }
 
-/* Feed tokens to the slot and append them to its transcript. */
-static sk_status feed(srv_slot *sl, const int32_t *t, int64_t n, sk_error *err) {
+#define PREFILL_CHUNK 256 /* tokens decoded between two checks of the request */
+
+/* Decode t[0..n) into g's slot in chunks; between two chunks a shutdown,
+ * the request's deadline or a client that has left ends the pre-fill
+ * (SK_ERR_FULL; g->cancelled or g->timed_out says which). */
+static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_error *err) {
+    for (int64_t i = 0; i < n; i += PREFILL_CHUNK) {
+        if (i > 0 && g->p->stopping) {
+            g->cancelled = 1;
+            return sk_error_set(err, SK_ERR_FULL, "the server is shutting down");
+        }
+        if (i > 0 && now_ms() > g->deadline) {
+            g->timed_out = 1;
+            return sk_error_set(err, SK_ERR_FULL, "pre-fill did not finish within --timeout");
+        }
+        if (i > 0 && g->gone && g->gone(g->gone_arg)) {
+            g->cancelled = 1;
+            return sk_error_set(err, SK_ERR_FULL, "the client has left");
+        }
+        sk_status st = sk_decode(g->sl->ctx, t + i, n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
+        if (st) return st;
+    }
+    return SK_OK;
+}
+
+/* Feed tokens to g's slot (checked, as above) and append them to its
+ * transcript. */
+static sk_status feed(srv_gen *g, const int32_t *t, int64_t n, sk_error *err) {
+    srv_slot *sl = g->sl;
     if (n <= 0) return SK_OK;
     sk_status st = tr_reserve(sl, sl->n_tr + n, err);
-    if (!st) st = sk_decode(sl->ctx, t, n, err);
+    if (!st) st = decode_checked(g, t, n, err);
     if (st) return st;
     memcpy(sl->tr + sl->n_tr, t, sizeof(int32_t) * (size_t)n);
     sl->n_tr += n;
@@ -387,12 +414,12 @@ static sk_status rebuild(srv_gen *g, sk_error *err) {
     if (pin < min_pin) pin = min_pin;
     if (pin > r->n_prompt) pin = r->n_prompt;
     if (r->n_prompt - pin <= budget) {
-        sk_status st = feed(sl, r->prompt, r->n_prompt, err);
+        sk_status st = feed(g, r->prompt, r->n_prompt, err);
         if (!st) g->n_prefill = r->n_prompt;
         return st;
     }
-    sk_status st = sk_decode(sl->ctx, r->prompt, pin, err);
-    if (!st) st = sk_decode(sl->ctx, r->prompt + r->n_prompt - budget, budget, err);
+    sk_status st = decode_checked(g, r->prompt, pin, err);
+    if (!st) st = decode_checked(g, r->prompt + r->n_prompt - budget, budget, err);
     if (st) return st;
     if ((st = tr_reserve(sl, r->n_prompt, err))) return st;
     memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
@@ -441,7 +468,7 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
         sk_context_get_stats(sl->ctx, &cs);
         g->evicted0 = cs.n_evicted;
         g->n_prefill = r->n_prompt - reuse;
-        st = feed(sl, r->prompt + reuse, r->n_prompt - reuse, err);
+        st = feed(g, r->prompt + reuse, r->n_prompt - reuse, err);
     } else {
         slot_clear(sl);
         st = rebuild(g, err);
@@ -555,7 +582,7 @@ void srv_gen_step(srv_gen *g) {
         return;
     }
     g->n_gen++;
-    if (feed(g->sl, &t, 1, &err)) {
+    if (feed(g, &t, 1, &err)) {
         gen_fail(g, &err, "length");
         return;
     }

@@ -207,6 +207,23 @@ def test_long_prompt_prefill_bounded(srv):
     assert r.model_extra["sinkllm"]["prefill_tokens"] <= 4 + 128 + 64
 
 
+def test_prefill_honours_timeout(tmp_path):
+    """The deadline is checked between pre-fill chunks (issue 11: --timeout,
+    hang-ups and SIGTERM were ignored while a long prompt was fed): a
+    6,000-word prompt against --timeout 1 ends with a 503 naming the
+    timeout, and the server answers the next request."""
+    s = Server(tmp_path, "--slots", "1", "--window", "8192", "--timeout", "1", name="deadline")
+    try:
+        r = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "whale " * 6000}],
+                                            "max_tokens": 1})
+        assert r.status_code == 503, r.text
+        assert "--timeout" in r.json()["error"]["message"]
+        r = s.post("/v1/chat/completions", {"messages": HI, "max_tokens": 1})
+        assert r.status_code == 200, r.text
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
 def test_logit_bias_and_ignore_eos(srv):
     c = srv.client()
     base = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0)
