@@ -266,12 +266,34 @@ void srv_pool_metrics(srv_pool *p, srv_metrics *out) {
 
 /* ---- one generation ---------------------------------------------------- */
 
+/* A request waiting for a slot: a node of the pool's FIFO, on the waiting
+ * thread's stack. Only the head may take a free slot, so that requests are
+ * served in the order they came (a broadcast used to let any waiter win). */
+typedef struct srv_waiter {
+    struct srv_waiter *next;
+} srv_waiter;
+
+static void waiter_unlink(srv_pool *p, srv_waiter *w) {
+    srv_waiter **pp = &p->wait_head, *prev = NULL;
+    while (*pp && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp) return;
+    *pp = w->next;
+    if (p->wait_tail == w) p->wait_tail = prev;
+}
+
+#define QUEUE_POLL_MS 250.0 /* a queued request checks its client this often */
+
 sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
     const srv_gen_req *r = &g->r;
     g->p = p;
     sk_detok_init(&g->dt);
     pthread_mutex_lock(&p->mu);
     sk_status st = SK_OK;
+    srv_waiter me = {0};
+    int queued = 0;
     for (;;) {
         if (p->stopping) {
             st = sk_error_set(err, SK_ERR_FULL, "the server is shutting down");
@@ -287,7 +309,8 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
                 break;
             }
         }
-        if (!best) {
+        const int my_turn = !p->wait_head || p->wait_head == &me;
+        if (!best && my_turn) {
             /* rank: reusable prefix (anonymous requests), then empty, anonymous, LRU named */
             double best_score = -1;
             for (int i = 0; i < p->n_slots; i++) {
@@ -306,6 +329,7 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
                 }
             }
         }
+        if (best && !my_turn) best = NULL; /* its session's slot is free, but others came first */
         if (best) {
             g->switched = strcmp(best->session, r->session) != 0;
             snprintf(g->evicted, sizeof g->evicted, "%s", g->switched ? best->session : "");
@@ -314,28 +338,44 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
             g->sl = best;
             break;
         }
-        if (p->n_waiting >= p->cfg->queue_max) {
-            st = sk_error_set(err, SK_ERR_FULL, "all %d slots are busy and the queue is full",
-                              p->n_slots);
-            break;
+        if (!queued) {
+            if (p->n_waiting >= p->cfg->queue_max) {
+                st = sk_error_set(err, SK_ERR_FULL, "all %d slots are busy and the queue is full",
+                                  p->n_slots);
+                break;
+            }
+            if (p->wait_tail) p->wait_tail->next = &me;
+            else p->wait_head = &me;
+            p->wait_tail = &me;
+            p->n_waiting++;
+            queued = 1;
         }
-        p->n_waiting++;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         double wait_ms = g->deadline - now_ms();
         if (wait_ms < 0) wait_ms = 0;
+        if (wait_ms > QUEUE_POLL_MS) wait_ms = QUEUE_POLL_MS;
         ts.tv_sec += (time_t)(wait_ms / 1e3);
         ts.tv_nsec += (long)(fmod(wait_ms, 1e3) * 1e6);
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        int w = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-        p->n_waiting--;
-        if (w == ETIMEDOUT && now_ms() >= g->deadline) {
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        if (now_ms() >= g->deadline) {
             st = sk_error_set(err, SK_ERR_FULL, "timed out waiting for a free slot");
             break;
         }
+        if (g->gone && g->gone(g->gone_arg)) { /* no pre-fill for a client that has left */
+            g->cancelled = 1;
+            st = sk_error_set(err, SK_ERR_FULL, "the client left while queued");
+            break;
+        }
+    }
+    if (queued) { /* served or gone: the next in line may go */
+        waiter_unlink(p, &me);
+        p->n_waiting--;
+        pthread_cond_broadcast(&p->cv);
     }
     pthread_mutex_unlock(&p->mu);
     return st;

@@ -37,6 +37,8 @@ typedef struct srv_metrics {
     int busy, sessions, n_slots, waiting;
 } srv_metrics;
 
+struct srv_waiter;
+
 /* Every slot, the wait queue and the counters, under one mutex. */
 typedef struct srv_pool {
     const sk_server_config *cfg; /* borrowed from the server */
@@ -50,6 +52,7 @@ typedef struct srv_pool {
     srv_slot *slots;             /* (n_slots), NULL until srv_pool_set_model */
     int n_slots;
     int n_waiting;
+    struct srv_waiter *wait_head, *wait_tail; /* the queue, first come first served */
     srv_metrics m;               /* counters (under mu) */
 } srv_pool;
 

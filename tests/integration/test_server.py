@@ -224,6 +224,36 @@ def test_prefill_honours_timeout(tmp_path):
         assert s.stop() == 0, s.read_log()
 
 
+def test_queue_is_fifo(tmp_path):
+    """Requests that wait for the one slot are served in the order they came
+    (issue 11: every waiter woke and raced; worst wait 23 s against p99 12 s)."""
+    s = Server(tmp_path, "--slots", "1", "--queue", "8", name="fifo")
+    done, lock = [], threading.Lock()
+
+    def ask(tag, n):
+        r = s.post("/v1/completions", {"prompt": f"Count: {tag}", "max_tokens": n,
+                                       "ignore_eos": True, "temperature": 0})
+        assert r.status_code == 200, r.text
+        with lock:
+            done.append(tag)
+
+    try:
+        first = threading.Thread(target=ask, args=("first", 48))
+        first.start()
+        time.sleep(0.3)  # the slot is taken
+        waiters = []
+        for k in range(5):
+            t = threading.Thread(target=ask, args=(k, 4))
+            t.start()
+            waiters.append(t)
+            time.sleep(0.15)  # each queues behind the one before
+        for t in [first] + waiters:
+            t.join(120)
+        assert done == ["first", 0, 1, 2, 3, 4]
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
 def test_logit_bias_and_ignore_eos(srv):
     c = srv.client()
     base = c.chat.completions.create(model="x", messages=HI, max_tokens=4, temperature=0)
