@@ -132,8 +132,15 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
     if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
     pthread_mutex_lock(&p->mu);
     srv_slot *sl = NULL;
-    for (int i = 0; i < p->n_slots; i++)
-        if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
+    for (;;) { /* a session being saved out of its slot is on disk once that save ends */
+        int evicting = 0;
+        for (int i = 0; i < p->n_slots; i++) {
+            if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
+            evicting |= !strcmp(p->slots[i].evicting, id);
+        }
+        if (sl || !evicting) break;
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
     if (sl && sl->busy) {
         pthread_mutex_unlock(&p->mu);
         *state = SRV_SAVE_BUSY;
@@ -333,6 +340,9 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
         if (best) {
             g->switched = strcmp(best->session, r->session) != 0;
             snprintf(g->evicted, sizeof g->evicted, "%s", g->switched ? best->session : "");
+            /* until its save is on disk, a save request for it waits (not a 404) */
+            snprintf(best->evicting, sizeof best->evicting, "%s",
+                     g->switched && p->cfg->session_dir ? best->session : "");
             snprintf(best->session, sizeof best->session, "%s", r->session);
             best->busy = 1;
             g->sl = best;
@@ -476,6 +486,10 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
         sk_error e2 = {0};
         if (g->evicted[0] && p->cfg->session_dir && slot_save(p, sl, g->evicted, &e2))
             fprintf(stderr, "serve: could not save session %s: %s\n", g->evicted, e2.msg);
+        pthread_mutex_lock(&p->mu);
+        sl->evicting[0] = 0;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
         slot_clear(sl);
         if (g->r.session[0] && slot_load(p, sl, g->r.session, &e2))
             fprintf(stderr, "serve: session %s not restored (rebuilt from the prompt): %s\n",

@@ -23,6 +23,7 @@ typedef struct srv_slot {
     sk_context *ctx;
     int busy;
     char session[SRV_SESSION_CAP]; /* "" = anonymous */
+    char evicting[SRV_SESSION_CAP]; /* the named session being saved out of it ("" if none) */
     int32_t *tr;       /* transcript: (n_tr) token ids the context stands for */
     int64_t n_tr, cap_tr;
     int64_t tr_fed0;   /* transcript tokens [tr_fed0, n_tr) were all fed, in order: the

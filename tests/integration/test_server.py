@@ -420,6 +420,32 @@ def test_other_routes_name_the_field(srv):
     assert r.status_code == 400 and "--session-dir" in r.json()["error"]["message"], r.text
 
 
+def test_save_during_eviction_never_404(tmp_path):
+    """A session that another request is moving out of the only slot is
+    saved by that request; a save asked for meanwhile waits for it instead
+    of answering 404 (issue 11)."""
+    sdir = tmp_path / "sessions"
+    s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="evict")
+    try:
+        codes = []
+        for k in range(6):
+            a, b = f"ev-a{k}", f"ev-b{k}"
+            r = s.post("/v1/completions", {"prompt": "Once upon a time " * 40, "max_tokens": 2},
+                       headers={"X-Session-Id": a})
+            assert r.status_code == 200, r.text
+            t = threading.Thread(target=s.post, args=("/v1/completions", {"prompt": "Hi", "max_tokens": 1}),
+                                 kwargs={"headers": {"X-Session-Id": b}})
+            t.start()
+            while t.is_alive():  # save a while b's request moves it out of the slot
+                codes.append(s.post(f"/v1/sessions/{a}/save", {}).status_code)
+            t.join()
+            codes.append(s.post(f"/v1/sessions/{a}/save", {}).status_code)
+        assert 404 not in codes, codes
+        assert set(codes) <= {200, 409}, codes
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
 def test_save_while_generating_409(tmp_path):
     sdir = tmp_path / "sessions"
     s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="save")
