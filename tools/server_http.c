@@ -16,6 +16,7 @@
  *        the key, the API calls it makes do)
  *   POST /tokenize {"content"}, POST /detokenize {"tokens"}
  *   POST /v1/sessions/{id}/save
+ *   DELETE /v1/sessions/{id}
  * The request fields are listed in server_request.c, the slot and session
  * rules in server_slots.c, the extras in responses in server_reply.c.
  *
@@ -446,6 +447,23 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
     return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)n, NULL, NULL);
 }
 
+/* DELETE /v1/sessions/ID: forget the session (its slot and its file). */
+static enum MHD_Result handle_delete(sk_server *s, struct MHD_Connection *c, const char *id) {
+    srv_perr e = {0};
+    if (srv_check_session_id(id, &e)) return send_perr(s, c, &e);
+    sk_error err = {0};
+    srv_save_state state;
+    if (srv_pool_delete_session(&s->pool, id, &state, &err))
+        return send_error(s, c, 500, NULL, NULL, NULL, "cannot delete session: %s", err.msg);
+    switch (state) {
+    case SRV_SAVE_DONE:
+        return send_json(c, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1), NULL, NULL);
+    case SRV_SAVE_BUSY:
+        return send_error(s, c, 409, "session_id", NULL, NULL, "session '%s' is generating", id);
+    default: return send_error(s, c, 404, "session_id", NULL, NULL, "no session '%s'", id);
+    }
+}
+
 static enum MHD_Result handle_save(sk_server *s, struct MHD_Connection *c, const char *id) {
     srv_perr e = {0};
     if (srv_check_session_id(id, &e)) return send_perr(s, c, &e);
@@ -479,7 +497,7 @@ typedef struct req {
 } req;
 
 enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
-       R_PAGE };
+       R_PAGE, R_DELETE };
 
 static int route_of(const char *url, int *is_post, char *save_id) {
     *is_post = 1;
@@ -497,6 +515,10 @@ static int route_of(const char *url, int *is_post, char *save_id) {
         memcpy(save_id, url + lp, lu - lp - ls);
         save_id[lu - lp - ls] = 0;
         return R_SAVE;
+    }
+    if (lu > lp && !strncmp(url, pfx, lp) && !strchr(url + lp, '/') && lu - lp < 80) {
+        memcpy(save_id, url + lp, lu - lp + 1); /* DELETE /v1/sessions/ID */
+        return *is_post = 2, R_DELETE;
     }
     return R_NONE;
 }
@@ -542,10 +564,12 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
         return send_error(s, c, 401, NULL, "WWW-Authenticate", "Bearer",
                           "missing or wrong API key (Authorization: Bearer KEY)");
     if (rq->route == R_NONE) return send_error(s, c, 404, NULL, NULL, NULL, "no route %s", url);
-    int ok = is_post ? !strcmp(method, "POST")
-                     : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+    /* is_post: 0 GET/HEAD, 1 POST, 2 DELETE */
+    int ok = is_post == 2 ? !strcmp(method, "DELETE")
+             : is_post    ? !strcmp(method, "POST")
+                          : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
     if (!ok)
-        return send_error(s, c, 405, NULL, "Allow", is_post ? "POST" : "GET, HEAD",
+        return send_error(s, c, 405, NULL, "Allow", is_post == 2 ? "DELETE" : is_post ? "POST" : "GET, HEAD",
                           "method %s not allowed on %s", method, url);
     if (is_post) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -559,7 +583,7 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
                 return send_error(s, c, 413, NULL, NULL, NULL, "request body over %zu bytes",
                                   s->cfg.max_body);
         }
-        if (rq->route != R_SAVE) {
+        if (rq->route != R_SAVE && rq->route != R_DELETE) { /* the two without a body */
             const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
             if (!ct || strncasecmp(ct, "application/json", 16) ||
                 (ct[16] && ct[16] != ';' && ct[16] != ' '))
@@ -621,6 +645,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_PAGE: return send_page(c);
     case R_MODELS: return handle_models(s, c);
     case R_SAVE: return handle_save(s, c, rq->session_save);
+    case R_DELETE: return handle_delete(s, c, rq->session_save);
     default: break;
     }
     json_error_t jerr;

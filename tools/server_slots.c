@@ -159,6 +159,42 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
     return st;
 }
 
+sk_status srv_pool_delete_session(srv_pool *p, const char *id, srv_save_state *state, sk_error *err) {
+    *state = SRV_SAVE_MISSING;
+    pthread_mutex_lock(&p->mu);
+    srv_slot *sl = NULL;
+    for (;;) { /* an eviction in progress writes the file first */
+        int evicting = 0;
+        for (int i = 0; i < p->n_slots; i++) {
+            if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
+            evicting |= !strcmp(p->slots[i].evicting, id);
+        }
+        if (sl || !evicting) break;
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    if (sl && sl->busy) {
+        pthread_mutex_unlock(&p->mu);
+        *state = SRV_SAVE_BUSY;
+        return SK_OK;
+    }
+    if (sl) {
+        sl->busy = 1;
+        sl->session[0] = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (sl) {
+        slot_clear(sl);
+        slot_release(p, sl);
+        *state = SRV_SAVE_DONE;
+    }
+    if (p->store && sk_store_exists(p->store, id)) {
+        sk_status st = sk_store_delete(p->store, id, err);
+        if (st) return st;
+        *state = SRV_SAVE_DONE;
+    }
+    return SK_OK;
+}
+
 /* ---- the pool ---------------------------------------------------------- */
 
 void srv_pool_init(srv_pool *p, const sk_server_config *cfg) {

@@ -119,6 +119,12 @@ typedef enum srv_save_state {
 sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
                                 int64_t *n_tokens, sk_error *err);
 
+/* Forget session id: clear the slot that holds it and delete its file in
+ * the session directory. *state: SRV_SAVE_DONE (deleted), SRV_SAVE_MISSING
+ * (no slot, no file), SRV_SAVE_BUSY (generating: nothing done). Returns
+ * SK_OK or the status of the file's deletion. */
+sk_status srv_pool_delete_session(srv_pool *p, const char *id, srv_save_state *state, sk_error *err);
+
 /* Start g (zeroed but for r, deadline, gone): claim a slot for g->r,
  * waiting in the queue while all are busy. SK_ERR_FULL: shutting down,
  * queue full or timed out waiting (retry later); SK_ERR_INVALID: the

@@ -446,6 +446,29 @@ def test_save_during_eviction_never_404(tmp_path):
         assert s.stop() == 0, s.read_log()
 
 
+def test_delete_session(tmp_path):
+    """DELETE /v1/sessions/ID forgets a session: its slot and its file (issue
+    11: no way to delete one); again, or an unknown one, is a 404."""
+    sdir = tmp_path / "sessions"
+    s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="delete")
+    try:
+        h = {"X-Session-Id": "del-1"}
+        assert s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 2},
+                      headers=h).status_code == 200
+        assert s.post("/v1/sessions/del-1/save", {}).status_code == 200
+        assert (sdir / "del-1.session").exists()
+        r = requests.delete(s.url + "/v1/sessions/del-1", timeout=30)
+        assert r.status_code == 200 and r.json() == {"id": "del-1", "deleted": True}, r.text
+        assert not (sdir / "del-1.session").exists()
+        assert s.post("/v1/sessions/del-1/save", {}).status_code == 404  # the slot forgot it too
+        assert requests.delete(s.url + "/v1/sessions/del-1", timeout=30).status_code == 404
+        assert requests.delete(s.url + "/v1/sessions/bad!id", timeout=30).status_code == 400
+        r = requests.get(s.url + "/v1/sessions/del-1", timeout=30)
+        assert r.status_code == 405 and r.headers["Allow"] == "DELETE"
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
 def test_save_while_generating_409(tmp_path):
     sdir = tmp_path / "sessions"
     s = Server(tmp_path, "--slots", "1", "--session-dir", str(sdir), name="save")
