@@ -225,20 +225,8 @@ static void run_cache(const char *name, int cache, json_t *pl, json_t *pg, float
     check_top20(label, pl, after, nv);
     json_t *gaps = json_object_get(pg, "gaps");
     int ties = 0, fails = 0;
-    for (size_t k = 0; k < nc; k++) {
-        const float *lg = sk_logits(c);
-        int32_t t = logits_argmax(lg, nv);
-        if (t != want[k]) {
-            double lgap = json_number_value(json_array_get(gaps, k));
-            double ogap = lg[t] - lg[want[k]];
-            printf("  %-18s step %zu: ours %d, llama.cpp %d (gaps: llama.cpp %.4f, ours %.4f)\n",
-                   label, k, t, want[k], lgap, ogap);
-            if (lgap < TIE_TOL && ogap < TIE_TOL) ties++;
-            else fails++;
-            t = want[k]; /* follow llama.cpp's path */
-        }
-        if (sk_decode(c, &t, 1, &err)) fail_msg("%s: %s", label, err.msg);
-    }
+    if (greedy_follow(c, nv, want, gaps, nc, TIE_TOL, label, &ties, &fails, &err))
+        fail_msg("%s: %s", label, err.msg);
     sk_context_stats st;
     sk_context_get_stats(c, &st);
     assert_int_equal(st.n_evicted, 0); /* the premise: nothing evicted, in either cache */

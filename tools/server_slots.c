@@ -125,14 +125,14 @@ static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *
     return st;
 }
 
-sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
-                                int64_t *n_tokens, sk_error *err) {
-    *state = SRV_SAVE_MISSING;
-    *n_tokens = 0;
-    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+/* The idle slot holding session id, marked busy (and with forget, no
+ * longer named id), or NULL when none holds it; a save of id out of its
+ * slot in progress is waited out first (after it, the file is on disk).
+ * *state = SRV_SAVE_BUSY, slot untouched, when id is generating a reply. */
+static srv_slot *claim_session(srv_pool *p, const char *id, int forget, srv_save_state *state) {
     pthread_mutex_lock(&p->mu);
     srv_slot *sl = NULL;
-    for (;;) { /* a session being saved out of its slot is on disk once that save ends */
+    for (;;) {
         int evicting = 0;
         for (int i = 0; i < p->n_slots; i++) {
             if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
@@ -142,12 +142,23 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
         pthread_cond_wait(&p->cv, &p->mu);
     }
     if (sl && sl->busy) {
-        pthread_mutex_unlock(&p->mu);
         *state = SRV_SAVE_BUSY;
-        return SK_OK;
+        sl = NULL;
+    } else if (sl) {
+        sl->busy = 1;
+        if (forget) sl->session[0] = 0;
     }
-    if (sl) sl->busy = 1;
     pthread_mutex_unlock(&p->mu);
+    return sl;
+}
+
+sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *state,
+                                int64_t *n_tokens, sk_error *err) {
+    *state = SRV_SAVE_MISSING;
+    *n_tokens = 0;
+    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    srv_slot *sl = claim_session(p, id, 0, state);
+    if (*state == SRV_SAVE_BUSY) return SK_OK;
     if (!sl) {
         if (sk_store_exists(p->store, id)) *state = SRV_SAVE_ON_DISK;
         return SK_OK;
@@ -161,27 +172,8 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
 
 sk_status srv_pool_delete_session(srv_pool *p, const char *id, srv_save_state *state, sk_error *err) {
     *state = SRV_SAVE_MISSING;
-    pthread_mutex_lock(&p->mu);
-    srv_slot *sl = NULL;
-    for (;;) { /* an eviction in progress writes the file first */
-        int evicting = 0;
-        for (int i = 0; i < p->n_slots; i++) {
-            if (!strcmp(p->slots[i].session, id)) sl = &p->slots[i];
-            evicting |= !strcmp(p->slots[i].evicting, id);
-        }
-        if (sl || !evicting) break;
-        pthread_cond_wait(&p->cv, &p->mu);
-    }
-    if (sl && sl->busy) {
-        pthread_mutex_unlock(&p->mu);
-        *state = SRV_SAVE_BUSY;
-        return SK_OK;
-    }
-    if (sl) {
-        sl->busy = 1;
-        sl->session[0] = 0;
-    }
-    pthread_mutex_unlock(&p->mu);
+    srv_slot *sl = claim_session(p, id, 1, state);
+    if (*state == SRV_SAVE_BUSY) return SK_OK;
     if (sl) {
         slot_clear(sl);
         slot_release(p, sl);
