@@ -534,7 +534,9 @@ int sk_store_valid_name(const char *name);
 
 /* A store of sessions of model m in directory dir (created, mode 0700, by
  * the first save when missing; its parent must exist). m must outlive the
- * store. Checks nothing on disk. */
+ * store. Checks nothing on disk. dir NULL: a store of no directory, for the
+ * _bytes functions only (the file functions answer SK_ERR_INVALID, list
+ * and remove_stale find nothing). */
 sk_status sk_store_open(const char *dir, const sk_model *m, sk_store **out, sk_error *err);
 void sk_store_free(sk_store *st);
 
@@ -564,9 +566,25 @@ sk_status sk_store_peek(const sk_store *st, const char *name, sk_session_info *i
  * saved cache configuration, see sk_store_peek) and, when info is not NULL,
  * fill info as sk_store_peek does. On any error c is reset and info holds
  * nothing to free. A restored context cannot be rolled back past its
- * restore point (sk_context_rollback). */
+ * restore point (sk_context_rollback), and has no logits until its next
+ * sk_decode: a store session keeps only the cache rows that later tokens
+ * can read (the prefix and the visible window), not the last logits. */
 sk_status sk_store_load(const sk_store *st, const char *name, sk_context *c,
                         sk_session_info *info, sk_error *err);
+
+/* The same session in memory, for a store of the caller's own (sinkllm
+ * serve keeps them in Redis): sk_store_encode gives the bytes that
+ * sk_store_save writes to a file (*out malloc'ed, the caller frees);
+ * sk_store_peek_bytes and sk_store_load_bytes read such bytes with the
+ * checks of sk_store_peek and sk_store_load (name only names the session in
+ * messages and must be valid for encode). */
+sk_status sk_store_encode(const sk_store *st, const char *name, const sk_context *c,
+                          sk_chat_kind chat_kind, const char *system, const int32_t *tokens,
+                          int64_t n_tokens, void **out, size_t *out_len, sk_error *err);
+sk_status sk_store_peek_bytes(const sk_store *st, const char *name, const void *buf, size_t len,
+                              sk_session_info *info, sk_error *err);
+sk_status sk_store_load_bytes(const sk_store *st, const char *name, const void *buf, size_t len,
+                              sk_context *c, sk_session_info *info, sk_error *err);
 
 /* Release what info holds (not info itself) and clear it; NULL is a no-op. */
 void sk_session_info_free(sk_session_info *info);

@@ -514,10 +514,46 @@ static void test_store_roundtrip(void **state) {
     assert_memory_equal(info.tokens, tr, sizeof tr);
     assert_int_equal(info.cache.n_window, 16);
     sk_session_info_free(&info);
-    assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+    assert_null(sk_logits(b)); /* a store session keeps no logits: the next turn is fed first */
     feed(a, 40, 5);
     feed(b, 40, 5);
     assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+
+    /* the same bytes in memory (a store of no directory) continue alike */
+    sk_store *mem = NULL;
+    assert_int_equal(sk_store_open(NULL, g_m, &mem, &err), SK_OK);
+    void *bytes = NULL;
+    size_t n_bytes = 0;
+    assert_int_equal(sk_store_encode(mem, "conv-1_A", a, SK_CHAT_LLAMA3, sys, tr, 40, &bytes, &n_bytes, &err), SK_OK);
+    assert_int_equal(sk_store_save(mem, "conv-1_A", a, SK_CHAT_LLAMA3, sys, tr, 40, &err), SK_ERR_INVALID);
+    assert_int_equal(sk_store_save(st, "conv-1_A", a, SK_CHAT_LLAMA3, sys, tr, 40, &err), SK_OK);
+    char file[128];
+    path_of(file, sizeof file, "store_rt/conv-1_A.session");
+    FILE *fp = fopen(file, "rb");
+    assert_non_null(fp);
+    char *disk = malloc(n_bytes + 1);
+    assert_int_equal(fread(disk, 1, n_bytes + 1, fp), n_bytes); /* the file holds exactly those bytes */
+    fclose(fp);
+    assert_memory_equal(disk, bytes, n_bytes);
+    free(disk);
+    assert_int_equal(sk_store_peek_bytes(mem, "x", bytes, n_bytes, &info, &err), SK_OK);
+    assert_int_equal(info.n_tokens, 40);
+    sk_session_info_free(&info);
+    sk_context *d = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    feed(d, 100, 30); /* stale rows everywhere in its ring */
+    assert_int_equal(sk_store_load_bytes(mem, "x", bytes, n_bytes, d, &info, &err), SK_OK);
+    sk_session_info_free(&info);
+    feed(a, 45, 3);
+    feed(d, 45, 3);
+    assert_memory_equal(sk_logits(a), sk_logits(d), 64 * sizeof(float));
+    ((char *)bytes)[n_bytes - 1] ^= 1; /* a flipped bit in the last cache row */
+    assert_int_equal(sk_store_load_bytes(mem, "x", bytes, n_bytes, d, &info, &err), SK_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "checksum"));
+    assert_int_equal(sk_store_load_bytes(mem, "x", bytes, n_bytes - 1, d, &info, &err), SK_ERR_FORMAT);
+    assert_int_equal(sk_store_load_bytes(mem, "x", bytes, 10, d, &info, &err), SK_ERR_FORMAT);
+    free(bytes);
+    sk_context_free(d);
+    sk_store_free(mem);
 
     /* no system prompt, no transcript; info may be NULL */
     assert_int_equal(sk_store_save(st, "empty", a, SK_CHAT_CHATML, NULL, NULL, 0, &err), SK_OK);
@@ -574,6 +610,54 @@ static size_t good_record(unsigned char *r) {
     memcpy(r + 32, "hi", 2);
     memcpy(r + 34, t, 8);
     return 42;
+}
+
+/* A store session costs what it holds: the file is the header, the record
+ * and exactly the cache rows later tokens can read (the sinks and the last
+ * W - 1 tokens; every row of a dense cache), counted here from the policy's
+ * definition, not from the library, whatever the ring's size. */
+static void test_store_costs_what_it_holds(void **state) {
+    (void)state;
+    sk_store *st = store_at("store_cost");
+    const sk_hparams *hp = sk_model_hparams(g_m);
+    const long per_tok = 2L * hp->n_layer * hp->n_head_kv * hp->head_dim * 2; /* K and V rows, F16 */
+    struct {
+        sk_cache_policy pol;
+        int S, W;
+    } cases[] = {{SK_CACHE_SINK, 4, 16}, {SK_CACHE_WINDOW, 0, 16}, {SK_CACHE_DENSE, 0, 16}};
+    const int lens[] = {1, 3, 4, 5, 19, 20, 21, 40, 57};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (size_t j = 0; j < sizeof lens / sizeof lens[0]; j++) {
+            int n = lens[j], S = cases[k].S, W = cases[k].W;
+            if (cases[k].pol == SK_CACHE_DENSE && n > 40) continue;
+            sk_context *a = ctx(g_m, cases[k].pol, S, W);
+            feed(a, 0, n);
+            int32_t tr[64];
+            for (int i = 0; i < n; i++) tr[i] = tok(i);
+            sk_error err = {0};
+            assert_int_equal(sk_store_save(st, "s", a, SK_CHAT_CHATML, "sys", tr, n, &err), SK_OK);
+            long cached = cases[k].pol == SK_CACHE_DENSE ? n
+                          : (n < S ? n : S) + (n - S > 0 ? (n - S < W - 1 ? n - S : W - 1) : 0);
+            char file[128];
+            path_of(file, sizeof file, "store_cost/s.session");
+            struct stat sb;
+            assert_int_equal(stat(file, &sb), 0);
+            long want = 192 + 32 + 3 + 4L * n + cached * per_tok;
+            if ((long)sb.st_size != want)
+                fail_msg("%s %d+%d after %d tokens: %ld bytes, expected %ld (%ld cached)",
+                         sk_cache_policy_name(cases[k].pol), S, W, n, (long)sb.st_size, want, cached);
+            sk_context *b = ctx(g_m, cases[k].pol, S, W);
+            feed(b, 200, 9);
+            assert_int_equal(sk_store_load(st, "s", b, NULL, &err), SK_OK);
+            if (cases[k].pol != SK_CACHE_DENSE || n + 2 <= 40) {
+                feed(a, n, 2);
+                feed(b, n, 2);
+                assert_memory_equal(sk_logits(a), sk_logits(b), 64 * sizeof(float));
+            }
+            sk_context_free(a);
+            sk_context_free(b);
+        }
+    sk_store_free(st);
 }
 
 static void test_store_corrupt_record(void **state) {
@@ -782,6 +866,7 @@ int main(void) {
         cmocka_unit_test(test_crafted_history),
         cmocka_unit_test(test_kill9_during_save),
         cmocka_unit_test(test_store_roundtrip),
+        cmocka_unit_test(test_store_costs_what_it_holds),
         cmocka_unit_test(test_store_corrupt_record),
         cmocka_unit_test(test_store_token_range),
         cmocka_unit_test(test_store_names),

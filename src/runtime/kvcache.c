@@ -224,6 +224,27 @@ static inline char *slot_ptr(void *base, const sk_kvcache *kv, int l, int g, int
     return (char *)base + (((size_t)l * kv->n_head_kv + g) * (size_t)n_slots + (size_t)s) * row;
 }
 
+size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, sk_kv_run run[2]) {
+    run[0] = run[1] = (sk_kv_run){NULL, 0};
+    int64_t S = kv->n_prefix, u = kv->n_past;
+    if (area < 2) { /* the prefix */
+        int64_t n = u < S ? u : S;
+        if (n > 0) run[0] = (sk_kv_run){slot_ptr(area ? kv->v_pfx : kv->k_pfx, kv, l, g, S, 0, kv->pfx_row),
+                                        (size_t)n * kv->pfx_row};
+        return run[0].n;
+    }
+    int64_t lo = next_lo(kv);
+    if (lo < S) lo = S;
+    if (u <= lo) return 0;
+    void *base = area == 2 ? kv->k_ring : kv->v_ring;
+    if (u - lo > kv->ring_cap) lo = u - kv->ring_cap; /* never: the window fits the ring */
+    int64_t s0 = (lo - S) % kv->ring_cap, n = u - lo;
+    int64_t n0 = s0 + n <= kv->ring_cap ? n : kv->ring_cap - s0;
+    run[0] = (sk_kv_run){slot_ptr(base, kv, l, g, kv->ring_cap, s0, kv->ring_row), (size_t)n0 * kv->ring_row};
+    if (n > n0) run[1] = (sk_kv_run){slot_ptr(base, kv, l, g, kv->ring_cap, 0, kv->ring_row), (size_t)(n - n0) * kv->ring_row};
+    return run[0].n + run[1].n;
+}
+
 static void put_row(int type, void *dst, const float *src, int n) {
     if (type == SK_TYPE_F32)
         memcpy(dst, src, (size_t)n * 4);

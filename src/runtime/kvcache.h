@@ -79,6 +79,19 @@ void sk_kvcache_commit(sk_kvcache *kv, int n);
  * sk_context_rollback); SK_ERR_INVALID otherwise. */
 sk_status sk_kvcache_rollback(sk_kvcache *kv, int64_t n, sk_error *err);
 
+/* The bytes of one area that the next tokens can still read, for layer l
+ * and KV head g: area 0 K prefix, 1 V prefix, 2 K ring, 3 V ring. The
+ * prefix keeps slots [0, min(n_prefix, n_past)); the ring keeps the window
+ * positions [lo, n_past) with lo the next token's lowest visible position
+ * (everything below it is never read again), as at most two runs of ring
+ * slots in stream order. run[i] = (start, bytes); bytes 0 when unused.
+ * Returns the bytes of both runs: what a session file keeps (session.c). */
+typedef struct sk_kv_run {
+    char *p;
+    size_t n;
+} sk_kv_run;
+size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, sk_kv_run run[2]);
+
 /* Tokens evicted so far (stream positions neither in the prefix nor
  * visible to the next token). */
 int64_t sk_kvcache_evicted(const sk_kvcache *kv);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "context.h"
+#include "session.h"
 #include "sinkllm.h"
 
 #define REC_MAGIC "SKSTORE\0"
@@ -42,9 +43,9 @@ int sk_store_valid_name(const char *name) {
 
 sk_status sk_store_open(const char *dir, const sk_model *m, sk_store **out, sk_error *err) {
     *out = NULL;
-    if (!dir || !dir[0] || !m) return sk_error_set(err, SK_ERR_INVALID, "session store: no directory or model");
+    if ((dir && !dir[0]) || !m) return sk_error_set(err, SK_ERR_INVALID, "session store: empty directory or no model");
     sk_store *st = calloc(1, sizeof *st);
-    if (!st || !(st->dir = strdup(dir))) {
+    if (!st || (dir && !(st->dir = strdup(dir)))) {
         free(st);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     }
@@ -64,6 +65,7 @@ sk_status sk_store_path(const sk_store *st, const char *name, char *buf, size_t 
     if (!sk_store_valid_name(name))
         return sk_error_set(err, SK_ERR_INVALID, "session names are 1-%d characters of A-Z a-z 0-9 _ -",
                             SK_STORE_NAME_MAX);
+    if (!st->dir) return sk_error_set(err, SK_ERR_INVALID, "session %s: the store has no directory", name);
     int n = snprintf(buf, cap, "%s/%s" SUFFIX, st->dir, name);
     if (n < 0 || (size_t)n >= cap) return sk_error_set(err, SK_ERR_INVALID, "session path too long");
     return SK_OK;
@@ -71,11 +73,14 @@ sk_status sk_store_path(const sk_store *st, const char *name, char *buf, size_t 
 
 /* ---- the record --------------------------------------------------------- */
 
-sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *c, sk_chat_kind chat_kind,
-                        const char *system, const int32_t *tokens, int64_t n_tokens, sk_error *err) {
-    char path[4096];
-    sk_status s = sk_store_path(st, name, path, sizeof path, err);
-    if (s) return s;
+/* The record of a session (see include/sinkllm.h): *rec malloc'ed, *len bytes. */
+static sk_status make_record(const sk_store *st, const char *name, sk_chat_kind chat_kind, const char *system,
+                             const int32_t *tokens, int64_t n_tokens, unsigned char **out, size_t *out_len,
+                             sk_error *err) {
+    *out = NULL;
+    if (!sk_store_valid_name(name))
+        return sk_error_set(err, SK_ERR_INVALID, "session names are 1-%d characters of A-Z a-z 0-9 _ -",
+                            SK_STORE_NAME_MAX);
     if ((int)chat_kind < 0 || chat_kind >= SK_CHAT_N_KINDS)
         return sk_error_set(err, SK_ERR_INVALID, "session %s: chat kind %d out of range", name, (int)chat_kind);
     if (n_tokens < 0 || (n_tokens > 0 && !tokens))
@@ -97,9 +102,36 @@ sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *
     memcpy(rec + 24, &nt, 8);
     if (ns) memcpy(rec + REC_HEADER, system, (size_t)ns);
     if (nt) memcpy(rec + REC_HEADER + ns, tokens, sizeof(int32_t) * (size_t)nt);
-    if (mkdir(st->dir, 0700) != 0 && errno != EEXIST)
+    *out = rec;
+    *out_len = len;
+    return SK_OK;
+}
+
+sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *c, sk_chat_kind chat_kind,
+                        const char *system, const int32_t *tokens, int64_t n_tokens, sk_error *err) {
+    char path[4096];
+    unsigned char *rec = NULL;
+    size_t len = 0;
+    sk_status s = sk_store_path(st, name, path, sizeof path, err);
+    if (!s && c->m != st->m) s = sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name);
+    if (!s) s = make_record(st, name, chat_kind, system, tokens, n_tokens, &rec, &len, err);
+    if (!s && mkdir(st->dir, 0700) != 0 && errno != EEXIST)
         s = sk_error_set(err, SK_ERR_IO, "%s: %s", st->dir, strerror(errno));
-    if (!s) s = sk_context_save(c, path, rec, len, err);
+    if (!s) s = sk_session_write(c, path, rec, len, 0, err);
+    free(rec);
+    return s;
+}
+
+sk_status sk_store_encode(const sk_store *st, const char *name, const sk_context *c, sk_chat_kind chat_kind,
+                          const char *system, const int32_t *tokens, int64_t n_tokens, void **out,
+                          size_t *out_len, sk_error *err) {
+    *out = NULL;
+    *out_len = 0;
+    unsigned char *rec = NULL;
+    size_t len = 0;
+    sk_status s = c->m != st->m ? sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name)
+                                : make_record(st, name, chat_kind, system, tokens, n_tokens, &rec, &len, err);
+    if (!s) s = sk_session_encode(c, rec, len, 0, out, out_len, err);
     free(rec);
     return s;
 }
@@ -173,18 +205,32 @@ sk_status sk_store_peek(const sk_store *st, const char *name, sk_session_info *i
     return s;
 }
 
-sk_status sk_store_load(const sk_store *st, const char *name, sk_context *c, sk_session_info *info,
-                        sk_error *err) {
+sk_status sk_store_peek_bytes(const sk_store *st, const char *name, const void *buf, size_t len,
+                              sk_session_info *info, sk_error *err) {
+    memset(info, 0, sizeof *info);
+    void *rec = NULL;
+    size_t rlen = 0;
+    sk_status s = sk_session_peek_bytes(buf, len, name, &info->cache, &info->n_batch, &rec, &rlen, err);
+    if (!s) s = parse_record(st, name, rec, rlen, info, err);
+    free(rec);
+    if (s) memset(info, 0, sizeof *info);
+    return s;
+}
+
+/* Restore into c from the session file at path, or (path NULL) from the
+ * len bytes at buf; fill info. */
+static sk_status load_any(const sk_store *st, const char *name, const char *path, const void *buf, size_t len,
+                          sk_context *c, sk_session_info *info, sk_error *err) {
     sk_session_info tmp;
     if (!info) info = &tmp;
     memset(info, 0, sizeof *info);
-    char path[4096];
     void *rec = NULL;
-    size_t len = 0;
-    sk_status s = existing(st, name, path, sizeof path, err);
-    if (!s && c->m != st->m) s = sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name);
-    if (!s) s = sk_context_load(c, path, &rec, &len, err); /* checks the configuration */
-    if (!s) s = parse_record(st, name, rec, len, info, err);
+    size_t rlen = 0;
+    sk_status s = SK_OK;
+    if (c->m != st->m) s = sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name);
+    /* both check the configuration */
+    if (!s) s = path ? sk_context_load(c, path, &rec, &rlen, err) : sk_session_decode(c, buf, len, name, &rec, &rlen, err);
+    if (!s) s = parse_record(st, name, rec, rlen, info, err);
     free(rec);
     if (s) {
         sk_context_reset(c);
@@ -195,6 +241,23 @@ sk_status sk_store_load(const sk_store *st, const char *name, sk_context *c, sk_
     info->n_batch = c->n_batch;
     if (info == &tmp) sk_session_info_free(&tmp);
     return SK_OK;
+}
+
+sk_status sk_store_load(const sk_store *st, const char *name, sk_context *c, sk_session_info *info,
+                        sk_error *err) {
+    char path[4096];
+    sk_status s = existing(st, name, path, sizeof path, err);
+    if (s) {
+        if (info) memset(info, 0, sizeof *info);
+        sk_context_reset(c);
+        return s;
+    }
+    return load_any(st, name, path, NULL, 0, c, info, err);
+}
+
+sk_status sk_store_load_bytes(const sk_store *st, const char *name, const void *buf, size_t len, sk_context *c,
+                              sk_session_info *info, sk_error *err) {
+    return load_any(st, name, NULL, buf, len, c, info, err);
 }
 
 void sk_session_info_free(sk_session_info *info) {
@@ -233,6 +296,7 @@ void sk_store_list_free(char **names, int64_t n) {
 sk_status sk_store_list(const sk_store *st, char ***names, int64_t *n, sk_error *err) {
     *names = NULL;
     *n = 0;
+    if (!st->dir) return SK_OK;
     DIR *d = opendir(st->dir);
     if (!d) return errno == ENOENT ? SK_OK : sk_error_set(err, SK_ERR_IO, "%s: %s", st->dir, strerror(errno));
     char **v = NULL;
@@ -272,6 +336,7 @@ sk_status sk_store_list(const sk_store *st, char ***names, int64_t *n, sk_error 
 
 sk_status sk_store_remove_stale(const sk_store *st, int *n_removed, sk_error *err) {
     if (n_removed) *n_removed = 0;
+    if (!st->dir) return SK_OK;
     DIR *d = opendir(st->dir);
     if (!d) return errno == ENOENT ? SK_OK : sk_error_set(err, SK_ERR_IO, "%s: %s", st->dir, strerror(errno));
     int removed = 0;
