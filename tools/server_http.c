@@ -148,6 +148,9 @@ typedef struct job {
     srv_gen g;
     sk_server *s;
     int fd;
+    int http11;              /* the client speaks HTTP/1.1 (may get a 1xx) */
+    int replying;            /* the response is queued: MHD owns the socket's output */
+    int probed;              /* the 100 Continue probe was sent */
     char id[48];
     long created;
     /* streaming */
@@ -156,19 +159,48 @@ typedef struct job {
     size_t out_len, out_pos, out_cap;
 } job;
 
-/* The client closed its end (checked before each token). */
+/* Has the client hung up? Asked before each token, between pre-fill
+ * chunks and while queued; arg is the job.
+ *
+ * The end of the client's stream (a FIN: POLLRDHUP, recv() returning 0)
+ * does not say: HTTP/1.1 lets a client shut down its sending side after
+ * the request (shutdown(SHUT_WR)) and still read the reply, and a client
+ * that closed its socket for good sends the same FIN. Only writing tells
+ * them apart: a closed socket answers data with an RST, after which
+ * poll() reports POLLERR/POLLHUP; a half-closed one takes the data. So:
+ *   - POLLERR, POLLHUP (an RST came, or our side is shut): gone.
+ *   - FIN once the response is queued (a stream): not gone by itself; the
+ *     stream writes each token, and when the client has really left the
+ *     next write draws the RST (or fails, and MHD drops the stream).
+ *   - FIN before the response, from an HTTP/1.1 client: once, write an
+ *     interim "HTTP/1.1 100 Continue" straight onto the socket as a probe
+ *     (RFC 9110 15.2: a client must parse 1xx responses it did not ask
+ *     for; 100 is the one code every client library skips, 102 and 103
+ *     are not). A half-closed client reads past it to the reply; a closed
+ *     one answers it with an RST, seen at the next check, one token (or
+ *     pre-fill chunk) later. MHD writes nothing while the handler runs,
+ *     so the probe cannot land inside its output.
+ *   - FIN from an HTTP/1.0 client (which must not get a 1xx): gone.
+ * A client that hangs up before the response without the kernel sending
+ * anything (no FIN, e.g. a dead host) is noticed by neither; the request's
+ * deadline (--timeout) bounds it. */
 static int peer_gone(void *arg) {
-    int fd = *(const int *)arg;
-    if (fd < 0) return 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    job *j = arg;
+    if (j->fd < 0) return 0;
+    struct pollfd p = {.fd = j->fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) <= 0) return 0;
     if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
-    if (p.revents & (POLLIN | POLLRDHUP)) {
+    int eof = (p.revents & POLLRDHUP) != 0;
+    if (!eof && (p.revents & POLLIN)) {
         char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) return 1;
+        eof = recv(j->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
     }
-    return 0;
+    if (!eof || j->replying || j->probed) return 0;
+    if (!j->http11) return 1;
+    static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    j->probed = 1;
+    /* a short write would leave half a status line: drop the connection */
+    return send(j->fd, probe, sizeof probe - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(sizeof probe - 1);
 }
 
 static void job_free(job *j) {
@@ -283,7 +315,7 @@ static int job_start(job *j, json_t *body, int chat, const char *hdr_session, sr
 
 /* POST /v1/chat/completions and /v1/completions. */
 static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, json_t *body,
-                                       int chat) {
+                                       int chat, int http11) {
     srv_perr e = {0};
     job *j = calloc(1, sizeof *j);
     if (!j) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
@@ -294,8 +326,9 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
              (unsigned long long)atomic_fetch_add(&s->next_id, 1), (unsigned)(getpid() & 0xffff));
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->fd = ci ? ci->connect_fd : -1;
+    j->http11 = http11;
     j->g.gone = peer_gone;
-    j->g.gone_arg = &j->fd;
+    j->g.gone_arg = j;
     const char *hs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
     srv_pool_count_request(&s->pool);
     if (job_start(j, body, chat, hs, &e)) {
@@ -315,6 +348,7 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Prefill-Tokens", pre);
+        j->replying = 1;
         enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -493,6 +527,7 @@ typedef struct req {
     char *body;
     size_t len, cap;
     int too_big;
+    int http11;
     char session_save[80];
 } req;
 
@@ -600,13 +635,13 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls) {
-    (void)version;
     sk_server *s = cls;
     req *rq = *con_cls;
     if (!rq) {
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
+        rq->http11 = strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
         int handled;
         enum MHD_Result r = check_headers(s, c, url, method, rq, &handled);
         if (handled) rq->route = -1;
@@ -655,8 +690,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                           rq->len ? ": " : "", rq->len ? jerr.text : "");
     enum MHD_Result r;
     if (!json_is_object(body)) r = send_error(s, c, 400, NULL, NULL, NULL, "the body must be a JSON object");
-    else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1);
-    else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0);
+    else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1, rq->http11);
+    else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0, rq->http11);
     else if (rq->route == R_TOKENIZE) r = handle_tokenize(s, c, body);
     else r = handle_detokenize(s, c, body);
     json_decref(body);
