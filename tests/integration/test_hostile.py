@@ -10,9 +10,24 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 
 from test_server import Server, status_of
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start servers with serve(*args); those a failing test leaves running
+    are stopped at teardown."""
+    started = []
+
+    def start(*args):
+        started.append(Server(tmp_path, *args))
+        return started[-1]
+    yield start
+    for s in started:
+        s.stop()
 
 
 def request_bytes(path, body):
@@ -61,14 +76,14 @@ def metric(srv, name):
     raise KeyError(name)
 
 
-def test_slowloris(tmp_path):
+def test_slowloris(serve):
     """100 connections sending one header byte a second (more than the
     server's connection limit, slots + queue + 64 = 69 here) must not lock
     out /health or a completion, and must all be closed by the header
     deadline. Before the header deadline and the eviction of the oldest
     connections still without a request, /health got no answer at all."""
     hdr = 3
-    s = Server(tmp_path, "--slots", "1", "--queue", "4", "--header-timeout", str(hdr))
+    s = serve("--slots", "1", "--queue", "4", "--header-timeout", str(hdr))
     socks, stop = [], threading.Event()
     try:
         t0 = time.time()
@@ -118,12 +133,12 @@ def test_slowloris(tmp_path):
     assert s.stop() == 0, s.read_log()
 
 
-def test_slow_body_closed(tmp_path):
+def test_slow_body_closed(serve):
     """A body sent one byte a second is cut once the grace of
     --header-timeout after the headers is over (it needs 16 KiB a second
     on average after that); before, every byte restarted the inactivity
     timeout, and the connection stayed open as long as it trickled."""
-    s = Server(tmp_path, "--header-timeout", "2")
+    s = serve("--header-timeout", "2")
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
         c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
@@ -145,10 +160,10 @@ def test_slow_body_closed(tmp_path):
     assert s.stop() == 0, s.read_log()
 
 
-def test_per_ip_limit_evicts_oldest_waiting(tmp_path):
+def test_per_ip_limit_evicts_oldest_waiting(serve):
     """Past --max-conn-per-ip, a newcomer from the same address gets in and
     the oldest of its connections still without a request is closed."""
-    s = Server(tmp_path, "--max-conn-per-ip", "4")
+    s = serve("--max-conn-per-ip", "4")
     idle = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(4)]
     try:
         time.sleep(0.3)
@@ -164,12 +179,12 @@ def test_per_ip_limit_evicts_oldest_waiting(tmp_path):
     assert s.stop() == 0, s.read_log()
 
 
-def test_idle_keepalive_closed_long_generation_kept(tmp_path):
+def test_idle_keepalive_closed_long_generation_kept(serve):
     """A kept-alive connection that stays silent is closed after
     --idle-timeout (before, it held its connection for --timeout + 30 s =
     630 s); a generation that stays silent on its socket for longer than
     that is not cut."""
-    s = Server(tmp_path, "--slots", "1", "--idle-timeout", "2")
+    s = serve("--slots", "1", "--idle-timeout", "2")
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
         c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         c.settimeout(10)
@@ -205,11 +220,11 @@ def final_response(raw):
     return raw
 
 
-def test_half_close_gets_full_reply(tmp_path):
+def test_half_close_gets_full_reply(serve):
     """A client that shuts down its sending side after the request still
     reads the whole reply, streaming or not (before, the server took the
     end of its stream for a hang-up and cancelled the generation)."""
-    s = Server(tmp_path, "--slots", "1")
+    s = serve("--slots", "1")
     body = {"prompt": "Once upon a time", "max_tokens": 40, "ignore_eos": True}
     out = final_response(half_closed_request(s.port, dict(body, stream=True)))
     assert status_of(out) == 200, out[:300]
@@ -222,12 +237,12 @@ def test_half_close_gets_full_reply(tmp_path):
     assert s.stop() == 0, s.read_log()
 
 
-def test_hangup_cancels_half_close_does_not(tmp_path):
+def test_hangup_cancels_half_close_does_not(serve):
     """A client that closes its socket for good is still noticed: its
     generation stops and frees the slot at once, streaming or not, and
     sinkllm_disconnects_total counts it; a half-closed client is not
     counted (before, it was)."""
-    s = Server(tmp_path, "--slots", "1")
+    s = serve("--slots", "1")
     long = {"prompt": "Once upon a time", "max_tokens": 100000, "ignore_eos": True}
     for stream in (False, True):
         c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
