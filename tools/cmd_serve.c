@@ -41,6 +41,17 @@ static const char *SERVE_USAGE =
     "                            POST /v1/sessions/ID/save); they resume after a restart\n"
     "      --max-body SIZE       largest request body (default 8MiB; K, KiB, M, MiB)\n"
     "      --timeout SECONDS     wall-clock limit of one request (default 600)\n"
+    "      --header-timeout S    a connection must send its request line and headers within\n"
+    "                            S seconds (default 10), then its body within S more plus\n"
+    "                            1 s per 16 KiB; slower ones are closed\n"
+    "      --idle-timeout S      close a connection silent for S seconds while it waits for\n"
+    "                            a request (keep-alive) or takes a finished reply (default\n"
+    "                            30; a generation is bounded by --timeout, not by this)\n"
+    "      --max-conn-per-ip N   connections from one address (default slots + queue + 8,\n"
+    "                            so one address can fill every slot and the queue but not\n"
+    "                            the spare connections; 0 = no limit). Past it, or near the\n"
+    "                            server's limit (slots + queue + 64), the oldest connection\n"
+    "                            still without a request is closed to make room\n"
     "      --rollback N          tokens a session can take back when a client re-sends its\n"
     "                            last reply tokenized differently (default 256; 0 = off)\n";
 
@@ -81,6 +92,9 @@ int cmd_serve(int argc, char **argv) {
     cfg.queue_max = 16;
     cfg.max_body = 8u << 20;
     cfg.timeout_s = 600;
+    cfg.header_timeout_s = 10;
+    cfg.idle_timeout_s = 30;
+    cfg.max_conn_per_ip = -1; /* slots + queue + 8, once both are known */
     cfg.chat_kind = -1;
     cfg.max_tokens = 512;
     const char *key = NULL, *key_file = NULL, *tmpl = NULL;
@@ -97,7 +111,8 @@ int cmd_serve(int argc, char **argv) {
                     !strcmp(a, "--api-key-file") || !strcmp(a, "--session-dir") ||
                     !strcmp(a, "--max-body") || !strcmp(a, "--timeout") ||
                     !strcmp(a, "--chat-template") || !strcmp(a, "-n") || !strcmp(a, "--max-tokens") ||
-                    !strcmp(a, "--rollback");
+                    !strcmp(a, "--rollback") || !strcmp(a, "--header-timeout") ||
+                    !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-conn-per-ip");
         if (!takes) {
             rest[nrest++] = argv[i];
             continue;
@@ -123,6 +138,15 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--timeout")) {
             if (parse_int_arg(a, v, 1, 86400, &x)) goto out;
             cfg.timeout_s = (double)x;
+        } else if (!strcmp(a, "--header-timeout")) {
+            if (parse_int_arg(a, v, 1, 3600, &x)) goto out;
+            cfg.header_timeout_s = (double)x;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (parse_int_arg(a, v, 1, 86400, &x)) goto out;
+            cfg.idle_timeout_s = (double)x;
+        } else if (!strcmp(a, "--max-conn-per-ip")) {
+            if (parse_int_arg(a, v, 0, 1 << 20, &x)) goto out;
+            cfg.max_conn_per_ip = (int)x;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
             if (parse_int_arg(a, v, 1, 1 << 20, &x)) goto out;
             cfg.max_tokens = x;
@@ -196,6 +220,7 @@ int cmd_serve(int argc, char **argv) {
             goto out;
         }
     }
+    if (cfg.max_conn_per_ip < 0) cfg.max_conn_per_ip = cfg.n_slots + cfg.queue_max + 8;
     cfg.n_threads = o.n_threads;
     cfg.n_batch = o.n_batch;
     cfg.cache = o.cache;

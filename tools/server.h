@@ -31,6 +31,11 @@ typedef struct sk_server_config {
     const char *session_dir; /* NULL: sessions are not persisted */
     size_t max_body;         /* largest request body in bytes (8 MiB) */
     double timeout_s;        /* wall-clock limit of one request (600) */
+    double header_timeout_s; /* request line and headers must arrive within this (10);
+                                the body within as much again plus 1 s per 16 KiB */
+    double idle_timeout_s;   /* a connection silent this long while it waits for a
+                                request or takes a finished reply is closed (30) */
+    int max_conn_per_ip;     /* connections from one address (0: no limit) */
     int chat_kind;           /* -1: recognise from the model */
     sk_sampler_params sp;    /* defaults for fields a request leaves out */
     int64_t max_tokens;      /* default max_tokens (512) */

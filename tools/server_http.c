@@ -24,14 +24,21 @@
  * inside the access handler, for a streaming one inside the content-reader
  * callback, one token per call. Before each token the socket is polled, so
  * a client that hangs up frees its slot within one token. Non-streaming
- * and streaming responses also carry the header X-Prefill-Tokens. */
+ * and streaming responses also carry the header X-Prefill-Tokens.
+ *
+ * Connections are watched (see "connection watch" below): a deadline for
+ * the headers, a minimum rate for the body, a per-address limit, and the
+ * oldest connection still without a request closed to make room; the
+ * inactivity timeout is --idle-timeout except while a request is handled. */
 #include "server.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,6 +65,14 @@ struct sk_server {
     int shut_down;
     atomic_ullong next_id;
     srv_pool pool;        /* slots, sessions, counters */
+    /* the connection watch: every open connection, oldest first */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t conn_cv;   /* wakes the watch thread to stop */
+    pthread_t watch;
+    int watch_running, watch_stop;
+    struct conn *conns, *conns_tail;
+    unsigned conn_limit;      /* MHD_OPTION_CONNECTION_LIMIT */
+    unsigned long long n_slow_closed, n_evicted; /* under conn_mu */
 };
 
 /* Constant-time comparison: the time depends only on the lengths. */
@@ -71,6 +86,226 @@ static int key_equal(const char *a, const char *b) {
         diff |= x ^ y;
     }
     return diff == 0;
+}
+
+/* ---- connection watch -------------------------------------------------- */
+
+/* libmicrohttpd 0.9.75 closes a connection only after a silence of
+ * MHD_OPTION_CONNECTION_TIMEOUT (every byte received restarts it), and it
+ * refuses connections past its limit before the application hears of
+ * them. So clients that send one header byte a second keep their
+ * connections (and threads) for ever and lock everybody out, /health
+ * included. It has no deadline for the headers; the watch adds one:
+ *
+ *   - the request line and headers must be in --header-timeout seconds
+ *     after the connection opened, or after --idle-timeout plus that on a
+ *     kept-alive connection (counted from the end of its previous reply);
+ *   - the body must come at BODY_MIN_RATE bytes a second on average after
+ *     a grace of --header-timeout (from the end of the headers);
+ *   - when an address has more than --max-conn-per-ip connections, or all
+ *     addresses together come within CONN_RESERVE of the daemon's limit,
+ *     the oldest connection still waiting for its headers (a slow client
+ *     or an idle kept-alive one: nothing is lost by closing it) is closed
+ *     to make room, the newcomer itself when there is no other. Slow
+ *     clients from one address (the attacker's and the victim's may be the
+ *     same, 127.0.0.1 in the tests) cannot starve a well-behaved one: it
+ *     sends its headers at once and the others are older.
+ *
+ * MHD cannot be asked to close a connection from another thread (in
+ * thread-per-connection mode), so the watch shuts the socket down
+ * (shutdown(2)); the connection's thread sees the end of the stream and
+ * MHD cleans up as for a client that left. The records live in one list
+ * under conn_mu. MHD reports MHD_CONNECTION_NOTIFY_CLOSED before it closes
+ * the descriptor and the record leaves the list then, under the same lock,
+ * so the watch never shuts down a descriptor reused by another connection;
+ * the peer address is compared before the shutdown all the same.
+ *
+ * Timeouts of MHD itself (inactivity): --idle-timeout while a connection
+ * waits for a request, receives one, or sends a finished reply; --timeout
+ * + 30 s while its request is handled (queued, pre-filled, generated,
+ * streamed: generation has its own deadline, --timeout, and must not be
+ * cut by a quiet socket). */
+
+#define BODY_MIN_RATE (16.0 * 1024) /* bytes per second, after the grace */
+#define CONN_RESERVE 8              /* connections kept free for newcomers */
+#define WATCH_TICK_MS 200
+
+enum { CONN_HEAD, CONN_BODY, CONN_BUSY };
+
+/* One open connection, from MHD_CONNECTION_NOTIFY_STARTED to _CLOSED
+ * (its socket_context). Fields other than the links and the address are
+ * under s->conn_mu. */
+typedef struct conn {
+    struct conn *prev, *next;
+    int fd;
+    struct sockaddr_storage addr; /* the client (compared with getpeername) */
+    int phase;                    /* CONN_HEAD, CONN_BODY, CONN_BUSY */
+    double since;                 /* when the phase began (ms, sk_now_ms) */
+    double allow_ms;              /* CONN_HEAD: how long it may last */
+    uint64_t body_bytes;          /* CONN_BODY: bytes of the body received */
+    int closing;                  /* shut down by the watch */
+} conn;
+
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET)
+        return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                       &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr));
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}
+
+static int same_peer(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    if (!same_host(a, b)) return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_port == ((const struct sockaddr_in *)b)->sin_port;
+    return ((const struct sockaddr_in6 *)a)->sin6_port == ((const struct sockaddr_in6 *)b)->sin6_port;
+}
+
+/* Close k's connection (conn_mu held). */
+static void conn_shut_locked(conn *k) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    k->closing = 1;
+    if (k->fd < 0 || getpeername(k->fd, (struct sockaddr *)&peer, &len) || !same_peer(&peer, &k->addr))
+        return;
+    shutdown(k->fd, SHUT_RDWR);
+}
+
+/* Close the oldest connection still waiting for its headers, among those
+ * from host (all when NULL), other than spare. Returns 0, or -1 when there
+ * is none (conn_mu held). */
+static int conn_evict_locked(sk_server *s, const struct sockaddr_storage *host, const conn *spare) {
+    conn *old = NULL;
+    for (conn *k = s->conns; k; k = k->next)
+        if (k != spare && !k->closing && k->phase == CONN_HEAD &&
+            (!host || same_host(&k->addr, host)) && (!old || k->since < old->since))
+            old = k;
+    if (!old) return -1;
+    conn_shut_locked(old);
+    s->n_evicted++;
+    return 0;
+}
+
+/* Make room for the newcomer k (conn_mu held). Past the per-address
+ * limit, the oldest waiting connection from k's address goes, k itself
+ * when it is the only one (the limit holds); near the daemon's limit, the
+ * oldest waiting one other than k (when there is none, MHD's own limit
+ * refuses newcomers). */
+static void conn_admit_locked(sk_server *s, conn *k) {
+    unsigned n_all = 0, n_host = 0;
+    for (conn *x = s->conns; x; x = x->next) {
+        if (x->closing) continue;
+        n_all++;
+        n_host += (unsigned)same_host(&x->addr, &k->addr);
+    }
+    unsigned per_ip = (unsigned)s->cfg.max_conn_per_ip;
+    if (per_ip && n_host > per_ip && !conn_evict_locked(s, &k->addr, NULL)) n_all--;
+    if (!k->closing && s->conn_limit > CONN_RESERVE && n_all > s->conn_limit - CONN_RESERVE)
+        conn_evict_locked(s, NULL, k);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: keep the list of open connections. A
+ * connection whose record cannot be allocated goes unwatched. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    sk_server *s = cls;
+    conn *k = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (!k) return;
+        pthread_mutex_lock(&s->conn_mu);
+        if (k->prev) k->prev->next = k->next;
+        else s->conns = k->next;
+        if (k->next) k->next->prev = k->prev;
+        else s->conns_tail = k->prev;
+        pthread_mutex_unlock(&s->conn_mu);
+        free(k);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ai = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!fi || !ai || !ai->client_addr) return;
+    k = calloc(1, sizeof *k);
+    if (!k) return;
+    k->fd = fi->connect_fd;
+    size_t alen = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                         : sizeof(struct sockaddr_in);
+    memcpy(&k->addr, ai->client_addr, alen);
+    k->phase = CONN_HEAD;
+    k->since = sk_now_ms();
+    k->allow_ms = s->cfg.header_timeout_s * 1e3;
+    pthread_mutex_lock(&s->conn_mu);
+    k->prev = s->conns_tail;
+    if (s->conns_tail) s->conns_tail->next = k;
+    else s->conns = k;
+    s->conns_tail = k;
+    conn_admit_locked(s, k);
+    pthread_mutex_unlock(&s->conn_mu);
+    *socket_context = k;
+}
+
+/* The record of connection c, or NULL when it is unwatched. */
+static conn *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Move k to phase (CONN_HEAD: waiting for the next request of a
+ * kept-alive connection). */
+static void conn_phase(sk_server *s, conn *k, int phase) {
+    if (!k) return;
+    pthread_mutex_lock(&s->conn_mu);
+    k->phase = phase;
+    k->since = sk_now_ms();
+    k->body_bytes = 0;
+    k->allow_ms = (s->cfg.idle_timeout_s + s->cfg.header_timeout_s) * 1e3;
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+static void conn_body(sk_server *s, conn *k, size_t n) {
+    if (!k) return;
+    pthread_mutex_lock(&s->conn_mu);
+    k->body_bytes += n;
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+/* MHD's inactivity timeout of c, restarted: a timeout set while it is 0
+ * restarts the timer (microhttpd.h, MHD_CONNECTION_OPTION_TIMEOUT), one
+ * changed from another value would count from the last byte. */
+static void conn_timeout(struct MHD_Connection *c, double secs) {
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)secs);
+}
+
+static void *watch_main(void *arg) {
+    sk_server *s = arg;
+    double grace = s->cfg.header_timeout_s * 1e3;
+    pthread_mutex_lock(&s->conn_mu);
+    while (!s->watch_stop) {
+        double now = sk_now_ms();
+        for (conn *k = s->conns; k; k = k->next) {
+            if (k->closing || k->phase == CONN_BUSY) continue;
+            double allow = k->phase == CONN_HEAD ? k->allow_ms
+                                                 : grace + (double)k->body_bytes / BODY_MIN_RATE * 1e3;
+            if (now - k->since > allow) {
+                conn_shut_locked(k);
+                s->n_slow_closed++;
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += WATCH_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->conn_cv, &s->conn_mu, &ts);
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    return NULL;
 }
 
 /* ---- responses --------------------------------------------------------- */
@@ -148,6 +383,9 @@ typedef struct job {
     srv_gen g;
     sk_server *s;
     int fd;
+    int http11;              /* the client speaks HTTP/1.1 (may get a 1xx) */
+    int replying;            /* the response is queued: MHD owns the socket's output */
+    int probed;              /* the 100 Continue probe was sent */
     char id[48];
     long created;
     /* streaming */
@@ -156,19 +394,48 @@ typedef struct job {
     size_t out_len, out_pos, out_cap;
 } job;
 
-/* The client closed its end (checked before each token). */
+/* Has the client hung up? Asked before each token, between pre-fill
+ * chunks and while queued; arg is the job.
+ *
+ * The end of the client's stream (a FIN: POLLRDHUP, recv() returning 0)
+ * does not say: HTTP/1.1 lets a client shut down its sending side after
+ * the request (shutdown(SHUT_WR)) and still read the reply, and a client
+ * that closed its socket for good sends the same FIN. Only writing tells
+ * them apart: a closed socket answers data with an RST, after which
+ * poll() reports POLLERR/POLLHUP; a half-closed one takes the data. So:
+ *   - POLLERR, POLLHUP (an RST came, or our side is shut): gone.
+ *   - FIN once the response is queued (a stream): not gone by itself; the
+ *     stream writes each token, and when the client has really left the
+ *     next write draws the RST (or fails, and MHD drops the stream).
+ *   - FIN before the response, from an HTTP/1.1 client: once, write an
+ *     interim "HTTP/1.1 100 Continue" straight onto the socket as a probe
+ *     (RFC 9110 15.2: a client must parse 1xx responses it did not ask
+ *     for; 100 is the one code every client library skips, 102 and 103
+ *     are not). A half-closed client reads past it to the reply; a closed
+ *     one answers it with an RST, seen at the next check, one token (or
+ *     pre-fill chunk) later. MHD writes nothing while the handler runs,
+ *     so the probe cannot land inside its output.
+ *   - FIN from an HTTP/1.0 client (which must not get a 1xx): gone.
+ * A client that hangs up before the response without the kernel sending
+ * anything (no FIN, e.g. a dead host) is noticed by neither; the request's
+ * deadline (--timeout) bounds it. */
 static int peer_gone(void *arg) {
-    int fd = *(const int *)arg;
-    if (fd < 0) return 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    job *j = arg;
+    if (j->fd < 0) return 0;
+    struct pollfd p = {.fd = j->fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) <= 0) return 0;
     if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
-    if (p.revents & (POLLIN | POLLRDHUP)) {
+    int eof = (p.revents & POLLRDHUP) != 0;
+    if (!eof && (p.revents & POLLIN)) {
         char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0) return 1;
+        eof = recv(j->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
     }
-    return 0;
+    if (!eof || j->replying || j->probed) return 0;
+    if (!j->http11) return 1;
+    static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    j->probed = 1;
+    /* a short write would leave half a status line: drop the connection */
+    return send(j->fd, probe, sizeof probe - 1, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(sizeof probe - 1);
 }
 
 static void job_free(job *j) {
@@ -283,7 +550,7 @@ static int job_start(job *j, json_t *body, int chat, const char *hdr_session, sr
 
 /* POST /v1/chat/completions and /v1/completions. */
 static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, json_t *body,
-                                       int chat) {
+                                       int chat, int http11, int *streaming) {
     srv_perr e = {0};
     job *j = calloc(1, sizeof *j);
     if (!j) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
@@ -294,8 +561,9 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
              (unsigned long long)atomic_fetch_add(&s->next_id, 1), (unsigned)(getpid() & 0xffff));
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->fd = ci ? ci->connect_fd : -1;
+    j->http11 = http11;
     j->g.gone = peer_gone;
-    j->g.gone_arg = &j->fd;
+    j->g.gone_arg = j;
     const char *hs = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Session-Id");
     srv_pool_count_request(&s->pool);
     if (job_start(j, body, chat, hs, &e)) {
@@ -315,6 +583,8 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Prefill-Tokens", pre);
+        j->replying = 1;
+        *streaming = 1;
         enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
@@ -412,6 +682,9 @@ static enum MHD_Result handle_models(sk_server *s, struct MHD_Connection *c) {
 static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
     srv_metrics m;
     srv_pool_metrics(&s->pool, &m);
+    pthread_mutex_lock(&s->conn_mu);
+    unsigned long long n_slow = s->n_slow_closed, n_evicted = s->n_evicted;
+    pthread_mutex_unlock(&s->conn_mu);
     char *buf = NULL;
     int n = asprintf(
         &buf,
@@ -438,11 +711,19 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
         "# HELP sinkllm_slots_total Slots configured.\n"
         "# TYPE sinkllm_slots_total gauge\nsinkllm_slots_total %d\n"
         "# HELP sinkllm_queue_depth Requests waiting for a slot.\n"
-        "# TYPE sinkllm_queue_depth gauge\nsinkllm_queue_depth %d\n",
+        "# TYPE sinkllm_queue_depth gauge\nsinkllm_queue_depth %d\n"
+        "# HELP sinkllm_slow_connections_closed_total Connections closed for sending their "
+        "headers or body too slowly (--header-timeout).\n"
+        "# TYPE sinkllm_slow_connections_closed_total counter\n"
+        "sinkllm_slow_connections_closed_total %llu\n"
+        "# HELP sinkllm_connections_evicted_total Connections without a request closed to "
+        "make room for a newcomer (--max-conn-per-ip, connection limit).\n"
+        "# TYPE sinkllm_connections_evicted_total counter\nsinkllm_connections_evicted_total %llu\n",
         (unsigned long long)m.requests, (unsigned long long)m.errors,
         (unsigned long long)m.gen_tokens, (unsigned long long)m.prompt_tokens,
         (unsigned long long)m.prefill_tokens, (unsigned long long)m.evicted,
-        (unsigned long long)m.disconnects, m.last_tps, m.sessions, m.busy, m.n_slots, m.waiting);
+        (unsigned long long)m.disconnects, m.last_tps, m.sessions, m.busy, m.n_slots, m.waiting,
+        n_slow, n_evicted);
     if (n < 0) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
     return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)n, NULL, NULL);
 }
@@ -493,6 +774,8 @@ typedef struct req {
     char *body;
     size_t len, cap;
     int too_big;
+    int http11;
+    conn *k;                 /* the connection's watch record (NULL: unwatched) */
     char session_save[80];
 } req;
 
@@ -597,44 +880,9 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
     return MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **con_cls) {
-    (void)version;
-    sk_server *s = cls;
-    req *rq = *con_cls;
-    if (!rq) {
-        rq = calloc(1, sizeof *rq);
-        if (!rq) return MHD_NO;
-        *con_cls = rq;
-        int handled;
-        enum MHD_Result r = check_headers(s, c, url, method, rq, &handled);
-        if (handled) rq->route = -1;
-        return r;
-    }
-    if (rq->route < 0) { /* an error was queued: drop the rest */
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        size_t n = *upload_size;
-        *upload_size = 0;
-        if (rq->too_big || rq->len + n > s->cfg.max_body) {
-            rq->too_big = 1;
-            return MHD_YES;
-        }
-        if (rq->len + n + 1 > rq->cap) {
-            size_t cap = rq->cap ? rq->cap : 4096;
-            while (cap < rq->len + n + 1) cap *= 2;
-            char *b = realloc(rq->body, cap);
-            if (!b) return MHD_NO;
-            rq->body = b;
-            rq->cap = cap;
-        }
-        memcpy(rq->body + rq->len, upload, n);
-        rq->len += n;
-        return MHD_YES;
-    }
+/* The request, once complete (headers and body in rq): answer it. Sets
+ * *streaming when the response is a stream still being generated. */
+static enum MHD_Result dispatch(sk_server *s, struct MHD_Connection *c, req *rq, int *streaming) {
     if (rq->too_big)
         return send_error(s, c, 413, NULL, NULL, NULL, "request body over %zu bytes", s->cfg.max_body);
     switch (rq->route) {
@@ -655,21 +903,75 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                           rq->len ? ": " : "", rq->len ? jerr.text : "");
     enum MHD_Result r;
     if (!json_is_object(body)) r = send_error(s, c, 400, NULL, NULL, NULL, "the body must be a JSON object");
-    else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1);
-    else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0);
+    else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1, rq->http11, streaming);
+    else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0, rq->http11, streaming);
     else if (rq->route == R_TOKENIZE) r = handle_tokenize(s, c, body);
     else r = handle_detokenize(s, c, body);
     json_decref(body);
     return r;
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls) {
+    sk_server *s = cls;
+    req *rq = *con_cls;
+    if (!rq) { /* the headers are in */
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        *con_cls = rq;
+        rq->k = conn_of(c);
+        rq->http11 = strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
+        int handled;
+        enum MHD_Result r = check_headers(s, c, url, method, rq, &handled);
+        if (handled) rq->route = -1;
+        conn_phase(s, rq->k, handled ? CONN_BUSY : CONN_BODY);
+        return r;
+    }
+    if (rq->route < 0) { /* an error was queued: drop the rest */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        conn_body(s, rq->k, n);
+        if (rq->too_big || rq->len + n > s->cfg.max_body) {
+            rq->too_big = 1;
+            return MHD_YES;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap ? rq->cap : 4096;
+            while (cap < rq->len + n + 1) cap *= 2;
+            char *b = realloc(rq->body, cap);
+            if (!b) return MHD_NO;
+            rq->body = b;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload, n);
+        rq->len += n;
+        return MHD_YES;
+    }
+    /* the body is in: handling may wait (queue, pre-fill, generation, a
+     * session save) without a byte on the socket */
+    conn_phase(s, rq->k, CONN_BUSY);
+    conn_timeout(c, s->cfg.timeout_s + 30);
+    int streaming = 0;
+    enum MHD_Result r = dispatch(s, c, rq, &streaming);
+    if (!streaming) conn_timeout(c, s->cfg.idle_timeout_s); /* a finished reply */
+    return r;
+}
+
+/* A request is over (answered, or its connection closed): the connection
+ * waits for the next one, under the idle timeout. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls;
-    (void)c;
     (void)toe;
+    sk_server *s = cls;
     req *rq = *con_cls;
     if (rq) {
+        conn_phase(s, rq->k, CONN_HEAD);
+        conn_timeout(c, s->cfg.idle_timeout_s);
         free(rq->body);
         free(rq);
     }
@@ -686,6 +988,15 @@ sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error
         return sk_error_set(err, SK_ERR_INVALID, "--queue must be 0..65536, got %d", cfg->queue_max);
     if (cfg->port < 0 || cfg->port > 65535)
         return sk_error_set(err, SK_ERR_INVALID, "--port must be 0..65535, got %d", cfg->port);
+    if (!(cfg->header_timeout_s >= 1 && cfg->header_timeout_s <= 3600))
+        return sk_error_set(err, SK_ERR_INVALID, "--header-timeout must be 1..3600 s, got %g",
+                            cfg->header_timeout_s);
+    if (!(cfg->idle_timeout_s >= 1 && cfg->idle_timeout_s <= 86400))
+        return sk_error_set(err, SK_ERR_INVALID, "--idle-timeout must be 1..86400 s, got %g",
+                            cfg->idle_timeout_s);
+    if (cfg->max_conn_per_ip < 0)
+        return sk_error_set(err, SK_ERR_INVALID, "--max-conn-per-ip must be >= 0, got %d",
+                            cfg->max_conn_per_ip);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai = NULL;
@@ -703,21 +1014,36 @@ sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error
     s->cfg = *cfg;
     s->listen_fd = MHD_INVALID_SOCKET;
     srv_pool_init(&s->pool, &s->cfg);
+    pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* watch_main's ticks */
+    pthread_cond_init(&s->conn_cv, &ca);
+    pthread_condattr_destroy(&ca);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    unsigned conn_limit = (unsigned)(cfg->n_slots + cfg->queue_max + 64);
+    /* a thread per connection: the slots, the queue and 64 more (to answer
+     * /health, /metrics and 503s while every slot and place is taken) */
+    s->conn_limit = (unsigned)(cfg->n_slots + cfg->queue_max + 64);
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_CONNECTION_LIMIT, conn_limit,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s + 30),
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                            MHD_OPTION_CONNECTION_LIMIT, s->conn_limit,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
                             MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
                             MHD_OPTION_END);
     freeaddrinfo(ai);
-    if (!s->d) {
+    if (s->d && pthread_create(&s->watch, NULL, watch_main, s) == 0) s->watch_running = 1;
+    if (!s->watch_running) {
+        int listening = s->d != NULL;
+        if (s->d) MHD_stop_daemon(s->d);
+        pthread_cond_destroy(&s->conn_cv);
+        pthread_mutex_destroy(&s->conn_mu);
         srv_pool_free(&s->pool);
         free(s);
+        if (listening) return sk_error_set(err, SK_ERR_NOMEM, "cannot start the connection watch");
         return sk_error_set(err, SK_ERR_IO, "cannot listen on %s:%d (in use?)", cfg->host, cfg->port);
     }
     *out = s;
@@ -754,8 +1080,15 @@ void sk_server_shutdown(sk_server *s) {
 void sk_server_free(sk_server *s) {
     if (!s) return;
     sk_server_shutdown(s);
-    if (s->d) MHD_stop_daemon(s->d);
+    if (s->d) MHD_stop_daemon(s->d); /* every connection's record is freed by now */
     if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
+    pthread_mutex_lock(&s->conn_mu);
+    s->watch_stop = 1;
+    pthread_cond_signal(&s->conn_cv);
+    pthread_mutex_unlock(&s->conn_mu);
+    pthread_join(s->watch, NULL);
+    pthread_cond_destroy(&s->conn_cv);
+    pthread_mutex_destroy(&s->conn_mu);
     srv_pool_free(&s->pool);
     free(s);
 }
