@@ -43,7 +43,7 @@ else
   MODEL_FILE = $(MODEL)
 endif
 
-APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver strace
+APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-dev libstb-dev libcmocka-dev python3-venv chromium chromium-driver strace libhiredis-dev redis-server haproxy
 
 # Layers, bottom up (each includes only those below it; scripts/check-layers.sh):
 #   src/kernels  tensor formats, packing, vector kernels, ops, thread pool, CPU features
@@ -62,12 +62,12 @@ TEST_SRC  = $(wildcard tests/test_*.c)
 TEST_BIN  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_UTIL = $(wildcard tests/util_*.c)
 
-PKG_LIBS  = jansson libmicrohttpd libedit
+PKG_LIBS  = jansson libmicrohttpd libedit hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit mutation asan fuzz deps model models golden bench clean venv refvenv
+.PHONY: all run test unit mutation asan fuzz deps model models golden bench clean venv refvenv cluster
 
 all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 
@@ -154,6 +154,11 @@ fuzz: models
 	./build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus
 	FUZZ_SESSION_SEEDS=build-fuzz/sessions SINKLLM_MODEL=$(SMOLLM2) ./build-fuzz/fuzz_session -max_total_time=$(FUZZ_SECONDS) \
 	  -max_len=1024 -rss_limit_mb=4096 build-fuzz/sessions
+
+# Redis, 3 replicas sharing sessions in it, HAProxy in front (deploy/,
+# docs/deploy.md); prints the URL, Ctrl-C stops everything
+cluster: deps all model
+	sh deploy/cluster.sh
 
 # the unit tests and the CLI checks alone (no pytest)
 unit: all models venv tiny $(TEST_BIN)

@@ -39,6 +39,13 @@ static const char *SERVE_USAGE =
     "      --api-key-file PATH   the same, key read from a file (or $SINKLLM_API_KEY)\n"
     "      --session-dir DIR     persist named sessions there (on eviction, shutdown and\n"
     "                            POST /v1/sessions/ID/save); they resume after a restart\n"
+    "      --session-store URL   keep them in Redis instead (redis://HOST:PORT[/DB]), shared\n"
+    "                            by replicas: implies --session-sync; Redis down: saves fail\n"
+    "                            with a log line and a metric, serving goes on from memory\n"
+    "      --session-sync        save a named session after every request, so it survives\n"
+    "                            a crash of this process\n"
+    "      --session-max N       keep at most N stored sessions (least recently used go)\n"
+    "      --session-ttl S       delete a stored session unused for S seconds\n"
     "      --max-body SIZE       largest request body (default 8MiB; K, KiB, M, MiB)\n"
     "      --timeout SECONDS     wall-clock limit of one request (default 600)\n"
     "      --header-timeout S    a connection must send its request line and headers within\n"
@@ -112,7 +119,13 @@ int cmd_serve(int argc, char **argv) {
                     !strcmp(a, "--max-body") || !strcmp(a, "--timeout") ||
                     !strcmp(a, "--chat-template") || !strcmp(a, "-n") || !strcmp(a, "--max-tokens") ||
                     !strcmp(a, "--rollback") || !strcmp(a, "--header-timeout") ||
-                    !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-conn-per-ip");
+                    !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-conn-per-ip") ||
+                    !strcmp(a, "--session-store") || !strcmp(a, "--session-max") ||
+                    !strcmp(a, "--session-ttl");
+        if (!strcmp(a, "--session-sync")) {
+            cfg.session_sync = 1;
+            continue;
+        }
         if (!takes) {
             rest[nrest++] = argv[i];
             continue;
@@ -159,6 +172,14 @@ int cmd_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--api-key")) key = v;
         else if (!strcmp(a, "--api-key-file")) key_file = v;
         else if (!strcmp(a, "--session-dir")) cfg.session_dir = v;
+        else if (!strcmp(a, "--session-store")) cfg.session_store = v;
+        else if (!strcmp(a, "--session-max")) {
+            if (parse_int_arg(a, v, 1, 1L << 30, &x)) goto out;
+            cfg.session_max = x;
+        } else if (!strcmp(a, "--session-ttl")) {
+            if (parse_int_arg(a, v, 1, 100L * 365 * 86400, &x)) goto out;
+            cfg.session_ttl_s = (double)x;
+        }
         else if (!strcmp(a, "--chat-template")) tmpl = v;
     }
     sk_cli o;
@@ -220,6 +241,21 @@ int cmd_serve(int argc, char **argv) {
             goto out;
         }
     }
+    if (cfg.session_store) {
+        if (cfg.session_dir) {
+            fprintf(stderr, "error: give --session-dir or --session-store, not both\n");
+            goto out;
+        }
+        if (strncmp(cfg.session_store, "redis://", 8) != 0) {
+            fprintf(stderr, "error: --session-store expects redis://HOST:PORT[/DB], got '%s'\n", cfg.session_store);
+            goto out;
+        }
+        cfg.session_sync = 1; /* replicas share it: every turn must be in it */
+    }
+    if ((cfg.session_sync || cfg.session_max || cfg.session_ttl_s > 0) && !cfg.session_dir && !cfg.session_store) {
+        fprintf(stderr, "error: --session-sync, --session-max and --session-ttl need --session-dir or --session-store\n");
+        goto out;
+    }
     if (cfg.max_conn_per_ip < 0) cfg.max_conn_per_ip = cfg.n_slots + cfg.queue_max + 8;
     cfg.n_threads = o.n_threads;
     cfg.n_batch = o.n_batch;
@@ -263,7 +299,7 @@ int cmd_serve(int argc, char **argv) {
             "serve: listening on http://%s:%d\n",
             sk_model_desc(m), cfg.n_slots, cfg.n_slots > 1 ? "s" : "",
             sk_cache_policy_name(cfg.cache.policy), cfg.cache.n_sinks, cfg.cache.n_window,
-            cfg.api_key ? ", API key required" : "", cfg.session_dir ? ", sessions persisted" : "",
+            cfg.api_key ? ", API key required" : "", cfg.session_store ? ", sessions in Redis" : cfg.session_dir ? ", sessions persisted" : "",
             cfg.host, sk_server_port(srv));
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -28,7 +28,11 @@ typedef struct sk_server_config {
     int n_batch;             /* pre-fill chunk */
     sk_cache_params cache;   /* cache of every slot */
     const char *api_key;     /* NULL or "": no authentication */
-    const char *session_dir; /* NULL: sessions are not persisted */
+    const char *session_dir; /* NULL: sessions are not persisted (unless session_store) */
+    const char *session_store; /* "redis://HOST:PORT[/DB]": sessions in Redis (replaces session_dir) */
+    int64_t session_max;     /* stored sessions kept at most (LRU beyond); 0 = no cap */
+    double session_ttl_s;    /* a stored session unused this long is deleted; 0 = never */
+    int session_sync;        /* save a named session after every request (write-through) */
     size_t max_body;         /* largest request body in bytes (8 MiB) */
     double timeout_s;        /* wall-clock limit of one request (600) */
     double header_timeout_s; /* request line and headers must arrive within this (10);

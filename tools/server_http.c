@@ -724,6 +724,34 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
         (unsigned long long)m.prefill_tokens, (unsigned long long)m.evicted,
         (unsigned long long)m.disconnects, m.last_tps, m.sessions, m.busy, m.n_slots, m.waiting,
         n_slow, n_evicted);
+    if (n >= 0 && m.has_store) { /* the session store's totals */
+        const srv_store_stats *t = &m.store;
+        char *more = NULL;
+        int k = asprintf(
+            &more,
+            "%s# HELP sinkllm_stored_sessions Sessions in the session store (-1: unreachable).\n"
+            "# TYPE sinkllm_stored_sessions gauge\nsinkllm_stored_sessions %lld\n"
+            "# HELP sinkllm_stored_session_bytes Bytes of the sessions in the store (-1: unreachable).\n"
+            "# TYPE sinkllm_stored_session_bytes gauge\nsinkllm_stored_session_bytes %lld\n"
+            "# HELP sinkllm_session_saves_total Sessions saved to the store.\n"
+            "# TYPE sinkllm_session_saves_total counter\nsinkllm_session_saves_total %llu\n"
+            "# HELP sinkllm_session_save_errors_total Saves that failed (store unreachable, disk full).\n"
+            "# TYPE sinkllm_session_save_errors_total counter\nsinkllm_session_save_errors_total %llu\n"
+            "# HELP sinkllm_session_loads_total Sessions restored from the store.\n"
+            "# TYPE sinkllm_session_loads_total counter\nsinkllm_session_loads_total %llu\n"
+            "# HELP sinkllm_session_load_errors_total Stored sessions that could not be restored.\n"
+            "# TYPE sinkllm_session_load_errors_total counter\nsinkllm_session_load_errors_total %llu\n"
+            "# HELP sinkllm_sessions_expired_total Stored sessions deleted by --session-ttl.\n"
+            "# TYPE sinkllm_sessions_expired_total counter\nsinkllm_sessions_expired_total %llu\n"
+            "# HELP sinkllm_sessions_capped_total Stored sessions deleted by --session-max (least recently used).\n"
+            "# TYPE sinkllm_sessions_capped_total counter\nsinkllm_sessions_capped_total %llu\n",
+            buf, (long long)t->sessions, (long long)t->bytes, (unsigned long long)t->saves,
+            (unsigned long long)t->save_errors, (unsigned long long)t->loads, (unsigned long long)t->load_errors,
+            (unsigned long long)t->expired, (unsigned long long)t->capped);
+        free(buf);
+        buf = more;
+        n = k;
+    }
     if (n < 0) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
     return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)n, NULL, NULL);
 }
@@ -748,8 +776,8 @@ static enum MHD_Result handle_delete(sk_server *s, struct MHD_Connection *c, con
 static enum MHD_Result handle_save(sk_server *s, struct MHD_Connection *c, const char *id) {
     srv_perr e = {0};
     if (srv_check_session_id(id, &e)) return send_perr(s, c, &e);
-    if (!s->cfg.session_dir)
-        return send_error(s, c, 400, NULL, NULL, NULL, "the server runs without --session-dir");
+    if (!s->cfg.session_dir && !s->cfg.session_store)
+        return send_error(s, c, 400, NULL, NULL, NULL, "the server runs without --session-dir or --session-store");
     sk_error err = {0};
     srv_save_state state;
     int64_t n;

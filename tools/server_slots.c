@@ -23,13 +23,16 @@
  * Sessions. A request names a session with the X-Session-Id header or the
  * session_id field. A named session stays in its slot between requests;
  * when a slot is needed the least recently used idle session is evicted
- * (saved to --session-dir when set) and comes back from its file on its
- * next request. A request for a session that is generating gets
- * SK_ERR_INVALID (the server answers 409). The files are the library's
- * session store (sk_store_*: DIR/NAME.session, the cache plus a record of
- * the chat template and the transcript), the format `sinkllm chat` saves;
- * a file saved with another cache configuration is not restored. The
- * save route's outcome is an srv_save_state, not an error.
+ * (saved to the store, --session-dir or --session-store, when set) and
+ * comes back from it on its next request; with --session-sync (implied by
+ * a Redis store) a named session is also saved at the end of every
+ * request, before its reply's last bytes, so another replica can serve
+ * its next turn. A request for a session that is generating gets
+ * SK_ERR_INVALID (the server answers 409). The store (server_store.c)
+ * holds the library's session format (sk_store_*: the cache rows, plus a
+ * record of the chat template and the transcript), the format `sinkllm
+ * chat` saves; a session saved with another cache configuration is not
+ * restored. The save route's outcome is an srv_save_state, not an error.
  *
  * Generation runs in the caller's thread, one token per srv_gen_step.
  * Before each token the client is checked (g->gone), so a client that
@@ -45,6 +48,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "server_store.h"
 
 static double now_ms(void) { return sk_now_ms(); }
 
@@ -87,29 +91,19 @@ static void slot_release(srv_pool *p, srv_slot *sl) {
 /* Save a slot's session in the store: its cache, the chat template and the
  * transcript (no separate system prompt: the transcript holds it). */
 static sk_status slot_save(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
-    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
-    return sk_store_save(p->store, id, sl->ctx, p->kind, NULL, sl->tr, sl->n_tr, err);
+    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir or --session-store");
+    return srv_store_save(p->store, id, sl->ctx, p->kind, sl->tr, sl->n_tr, err);
 }
 
 /* Bring session id back from the store into sl. SK_OK when it was loaded or
- * there is no file; otherwise the reason it was not restored (sl is left
+ * the store has none; otherwise the reason it was not restored (sl is left
  * clear). */
 static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *err) {
     if (!p->store) return SK_OK;
-    char path[4096];
-    struct stat stt;
-    sk_status st = sk_store_path(p->store, id, path, sizeof path, err);
-    if (st) return st;
-    if (lstat(path, &stt) != 0) return SK_OK;
     sk_session_info info;
-    if ((st = sk_store_peek(p->store, id, &info, err))) return st;
-    const sk_cache_params *want = &p->cfg->cache, *cp = &info.cache;
-    int same = cp->policy == want->policy && cp->n_sinks == want->n_sinks &&
-               cp->n_window == want->n_window && cp->kv_type == want->kv_type &&
-               (cp->policy != SK_CACHE_DENSE || cp->n_ctx == want->n_ctx);
-    sk_session_info_free(&info);
-    if (!same) return sk_error_set(err, SK_ERR_UNSUPPORTED, "saved with another cache configuration");
-    if ((st = sk_store_load(p->store, id, sl->ctx, &info, err))) {
+    int found = 0;
+    sk_status st = srv_store_load(p->store, id, sl->ctx, &info, &found, err);
+    if (st || !found) {
         slot_clear(sl);
         return st;
     }
@@ -156,11 +150,11 @@ sk_status srv_pool_save_session(srv_pool *p, const char *id, srv_save_state *sta
                                 int64_t *n_tokens, sk_error *err) {
     *state = SRV_SAVE_MISSING;
     *n_tokens = 0;
-    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir");
+    if (!p->store) return sk_error_set(err, SK_ERR_INVALID, "no --session-dir or --session-store");
     srv_slot *sl = claim_session(p, id, 0, state);
     if (*state == SRV_SAVE_BUSY) return SK_OK;
     if (!sl) {
-        if (sk_store_exists(p->store, id)) *state = SRV_SAVE_ON_DISK;
+        if (srv_store_exists(p->store, id)) *state = SRV_SAVE_ON_DISK;
         return SK_OK;
     }
     *n_tokens = sl->n_tr;
@@ -179,10 +173,11 @@ sk_status srv_pool_delete_session(srv_pool *p, const char *id, srv_save_state *s
         slot_release(p, sl);
         *state = SRV_SAVE_DONE;
     }
-    if (p->store && sk_store_exists(p->store, id)) {
-        sk_status st = sk_store_delete(p->store, id, err);
+    int found = 0;
+    if (p->store) {
+        sk_status st = srv_store_delete(p->store, id, &found, err);
         if (st) return st;
-        *state = SRV_SAVE_DONE;
+        if (found) *state = SRV_SAVE_DONE;
     }
     return SK_OK;
 }
@@ -198,13 +193,11 @@ void srv_pool_init(srv_pool *p, const sk_server_config *cfg) {
 
 sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, sk_error *err) {
     p->kind = kind;
-    if (p->cfg->session_dir) {
-        int n = 0;
-        sk_status st = sk_store_open(p->cfg->session_dir, m, &p->store, err);
-        if (!st) st = sk_store_remove_stale(p->store, &n, err);
+    const char *spec = p->cfg->session_store ? p->cfg->session_store : p->cfg->session_dir;
+    if (spec) {
+        srv_store_opts so = {p->cfg->session_max, p->cfg->session_ttl_s};
+        sk_status st = srv_store_open(spec, m, &so, &p->store, err);
         if (st) return st;
-        if (n) fprintf(stderr, "serve: removed %d temporary file%s left by an interrupted save\n",
-                       n, n == 1 ? "" : "s");
     }
     p->tok = sk_model_tokenizer(m);
     p->n_vocab = sk_model_hparams(m)->n_vocab;
@@ -250,7 +243,7 @@ void srv_pool_stop(srv_pool *p) {
     }
     for (int i = 0; i < p->n_slots; i++) {
         srv_slot *sl = &p->slots[i];
-        if (!sl->busy && sl->session[0] && p->cfg->session_dir) {
+        if (!sl->busy && sl->session[0] && p->store) {
             sk_error err = {0};
             if (slot_save(p, sl, sl->session, &err))
                 fprintf(stderr, "serve: could not save session %s: %s\n", sl->session, err.msg);
@@ -267,7 +260,7 @@ void srv_pool_free(srv_pool *p) {
     }
     free(p->slots);
     p->slots = NULL;
-    sk_store_free(p->store);
+    srv_store_free(p->store);
     p->store = NULL;
     p->n_slots = 0;
     pthread_mutex_destroy(&p->mu);
@@ -297,6 +290,9 @@ void srv_pool_metrics(srv_pool *p, srv_metrics *out) {
     out->n_slots = p->n_slots;
     out->waiting = p->n_waiting;
     pthread_mutex_unlock(&p->mu);
+    memset(&out->store, 0, sizeof out->store);
+    out->has_store = p->store != NULL;
+    if (p->store) srv_store_stats_get(p->store, &out->store); /* outside mu: it may wait for Redis */
 }
 
 /* ---- one generation ---------------------------------------------------- */
@@ -370,7 +366,7 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
             snprintf(g->evicted, sizeof g->evicted, "%s", g->switched ? best->session : "");
             /* until its save is on disk, a save request for it waits (not a 404) */
             snprintf(best->evicting, sizeof best->evicting, "%s",
-                     g->switched && p->cfg->session_dir ? best->session : "");
+                     g->switched && p->store ? best->session : "");
             snprintf(best->session, sizeof best->session, "%s", r->session);
             best->busy = 1;
             g->sl = best;
@@ -512,7 +508,7 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
     srv_slot *sl = g->sl;
     if (g->switched) {
         sk_error e2 = {0};
-        if (g->evicted[0] && p->cfg->session_dir && slot_save(p, sl, g->evicted, &e2))
+        if (g->evicted[0] && p->store && slot_save(p, sl, g->evicted, &e2))
             fprintf(stderr, "serve: could not save session %s: %s\n", g->evicted, e2.msg);
         pthread_mutex_lock(&p->mu);
         sl->evicting[0] = 0;
@@ -688,6 +684,13 @@ void srv_gen_release(srv_gen *g) {
     if (g->failed) {
         /* the cache may not match the transcript any more */
         slot_clear(g->sl);
+    } else if (g->r.session[0] && p->store && p->cfg->session_sync) {
+        /* write-through: the session outlives this process (another replica
+         * may serve its next turn); a failed save is logged and counted,
+         * the slot keeps the session */
+        sk_error e2 = {0};
+        if (slot_save(p, g->sl, g->r.session, &e2))
+            fprintf(stderr, "serve: could not save session %s: %s\n", g->r.session, e2.msg);
     }
     pthread_mutex_lock(&p->mu);
     p->m.gen_tokens += (uint64_t)g->n_gen;

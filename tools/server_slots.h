@@ -16,6 +16,7 @@
 
 #include "server.h"
 #include "server_request.h"
+#include "server_store.h"
 #include "sinkllm.h"
 
 typedef struct srv_slot {
@@ -36,6 +37,8 @@ typedef struct srv_metrics {
     uint64_t requests, errors, gen_tokens, prompt_tokens, prefill_tokens, evicted, disconnects;
     double last_tps;
     int busy, sessions, n_slots, waiting;
+    int has_store;               /* a session store is configured: */
+    srv_store_stats store;       /*   what it holds and has done */
 } srv_metrics;
 
 struct srv_waiter;
@@ -46,7 +49,7 @@ typedef struct srv_pool {
     const sk_tokenizer *tok;
     int64_t n_vocab;
     sk_chat_kind kind;           /* the chat template, recorded with saved sessions */
-    sk_store *store;             /* the sessions in --session-dir; NULL without one */
+    srv_store *store;            /* --session-dir or --session-store; NULL without either */
     atomic_int stopping;         /* set by srv_pool_stop: generations end at their next token */
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -368,6 +368,11 @@ MUTANTS = [
          find="c->kv_swa->n_past = h.n_past;",
          replace="c->kv_swa->n_past = 0;",
          tests=["test_session"]),
+    dict(id="redis-no-write-through", file="tools/cmd_serve.c",
+         what="--session-store: sessions saved only on eviction and shutdown (a killed replica loses them)",
+         find="cfg.session_sync = 1; /* replicas share it",
+         replace="cfg.session_sync = 0; /* replicas share it",
+         tests=["pytest:failover"]),
     # ---- server validation ------------------------------------------------------------
     dict(id="server-range-inclusive", file="tools/server_request.c",
          what="number fields: the upper bound is not checked",
