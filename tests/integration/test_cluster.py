@@ -284,3 +284,38 @@ def test_redis_down_keeps_serving(cluster):
     chat(srv.url, "b", [{"role": "user", "content": "Say hi."}], stream=False)
     assert m("sinkllm_session_saves_total") == 2
     assert m("sinkllm_stored_sessions") == 1
+
+
+@pytest.mark.parametrize("kind", ["dir", "redis"])
+def test_store_cap_and_ttl(cluster, kind):
+    """Disk (or Redis) cannot fill: a session costs what it holds, at most
+    --session-max are kept (least recently used go), and --session-ttl
+    deletes the unused ones. Before: 12 one-turn sessions wrote 710 MB."""
+    tmp, made = cluster
+    if kind == "redis":
+        redis = Redis(tmp)
+        made.append(redis)
+        store = ["--session-store", redis.url()]
+    else:
+        store = ["--session-dir", os.path.join(str(tmp), "sessions"), "--session-sync"]
+    srv = Server(tmp, "--slots", "1", "--session-max", "3", "--session-ttl", "4", *store, *CACHE, name=kind)
+    made.append(srv)
+    for i in range(6):
+        chat(srv.url, f"s{i}", [{"role": "user", "content": "Hi."}], stream=False)
+    n, b = metric(srv.url, "sinkllm_stored_sessions"), metric(srv.url, "sinkllm_stored_session_bytes")
+    assert n == 3
+    assert metric(srv.url, "sinkllm_sessions_capped_total") == 3
+    # SmolLM2: 23,040 bytes per cached token; a one-turn exchange caches < 60 tokens
+    assert 0 < b / n < 60 * 23040 + 4096, b / n
+    if kind == "dir":
+        files = sorted(os.listdir(os.path.join(str(tmp), "sessions")))
+        assert files == ["s3.session", "s4.session", "s5.session"], files
+    # the oldest kept one is used again: it survives the next cap
+    chat(srv.url, "s3", [{"role": "user", "content": "Hi."}], stream=False)
+    chat(srv.url, "s6", [{"role": "user", "content": "Hi."}], stream=False)
+    if kind == "dir":
+        files = sorted(os.listdir(os.path.join(str(tmp), "sessions")))
+        assert files == ["s3.session", "s5.session", "s6.session"], files
+    time.sleep(5.5)  # past the TTL
+    assert metric(srv.url, "sinkllm_stored_sessions") == 0
+    assert metric(srv.url, "sinkllm_sessions_expired_total") == 3
