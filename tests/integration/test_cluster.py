@@ -298,7 +298,7 @@ def test_store_cap_and_ttl(cluster, kind):
         store = ["--session-store", redis.url()]
     else:
         store = ["--session-dir", os.path.join(str(tmp), "sessions"), "--session-sync"]
-    srv = Server(tmp, "--slots", "1", "--session-max", "3", "--session-ttl", "4", *store, *CACHE, name=kind)
+    srv = Server(tmp, "--slots", "1", "--session-max", "3", "--session-ttl", "600", *store, *CACHE, name=kind)
     made.append(srv)
     for i in range(6):
         chat(srv.url, f"s{i}", [{"role": "user", "content": "Hi."}], stream=False)
@@ -316,6 +316,17 @@ def test_store_cap_and_ttl(cluster, kind):
     if kind == "dir":
         files = sorted(os.listdir(os.path.join(str(tmp), "sessions")))
         assert files == ["s3.session", "s5.session", "s6.session"], files
-    time.sleep(5.5)  # past the TTL
+    srv.stop()
+    # the TTL: a second server (same store) whose sessions expire after 2 s
+    if kind == "dir":
+        store[1] = os.path.join(str(tmp), "sessions-ttl")
+    srv = Server(tmp, "--slots", "1", "--session-ttl", "2", *store, *CACHE, name=kind + "-ttl")
+    made.append(srv)
+    if kind == "redis":  # the first server's sessions have 600 s: start from none
+        for i in (3, 5, 6):
+            assert requests.delete(f"{srv.url}/v1/sessions/s{i}", timeout=10).status_code == 200
+    for i in range(2):
+        chat(srv.url, f"t{i}", [{"role": "user", "content": "Hi."}], stream=False)
+    time.sleep(3.5)  # past the TTL
     assert metric(srv.url, "sinkllm_stored_sessions") == 0
-    assert metric(srv.url, "sinkllm_sessions_expired_total") == 3
+    assert metric(srv.url, "sinkllm_sessions_expired_total") == 2
