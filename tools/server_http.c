@@ -390,6 +390,7 @@ typedef struct job {
     long created;
     /* streaming */
     int phase;
+    int64_t lp_sent;         /* logprobs entries [0, lp_sent) already sent */
     char *out;               /* (out_len) bytes of events; [0, out_pos) already sent */
     size_t out_len, out_pos, out_cap;
 } job;
@@ -460,8 +461,12 @@ static int out_event(job *j, json_t *ev) {
     return rc ? -1 : 0;
 }
 
+/* A chunk of text [g->sent, g->sent + len) with the logprobs of its tokens. */
 static int out_chunk(job *j, const char *text, size_t len, const char *finish, int role) {
-    return out_event(j, srv_reply_chunk(&j->g, j->id, j->created, text, len, finish, role));
+    srv_gen *g = &j->g;
+    int64_t lp0 = j->lp_sent, lp1 = text ? srv_logprobs_upto(g, lp0, g->sent + len) : lp0;
+    j->lp_sent = lp1;
+    return out_event(j, srv_reply_chunk(g, j->id, j->created, text, len, finish, role, lp0, lp1));
 }
 
 /* The events after the last token: the rest of the text, the error of a
@@ -498,7 +503,18 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                     g->sent = upto;
                 }
                 /* the held text is never more than the longest stop string */
-                if (g->sent > 65536 && g->sent == g->text_len) g->sent = g->text_len = 0;
+                if (g->sent > 65536 && g->sent == g->text_len) {
+                    /* logprobs entries not yet sent (a token whose bytes are still
+                     * pending in the detokenizer) move to the front */
+                    int64_t k = 0;
+                    for (int64_t i = j->lp_sent; i < g->n_lp; i++, k++) {
+                        g->lp[k] = g->lp[i];
+                        g->lp[k].offset = g->lp[k].offset > g->text_len ? g->lp[k].offset - g->text_len : 0;
+                    }
+                    g->n_lp = k;
+                    j->lp_sent = 0;
+                    g->sent = g->text_len = 0;
+                }
                 continue;
             }
             if (out_finish(j)) return MHD_CONTENT_READER_END_WITH_ERROR;

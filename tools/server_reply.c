@@ -13,6 +13,8 @@
  * reason, and "usage": null on every chunk when include_usage is set. */
 #include "server_reply.h"
 
+#include <math.h>
+
 #include "cli.h"
 
 json_t *srv_reply_error(const char *type, const char *param, const char *msg) {
@@ -49,6 +51,75 @@ static json_t *extra_json(const srv_gen *g) {
                      "cancelled", g->cancelled, "timed_out", g->timed_out);
 }
 
+/* ---- logprobs -----------------------------------------------------------------
+ * Chat (OpenAI's shape): {"content": [{"token", "logprob", "bytes",
+ * "top_logprobs": [{"token", "logprob", "bytes"}...]}...], "refusal": null}.
+ * Completions (the legacy shape): {"tokens", "token_logprobs",
+ * "top_logprobs": [{token: logprob}...], "text_offset"} (offsets in the
+ * completion's text). "token" is the token's text with an incomplete UTF-8
+ * sequence as U+FFFD, "bytes" its exact bytes; -inf is written as -9999
+ * (JSON has no infinities), as OpenAI does. */
+
+static double lp_value(float lp) { return isfinite(lp) ? (double)lp : -9999.0; }
+
+/* token id's text (valid UTF-8) into buf */
+static const char *lp_text(const srv_gen *g, int32_t id, char *buf, size_t cap) {
+    size_t n = 0;
+    sk_error err = {0};
+    if (sk_detokenize(g->p->tok, &id, 1, 0, buf, cap, &n, &err)) buf[0] = 0;
+    return buf;
+}
+
+static json_t *lp_bytes(const srv_gen *g, int32_t id) {
+    char piece[256];
+    int n = sk_token_to_piece(g->p->tok, id, 0, piece, sizeof piece);
+    json_t *a = json_array();
+    for (int i = 0; i < n && i < (int)sizeof piece; i++) json_array_append_new(a, json_integer((unsigned char)piece[i]));
+    return a;
+}
+
+static json_t *lp_entry(const srv_gen *g, int32_t id, float lp) {
+    char buf[1024];
+    return json_pack("{s:s,s:f,s:o}", "token", lp_text(g, id, buf, sizeof buf), "logprob", lp_value(lp), "bytes",
+                     lp_bytes(g, id));
+}
+
+/* the logprobs of entries [a, b) of g->lp */
+static json_t *logprobs_json(const srv_gen *g, int64_t a, int64_t b) {
+    if (!g->r.logprobs) return json_null();
+    char buf[1024];
+    if (g->r.chat) {
+        json_t *content = json_array();
+        for (int64_t i = a; i < b; i++) {
+            const srv_logprob *e = &g->lp[i];
+            json_t *x = lp_entry(g, e->id, e->lp), *top = json_array();
+            for (int k = 0; k < e->n_top; k++) json_array_append_new(top, lp_entry(g, e->top_id[k], e->top_lp[k]));
+            json_object_set_new(x, "top_logprobs", top);
+            json_array_append_new(content, x);
+        }
+        return json_pack("{s:o,s:n}", "content", content, "refusal");
+    }
+    json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    for (int64_t i = a; i < b; i++) {
+        const srv_logprob *e = &g->lp[i];
+        json_array_append_new(toks, json_string(lp_text(g, e->id, buf, sizeof buf)));
+        json_array_append_new(lps, json_real(lp_value(e->lp)));
+        json_t *top = json_object();
+        for (int k = 0; k < e->n_top; k++)
+            json_object_set_new(top, lp_text(g, e->top_id[k], buf, sizeof buf), json_real(lp_value(e->top_lp[k])));
+        json_array_append_new(tops, top);
+        json_array_append_new(offs, json_integer((json_int_t)e->offset));
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", toks, "token_logprobs", lps, "top_logprobs", tops,
+                     "text_offset", offs);
+}
+
+int64_t srv_logprobs_upto(const srv_gen *g, int64_t from, size_t text_end) {
+    int64_t i = from;
+    while (i < g->n_lp && g->lp[i].offset < text_end) i++;
+    return i;
+}
+
 json_t *srv_reply_completion(const srv_gen *g, const char *id, long created) {
     int chat = g->r.chat;
     const char *text = g->text ? g->text : "";
@@ -58,7 +129,8 @@ json_t *srv_reply_completion(const srv_gen *g, const char *id, long created) {
         json_object_set_new(choice, "message", json_pack("{s:s,s:s%}", "role", "assistant",
                                                          "content", text, (size_t)g->text_len));
     else json_object_set_new(choice, "text", json_stringn(text, g->text_len));
-    json_object_set_new(choice, "logprobs", json_null());
+    /* the tokens of the text (not those of a stop string cut from it) */
+    json_object_set_new(choice, "logprobs", logprobs_json(g, 0, srv_logprobs_upto(g, 0, g->text_len)));
     json_object_set_new(choice, "finish_reason", json_string(g->finish));
     return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o,s:o}", "id", id, "object",
                      chat ? "chat.completion" : "text_completion", "created", (json_int_t)created,
@@ -73,7 +145,7 @@ static json_t *chunk_base(const srv_gen *g, const char *id, long created) {
 }
 
 static json_t *choice_delta(const srv_gen *g, const char *text, size_t len, const char *finish,
-                            int role) {
+                            int role, int64_t lp0, int64_t lp1) {
     json_t *c = json_object();
     json_object_set_new(c, "index", json_integer(0));
     if (g->r.chat) {
@@ -84,16 +156,16 @@ static json_t *choice_delta(const srv_gen *g, const char *text, size_t len, cons
     } else {
         json_object_set_new(c, "text", json_stringn(text ? text : "", text ? len : 0));
     }
-    json_object_set_new(c, "logprobs", json_null());
+    json_object_set_new(c, "logprobs", lp1 > lp0 ? logprobs_json(g, lp0, lp1) : json_null());
     json_object_set_new(c, "finish_reason", finish ? json_string(finish) : json_null());
     return c;
 }
 
 json_t *srv_reply_chunk(const srv_gen *g, const char *id, long created, const char *text,
-                        size_t len, const char *finish, int role) {
+                        size_t len, const char *finish, int role, int64_t lp0, int64_t lp1) {
     json_t *ev = chunk_base(g, id, created);
     json_t *choices = json_array();
-    json_array_append_new(choices, choice_delta(g, text, len, finish, role));
+    json_array_append_new(choices, choice_delta(g, text, len, finish, role, lp0, lp1));
     json_object_set_new(ev, "choices", choices);
     if (finish) json_object_set_new(ev, "sinkllm", extra_json(g));
     if (g->r.include_usage) json_object_set_new(ev, "usage", json_null());

@@ -22,9 +22,14 @@ json_t *srv_reply_completion(const srv_gen *g, const char *id, long created);
 
 /* One streamed chunk: a delta of len bytes of text (none when text is
  * NULL), the finish reason (NULL: not the last; the last also carries the
- * "sinkllm" extras), role: announce the assistant role (chat). */
+ * "sinkllm" extras), role: announce the assistant role (chat), and the
+ * logprobs of entries [lp0, lp1) of g->lp (none when lp1 <= lp0). */
 json_t *srv_reply_chunk(const srv_gen *g, const char *id, long created, const char *text,
-                        size_t len, const char *finish, int role);
+                        size_t len, const char *finish, int role, int64_t lp0, int64_t lp1);
+
+/* The first logprobs entry at or after from whose text starts at or past
+ * text_end: entries [from, result) belong to text before text_end. */
+int64_t srv_logprobs_upto(const srv_gen *g, int64_t from, size_t text_end);
 
 /* The chunk that ends a stream with stream_options.include_usage: no
  * choices, the usage and the extras. */

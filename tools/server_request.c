@@ -439,10 +439,71 @@ static int parse_completion(const srv_parse_env *env, json_t *body, srv_gen_req 
     return 0;
 }
 
+/* logprobs: chat {"logprobs": bool, "top_logprobs": 0..20 (needs
+ * logprobs)}; completions {"logprobs": 0..20 alternatives, null = none}. */
+static int parse_logprobs(json_t *body, int chat, srv_gen_req *r, srv_perr *e) {
+    json_t *v = json_object_get(body, "logprobs");
+    int64_t x = 0;
+    int set = 0;
+    if (chat) {
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+            return fail(e, 400, "logprobs", "'logprobs' must be a boolean");
+        r->logprobs = v && json_is_true(v);
+        if (get_int(body, "top_logprobs", 0, SRV_MAX_TOP_LOGPROBS, &x, &set, e)) return -1;
+        if (set && !r->logprobs)
+            return fail(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    } else {
+        if (v && json_is_boolean(v)) return fail(e, 400, "logprobs", "'logprobs' must be an integer (alternatives per token)");
+        if (get_int(body, "logprobs", 0, SRV_MAX_TOP_LOGPROBS, &x, &set, e)) return -1;
+        r->logprobs = set;
+    }
+    r->top_logprobs = (int)x;
+    return 0;
+}
+
+/* Fields of OpenAI's and llama.cpp's APIs that change the reply and that
+ * this server does not implement: a 400 naming the field, never silently
+ * ignored. A field counts when present with a value that asks for
+ * something (false, null, "none", 1 or "text" ask for nothing). */
+static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
+    static const char *const always[] = {"tools", "functions", "tool_choice", "function_call", "grammar",
+                                         "json_schema", "audio", "prediction", "suffix", "n_probs",
+                                         "parallel_tool_calls"};
+    for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
+        json_t *v = json_object_get(body, always[i]);
+        if (!v || json_is_null(v) || json_is_false(v)) continue;
+        if (json_is_string(v) && !strcmp(json_string_value(v), "none")) continue; /* tool_choice */
+        if (json_is_array(v) && json_array_size(v) == 0) continue;
+        return fail(e, 400, always[i], "'%s' is not supported by this server", always[i]);
+    }
+    json_t *v = json_object_get(body, "response_format");
+    if (v && !json_is_null(v)) {
+        json_t *t = json_is_object(v) ? json_object_get(v, "type") : NULL;
+        if (!t || !json_is_string(t) || strcmp(json_string_value(t), "text"))
+            return fail(e, 400, "response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
+    }
+    v = json_object_get(body, "echo");
+    if (!chat && v && json_is_true(v)) return fail(e, 400, "echo", "'echo' is not supported by this server");
+    v = json_object_get(body, "best_of");
+    if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
+        return fail(e, 400, "best_of", "'best_of' other than 1 is not supported by this server");
+    v = json_object_get(body, "modalities");
+    if (v && !json_is_null(v)) {
+        size_t i;
+        json_t *m;
+        if (!json_is_array(v)) return fail(e, 400, "modalities", "'modalities' must be an array");
+        json_array_foreach(v, i, m) if (!json_is_string(m) || strcmp(json_string_value(m), "text"))
+            return fail(e, 400, "modalities", "only the \"text\" modality is supported");
+    }
+    return 0;
+}
+
 int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const char *hdr_session,
                        srv_gen_req *r, srv_perr *e) {
     r->chat = chat;
+    if (refuse_unimplemented(body, chat, e)) return -1;
     if (parse_common(env, body, hdr_session, r, e)) return -1;
+    if (parse_logprobs(body, chat, r, e)) return -1;
     return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e);
 }
 

@@ -566,6 +566,12 @@ sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
             sk_sampler_accept(g->smp, r->prompt[i]);
     g->logits = malloc(sizeof(float) * (size_t)g->p->n_vocab);
     if (!g->logits) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    if (r->logprobs) {
+        g->cap_lp = r->max_tokens < 256 ? r->max_tokens : 256; /* grows by doubling */
+        g->lp_row = malloc(sizeof(float) * (size_t)g->p->n_vocab);
+        g->lp = malloc(sizeof *g->lp * (size_t)g->cap_lp);
+        if (!g->lp_row || !g->lp) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+    }
     g->t_gen0 = now_ms();
     return SK_OK;
 }
@@ -612,6 +618,44 @@ static void gen_end(srv_gen *g, const char *reason) {
     g->finished = 1;
 }
 
+/* Record token t's log-probability under the logits the sampler saw
+ * (g->lp_row) and the top r.top_logprobs alternatives: log-softmax with
+ * the log-sum-exp in double, l - max - log(sum exp(l - max)). */
+static sk_status lp_record(srv_gen *g, int32_t t, sk_error *err) {
+    if (g->n_lp == g->cap_lp) {
+        int64_t cap = g->cap_lp ? 2 * g->cap_lp : 64;
+        srv_logprob *v = realloc(g->lp, sizeof *v * (size_t)cap);
+        if (!v) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+        g->lp = v;
+        g->cap_lp = cap;
+    }
+    const float *l = g->lp_row;
+    const int64_t n = g->p->n_vocab;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) mx = l[i] > mx ? l[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)l[i] - (double)mx);
+    const double lse = (double)mx + log(sum);
+    srv_logprob *e = &g->lp[g->n_lp++];
+    e->id = t;
+    e->lp = (float)((double)l[t] - lse);
+    e->offset = g->text_len;
+    /* the k best by insertion into a sorted list (k <= 20); ties: lower id first */
+    int k = g->r.top_logprobs, m = 0;
+    for (int64_t i = 0; i < n && k > 0; i++) {
+        if (m == k && !(l[i] > l[e->top_id[m - 1]])) continue;
+        int j = m < k ? m++ : m - 1;
+        while (j > 0 && l[i] > l[e->top_id[j - 1]]) {
+            e->top_id[j] = e->top_id[j - 1];
+            j--;
+        }
+        e->top_id[j] = (int32_t)i;
+    }
+    e->n_top = m;
+    for (int j = 0; j < m; j++) e->top_lp[j] = (float)((double)l[e->top_id[j]] - lse);
+    return SK_OK;
+}
+
 /* End g as failed; err says why. */
 static void gen_fail(srv_gen *g, const sk_error *err, const char *reason) {
     g->failed = 1;
@@ -646,9 +690,14 @@ void srv_gen_step(srv_gen *g) {
     }
     memcpy(g->logits, lg, sizeof(float) * (size_t)p->n_vocab);
     for (int i = 0; i < g->r.n_bias; i++) g->logits[g->r.bias_id[i]] += g->r.bias[i];
+    if (g->lp_row) memcpy(g->lp_row, g->logits, sizeof(float) * (size_t)p->n_vocab); /* the sampler edits its row */
     int32_t t = sk_sampler_sample(g->smp, g->logits);
     if (sk_token_is_eog(p->tok, t)) {
         gen_end(g, "stop");
+        return;
+    }
+    if (g->lp_row && lp_record(g, t, &err)) {
+        gen_fail(g, &err, "stop");
         return;
     }
     sk_sampler_accept(g->smp, t);
@@ -713,6 +762,10 @@ void srv_gen_free(srv_gen *g) {
     g->smp = NULL;
     free(g->logits);
     g->logits = NULL;
+    free(g->lp_row);
+    g->lp_row = NULL;
+    free(g->lp);
+    g->lp = NULL;
     free(g->text);
     g->text = NULL;
     srv_gen_req_free(&g->r);

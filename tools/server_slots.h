@@ -60,6 +60,18 @@ typedef struct srv_pool {
     srv_metrics m;               /* counters (under mu) */
 } srv_pool;
 
+/* One generated token's log-probability (log-softmax of the logits the
+ * sampler saw: the model's, plus logit_bias, before penalties and
+ * temperature) and its top alternatives, best first. */
+typedef struct srv_logprob {
+    int32_t id;
+    float lp;
+    size_t offset;              /* where its text starts in srv_gen.text */
+    int n_top;
+    int32_t top_id[SRV_MAX_TOP_LOGPROBS];
+    float top_lp[SRV_MAX_TOP_LOGPROBS];
+} srv_logprob;
+
 /* The generation of one request in one slot. */
 typedef struct srv_gen {
     srv_pool *p;
@@ -69,6 +81,9 @@ typedef struct srv_gen {
     char evicted[SRV_SESSION_CAP]; /* the named session that had to leave it ("" if none) */
     sk_sampler *smp;
     float *logits;           /* (n_vocab) scratch */
+    float *lp_row;           /* (n_vocab) the logits the sampler saw, when logprobs are asked */
+    srv_logprob *lp;         /* (n_lp) one per generated token, when logprobs are asked */
+    int64_t n_lp, cap_lp;
     sk_detok dt;
     char *text;              /* reply text; [0, sent) already delivered */
     size_t text_len, text_cap, sent;

@@ -105,7 +105,8 @@ def run_test(dst, name, timeout):
         env["SINKLLM_BIN"] = os.path.join(dst, BUILD, "sinkllm")
         cmd = [os.path.join(ROOT, ".venv/bin/python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                "tests/integration/test_server.py", "tests/integration/test_hostile.py",
-               "tests/integration/test_cluster.py", "-k", name[len("pytest:"):]]
+               "tests/integration/test_cluster.py", "tests/integration/test_logprobs.py",
+               "-k", name[len("pytest:"):]]
     else:
         raise SystemExit(f"catalogue error: unknown test '{name}'")
     try:
