@@ -1,6 +1,6 @@
 #!/bin/sh
 # paper.sh - reproduce the StreamingLLM paper's perplexity experiments on the
-# default model with ../shared/data/moby-dick.txt (looped past its ~321K
+# default model with data/moby-dick.txt (looped past its ~321K
 # tokens). Writes one CSV per run (pos,token,nll,rss_mb) and the PPL lines to
 # bench/out/paper/; docs/results.md is written from these.
 #
@@ -15,7 +15,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 SK=${SINKLLM:-build/sinkllm}
-TXT=${TEXT:-../shared/data/moby-dick.txt}
+TXT=${TEXT:-data/moby-dick.txt}
 OUT=${OUT:-bench/out/paper}
 # Another model (e.g. MODEL=models/gemma-3-270m-Q4_K_M.gguf OUT=bench/out/paper-gemma
 # A_TOKENS=40000 B_TOKENS=20000 B_CACHES=1024 sh bench/paper.sh a b)

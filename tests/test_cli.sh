@@ -125,6 +125,26 @@ if [ -f "$MODEL" ]; then
     set -- $(awk -F, '/^[0-9]/ { n++; s += $3 } END { printf "%d %.6f", n, exp(s / n) }' "$TXT.csv")
     expect "ppl: PPL = 57.14 +- 2%, 199 scored" "a > 56.0 && a < 58.3 && b == 199" "$ppl" "$1"
     expect "ppl: PPL = exp(mean csv nll)" "a / b > 0.9999 && a / b < 1.0001" "$ppl" "$2"
+    # the first hour of a new user (issue 14): the README's evaluation text
+    # ships with the repo; the progress bar ends at 100%; --help prints no
+    # printf escapes; --temp is in the server's range; a sampled run prints
+    # the seed that reproduces it
+    ROOT=$(cd "$(dirname "$0")/.." && pwd)
+    check 0 "ppl: the README's text (data/moby-dick.txt)" "$SK" ppl -m "$MODEL" -f "$ROOT/data/moby-dick.txt" --tokens 120 -t 2 -q
+    contains "ppl: the shipped text scores" "^PPL = " "$TXT.out"
+    script -qec "'$SK' ppl -m '$MODEL' -f '$ROOT/data/moby-dick.txt' --tokens 300 -t 2" /dev/null > "$TXT.tty" 2>&1
+    last=$(tr '\r' '\n' < "$TXT.tty" | grep '^\[' | tail -n 1)
+    case "$last" in *"100% 300/300 tok"*) pass=$((pass + 1)) ;; *) fail=$((fail + 1)); echo "FAIL: ppl: the bar ends at '$last'" ;; esac
+    "$SK" ppl --help > "$TXT.help" 2>&1
+    if grep -q '%%' "$TXT.help"; then fail=$((fail + 1)); echo "FAIL: ppl --help prints %%"; else pass=$((pass + 1)); fi
+    check 2 "run: --temp -1 (the server refuses it too)" "$SK" run -m "$MODEL" -p hi -n 2 --temp -1
+    contains "run: --temp range named" "0..100" "$TXT.err"
+    check 0 "run: sampled" "$SK" run -m "$MODEL" -p "Once upon a time" -n 12 --temp 0.9 -t 2
+    seed=$(sed -n 's/^seed: \([0-9]*\) .*/\1/p' "$TXT.err")
+    cp "$TXT.out" "$TXT.sampled"
+    check 0 "run: the printed seed" "$SK" run -m "$MODEL" -p "Once upon a time" -n 12 --temp 0.9 -t 2 --seed "${seed:-1}"
+    if [ -n "$seed" ] && cmp -s "$TXT.out" "$TXT.sampled"; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: run: --seed '$seed' does not reproduce the sampled reply"; fi
     check 0 "bench: tiny" "$SK" bench -m "$MODEL" -p 16 -n 4 -r 1 -t 2 --csv
     contains "bench: csv rows" "sinkllm,2,tg4" "$TXT.out"
     set -- $(awk -F, '$3 == "pp16" { p = $4 } $3 == "tg4" { t = $4 } END { print p + 0, t + 0 }' "$TXT.out")

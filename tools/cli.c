@@ -196,7 +196,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->display_prompt = 0;
         } else if (GROUP(OPT_SAMPLE) && IS("--temp")) {
             NEED_VALUE();
-            if (parse_float(a, v, -1e9, 1e9, &o->sp.temp)) return 2;
+            if (parse_float(a, v, 0, 100, &o->sp.temp)) return 2; /* the server's range */
         } else if (GROUP(OPT_SAMPLE) && IS("--top-k")) {
             NEED_VALUE();
             if (parse_int(a, v, INT_MIN, INT_MAX, &o->sp.top_k)) return 2;
@@ -220,9 +220,15 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             if (parse_float(a, v, -1e6, 1e6, &o->sp.frequency_penalty)) return 2;
         } else if (GROUP(OPT_SAMPLE) && (IS("-s") || IS("--seed"))) {
             NEED_VALUE();
-            int64_t s;
-            if (sk_cli_parse_i64(a, v, -1, INT64_MAX, &s)) return 2;
-            o->sp.seed = s < 0 ? SK_SEED_RANDOM : (uint64_t)s;
+            /* -1, or any 64-bit seed (a drawn seed, which `run` prints, may
+             * exceed INT64_MAX) */
+            char *end;
+            errno = 0;
+            unsigned long long u = strtoull(v, &end, 10);
+            if (!strcmp(v, "-1")) o->sp.seed = SK_SEED_RANDOM;
+            else if (end == v || *end || errno || v[0] == '-' || u == (unsigned long long)SK_SEED_RANDOM)
+                return usage_error(o, "--seed expects -1 or an integer in 0..18446744073709551614, got '%s'", v);
+            else o->sp.seed = (uint64_t)u;
         } else if (GROUP(OPT_CACHE) && IS("--cache")) {
             NEED_VALUE();
             sk_error err;

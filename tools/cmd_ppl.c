@@ -31,7 +31,7 @@ static const char *PPL_USAGE =
     "                          double sums (an oracle; many times slower)\n"
     "      --sink-token TEXT   feed this token (one token) n_sinks times first and use\n"
     "                          them as the sinks (the paper's \"\\n\" sinks variant)\n"
-    "      --score-every K     score only positions p with p %% K == 0 (same positions for\n"
+    "      --score-every K     score only positions p with p % K == 0 (same positions for\n"
     "                          every policy; keeps recompute affordable)\n"
     "      --csv OUT           per-token NLL as CSV (pos,token,nll,rss_mb)\n"
     "      --plot OUT.png      log-perplexity against tokens\n"
@@ -308,6 +308,7 @@ int cmd_ppl(int argc, char **argv) {
             }
         }
     }
+    if (tty && !rc) progress(N, N, sum, n_scored, t0); /* the bar ends at 100% */
     if (tty) fprintf(stderr, "\n");
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
     double secs = (sk_now_ms() - t0) / 1e3;

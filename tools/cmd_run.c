@@ -138,6 +138,8 @@ int cmd_run(int argc, char **argv) {
             load_ms, (long long)n_tok, n_tok / ((t1 - t0) / 1e3), (long long)n_gen,
             n_gen > 0 ? n_gen / ((t2 - t1) / 1e3) : 0.0, sk_cache_policy_name(o.cache.policy),
             (long long)st.n_cached, (long long)st.n_evicted);
+    /* a sampled reply is reproduced by its seed (--seed N) */
+    if (o.sp.temp > 0) fprintf(stderr, "seed: %llu (--seed to reproduce)\n", (unsigned long long)sk_sampler_seed(smp));
     free(logits);
     free(text);
     free(ids);
