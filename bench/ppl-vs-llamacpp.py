@@ -4,7 +4,7 @@ driven the StreamingLLM way: one token per step, the oldest non-sink token
 evicted and the rest shifted down once the cache is full.
 
     python bench/ppl-vs-llamacpp.py --model models/gemma-3-270m-Q4_K_M.gguf \\
-        --text ../shared/data/moby-dick.txt --tokens 2048 \\
+        --text data/moby-dick.txt --tokens 2048 \\
         --config dense --config window:1024 --config sink:4+1020 \\
         [--sinkllm build/sinkllm] [-t 2] [--llama-threads 1] [--llama-kv f16|f32]
         [--json OUT] [--dump PREFIX]

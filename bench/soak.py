@@ -65,7 +65,7 @@ def main():
     ap.add_argument("--bin", default="build/sinkllm")
     ap.add_argument("--csv", default="bench/out/soak.csv")
     ap.add_argument("--mode", choices=["gen", "mixed"], default="gen")
-    ap.add_argument("--text", default="../shared/data/moby-dick.txt")
+    ap.add_argument("--text", default="data/moby-dick.txt")
     ap.add_argument("--user-chars", type=int, default=6000)
     a = ap.parse_args()
     book = open(a.text, encoding="utf-8").read() if a.mode == "mixed" else ""

@@ -206,7 +206,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--golden", required=True)
-    ap.add_argument("--moby", default="../shared/data/moby-dick.txt")
+    ap.add_argument("--moby", default="data/moby-dick.txt")
     ap.add_argument("--long-csv", help="only write golden/f64_long.json, from the ids of this "
                     "`sinkllm ppl --cache dense --csv` run over Moby-Dick (see long_golden)")
     ap.add_argument("--long-text", help="only write the 12,000 characters of Moby-Dick from "
