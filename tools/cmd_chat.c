@@ -116,7 +116,15 @@ static int load_session(chat *ch, const char *name) {
     sk_session_info_free(&info);
     ch->fed = 1;
     ch->pending_system = 0;
-    printf("loaded %s\n", path);
+    /* the session's own settings, which now replace the command line's */
+    sk_context_stats st;
+    sk_context_get_stats(c, &st);
+    const sk_cache_params *cc = &cp.cache;
+    printf("loaded %s: template %s, cache %s (%d sinks, window %d, kv %s), %lld tokens streamed, "
+           "%lld in the cache, %lld evicted%s\n", path, sk_chat_kind_name(ch->kind),
+           sk_cache_policy_name(cc->policy), cc->policy == SK_CACHE_SINK ? cc->n_sinks : 0, cc->n_window,
+           cc->kv_type == SK_KV_F32 ? "f32" : cc->kv_type == SK_KV_Q8_0 ? "q8_0" : "f16", (long long)st.n_past,
+           (long long)st.n_cached, (long long)st.n_evicted, ch->system ? ", with its system prompt" : "");
     return 0;
 }
 
@@ -246,11 +254,16 @@ static int turn(chat *ch, const char *text) {
     g_stop = 0;
     double t0 = sk_now_ms();
     int64_t k = 0;
-    int rc = 0;
+    int rc = 0, eog = 0;
+    sk_context_stats st0;
+    sk_context_get_stats(ch->ctx, &st0);
     for (; k < ch->n_predict && !g_stop; k++) {
         memcpy(logits, sk_logits(ch->ctx), sizeof(float) * (size_t)nv);
         int32_t t = sk_sampler_sample(ch->smp, logits);
-        if (sk_token_is_eog(ch->tok, t)) break;
+        if (sk_token_is_eog(ch->tok, t)) {
+            eog = 1;
+            break;
+        }
         sk_sampler_accept(ch->smp, t);
         size_t w = sk_detok_push(&dt, ch->tok, t, 0, piece, sizeof piece);
         fwrite(piece, 1, w, stdout);
@@ -276,6 +289,14 @@ static int turn(chat *ch, const char *text) {
     if (!rc && !sk_chat_render_turn_end(ch->tok, ch->kind, end, 16, &ne, &err) && ne > 0 && ne <= 16)
         if (sk_decode(ch->ctx, end, ne, &err)) rc = -1;
     if (g_stop && ch->tty) fprintf(stderr, "[stopped]\n");
+    /* status lines on stderr (the reply itself stays plain on stdout) */
+    if (!rc && !eog && !g_stop && k >= ch->n_predict)
+        fprintf(stderr, "[reply cut at %lld tokens: -n/--n-predict]\n", (long long)ch->n_predict);
+    sk_context_stats st1;
+    sk_context_get_stats(ch->ctx, &st1);
+    if (st1.n_evicted > st0.n_evicted)
+        fprintf(stderr, "[%lld tokens left the window (%lld in all); %lld stay in the cache, the pinned start included]\n",
+                (long long)(st1.n_evicted - st0.n_evicted), (long long)st1.n_evicted, (long long)st1.n_cached);
     return rc;
 }
 
@@ -408,7 +429,12 @@ int cmd_chat(int argc, char **argv) {
         char *line = NULL;
         size_t cap = 0;
         if (ch.tty) {
+            g_stop = 0;
             line = readline("> ");
+            if (!line && g_stop) { /* Ctrl-C at the prompt: not a way out that loses the chat */
+                printf("\n(Ctrl-D or /bye leaves; the conversation is saved as 'last' then)\n");
+                continue;
+            }
             if (!line) break;
         } else {
             ssize_t r = getline(&line, &cap, stdin);
@@ -429,6 +455,12 @@ int cmd_chat(int argc, char **argv) {
             rc = r < 0 ? 1 : 0;
             break;
         }
+    }
+    /* leaving a terminal chat keeps the conversation: /load last continues it */
+    if (ch.tty && ch.n_turns > 0 && ch.store) {
+        printf("\n");
+        save_session(&ch, "last");
+        printf("(sinkllm chat, then /load last, continues it)\n");
     }
 done:
     free(ch.buf);
