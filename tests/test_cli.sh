@@ -187,6 +187,15 @@ if [ -f "$MODEL" ]; then
     "$SK" chat -m "$MODEL" -n 12 --temp 0 -t 2 < "$TXT.in" > "$TXT.whole" 2>/dev/null
     printf 'My name is Ahab.\n/save s1\n' > "$TXT.in"
     check 0 "chat: /save" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
+    # a saved chat costs what its cache holds (was 53 MB for 744 tokens: the
+    # whole ring): header + record + 23,040 bytes (SmolLM2, F16 K and V) per
+    # cached token, the count /stats reports
+    printf 'My name is Ahab.\n/save s3\n/stats\n' > "$TXT.in"
+    "$SK" chat -m "$MODEL" -n 12 --temp 0 -t 2 --session-dir "$SD" < "$TXT.in" > "$TXT.st" 2>/dev/null
+    cached=$(sed -n 's/^cache: \([0-9]*\) \/.*/\1/p' "$TXT.st")
+    size=$(wc -c < "$SD/s3.session" 2>/dev/null || echo 0)
+    expect "chat /save: $size bytes for ${cached:-?} cached tokens (<= 23,040 each + 1 KiB)" \
+        "a > 0 && b > 0 && b <= a * 23040 + 1024 && b >= a * 23040" "${cached:-0}" "$size"
     # crash safety: the temporary file is fsync'ed before it is renamed over
     # the session (a kill -9 cannot show a missing fsync; the system calls can)
     if command -v strace >/dev/null 2>&1; then
