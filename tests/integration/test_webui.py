@@ -156,6 +156,32 @@ def test_chat_streams_and_shows_cache(srv, browser, tmp_path):
     status2 = drv.find_element(By.ID, "status").text
     assert int(re.search(r"reused (\d+)", status2).group(1)) > 0, status2
     assert int(re.search(r"evicted (\d+)", status2).group(1)) > evicted, status2
+    # what has left the window is faded (issue 14): more turns until the
+    # first question has left the 4 + 48 cache; the last reply is all in it;
+    # each message's fading follows its token span against the window's
+    # start, and survives a reload (the spans are stored)
+    def classes():
+        return [e.get_attribute("class") for e in drv.find_elements(By.CSS_SELECTOR, ".msg")]
+    for turn in range(6):
+        if "forgotten" in classes()[0]:
+            break
+        n = len(drv.find_elements(By.CSS_SELECTOR, ".msg.assistant"))
+        box.send_keys("Tell me more.", Keys.ENTER)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".msg.assistant")) == n + 1)
+        wait.until(lambda d: "pending" not in d.find_elements(By.CSS_SELECTOR, ".msg.assistant")[-1]
+                   .get_attribute("class"))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg")[-1].get_attribute("data-end"))
+    c = classes()
+    assert "forgotten" in c[0], c
+    assert "forgotten" not in c[-1] and "partly" not in c[-1], c
+    lo = int(drv.execute_script("return localStorage.getItem('sinkllm.lo')"))
+    hist = drv.execute_script("return JSON.parse(localStorage.getItem('sinkllm.history'))")
+    assert [("forgotten" in x) for x in c] == [m["end"] <= lo for m in hist], (c, lo, hist)
+    assert [("partly" in x) for x in c] == [m["start"] < lo < m["end"] for m in hist], (c, lo, hist)
+    drv.refresh()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".msg")) == len(c))
+    assert classes() == c
+    box = drv.find_element(By.ID, "input")
 
     shot = str(tmp_path / "webui.png")
     assert drv.save_screenshot(shot)
