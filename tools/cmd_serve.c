@@ -46,6 +46,8 @@ static const char *SERVE_USAGE =
     "                            a crash of this process\n"
     "      --session-max N       keep at most N stored sessions (least recently used go)\n"
     "      --session-ttl S       delete a stored session unused for S seconds\n"
+    "      --cors ORIGIN         let pages from ORIGIN (or * for any) call the API from a\n"
+    "                            browser: CORS headers and OPTIONS preflight\n"
     "      --max-body SIZE       largest request body (default 8MiB; K, KiB, M, MiB)\n"
     "      --timeout SECONDS     wall-clock limit of one request (default 600)\n"
     "      --header-timeout S    a connection must send its request line and headers within\n"
@@ -121,7 +123,7 @@ int cmd_serve(int argc, char **argv) {
                     !strcmp(a, "--rollback") || !strcmp(a, "--header-timeout") ||
                     !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-conn-per-ip") ||
                     !strcmp(a, "--session-store") || !strcmp(a, "--session-max") ||
-                    !strcmp(a, "--session-ttl");
+                    !strcmp(a, "--session-ttl") || !strcmp(a, "--cors");
         if (!strcmp(a, "--session-sync")) {
             cfg.session_sync = 1;
             continue;
@@ -173,6 +175,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--api-key-file")) key_file = v;
         else if (!strcmp(a, "--session-dir")) cfg.session_dir = v;
         else if (!strcmp(a, "--session-store")) cfg.session_store = v;
+        else if (!strcmp(a, "--cors")) cfg.cors_origin = v;
         else if (!strcmp(a, "--session-max")) {
             if (parse_int_arg(a, v, 1, 1L << 30, &x)) goto out;
             cfg.session_max = x;

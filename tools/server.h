@@ -44,6 +44,7 @@ typedef struct sk_server_config {
     sk_sampler_params sp;    /* defaults for fields a request leaves out */
     int64_t max_tokens;      /* default max_tokens (512) */
     const char *model_id;    /* id shown by /v1/models (the file's basename) */
+    const char *cors_origin; /* --cors: an origin ("https://app.example") or "*"; NULL: none */
 } sk_server_config;
 
 typedef struct sk_server sk_server;

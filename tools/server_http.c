@@ -144,6 +144,7 @@ typedef struct conn {
     double allow_ms;              /* CONN_HEAD: how long it may last */
     uint64_t body_bytes;          /* CONN_BODY: bytes of the body received */
     int closing;                  /* shut down by the watch */
+    const char *cors;             /* --cors ORIGIN (NULL: none), for its responses */
 } conn;
 
 static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
@@ -231,6 +232,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     k = calloc(1, sizeof *k);
     if (!k) return;
     k->fd = fi->connect_fd;
+    k->cors = s->cfg.cors_origin;
     size_t alen = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                          : sizeof(struct sockaddr_in);
     memcpy(&k->addr, ai->client_addr, alen);
@@ -251,6 +253,24 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 static conn *conn_of(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
+}
+
+/* CORS (--cors ORIGIN): a request whose Origin is ORIGIN (any, for "*")
+ * gets it back in Access-Control-Allow-Origin; other origins get nothing,
+ * and the browser keeps the response from their pages. */
+static void add_cors(struct MHD_Connection *c, struct MHD_Response *r) {
+    const conn *k = conn_of(c);
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!k || !k->cors || !o || (strcmp(k->cors, "*") && strcmp(k->cors, o))) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", strcmp(k->cors, "*") ? o : "*");
+    MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Prefill-Tokens, Retry-After");
+}
+
+/* MHD_queue_response with the CORS headers */
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r) {
+    add_cors(c, r);
+    return MHD_queue_response(c, status, r);
 }
 
 /* Move k to phase (CONN_HEAD: waiting for the next request of a
@@ -319,7 +339,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, cons
     }
     MHD_add_response_header(r, "Content-Type", type);
     if (h1) MHD_add_response_header(r, h1, v1);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    enum MHD_Result ret = queue(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -345,7 +365,7 @@ static enum MHD_Result send_page(struct MHD_Connection *c) {
                             "style-src 'unsafe-inline'");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    enum MHD_Result ret = queue(c, 200, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -601,7 +621,7 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         MHD_add_response_header(resp, "X-Prefill-Tokens", pre);
         j->replying = 1;
         *streaming = 1;
-        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        enum MHD_Result ret = queue(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -683,7 +703,8 @@ static enum MHD_Result handle_detokenize(sk_server *s, struct MHD_Connection *c,
     return send_json(c, 200, r, NULL, NULL);
 }
 
-static enum MHD_Result handle_models(sk_server *s, struct MHD_Connection *c) {
+/* GET /v1/models (the list) or /v1/models/ID (one, 404 for another id) */
+static enum MHD_Result handle_models(sk_server *s, struct MHD_Connection *c, const char *id) {
     const sk_hparams *hp = sk_model_hparams(s->m);
     json_t *model = json_pack("{s:s,s:s,s:I,s:s,s:{s:s,s:I,s:I,s:s,s:s,s:i,s:i}}", "id",
                               s->cfg.model_id, "object", "model", "created", (json_int_t)0,
@@ -692,6 +713,14 @@ static enum MHD_Result handle_models(sk_server *s, struct MHD_Connection *c) {
                               (json_int_t)hp->n_vocab, "chat_template", sk_chat_kind_name(s->env.kind),
                               "cache", sk_cache_policy_name(s->cfg.cache.policy), "sinks",
                               s->cfg.cache.n_sinks, "window", s->cfg.cache.n_window);
+    if (id) {
+        if (strcmp(id, s->cfg.model_id)) {
+            json_decref(model);
+            return send_error(s, c, 404, "model", NULL, NULL, "no model '%s' (this server has '%s')", id,
+                              s->cfg.model_id);
+        }
+        return send_json(c, 200, model, NULL, NULL);
+    }
     return send_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model), NULL, NULL);
 }
 
@@ -823,7 +852,7 @@ typedef struct req {
     char session_save[80];
 } req;
 
-enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
+enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
        R_PAGE, R_DELETE };
 
 static int route_of(const char *url, int *is_post, char *save_id) {
@@ -832,6 +861,10 @@ static int route_of(const char *url, int *is_post, char *save_id) {
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return *is_post = 0, R_PAGE;
     if (!strcmp(url, "/metrics")) return *is_post = 0, R_METRICS;
     if (!strcmp(url, "/v1/models")) return *is_post = 0, R_MODELS;
+    if (!strncmp(url, "/v1/models/", 11) && url[11] && strlen(url + 11) < 80) {
+        memcpy(save_id, url + 11, strlen(url + 11) + 1); /* the model id */
+        return *is_post = 0, R_MODEL;
+    }
     if (!strcmp(url, "/v1/chat/completions")) return R_CHAT;
     if (!strcmp(url, "/v1/completions")) return R_COMPL;
     if (!strcmp(url, "/tokenize")) return R_TOKENIZE;
@@ -887,6 +920,17 @@ static enum MHD_Result check_headers(sk_server *s, struct MHD_Connection *c, con
         return send_error(s, c, 400, NULL, NULL, NULL, "conflicting Content-Length headers");
     int is_post;
     rq->route = route_of(url, &is_post, rq->session_save);
+    if (!strcmp(method, "OPTIONS") && rq->route != R_NONE && s->cfg.cors_origin) {
+        /* a CORS preflight: no key (browsers send none), no body */
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type, X-Session-Id");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        enum MHD_Result ret = queue(c, 204, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
     if (rq->route != R_HEALTH && rq->route != R_PAGE && !authorized(s, c))
         return send_error(s, c, 401, NULL, "WWW-Authenticate", "Bearer",
                           "missing or wrong API key (Authorization: Bearer KEY)");
@@ -935,7 +979,8 @@ static enum MHD_Result dispatch(sk_server *s, struct MHD_Connection *c, req *rq,
         return send_json(c, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
     case R_METRICS: return handle_metrics(s, c);
     case R_PAGE: return send_page(c);
-    case R_MODELS: return handle_models(s, c);
+    case R_MODELS: return handle_models(s, c, NULL);
+    case R_MODEL: return handle_models(s, c, rq->session_save);
     case R_SAVE: return handle_save(s, c, rq->session_save);
     case R_DELETE: return handle_delete(s, c, rq->session_save);
     default: break;

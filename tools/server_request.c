@@ -369,8 +369,9 @@ static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, sr
             goto done;
         }
         const char *rs = json_string_value(role);
+        if (!strcmp(rs, "developer")) rs = "system"; /* OpenAI's newer name for it */
         if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-            fail(e, 400, param, "message %zu: role must be system, user or assistant", i);
+            fail(e, 400, param, "message %zu: role must be system, developer, user or assistant", i);
             goto done;
         }
         texts[i] = message_text(json_object_get(m, "content"), !strcmp(rs, "assistant"), (int)i, e);

@@ -1,0 +1,74 @@
+"""The rest of the API surface applications use (issue 14 point 4): the
+`developer` role, GET /v1/models/{id}, and CORS (--cors ORIGIN) with its
+preflight, for a browser app on another origin."""
+import pytest
+import requests
+
+from test_server import KEY, Server
+
+ORIGIN = "https://app.example"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("surface"), "--slots", "1", "--api-key", KEY, "--cors", ORIGIN,
+               name="surface")
+    yield s
+    s.stop()
+
+
+def auth(extra=None):
+    h = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    h.update(extra or {})
+    return h
+
+
+def test_developer_role_is_the_system_role(srv):
+    def prompt_tokens(role):
+        body = {"messages": [{"role": role, "content": "Answer in French."},
+                             {"role": "user", "content": "Hello"}], "max_tokens": 1, "temperature": 0}
+        r = requests.post(srv.url + "/v1/chat/completions", json=body, headers=auth(), timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()["usage"]["prompt_tokens"]
+    assert prompt_tokens("developer") == prompt_tokens("system")
+    r = requests.post(srv.url + "/v1/chat/completions", headers=auth(), timeout=60,
+                      json={"messages": [{"role": "tool", "content": "x"}], "max_tokens": 1})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
+
+
+def test_model_by_id(srv):
+    lst = requests.get(srv.url + "/v1/models", headers=auth(), timeout=10).json()
+    mid = lst["data"][0]["id"]
+    one = requests.get(f"{srv.url}/v1/models/{mid}", headers=auth(), timeout=10)
+    assert one.status_code == 200 and one.json() == lst["data"][0]
+    other = requests.get(srv.url + "/v1/models/gpt-4o", headers=auth(), timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["param"] == "model"
+
+
+def test_cors_preflight_and_headers(srv, tmp_path):
+    pre = requests.options(srv.url + "/v1/chat/completions", timeout=10, headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-session-id"})
+    assert pre.status_code == 204  # no key needed: browsers send none on a preflight
+    assert pre.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    allowed = pre.headers["Access-Control-Allow-Headers"].lower()
+    assert all(h in allowed for h in ("authorization", "content-type", "x-session-id"))
+    r = requests.post(srv.url + "/v1/chat/completions", headers=auth({"Origin": ORIGIN}), timeout=60,
+                      json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "stream": True})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "X-Prefill-Tokens" in r.headers["Access-Control-Expose-Headers"]
+    r = requests.get(srv.url + "/v1/models", headers=auth({"Origin": ORIGIN}), timeout=10)
+    assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
+    bad = requests.get(srv.url + "/v1/models", headers={"Origin": ORIGIN}, timeout=10)  # no key
+    assert bad.status_code == 401 and bad.headers["Access-Control-Allow-Origin"] == ORIGIN
+    evil = requests.get(srv.url + "/v1/models", headers=auth({"Origin": "https://evil.example"}), timeout=10)
+    assert "Access-Control-Allow-Origin" not in evil.headers
+    # without --cors: no preflight, no headers
+    plain = Server(tmp_path, "--slots", "1", name="nocors")
+    try:
+        assert requests.options(plain.url + "/v1/models", headers={"Origin": ORIGIN}, timeout=10).status_code == 405
+        r = requests.get(plain.url + "/v1/models", headers={"Origin": ORIGIN}, timeout=10)
+        assert "Access-Control-Allow-Origin" not in r.headers
+    finally:
+        plain.stop()
