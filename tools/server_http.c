@@ -625,17 +625,28 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         MHD_destroy_response(resp);
         return ret;
     }
-    while (!g->finished) srv_gen_step(g);
-    if (g->cancelled && !s->pool.stopping) {
-        job_free(j);
-        return MHD_NO; /* the client is gone */
+    json_t *choices = json_array(); /* n > 1: the choices one after the other, from the prompt's cache */
+    for (int k = 0; k < g->r.n_choices; k++) {
+        sk_error err = {0};
+        if (k > 0 && srv_gen_next_choice(g, &err)) {
+            g->failed = 1;
+            g->error = err;
+        }
+        while (!g->finished && !g->failed) srv_gen_step(g);
+        if (g->cancelled && !s->pool.stopping) {
+            json_decref(choices);
+            job_free(j);
+            return MHD_NO; /* the client is gone */
+        }
+        if (g->failed) {
+            snprintf(e.msg, sizeof e.msg, "%s", g->error.msg);
+            json_decref(choices);
+            job_free(j);
+            return send_error(s, c, 500, NULL, NULL, NULL, "%s", e.msg);
+        }
+        json_array_append_new(choices, srv_reply_choice(g));
     }
-    if (g->failed) {
-        snprintf(e.msg, sizeof e.msg, "%s", g->error.msg);
-        job_free(j);
-        return send_error(s, c, 500, NULL, NULL, NULL, "%s", e.msg);
-    }
-    json_t *resp = srv_reply_completion(g, j->id, j->created);
+    json_t *resp = srv_reply_completion(g, j->id, j->created, choices);
     job_free(j);
     if (!resp) return send_error(s, c, 500, NULL, NULL, NULL, "cannot build the response");
     return send_json(c, 200, resp, "X-Prefill-Tokens", pre);

@@ -27,8 +27,8 @@ static json_t *usage_json(const srv_gen *g) {
     sk_context_get_stats(g->sl->ctx, &st);
     const sk_cache_params *cp = &g->p->cfg->cache;
     return json_pack("{s:I,s:I,s:I,s:{s:I},s:I,s:i,s:i}", "prompt_tokens", (json_int_t)g->r.n_prompt,
-                     "completion_tokens", (json_int_t)g->n_gen, "total_tokens",
-                     (json_int_t)(g->r.n_prompt + g->n_gen), "prompt_tokens_details",
+                     "completion_tokens", (json_int_t)(g->n_gen + g->n_gen_done), "total_tokens",
+                     (json_int_t)(g->r.n_prompt + g->n_gen + g->n_gen_done), "prompt_tokens_details",
                      "cached_tokens", (json_int_t)g->n_reused, "evicted_tokens",
                      (json_int_t)(st.n_evicted - g->evicted0),
                      "sinks", cp->policy == SK_CACHE_SINK ? cp->n_sinks : 0, "window",
@@ -120,21 +120,24 @@ int64_t srv_logprobs_upto(const srv_gen *g, int64_t from, size_t text_end) {
     return i;
 }
 
-json_t *srv_reply_completion(const srv_gen *g, const char *id, long created) {
-    int chat = g->r.chat;
+json_t *srv_reply_choice(const srv_gen *g) {
     const char *text = g->text ? g->text : "";
     json_t *choice = json_object();
-    json_object_set_new(choice, "index", json_integer(0));
-    if (chat)
+    json_object_set_new(choice, "index", json_integer(g->choice));
+    if (g->r.chat)
         json_object_set_new(choice, "message", json_pack("{s:s,s:s%}", "role", "assistant",
                                                          "content", text, (size_t)g->text_len));
     else json_object_set_new(choice, "text", json_stringn(text, g->text_len));
     /* the tokens of the text (not those of a stop string cut from it) */
     json_object_set_new(choice, "logprobs", logprobs_json(g, 0, srv_logprobs_upto(g, 0, g->text_len)));
     json_object_set_new(choice, "finish_reason", json_string(g->finish));
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o,s:o}", "id", id, "object",
-                     chat ? "chat.completion" : "text_completion", "created", (json_int_t)created,
-                     "model", g->p->cfg->model_id, "choices", choice, "usage", usage_json(g),
+    return choice;
+}
+
+json_t *srv_reply_completion(const srv_gen *g, const char *id, long created, json_t *choices) {
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o,s:o}", "id", id, "object",
+                     g->r.chat ? "chat.completion" : "text_completion", "created", (json_int_t)created,
+                     "model", g->p->cfg->model_id, "choices", choices, "usage", usage_json(g),
                      "sinkllm", extra_json(g));
 }
 

@@ -16,9 +16,13 @@
 /* {"error": {"message", "type", "param" (null when NULL), "code": null}}. */
 json_t *srv_reply_error(const char *type, const char *param, const char *msg);
 
+/* The choice g has finished (index g->choice): text or message, logprobs,
+ * finish reason. */
+json_t *srv_reply_choice(const srv_gen *g);
+
 /* The response of a finished non-streaming generation (request id, its
- * creation time in seconds). */
-json_t *srv_reply_completion(const srv_gen *g, const char *id, long created);
+ * creation time in seconds) with its choices (an array, stolen). */
+json_t *srv_reply_completion(const srv_gen *g, const char *id, long created, json_t *choices);
 
 /* One streamed chunk: a delta of len bytes of text (none when text is
  * NULL), the finish reason (NULL: not the last; the last also carries the

@@ -194,8 +194,9 @@ static int parse_common(const srv_parse_env *env, json_t *body, const char *hdr_
     if (get_int(body, "max_tokens", 1, MAX_GEN_TOKENS, &r->max_tokens, NULL, e)) return -1;
     if (get_int(body, "max_completion_tokens", 1, MAX_GEN_TOKENS, &r->max_tokens, NULL, e))
         return -1;
-    set = 0;
-    if (get_int(body, "n", 1, 1, &x, &set, e)) return -1;
+    x = 1;
+    if (get_int(body, "n", 1, SRV_MAX_CHOICES, &x, NULL, e)) return -1;
+    r->n_choices = (int)x;
     if (parse_bias(env, body, r, e)) return -1;
     sk_error err = {0};
     if (sk_sampler_params_validate(&r->sp, &err))
@@ -505,6 +506,8 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
     if (refuse_unimplemented(body, chat, e)) return -1;
     if (parse_common(env, body, hdr_session, r, e)) return -1;
     if (parse_logprobs(body, chat, r, e)) return -1;
+    if (r->n_choices > 1 && r->stream)
+        return fail(e, 400, "n", "'n' > 1 is supported without 'stream' only");
     return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e);
 }
 

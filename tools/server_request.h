@@ -17,7 +17,8 @@
 
 #define SRV_MAX_STOPS 8
 #define SRV_SESSION_CAP 65 /* a session id (1-64 characters) and its NUL */
-#define SRV_MAX_TOP_LOGPROBS 20 /* top_logprobs: at most this many alternatives */
+#define SRV_MAX_TOP_LOGPROBS 20
+#define SRV_MAX_CHOICES 16 /* n: at most this many completions per request */ /* top_logprobs: at most this many alternatives */
 
 /* A parse failure: the HTTP status, the field it names, the message. */
 typedef struct srv_perr {
@@ -53,6 +54,7 @@ typedef struct srv_gen_req {
     int32_t *bias_id;         /* (n_bias) logit_bias entries, and with ignore_eos */
     float *bias;              /*   every end-of-generation token at -inf */
     int n_bias;
+    int n_choices;            /* n: completions of the same prompt (1..SRV_MAX_CHOICES) */
     int logprobs;             /* return each token's log-probability */
     int top_logprobs;         /*   with this many alternatives (0..SRV_MAX_TOP_LOGPROBS) */
 } srv_gen_req;

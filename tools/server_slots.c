@@ -572,7 +572,52 @@ sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
         g->lp = malloc(sizeof *g->lp * (size_t)g->cap_lp);
         if (!g->lp_row || !g->lp) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     }
+    if (r->n_choices > 1) {
+        const float *l = sk_logits(g->sl->ctx);
+        g->logits0 = malloc(sizeof(float) * (size_t)g->p->n_vocab);
+        if (!g->logits0 || !l) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+        memcpy(g->logits0, l, sizeof(float) * (size_t)g->p->n_vocab);
+    }
     g->t_gen0 = now_ms();
+    return SK_OK;
+}
+
+/* The sampler for choice k: re-seeded, fed the prompt's tail (penalties). */
+static void reseed(srv_gen *g, int k) {
+    const srv_gen_req *r = &g->r;
+    sk_sampler_reset(g->smp, r->sp.seed == SK_SEED_RANDOM ? SK_SEED_RANDOM : r->sp.seed + (uint64_t)k);
+    int64_t hist = r->sp.repeat_last_n < 0 ? r->n_prompt : r->sp.repeat_last_n;
+    if (hist > r->n_prompt) hist = r->n_prompt;
+    if (r->sp.repeat_penalty != 1.0f || r->sp.presence_penalty != 0 || r->sp.frequency_penalty != 0)
+        for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++) sk_sampler_accept(g->smp, r->prompt[i]);
+}
+
+sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
+    srv_slot *sl = g->sl;
+    const srv_gen_req *r = &g->r;
+    int64_t fed = sl->n_tr - r->n_prompt;
+    sk_error rb = {0};
+    if (fed > 0 && sk_context_rollback(sl->ctx, fed, &rb)) {
+        /* too far back for the ring: rebuild from the prompt, and sample the
+         * first token from the rebuilt cache's own logits */
+        slot_clear(sl);
+        sk_status st = rebuild(g, err);
+        if (st) return st;
+        memcpy(g->logits0, sk_logits(sl->ctx), sizeof(float) * (size_t)g->p->n_vocab);
+    }
+    sl->n_tr = r->n_prompt;
+    if (sl->tr_fed0 > sl->n_tr) sl->tr_fed0 = sl->n_tr;
+    g->n_gen_done += g->n_gen;
+    g->n_gen = 0;
+    g->choice++;
+    g->use_logits0 = 1;
+    g->finished = 0;
+    g->finish = NULL;
+    g->text_len = g->sent = 0;
+    if (g->text) g->text[0] = 0;
+    g->n_lp = 0;
+    sk_detok_init(&g->dt);
+    reseed(g, g->choice);
     return SK_OK;
 }
 
@@ -682,7 +727,8 @@ void srv_gen_step(srv_gen *g) {
         return;
     }
     sk_error err = {0};
-    const float *lg = sk_logits(g->sl->ctx);
+    const float *lg = g->use_logits0 ? g->logits0 : sk_logits(g->sl->ctx);
+    g->use_logits0 = 0;
     if (!lg) {
         sk_error_set(&err, SK_ERR_INVALID, "no logits");
         gen_fail(g, &err, "stop");
@@ -742,7 +788,7 @@ void srv_gen_release(srv_gen *g) {
             fprintf(stderr, "serve: could not save session %s: %s\n", g->r.session, e2.msg);
     }
     pthread_mutex_lock(&p->mu);
-    p->m.gen_tokens += (uint64_t)g->n_gen;
+    p->m.gen_tokens += (uint64_t)(g->n_gen + g->n_gen_done);
     p->m.prompt_tokens += (uint64_t)g->r.n_prompt;
     p->m.prefill_tokens += (uint64_t)g->n_prefill;
     if (st.n_evicted > g->evicted0) p->m.evicted += (uint64_t)(st.n_evicted - g->evicted0);
@@ -766,6 +812,8 @@ void srv_gen_free(srv_gen *g) {
     g->lp_row = NULL;
     free(g->lp);
     g->lp = NULL;
+    free(g->logits0);
+    g->logits0 = NULL;
     free(g->text);
     g->text = NULL;
     srv_gen_req_free(&g->r);

@@ -88,6 +88,10 @@ typedef struct srv_gen {
     char *text;              /* reply text; [0, sent) already delivered */
     size_t text_len, text_cap, sent;
     int64_t n_gen, n_prefill, n_reused, evicted0, n_rolled;
+    int64_t n_gen_done;      /* tokens of the earlier choices (n > 1) */
+    int choice;              /* the choice being generated (n > 1: 0..n-1) */
+    float *logits0;          /* (n_vocab) the prompt's last logits, for choices after the first */
+    int use_logits0;         /* the next step samples from logits0 (the cache was rewound) */
     int finished, cancelled, timed_out, failed, released;
     const char *finish;      /* "stop" or "length" once finished */
     sk_error error;          /* why, when failed */
@@ -158,6 +162,14 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err);
 /* Create the sampler (fed with the prompt's tail for the penalties) and the
  * logits scratch. Returns SK_OK, SK_ERR_NOMEM or the sampler's status. */
 sk_status srv_gen_sampler(srv_gen *g, sk_error *err);
+
+/* Start choice g->choice + 1 of an n > 1 request: the cache and the
+ * transcript go back to the end of the prompt (rolled back, or rebuilt
+ * when the rollback cannot reach), the text, logprobs and detokenizer
+ * start empty, the sampler is re-seeded (seed + choice when a seed was
+ * given) and the first token is sampled from the prompt's saved logits.
+ * Returns SK_OK or the failing status. */
+sk_status srv_gen_next_choice(srv_gen *g, sk_error *err);
 
 /* Generate one token, or end the generation (EOG, stop string, max_tokens,
  * deadline, client gone, shutdown, failure). */

@@ -72,3 +72,35 @@ def test_cors_preflight_and_headers(srv, tmp_path):
         assert "Access-Control-Allow-Origin" not in r.headers
     finally:
         plain.stop()
+
+
+def test_n_choices_share_the_prompt(tmp_path):
+    """n > 1: the choices are generated one after the other from the
+    prompt's cache (rolled back to it): greedy choices are identical, and
+    choice k with seed S is what a lone request with seed S + k gives."""
+    a = Server(tmp_path, "--slots", "1", name="n-a")
+    b = Server(tmp_path, "--slots", "1", name="n-b")
+    try:
+        body = {"prompt": "The ship sailed", "max_tokens": 12}
+        r = requests.post(a.url + "/v1/completions", json={**body, "n": 3, "temperature": 0}, timeout=60).json()
+        texts = [c["text"] for c in r["choices"]]
+        assert [c["index"] for c in r["choices"]] == [0, 1, 2]
+        assert texts[0] and texts == [texts[0]] * 3, texts
+        single = requests.post(b.url + "/v1/completions", json={**body, "temperature": 0}, timeout=60).json()
+        assert single["choices"][0]["text"] == texts[0]
+        assert r["usage"]["completion_tokens"] == 3 * single["usage"]["completion_tokens"]
+        r = requests.post(a.url + "/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "Write a word."}], "n": 3, "temperature": 1.0, "seed": 5,
+            "max_tokens": 12}).json()
+        sampled = [c["message"]["content"] for c in r["choices"]]
+        assert len(set(sampled)) > 1, sampled
+        one = requests.post(b.url + "/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "Write a word."}], "temperature": 1.0, "seed": 6,
+            "max_tokens": 12}).json()
+        assert one["choices"][0]["message"]["content"] == sampled[1]
+        for bad in ({"n": 2, "stream": True}, {"n": 17}, {"n": 0}):
+            e = requests.post(a.url + "/v1/completions", json={**body, **bad}, timeout=10)
+            assert e.status_code == 400 and e.json()["error"]["param"] == "n", e.text
+    finally:
+        a.stop()
+        b.stop()
