@@ -131,7 +131,7 @@ export SINKLLM_GEMMA_MODEL = $(abspath $(GEMMA3))
 TINY_DIR = $(BUILD)/tiny
 export SINKLLM_TINY_DIR = $(abspath $(TINY_DIR))
 test: deps
-	$(MAKE) all models venv tiny $(TEST_BIN) shared
+	$(MAKE) all models venv tiny $(TEST_BIN) $(REPLAY_BIN) shared
 	@sh tests/run-tests.sh $(BUILD)
 	@sh tests/test_install.sh $(BUILD)
 	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm SINKLLM_LIB=$(if $(SANITIZER),,$(abspath $(BUILD))/libsinkllm.so) \
@@ -173,8 +173,16 @@ fuzz: models
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_SRC) build-fuzz/libsinkllm.a
 	$(FUZZ_CC) $< $(FUZZ_USES_$*) build-fuzz/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS) -o $@
 
+# The corpus replay of make test (tests/run-tests.sh): each harness with
+# fuzz/replay.c instead of libFuzzer, built like the tests (the normal
+# compiler, this build's library and sanitizer).
+REPLAY_BIN = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c $(FUZZ_SRC) $(LIB_HDR) $(BUILD)/libsinkllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ fuzz/replay.c $< $(FUZZ_USES_$*) $(BUILD)/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS)
+
 # the unit tests and the CLI checks alone (no pytest)
-unit: all models venv tiny $(TEST_BIN)
+unit: all models venv tiny $(TEST_BIN) $(REPLAY_BIN)
 	@sh tests/run-tests.sh $(BUILD)
 
 # the mutation suite: each bug of tests/mutation/catalogue.py, planted in a
