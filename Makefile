@@ -131,7 +131,7 @@ export SINKLLM_GEMMA_MODEL = $(abspath $(GEMMA3))
 TINY_DIR = $(BUILD)/tiny
 export SINKLLM_TINY_DIR = $(abspath $(TINY_DIR))
 test: deps
-	$(MAKE) all models venv tiny $(TEST_BIN) shared
+	$(MAKE) all models venv tiny $(TEST_BIN) $(REPLAY_BIN) shared
 	@sh tests/run-tests.sh $(BUILD)
 	@sh tests/test_install.sh $(BUILD)
 	SINKLLM_BIN=$(abspath $(BUILD))/sinkllm SINKLLM_LIB=$(if $(SANITIZER),,$(abspath $(BUILD))/libsinkllm.so) \
@@ -140,20 +140,46 @@ test: deps
 asan:
 	$(MAKE) SANITIZER=address test
 
-# libFuzzer on the GGUF reader (fuzz/fuzz_gguf.c, seeds fuzz/corpus) and
-# on the session loader (fuzz/fuzz_session.c, over sessions the harness
-# saves itself): the library built by clang with the sanitizers, FUZZ_SECONDS each
+# libFuzzer, one harness per input a stranger controls (fuzz/fuzz_*.c):
+# the GGUF reader, the session loader, the server's request bodies, the
+# tokenizer and detokenizer, chat template rendering. The library is built
+# by clang with the sanitizers into build-fuzz/; each target runs
+# FUZZ_SECONDS on its committed seeds (fuzz/corpus/TARGET, read only) and
+# writes what it finds to build-fuzz/corpus/TARGET. A crash stops make.
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS  = gguf session request tokenizer template
+FUZZ_CC       = clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude $(PKG_CFLAGS)
+# what a harness links besides itself and the library
+FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c
+FUZZ_USES_tokenizer = fuzz/fuzz_vocab.c
+FUZZ_USES_template  = fuzz/fuzz_vocab.c
+# libFuzzer options per target (the session harness decodes with a model)
+FUZZ_OPTS_session   = -max_len=1024 -rss_limit_mb=4096
+FUZZ_OPTS_request   = -dict=fuzz/request.dict
+FUZZ_OPTS_template  = -dict=fuzz/template.dict
+FUZZ_SRC = $(wildcard fuzz/*.c fuzz/*.h) tools/server_request.c tools/server_request.h
+# undefined behaviour stops the fuzzer as a crash does
+fuzz: export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
 fuzz: models
 	$(MAKE) CC=clang BUILD=build-fuzz SANITIZER=fuzzer-no-link,address,undefined build-fuzz/libsinkllm.a
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
-	  fuzz/fuzz_gguf.c build-fuzz/libsinkllm.a $(LDLIBS) -o build-fuzz/fuzz_gguf
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
-	  fuzz/fuzz_session.c build-fuzz/libsinkllm.a $(LDLIBS) -o build-fuzz/fuzz_session
-	mkdir -p build-fuzz/corpus build-fuzz/sessions && cp fuzz/corpus/* build-fuzz/corpus/
-	./build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus
-	FUZZ_SESSION_SEEDS=build-fuzz/sessions SINKLLM_MODEL=$(SMOLLM2) ./build-fuzz/fuzz_session -max_total_time=$(FUZZ_SECONDS) \
-	  -max_len=1024 -rss_limit_mb=4096 build-fuzz/sessions
+	$(MAKE) $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus/$$t || exit 1; done
+	./build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/gguf fuzz/corpus/gguf
+	FUZZ_SESSION_SEEDS=build-fuzz/corpus/session ./build-fuzz/fuzz_session -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_OPTS_session) build-fuzz/corpus/session fuzz/corpus/session
+	./build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_request) build-fuzz/corpus/request fuzz/corpus/request
+	./build-fuzz/fuzz_tokenizer -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/tokenizer fuzz/corpus/tokenizer
+	./build-fuzz/fuzz_template -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_template) build-fuzz/corpus/template fuzz/corpus/template
+build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_SRC) build-fuzz/libsinkllm.a
+	$(FUZZ_CC) $< $(FUZZ_USES_$*) build-fuzz/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS) -o $@
+
+# The corpus replay of make test (tests/run-tests.sh): each harness with
+# fuzz/replay.c instead of libFuzzer, built like the tests (the normal
+# compiler, this build's library and sanitizer).
+REPLAY_BIN = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
+$(BUILD)/fuzz/replay_%: fuzz/fuzz_%.c $(FUZZ_SRC) $(LIB_HDR) $(BUILD)/libsinkllm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ fuzz/replay.c $< $(FUZZ_USES_$*) $(BUILD)/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS)
 
 # Redis, 3 replicas sharing sessions in it, HAProxy in front (deploy/,
 # docs/deploy.md); prints the URL, Ctrl-C stops everything
@@ -161,7 +187,7 @@ cluster: deps all model
 	sh deploy/cluster.sh
 
 # the unit tests and the CLI checks alone (no pytest)
-unit: all models venv tiny $(TEST_BIN)
+unit: all models venv tiny $(TEST_BIN) $(REPLAY_BIN)
 	@sh tests/run-tests.sh $(BUILD)
 
 # the mutation suite: each bug of tests/mutation/catalogue.py, planted in a

@@ -2,14 +2,14 @@
  *
  * Not part of the main build: `make fuzz` builds the library with clang
  * and the sanitizers into build-fuzz/ (each SIMD file with its own ISA
- * flags, as the main build) and runs this harness on fuzz/corpus for
+ * flags, as the main build) and runs this harness on fuzz/corpus/gguf for
  * FUZZ_SECONDS (30); by hand:
  *   make CC=clang BUILD=build-fuzz SANITIZER=fuzzer-no-link,address,undefined build-fuzz/libsinkllm.a
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
- *     fuzz/fuzz_gguf.c build-fuzz/libsinkllm.a -lm -pthread -o build-fuzz/fuzz_gguf
- *   ./build-fuzz/fuzz_gguf fuzz/corpus
- * Seeds in fuzz/corpus/ are the valid files of tests/test_gguf.c
- * (GGUF_WRITE_CORPUS=fuzz/corpus ./build/tests/test_gguf). On success it also
+ *   make build-fuzz/fuzz_gguf
+ *   ./build-fuzz/fuzz_gguf build-fuzz/corpus/gguf fuzz/corpus/gguf
+ * `make test` replays fuzz/corpus/gguf through it (fuzz/replay.c).
+ * The seeds are the valid files of tests/test_gguf.c
+ * (GGUF_WRITE_CORPUS=fuzz/corpus/gguf ./build/tests/test_gguf). On success it also
  * walks every kv, array and tensor so that the sanitizers see each pointer
  * the parser hands out. */
 #include <stddef.h>

@@ -16,7 +16,8 @@
  * Model: $SINKLLM_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf.
  * FUZZ_SESSION_SEEDS=DIR: the initializer writes one seed input per policy
  * (its byte and the first 512 bytes of its file) into DIR.
- * `make fuzz` builds and runs it (see the Makefile). */
+ * `make fuzz` builds and runs it (see the Makefile); `make test` replays
+ * fuzz/corpus/session through it (fuzz/replay.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,10 @@ static uint8_t *slurp(const char *path, size_t *n) {
     return b;
 }
 
+/* the scratch session file goes with the process (libFuzzer and
+ * fuzz/replay.c both end by exit) */
+static void remove_file(void) { remove(g_path); }
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -89,6 +94,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         exit(1);
     }
     snprintf(g_path, sizeof g_path, "/tmp/fuzz_session.%d", (int)getpid());
+    atexit(remove_file);
     for (int k = 0; k < N_POL; k++) {
         g_c[k] = new_ctx(g_pol[k]);
         for (int i = 0; i < 12; i++) {

@@ -1,5 +1,6 @@
 #!/bin/sh
-# run-tests.sh BUILD - run every test binary and tests/test_cli.sh; print
+# run-tests.sh BUILD - run every test binary, the fuzz corpus replays
+# (BUILD/fuzz/replay_*) and tests/test_cli.sh; print
 # one summary line, "N passed, N failed" (+ ", N skipped" when nonzero),
 # which CI parses. A binary passes when every test in it passed or was
 # skipped; each skipped test (cmocka's "[  SKIPPED ] N test(s)", the CLI's
@@ -37,6 +38,12 @@ if [ -x "$build/tests/test_golden" ]; then
         skipnames="$skipnames test_golden-nopack(1)"
     fi
 fi
+# the fuzz corpora replayed through each harness without libFuzzer
+# (fuzz/replay.c; a finding aborts, which fails the replay)
+for t in "$build"/fuzz/replay_*; do
+    [ -x "$t" ] || continue
+    run "$(basename "$t")" "$t" "$(dirname "$0")/../fuzz/corpus/${t##*/replay_}"
+done
 # the library's layering: no include or call circles, tools/ on include/ only
 run check-layers.sh sh "$(dirname "$0")/../scripts/check-layers.sh" "$build"
 run test_cli.sh sh "$(dirname "$0")/test_cli.sh" "$build"

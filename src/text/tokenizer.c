@@ -1479,7 +1479,7 @@ static sk_status partition(const sk_tokenizer *t, const char *text, size_t len, 
             free(pr.ranks);
             return partition_occ(t, text, len, parse_special, pr.n_occ, res, err);
         }
-        qsort(pr.ranks, pr.n_ranks, sizeof *pr.ranks, cmp_i32);
+        if (pr.n_ranks > 1) qsort(pr.ranks, pr.n_ranks, sizeof *pr.ranks, cmp_i32); /* none found: ranks is NULL */
     }
     int32_t *ranks = pr.ranks;
     size_t n_ranks = pr.n_ranks;
