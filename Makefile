@@ -230,6 +230,7 @@ PEERPY = PYTHONPATH="$$(sh scripts/build-peer.sh)/py" $(REFVENV)/bin/python
 golden: refvenv models tiny
 	$(PEERPY) scripts/make_tok_golden.py --gemma $(GEMMA3) --smollm $(SMOLLM2) --out tests/golden
 	$(PEERPY) scripts/make_tiny_golden.py --models $(TINY_DIR) --out tests/golden/tiny
+	$(PEERPY) scripts/make_embed_golden.py --model $(SMOLLM2) --out tests/golden
 	$(PEERPY) scripts/make_golden.py --model $(MODEL_FILE) --out tests/golden
 	$(PEERPY) scripts/make_golden.py --model $(GEMMA3) --prompt-set gemma3 --out tests/golden/gemma3
 	$(PEERPY) scripts/make_f64_golden.py --model $(MODEL_FILE) --golden tests/golden

@@ -433,6 +433,14 @@ sk_status sk_context_nll(sk_context *c, const int32_t *targets, int n, double *n
 sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_layers, int n_tok,
                                        float *buf, sk_error *err);
 
+/* The embedding of everything fed since the last reset: the model's final
+ * normed hidden states (what its output head reads, llama.cpp's
+ * embeddings), mean-pooled over the tokens, and L2-normalized when
+ * normalize is set. out: n_embd floats. SK_ERR_INVALID when nothing was
+ * fed, or when the context can no longer say (after sk_context_rollback,
+ * sk_context_load, or once the recompute policy re-encodes its window). */
+sk_status sk_context_embedding(const sk_context *c, int normalize, float *out, sk_error *err);
+
 /* ---- sessions: save and restore a context ----------------------------- */
 
 /* Write the context's whole state (KV cache, positions, last logits) and an

@@ -14,7 +14,7 @@
  *   GET  /v1/models, GET /health (never needs the key), GET /metrics
  *   GET  / and /index.html: the web chat page (tools/webui.c; never needs
  *        the key, the API calls it makes do)
- *   POST /tokenize {"content"}, POST /detokenize {"tokens"}
+ *   POST /tokenize {"content"}, POST /detokenize {"tokens"}, POST /v1/embeddings
  *   POST /v1/sessions/{id}/save
  *   DELETE /v1/sessions/{id}
  * The request fields are listed in server_request.c, the slot and session
@@ -66,6 +66,7 @@ struct sk_server {
     atomic_ullong next_id;
     srv_pool pool;        /* slots, sessions, counters */
     /* the connection watch: every open connection, oldest first */
+    pthread_mutex_t embed_mu; /* one /v1/embeddings request computes at a time */
     pthread_mutex_t conn_mu;
     pthread_cond_t conn_cv;   /* wakes the watch thread to stop */
     pthread_t watch;
@@ -654,6 +655,80 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
 
 /* ---- other routes ------------------------------------------------------ */
 
+/* base64 (RFC 4648, padded) of n bytes; malloc'ed, NUL-terminated */
+static char *base64(const unsigned char *p, size_t n) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = malloc(4 * ((n + 2) / 3) + 1), *q = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *q++ = a[v >> 18 & 63];
+        *q++ = a[v >> 12 & 63];
+        *q++ = i + 1 < n ? a[v >> 6 & 63] : '=';
+        *q++ = i + 2 < n ? a[v & 63] : '=';
+    }
+    *q = 0;
+    return o;
+}
+
+/* POST /v1/embeddings: each input through a fresh dense context of its
+ * own length, the mean of the final normed hidden states, L2-normalized
+ * (llama.cpp's mean pooling, as llama-server's /v1/embeddings returns it).
+ * One request computes at a time, beside the generation slots. */
+static enum MHD_Result handle_embeddings(sk_server *s, struct MHD_Connection *c, json_t *body) {
+    srv_perr e = {0};
+    srv_embed_req r;
+    if (srv_parse_embeddings(&s->env, body, &r, &e)) {
+        srv_embed_req_free(&r);
+        return send_perr(s, c, &e);
+    }
+    int64_t longest = 0, total = 0;
+    for (int i = 0; i < r.n; i++) {
+        longest = r.n_ids[i] > longest ? r.n_ids[i] : longest;
+        total += r.n_ids[i];
+    }
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    cp.n_threads = s->cfg.n_threads;
+    cp.n_batch = s->cfg.n_batch;
+    cp.cache.policy = SK_CACHE_DENSE;
+    cp.cache.n_ctx = (int)longest;
+    size_t d = (size_t)sk_model_hparams(s->m)->n_embd;
+    float *vec = malloc(sizeof(float) * d);
+    json_t *data = json_array();
+    sk_error err = {0};
+    sk_context *ctx = NULL;
+    pthread_mutex_lock(&s->embed_mu);
+    sk_status st = vec ? sk_context_new(s->m, &cp, &ctx, &err) : sk_error_set(&err, SK_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < r.n && !st; i++) {
+        sk_context_reset(ctx);
+        st = sk_decode(ctx, r.ids[i], r.n_ids[i], &err);
+        if (!st) st = sk_context_embedding(ctx, 1, vec, &err);
+        if (st) break;
+        json_t *emb;
+        if (r.base64) {
+            char *b = base64((const unsigned char *)vec, sizeof(float) * d); /* float32, little-endian */
+            emb = b ? json_string(b) : NULL;
+            free(b);
+        } else {
+            emb = json_array();
+            for (size_t j = 0; j < d; j++) json_array_append_new(emb, json_real(vec[j]));
+        }
+        json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", emb));
+    }
+    pthread_mutex_unlock(&s->embed_mu);
+    sk_context_free(ctx);
+    free(vec);
+    srv_embed_req_free(&r);
+    if (st) {
+        json_decref(data);
+        return send_error(s, c, 500, NULL, NULL, NULL, "embeddings: %s", err.msg);
+    }
+    return send_json(c, 200, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data, "model",
+                                       s->cfg.model_id, "usage", "prompt_tokens", (json_int_t)total,
+                                       "total_tokens", (json_int_t)total), NULL, NULL);
+}
+
 static enum MHD_Result handle_tokenize(sk_server *s, struct MHD_Connection *c, json_t *body) {
     srv_perr e = {0};
     const char *t;
@@ -863,7 +938,7 @@ typedef struct req {
     char session_save[80];
 } req;
 
-enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
+enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_EMBED, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
        R_PAGE, R_DELETE };
 
 static int route_of(const char *url, int *is_post, char *save_id) {
@@ -878,6 +953,7 @@ static int route_of(const char *url, int *is_post, char *save_id) {
     }
     if (!strcmp(url, "/v1/chat/completions")) return R_CHAT;
     if (!strcmp(url, "/v1/completions")) return R_COMPL;
+    if (!strcmp(url, "/v1/embeddings")) return R_EMBED;
     if (!strcmp(url, "/tokenize")) return R_TOKENIZE;
     if (!strcmp(url, "/detokenize")) return R_DETOKENIZE;
     const char *pfx = "/v1/sessions/", *sfx = "/save";
@@ -1006,6 +1082,7 @@ static enum MHD_Result dispatch(sk_server *s, struct MHD_Connection *c, req *rq,
     else if (rq->route == R_CHAT) r = handle_generate(s, c, body, 1, rq->http11, streaming);
     else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0, rq->http11, streaming);
     else if (rq->route == R_TOKENIZE) r = handle_tokenize(s, c, body);
+    else if (rq->route == R_EMBED) r = handle_embeddings(s, c, body);
     else r = handle_detokenize(s, c, body);
     json_decref(body);
     return r;
@@ -1115,6 +1192,7 @@ sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error
     s->listen_fd = MHD_INVALID_SOCKET;
     srv_pool_init(&s->pool, &s->cfg);
     pthread_mutex_init(&s->conn_mu, NULL);
+    pthread_mutex_init(&s->embed_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* watch_main's ticks */
@@ -1141,6 +1219,7 @@ sk_status sk_server_start(const sk_server_config *cfg, sk_server **out, sk_error
         if (s->d) MHD_stop_daemon(s->d);
         pthread_cond_destroy(&s->conn_cv);
         pthread_mutex_destroy(&s->conn_mu);
+    pthread_mutex_destroy(&s->embed_mu);
         srv_pool_free(&s->pool);
         free(s);
         if (listening) return sk_error_set(err, SK_ERR_NOMEM, "cannot start the connection watch");
@@ -1189,6 +1268,7 @@ void sk_server_free(sk_server *s) {
     pthread_join(s->watch, NULL);
     pthread_cond_destroy(&s->conn_cv);
     pthread_mutex_destroy(&s->conn_mu);
+    pthread_mutex_destroy(&s->embed_mu);
     srv_pool_free(&s->pool);
     free(s);
 }

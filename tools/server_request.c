@@ -511,6 +511,77 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
     return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e);
 }
 
+/* one input: a string or an array of ids -> r->ids[r->n] */
+static int embed_input(const srv_parse_env *env, json_t *v, size_t idx, srv_embed_req *r, srv_perr *e) {
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    if (json_is_string(v)) {
+        sk_error err = {0};
+        const char *t = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (sk_tokenize(env->tok, t, len, 1, 0, NULL, 0, &n, &err))
+            return fail(e, 400, "input", "input %zu: %s", idx, err.msg);
+        if (n > SRV_MAX_EMBED_TOKENS)
+            return fail(e, 400, "input", "input %zu has %lld tokens, at most %d", idx, (long long)n, SRV_MAX_EMBED_TOKENS);
+        if (!(ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1)))) return fail(e, 500, NULL, "out of memory");
+        if (sk_tokenize(env->tok, t, len, 1, 0, ids, n, &n, &err)) {
+            free(ids);
+            return fail(e, 400, "input", "input %zu: %s", idx, err.msg);
+        }
+    } else if (json_is_array(v)) {
+        size_t m = json_array_size(v);
+        if (m > SRV_MAX_EMBED_TOKENS)
+            return fail(e, 400, "input", "input %zu has %zu tokens, at most %d", idx, m, SRV_MAX_EMBED_TOKENS);
+        if (!(ids = malloc(sizeof(int32_t) * (m ? m : 1)))) return fail(e, 500, NULL, "out of memory");
+        for (size_t i = 0; i < m; i++) {
+            json_t *t = json_array_get(v, i);
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= env->n_vocab) {
+                free(ids);
+                return fail(e, 400, "input", "input %zu: token %zu is not an id in 0..%lld", idx, i,
+                            (long long)env->n_vocab - 1);
+            }
+            ids[i] = (int32_t)json_integer_value(t);
+        }
+        n = (int64_t)m;
+    } else {
+        return fail(e, 400, "input", "'input' must be a string, an array of strings or of token ids");
+    }
+    if (n == 0) {
+        free(ids);
+        return fail(e, 400, "input", "input %zu is empty", idx);
+    }
+    r->ids[r->n] = ids;
+    r->n_ids[r->n++] = n;
+    return 0;
+}
+
+int srv_parse_embeddings(const srv_parse_env *env, json_t *body, srv_embed_req *r, srv_perr *e) {
+    memset(r, 0, sizeof *r);
+    json_t *v = json_object_get(body, "dimensions");
+    if (v && !json_is_null(v)) return fail(e, 400, "dimensions", "'dimensions' is not supported by this server");
+    v = json_object_get(body, "encoding_format");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || (strcmp(json_string_value(v), "float") && strcmp(json_string_value(v), "base64")))
+            return fail(e, 400, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+        r->base64 = !strcmp(json_string_value(v), "base64");
+    }
+    v = json_object_get(body, "input");
+    if (!v) return fail(e, 400, "input", "'input' is required");
+    /* one input (a string or ids), or a list of them */
+    int list = json_is_array(v) && json_array_size(v) > 0 && !json_is_integer(json_array_get(v, 0));
+    if (!list) return embed_input(env, v, 0, r, e);
+    if (json_array_size(v) > SRV_MAX_EMBED_INPUTS)
+        return fail(e, 400, "input", "at most %d inputs", SRV_MAX_EMBED_INPUTS);
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (embed_input(env, json_array_get(v, i), i, r, e)) return -1;
+    return 0;
+}
+
+void srv_embed_req_free(srv_embed_req *r) {
+    for (int i = 0; i < r->n; i++) free(r->ids[i]);
+    r->n = 0;
+}
+
 int srv_parse_tokenize(json_t *body, const char **text, size_t *len, int *add_special,
                        int *parse_special, srv_perr *e) {
     json_t *v = json_object_get(body, "content");

@@ -71,6 +71,25 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
 /* Free what r owns (stop strings, prompt, biases); r stays reusable. */
 void srv_gen_req_free(srv_gen_req *r);
 
+/* POST /v1/embeddings: the inputs as token arrays. */
+#define SRV_MAX_EMBED_INPUTS 256
+#define SRV_MAX_EMBED_TOKENS 8192 /* tokens of one input */
+typedef struct srv_embed_req {
+    int32_t *ids[SRV_MAX_EMBED_INPUTS]; /* (n_ids[i]) input i's tokens (malloc'ed) */
+    int64_t n_ids[SRV_MAX_EMBED_INPUTS];
+    int n;
+    int base64;               /* encoding_format "base64" (else "float") */
+} srv_embed_req;
+
+/* {"input": a string, an array of strings, an array of token ids or an
+ * array of such arrays (each 1..SRV_MAX_EMBED_TOKENS tokens), "model",
+ * "encoding_format": "float" | "base64", "user"}; "dimensions" is refused.
+ * Strings are tokenized with the model's BOS/EOS as the vocabulary adds
+ * them. Returns 0, or -1 with e filled; free r with srv_embed_req_free
+ * either way. */
+int srv_parse_embeddings(const srv_parse_env *env, json_t *body, srv_embed_req *r, srv_perr *e);
+void srv_embed_req_free(srv_embed_req *r);
+
 /* POST /tokenize {"content", "add_special", "parse_special"}: *text points
  * into body (*len bytes). Returns 0, or -1 with e filled. */
 int srv_parse_tokenize(json_t *body, const char **text, size_t *len, int *add_special,

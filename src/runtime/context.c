@@ -160,6 +160,7 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     widest = widest > nq ? widest : nq;
     c->qbuf = scratch(c, sk_matmul_scratch_size((int64_t)widest, c->n_batch));
     c->logits = scratch(c, sizeof(float) * (size_t)hp->n_vocab * (params->logits_all ? B : 1));
+    c->emb_sum = scratch(c, sizeof(double) * d);
     if (params->precise) c->rowbuf = scratch(c, sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = scratch(c, sizeof(int32_t) * (size_t)cp.n_window);
     if (!c->part || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
@@ -193,6 +194,9 @@ void sk_context_reset(sk_context *c) {
     c->n_logits = 0;
     c->n_hist = 0;
     c->n_recomputed = 0;
+    if (c->emb_sum) memset(c->emb_sum, 0, sizeof(double) * (size_t)c->m->hp.n_embd);
+    c->emb_n = 0;
+    c->emb_ok = 1;
 }
 
 sk_status sk_context_rollback(sk_context *c, int64_t n, sk_error *err) {
@@ -207,6 +211,7 @@ sk_status sk_context_rollback(sk_context *c, int64_t n, sk_error *err) {
     if (n > 0) {
         c->has_logits = 0;
         c->n_logits = 0;
+        c->emb_ok = 0; /* the sum holds the tokens taken back */
     }
     return SK_OK;
 }
@@ -599,14 +604,16 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
         if (L->post_ffn_norm.data) norm_rows(c, c->xb, c->xb, L->post_ffn_norm.data, n);
         for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
     }
-    /* logits of the last token, or of every token with logits_all */
+    /* every token's final normed state (what the head reads): its sum is
+     * the embedding; logits of the last token, or of every token with
+     * logits_all */
+    norm_rows(c, c->xb, c->x, m->output_norm.data, n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) c->emb_sum[j] += (double)c->xb[(size_t)i * (size_t)d + (size_t)j];
+    c->emb_n += n;
     int n_out = c->p.logits_all ? n : 1;
-    const float *first = c->x + (size_t)(n - n_out) * d;
-    for (int i = 0; i < n_out; i++)
-        sk_rmsnorm(c->xb + (size_t)i * d, first + (size_t)i * d, m->output_norm.data, d,
-                   hp->norm_eps);
     sk_matmul_job out = {&m->output, c->logits, (size_t)hp->n_vocab};
-    matmul(c, &out, 1, c->xb, (size_t)d, d, n_out);
+    matmul(c, &out, 1, c->xb + (size_t)(n - n_out) * d, (size_t)d, d, n_out);
     if (m->logit_softcap > 0.0f) {
         float cap = m->logit_softcap, inv = 1.0f / cap;
         for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++)
@@ -635,6 +642,22 @@ static sk_status feed(sk_context *c, const int32_t *tokens, int64_t n, sk_error 
     return SK_OK;
 }
 
+sk_status sk_context_embedding(const sk_context *c, int normalize, float *out, sk_error *err) {
+    if (!c->emb_ok || c->emb_n == 0)
+        return sk_error_set(err, SK_ERR_INVALID, c->emb_n == 0 ? "embedding: no token fed since the reset"
+                                                               : "embedding: not available after a rollback, "
+                                                                 "a session load or a recompute pass");
+    size_t d = (size_t)c->m->hp.n_embd;
+    double norm = 0;
+    for (size_t j = 0; j < d; j++) {
+        double v = c->emb_sum[j] / (double)c->emb_n;
+        norm += v * v;
+    }
+    double scale = normalize && norm > 0 ? 1.0 / sqrt(norm) : 1.0;
+    for (size_t j = 0; j < d; j++) out[j] = (float)(c->emb_sum[j] / (double)c->emb_n * scale);
+    return SK_OK;
+}
+
 sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err) {
     if (n < 0) return sk_error_set(err, SK_ERR_INVALID, "negative token count");
     if (n == 0) return SK_OK;
@@ -659,6 +682,7 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
         }
         memmove(c->hist, c->hist + 1, sizeof(int32_t) * (size_t)(W - 1));
         c->hist[W - 1] = tokens[i];
+        c->emb_ok = 0; /* the pass below re-encodes tokens already summed */
         sk_kvcache_reset(c->kv);
         if (c->kv_swa) sk_kvcache_reset(c->kv_swa);
         c->n_recomputed++;

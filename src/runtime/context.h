@@ -57,6 +57,12 @@ struct sk_context {
     const int *cap_layers;
     int cap_n_layers, cap_n_tok;
     float *cap_buf;
+    /* the embedding (sk_context_embedding): the sum of every token's final
+     * normed hidden state since the reset, in double; emb_ok 0 once it no
+     * longer matches the stream (a rollback, a load, a recompute pass) */
+    double *emb_sum;     /* (n_embd) */
+    int64_t emb_n;
+    int emb_ok;
     /* recompute policy: the last n_window tokens */
     int32_t *hist;
     int64_t n_hist;

@@ -344,6 +344,7 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
         return st;
     }
     c->has_logits = (int)h.has_logits;
+    c->emb_ok = 0; /* the embedding's sum is not saved */
     /* which ring slots are still intact below n_past is not saved: no
      * rollback until the cache has moved a full ring past this point */
     c->kv->hw = h.n_past + c->kv->ring_cap;

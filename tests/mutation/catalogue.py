@@ -383,6 +383,11 @@ MUTANTS = [
          find="        while (j > 0 && l[i] > l[e->top_id[j - 1]]) {",
          replace="        while (0) {",
          tests=["pytest:logprobs"]),
+    dict(id="embedding-not-normed", file="src/runtime/context.c",
+         what="embeddings: the mean of the raw final hidden states, not of their output norm",
+         find="c->emb_sum[j] += (double)c->xb[",
+         replace="c->emb_sum[j] += (double)c->x[",
+         tests=["pytest:embeddings"]),
     # ---- server validation ------------------------------------------------------------
     dict(id="server-range-inclusive", file="tools/server_request.c",
          what="number fields: the upper bound is not checked",
