@@ -6,7 +6,7 @@
  *   byte 0   the route: 0 POST /v1/chat/completions, 1 POST /v1/completions,
  *            2 POST /tokenize, 3 POST /detokenize, 4 the session id of
  *            POST /v1/sessions/ID/save and DELETE /v1/sessions/ID (and
- *            X-Session-Id) (byte 0 modulo 5)
+ *            X-Session-Id), 5 POST /v1/embeddings (byte 0 modulo 6)
  *   byte 1   bit 0 the vocabulary (SmolLM2, Gemma 3), bits 1-3 the chat
  *            kind, bits 4-5 the X-Session-Id header: none, a valid id, an
  *            invalid one
@@ -100,6 +100,9 @@ static void check_generate(const srv_parse_env *env, json_t *body, int chat, con
         CHECK(r.session[0] == 0 || sk_store_valid_name(r.session));
         if (hdr) CHECK(!strcmp(r.session, hdr));
         CHECK(r.stream == 0 || r.stream == 1);
+        CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES && (r.n_choices == 1 || !r.stream));
+        CHECK((r.logprobs == 0 || r.logprobs == 1) && r.top_logprobs >= 0 &&
+              r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && (r.logprobs || r.top_logprobs == 0));
     }
     srv_gen_req_free(&r);
     CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0);
@@ -148,6 +151,23 @@ static void check_detokenize(const srv_parse_env *env, json_t *body) {
     free(ids);
 }
 
+static void check_embeddings(const srv_parse_env *env, json_t *body) {
+    srv_embed_req r;
+    srv_perr e;
+    memset(&e, 0, sizeof e);
+    int rc = srv_parse_embeddings(env, body, &r, &e);
+    CHECK(rc == 0 || rc == -1);
+    if (rc) check_perr(&e);
+    else CHECK(r.n >= 1);
+    CHECK(r.n >= 0 && r.n <= SRV_MAX_EMBED_INPUTS);
+    for (int i = 0; i < r.n; i++) {
+        CHECK(r.ids[i] && r.n_ids[i] >= 1 && r.n_ids[i] <= SRV_MAX_EMBED_TOKENS);
+        for (int64_t k = 0; k < r.n_ids[i]; k++) CHECK(r.ids[i][k] >= 0 && r.ids[i][k] < env->n_vocab);
+    }
+    srv_embed_req_free(&r);
+    CHECK(r.n == 0);
+}
+
 static void check_session_id(const uint8_t *p, size_t n) {
     char *id = malloc(n + 1);
     CHECK(id);
@@ -167,7 +187,7 @@ static void check_session_id(const uint8_t *p, size_t n) {
 /* One input: the route, the environment, the body; see the layout above. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    const int route = data[0] % 5;
+    const int route = data[0] % 6;
     srv_parse_env env;
     memset(&env, 0, sizeof env);
     env.tok = fuzz_vocab(data[1] & 1);
@@ -188,7 +208,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (json_is_object(body)) {
         if (route <= 1) check_generate(&env, body, route == 0, hdr);
         else if (route == 2) check_tokenize(&env, body);
-        else check_detokenize(&env, body);
+        else if (route == 3) check_detokenize(&env, body);
+        else check_embeddings(&env, body);
     }
     json_decref(body);
     return 0;
