@@ -99,15 +99,6 @@ static int expect_valid(sk_chat_kind k, const sk_chat_msg *m, int n, int flags) 
     return 1;
 }
 
-static int utf8_valid(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        int r = sk_utf8_check(s + i, n - i);
-        if (r <= 0) return 0;
-        i += (size_t)r;
-    }
-    return 1;
-}
-
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 /* s without its surrounding ASCII whitespace: *len bytes from the result */
@@ -215,7 +206,7 @@ static void check_ids(const sk_tokenizer *t, sk_chat_kind k, const sk_chat_msg *
         CHECK(sscanf(p, "byte 0x%2x", &b) == 1 && b > 0 && b < 256);
         int found = 0;
         for (int i = 0; i < n && !found; i++) /* or an overlong form of it (fuzz_tokenizer.c) */
-            found = strchr(m[i].content, (int)b) || !utf8_valid((const unsigned char *)m[i].content, strlen(m[i].content));
+            found = strchr(m[i].content, (int)b) || !fuzz_utf8_valid((const unsigned char *)m[i].content, strlen(m[i].content));
         CHECK(found);
         return;
     }
@@ -239,7 +230,7 @@ static void check_ids(const sk_tokenizer *t, sk_chat_kind k, const sk_chat_msg *
     for (int i = 0; i < n; i++) {
         size_t cl;
         const char *c = core(m[i].content, &cl);
-        if (cl == 0 || !utf8_valid((const unsigned char *)c, cl)) continue;
+        if (cl == 0 || !fuzz_utf8_valid((const unsigned char *)c, cl)) continue;
         char *want = malloc(cl);
         CHECK(want);
         size_t wl = norm(c, cl, want);

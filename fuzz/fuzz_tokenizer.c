@@ -64,15 +64,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static int utf8_valid(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        int r = sk_utf8_check(s + i, n - i);
-        if (r <= 0) return 0;
-        i += (size_t)r;
-    }
-    return 1;
-}
-
 /* text as the detokenizer gives it back: SPM's U+2581 (E2 96 81) -> ' ' */
 static size_t spm_norm(int v, const unsigned char *s, size_t n, unsigned char *out) {
     size_t k = 0;
@@ -103,7 +94,7 @@ static int32_t *tokenize(const sk_tokenizer *t, const unsigned char *x, size_t n
         const char *p = strstr(err.msg, "byte 0x");
         CHECK(st == SK_ERR_INVALID && p && strstr(err.msg, "has no token"));
         CHECK(sscanf(p, "byte 0x%2x", &b) == 1 && b < 256);
-        CHECK(memchr(x, (int)b, n) != NULL || !utf8_valid(x, n));
+        CHECK(memchr(x, (int)b, n) != NULL || !fuzz_utf8_valid(x, n));
         CHECK(need == 0);
         free(ids);
         return NULL;
@@ -137,7 +128,7 @@ static char *detokenize(const sk_tokenizer *t, const int32_t *ids, int64_t n, si
     out[room] = 'Z';
     CHECK(sk_detokenize(t, ids, n, g_ps, out, room, &need, &err) == SK_OK);
     CHECK(need < room && out[need] == 0 && out[room] == 'Z');
-    CHECK(utf8_valid((const unsigned char *)out, need));
+    CHECK(fuzz_utf8_valid((const unsigned char *)out, need));
     {
         size_t cap = need / 2; /* cap 0: only the count */
         char *part = malloc(cap + 1);
@@ -156,7 +147,7 @@ static char *detokenize(const sk_tokenizer *t, const int32_t *ids, int64_t n, si
     for (int64_t i = 0; i < n; i++) {
         CHECK(k <= need);
         size_t w = sk_detok_push(&d, t, ids[i], g_ps, s + k, 264);
-        CHECK(utf8_valid((const unsigned char *)s + k, w));
+        CHECK(fuzz_utf8_valid((const unsigned char *)s + k, w));
         k += w;
     }
     CHECK(k <= need);
@@ -193,7 +184,7 @@ static void check_one(int v, int ps, const unsigned char *x, size_t n) {
     free(ids);
     unsigned char *want = malloc(n + 1);
     CHECK(want);
-    if (utf8_valid(x, n)) {
+    if (fuzz_utf8_valid(x, n)) {
         size_t wn = spm_norm(v, x, n, want);
         CHECK(len == wn && !memcmp(back, want, wn));
     } else { /* the detokenized text is a fixed point */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "runtime/gguf.h"
+#include "text/unicode.h"
 #include "runtime/vocab.h"
 
 static sk_tokenizer *g_tok[FUZZ_N_VOCABS];
@@ -47,4 +48,13 @@ const sk_tokenizer *fuzz_vocab(int v) {
     gguf_free(g);
     munmap(map, (size_t)sb.st_size);
     return g_tok[v];
+}
+
+int fuzz_utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int r = sk_utf8_check(s + i, n - i);
+        if (r <= 0) return 0;
+        i += (size_t)r;
+    }
+    return 1;
 }

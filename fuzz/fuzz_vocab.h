@@ -7,6 +7,8 @@
 #ifndef SK_FUZZ_VOCAB_H
 #define SK_FUZZ_VOCAB_H
 
+#include <stddef.h>
+
 #include "sinkllm.h"
 
 enum { FUZZ_SMOLLM2 = 0, FUZZ_GEMMA3 = 1, FUZZ_N_VOCABS = 2 };
@@ -18,6 +20,9 @@ enum { FUZZ_SMOLLM2 = 0, FUZZ_GEMMA3 = 1, FUZZ_N_VOCABS = 2 };
  * file prints the reason and exits with status 1: a harness that ran on no
  * tokenizer would pass without having tested anything. */
 const sk_tokenizer *fuzz_vocab(int v);
+
+/* 1 when the n bytes at s are valid UTF-8 (shared by the harnesses). */
+int fuzz_utf8_valid(const unsigned char *s, size_t n);
 
 /* "smollm2" or "gemma3", for messages. */
 const char *fuzz_vocab_name(int v);
