@@ -76,6 +76,7 @@ void sk_context_free(sk_context *c) {
     free(c->use_pfx);
     free(c->qbuf);
     free(c->rowbuf);
+    free(c->emb_sum);
     free(c->logits);
     free(c->hist);
     free(c);
