@@ -100,12 +100,13 @@ static void check_generate(const srv_parse_env *env, json_t *body, int chat, con
         CHECK(r.session[0] == 0 || sk_store_valid_name(r.session));
         if (hdr) CHECK(!strcmp(r.session, hdr));
         CHECK(r.stream == 0 || r.stream == 1);
+        CHECK(!r.echo || (!chat && !r.stream && !r.logprobs && memchr(r.echo, 0, r.echo_len + 1)));
         CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES && (r.n_choices == 1 || !r.stream));
         CHECK((r.logprobs == 0 || r.logprobs == 1) && r.top_logprobs >= 0 &&
               r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && (r.logprobs || r.top_logprobs == 0));
     }
     srv_gen_req_free(&r);
-    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0);
+    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo);
 }
 
 static void check_tokenize(const srv_parse_env *env, json_t *body) {

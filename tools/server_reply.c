@@ -14,6 +14,8 @@
 #include "server_reply.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -127,7 +129,15 @@ json_t *srv_reply_choice(const srv_gen *g) {
     if (g->r.chat)
         json_object_set_new(choice, "message", json_pack("{s:s,s:s%}", "role", "assistant",
                                                          "content", text, (size_t)g->text_len));
-    else json_object_set_new(choice, "text", json_stringn(text, g->text_len));
+    else if (g->r.echo) { /* echo: the prompt's text, then the completion */
+        char *both = malloc(g->r.echo_len + g->text_len + 1);
+        if (both) {
+            memcpy(both, g->r.echo, g->r.echo_len);
+            memcpy(both + g->r.echo_len, text, g->text_len);
+        }
+        json_object_set_new(choice, "text", both ? json_stringn(both, g->r.echo_len + g->text_len) : NULL);
+        free(both);
+    } else json_object_set_new(choice, "text", json_stringn(text, g->text_len));
     /* the tokens of the text (not those of a stop string cut from it) */
     json_object_set_new(choice, "logprobs", logprobs_json(g, 0, srv_logprobs_upto(g, 0, g->text_len)));
     json_object_set_new(choice, "finish_reason", json_string(g->finish));

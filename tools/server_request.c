@@ -77,6 +77,9 @@ int srv_check_session_id(const char *id, srv_perr *e) {
 }
 
 void srv_gen_req_free(srv_gen_req *r) {
+    free(r->echo);
+    r->echo = NULL;
+    r->echo_len = 0;
     for (int i = 0; i < r->n_stop; i++) free(r->stops[i]);
     r->n_stop = 0;
     free(r->prompt);
@@ -484,8 +487,6 @@ static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
         if (!t || !json_is_string(t) || strcmp(json_string_value(t), "text"))
             return fail(e, 400, "response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
     }
-    v = json_object_get(body, "echo");
-    if (!chat && v && json_is_true(v)) return fail(e, 400, "echo", "'echo' is not supported by this server");
     v = json_object_get(body, "best_of");
     if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
         return fail(e, 400, "best_of", "'best_of' other than 1 is not supported by this server");
@@ -508,7 +509,33 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
     if (parse_logprobs(body, chat, r, e)) return -1;
     if (r->n_choices > 1 && r->stream)
         return fail(e, 400, "n", "'n' > 1 is supported without 'stream' only");
-    return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e);
+    if (chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e)) return -1;
+    json_t *ev = json_object_get(body, "echo");
+    if (ev && !json_is_null(ev) && !json_is_boolean(ev)) return fail(e, 400, "echo", "'echo' must be a boolean");
+    if (ev && json_is_true(ev)) {
+        if (chat) return fail(e, 400, "echo", "'echo' is a field of completions, not of chat");
+        if (r->stream || r->logprobs)
+            return fail(e, 400, "echo", "'echo' is supported without 'stream' and 'logprobs' only");
+        /* the prompt as given: its text, or its token ids detokenized */
+        json_t *p = json_object_get(body, "prompt");
+        if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+            p = json_array_get(p, 0);
+        size_t need = 0;
+        sk_error err = {0};
+        if (json_is_string(p)) {
+            need = json_string_length(p);
+            if (!(r->echo = malloc(need + 1))) return fail(e, 500, NULL, "out of memory");
+            memcpy(r->echo, json_string_value(p), need + 1);
+        } else {
+            if (sk_detokenize(env->tok, r->prompt, r->n_prompt, 1, NULL, 0, &need, &err))
+                return fail(e, 400, "prompt", "%s", err.msg);
+            if (!(r->echo = malloc(need + 1))) return fail(e, 500, NULL, "out of memory");
+            if (sk_detokenize(env->tok, r->prompt, r->n_prompt, 1, r->echo, need + 1, &need, &err))
+                return fail(e, 400, "prompt", "%s", err.msg);
+        }
+        r->echo_len = need;
+    }
+    return 0;
 }
 
 /* one input: a string or an array of ids -> r->ids[r->n] */

@@ -55,6 +55,9 @@ typedef struct srv_gen_req {
     float *bias;              /*   every end-of-generation token at -inf */
     int n_bias;
     int n_choices;            /* n: completions of the same prompt (1..SRV_MAX_CHOICES) */
+    char *echo;               /* completions with echo: the prompt's text, put before each
+                                 choice's (malloc'ed; NULL without echo) */
+    size_t echo_len;
     int logprobs;             /* return each token's log-probability */
     int top_logprobs;         /*   with this many alternatives (0..SRV_MAX_TOP_LOGPROBS) */
 } srv_gen_req;

@@ -104,3 +104,20 @@ def test_n_choices_share_the_prompt(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_completion_echo(srv):
+    """echo puts the prompt as given before the completion (the completion
+    itself may differ with the cache state: issue 10, so only its presence
+    is checked)."""
+    body = {"prompt": "Once upon a time", "max_tokens": 6, "temperature": 0}
+    echo = requests.post(srv.url + "/v1/completions", json={**body, "echo": True}, headers=auth(), timeout=60).json()
+    text = echo["choices"][0]["text"]
+    assert text.startswith("Once upon a time") and len(text) > len("Once upon a time"), text
+    assert echo["usage"]["completion_tokens"] >= 1
+    ids = requests.post(srv.url + "/tokenize", json={"content": "Once upon a time"}, headers=auth(), timeout=10).json()
+    by_ids = requests.post(srv.url + "/v1/completions", json={**body, "prompt": ids["tokens"], "echo": True},
+                           headers=auth(), timeout=60).json()
+    assert by_ids["choices"][0]["text"].startswith("Once upon a time")
+    plain = requests.post(srv.url + "/v1/completions", json=body, headers=auth(), timeout=60).json()
+    assert not plain["choices"][0]["text"].startswith("Once upon a time")
