@@ -359,7 +359,7 @@ def test_metrics(srv):
 @pytest.mark.parametrize("field,value", [("temperature", "hot"), ("top_p", 2),
                                          ("max_tokens", -1), ("top_k", "x"),
                                          ("presence_penalty", 5), ("stop", ["a"] * 9),
-                                         ("session_id", "bad id!"), ("n", 2),
+                                         ("session_id", "bad id!"), ("n", 17),
                                          ("logit_bias", {"abc": 1}), ("logit_bias", {"1": 101}),
                                          ("logit_bias", {"999999": 1}), ("logit_bias", [[1]]),
                                          ("logit_bias", {"49152": 1}),  # = n_vocab: one past the last id
