@@ -121,6 +121,10 @@ const char *srv_store_kind(const srv_store *s) { return s->dir ? "dir" : "redis"
 
 /* A live connection, or NULL with err set (at most one attempt a second). */
 static redisContext *conn(srv_store *s, sk_error *err) {
+    if (s->rc && s->rc->err) { /* a failed command left it unusable: start over */
+        redisFree(s->rc);
+        s->rc = NULL;
+    }
     if (s->rc) return s->rc;
     double t = now_s();
     if (t - s->last_try < 1.0) {
@@ -176,6 +180,7 @@ static int key_of(char *buf, size_t cap, const char *id) {
 
 /* Forget the session ids of an array reply r in lru and size (and their keys). */
 static void redis_forget(srv_store *s, redisReply *r, uint64_t *counter) {
+    size_t sent = 0; /* commands appended, each awaiting its reply */
     for (size_t i = 0; r && i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING) continue;
@@ -184,9 +189,10 @@ static void redis_forget(srv_store *s, redisReply *r, uint64_t *counter) {
         redisAppendCommand(s->rc, "DEL %s", key);
         redisAppendCommand(s->rc, "ZREM " KEY_PREFIX "lru %b", e->str, e->len);
         redisAppendCommand(s->rc, "HDEL " KEY_PREFIX "size %b", e->str, e->len);
+        sent += 3;
         (*counter)++;
     }
-    for (size_t i = 0; r && i < 3 * r->elements && s->rc; i++) {
+    for (size_t i = 0; i < sent && s->rc; i++) {
         void *x = NULL;
         if (redisGetReply(s->rc, &x) != REDIS_OK) {
             redisFree(s->rc);
