@@ -555,15 +555,20 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
     return st;
 }
 
+/* Feed the prompt's tail to the sampler's history (the penalties see it). */
+static void accept_prompt_tail(srv_gen *g) {
+    const srv_gen_req *r = &g->r;
+    int64_t hist = r->sp.repeat_last_n < 0 ? r->n_prompt : r->sp.repeat_last_n;
+    if (hist > r->n_prompt) hist = r->n_prompt;
+    if (r->sp.repeat_penalty != 1.0f || r->sp.presence_penalty != 0 || r->sp.frequency_penalty != 0)
+        for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++) sk_sampler_accept(g->smp, r->prompt[i]);
+}
+
 sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
     const srv_gen_req *r = &g->r;
     sk_status st = sk_sampler_new(&r->sp, g->p->n_vocab, &g->smp, err);
     if (st) return st;
-    int64_t hist = r->sp.repeat_last_n < 0 ? r->n_prompt : r->sp.repeat_last_n;
-    if (hist > r->n_prompt) hist = r->n_prompt;
-    if (r->sp.repeat_penalty != 1.0f || r->sp.presence_penalty != 0 || r->sp.frequency_penalty != 0)
-        for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++)
-            sk_sampler_accept(g->smp, r->prompt[i]);
+    accept_prompt_tail(g);
     g->logits = malloc(sizeof(float) * (size_t)g->p->n_vocab);
     if (!g->logits) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     if (r->logprobs) {
@@ -586,10 +591,7 @@ sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
 static void reseed(srv_gen *g, int k) {
     const srv_gen_req *r = &g->r;
     sk_sampler_reset(g->smp, r->sp.seed == SK_SEED_RANDOM ? SK_SEED_RANDOM : r->sp.seed + (uint64_t)k);
-    int64_t hist = r->sp.repeat_last_n < 0 ? r->n_prompt : r->sp.repeat_last_n;
-    if (hist > r->n_prompt) hist = r->n_prompt;
-    if (r->sp.repeat_penalty != 1.0f || r->sp.presence_penalty != 0 || r->sp.frequency_penalty != 0)
-        for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++) sk_sampler_accept(g->smp, r->prompt[i]);
+    accept_prompt_tail(g);
 }
 
 sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
