@@ -164,12 +164,18 @@ def test_per_ip_limit_evicts_oldest_waiting(serve):
     """Past --max-conn-per-ip, a newcomer from the same address gets in and
     the oldest of its connections still without a request is closed."""
     s = serve("--max-conn-per-ip", "4")
-    idle = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(4)]
+    # From 127.0.0.2: a connection of the start-up probe that the server has
+    # not yet seen closed would count against 127.0.0.1's limit.
+    def connect():
+        return socket.create_connection(("127.0.0.1", s.port), timeout=10,
+                                        source_address=("127.0.0.2", 0))
+    idle = [connect() for _ in range(4)]
     try:
         time.sleep(0.3)
         assert not any(closed_by_server(c) for c in idle)
-        r = requests.get(s.url + "/health", timeout=5)  # the fifth
-        assert r.status_code == 200
+        with connect() as fifth:
+            fifth.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert status_of(read_all(fifth, 5)) == 200
         time.sleep(0.3)
         assert [closed_by_server(c) for c in idle] == [True, False, False, False]
         assert metric(s, "sinkllm_connections_evicted_total") >= 1
