@@ -69,7 +69,7 @@ void sk_context_free(sk_context *c) {
     free(c->hg);
     free(c->hu);
     free(c->att);
-    free(c->part);
+    free(c->sc);
     free(c->cs_win);
     free(c->cs_pfx);
     free(c->lo);
@@ -151,8 +151,8 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->hu = scratch(c, sizeof(float) * B * ff);
     c->att = scratch(c, sizeof(float) * (size_t)nth * c->att_stride);
     c->n_threads = nth;
-    c->part_stride = (size_t)c->n_rep * (hd + 2);
-    c->part = scratch(c, sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head_kv * (size_t)nth * c->part_stride);
+    c->sc_stride = (size_t)keys;
+    c->sc = scratch(c, sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head * c->sc_stride);
     c->cs_win = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->cs_pfx = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->lo = scratch(c, sizeof(int64_t) * B);
@@ -164,7 +164,7 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->emb_sum = scratch(c, sizeof(double) * d);
     if (params->precise) c->rowbuf = scratch(c, sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = scratch(c, sizeof(int32_t) * (size_t)cp.n_window);
-    if (!c->part || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
+    if (!c->sc || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
         !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
         (params->precise && !c->rowbuf)) {
@@ -410,42 +410,64 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* Decode path (a few tokens): each (token, KV head) is split into n_threads
- * parts of its keys, so that every thread streams the same share of the
- * cache whatever the number of KV heads; the parts are merged afterwards
- * (split_merge). */
-static void attn_worker_split(void *arg, int ith, int nth) {
+/* Decode path (a few tokens): sk_attend's three steps, each over the
+ * pool, so that every thread streams the same share of the cache whatever
+ * the number of KV heads: the scores of each (token, KV head) in n_threads
+ * key ranges; the rows to probabilities; the outputs in column slices
+ * (multiples of 16) of the head. The bits do not depend on the split. */
+static void split_parts(const attn_job *j, int *P, int *D) {
+    *P = j->c->n_threads;
+    int hd = j->c->m->hp.head_dim;
+    *D = hd % 16 ? 1 : (hd / 16 < *P ? hd / 16 : *P);
+}
+
+static void attn_split_scores(void *arg, int ith, int nth) {
     attn_job *j = arg;
     sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
-    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
-    size_t nq = (size_t)hp->n_head * hd;
+    int G = hp->n_head_kv, R = c->n_rep, P, D;
+    split_parts(j, &P, &D);
+    size_t nq = (size_t)hp->n_head * hp->head_dim;
     long lo, hi;
     sk_split_range((long)j->n * G * P, 1, ith, nth, &lo, &hi);
-    float *att = c->att + (size_t)ith * c->att_stride;
     for (long it = lo; it < hi; it++) {
         int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
-        size_t off = (size_t)i * nq + (size_t)g * R * hd;
-        const float *qw = c->q + off;
-        const float *qp = j->use_pfx[i] ? c->qp + off : qw;
-        int64_t u = j->u0 + i, S = j->kv->n_prefix;
-        int64_t nk = (u + 1 < S ? u + 1 : S) + (u >= S ? u - j->lo[i] + 1 : 0);
-        float *part = c->part + (size_t)it * c->part_stride;
-        sk_attend_part(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
-                       part, part + (size_t)R * hd, part + (size_t)R * (hd + 1), att);
+        size_t off = (size_t)i * nq + (size_t)g * R * hp->head_dim;
+        const float *qw = c->q + off, *qp = j->use_pfx[i] ? c->qp + off : qw;
+        int64_t u = j->u0 + i, nk = sk_attend_n_keys(j->kv, u, j->lo[i]);
+        sk_attend_scores(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
+                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride);
     }
 }
 
-static void split_merge(sk_context *c, int n) {
+static void attn_split_probs(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
+    int GR = c->m->hp.n_head; /* (KV head, query of its group) rows per token */
+    long lo, hi;
+    sk_split_range((long)j->n * GR, 1, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / GR);
+        sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride);
+    }
+}
+
+static void attn_split_values(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
-    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
-    for (int i = 0; i < n; i++)
-        for (int g = 0; g < G; g++) {
-            const float *part = c->part + (size_t)((i * G + g) * P) * c->part_stride;
-            sk_attend_merge(P, R, hd, part, c->part_stride, part + (size_t)R * hd,
-                            part + (size_t)R * (hd + 1), c->part_stride,
-                            c->ao + (size_t)i * hp->n_head * hd + (size_t)g * R * hd);
-        }
+    int G = hp->n_head_kv, R = c->n_rep, hd = hp->head_dim, P, D;
+    split_parts(j, &P, &D);
+    size_t nq = (size_t)hp->n_head * hd;
+    long lo, hi;
+    sk_split_range((long)j->n * G * D, 1, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / ((long)G * D)), g = (int)(it / D % G), s = (int)(it % D);
+        int c0 = D == 1 ? 0 : 16 * (hd / 16 * s / D), c1 = D == 1 ? hd : 16 * (hd / 16 * (s + 1) / D);
+        sk_attend_values(j->kv, j->layer, g, R, j->u0 + i, j->lo[i],
+                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride, c0, c1,
+                         c->ao + (size_t)i * nq + (size_t)g * R * hd);
+    }
 }
 
 /* ---- per-token row operations over the thread pool ----------------------
@@ -547,8 +569,9 @@ static void attention(sk_context *c, int l, int n, int64_t u0) {
     else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(aj.kv))
         sk_pool_run(c->pool, attn_worker_multi, &aj);
     else if (n <= SK_SPLIT_TOK) {
-        sk_pool_run(c->pool, attn_worker_split, &aj);
-        split_merge(c, n);
+        sk_pool_run(c->pool, attn_split_scores, &aj);
+        sk_pool_run(c->pool, attn_split_probs, &aj);
+        sk_pool_run(c->pool, attn_split_values, &aj);
     } else
         sk_pool_run(c->pool, attn_worker, &aj);
 }
