@@ -400,6 +400,35 @@ void sk_context_free(sk_context *c);
  * token. Ids are validated. */
 sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err);
 
+/* ---- several contexts in one pass (continuous batching) ----------------
+ * A batch holds the activations of up to max_tokens rows and a thread
+ * pool; sk_decode_batch feeds several contexts at once, each weight matrix
+ * read once for all their rows, each context attending over its own
+ * cache. Results are bit-identical to feeding each context alone with
+ * sk_decode (in any chunking, on any thread count): every row is computed
+ * with the same arithmetic whatever shares the pass. */
+#define SK_MAX_BATCH_SEQS 256 /* contexts per sk_decode_batch call */
+
+typedef struct sk_batch sk_batch;
+
+/* A batch for contexts of model m (borrowed) created with n_threads
+ * threads (> 0); max_tokens 1 .. SK_MAX_BATCH rows per call; max_seqs
+ * 1 .. SK_MAX_BATCH_SEQS contexts per call. */
+sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
+                       sk_error *err);
+void sk_batch_free(sk_batch *b);
+
+/* Feed n[j] >= 1 tokens tokens[j] to context ctx[j] for j < n_ctx, in one
+ * pass: afterwards each context's sk_logits() holds the logits after its
+ * last token, as sk_decode would leave them. The contexts must be
+ * distinct, on b's model, created with b's thread count, without
+ * logits_all, precise or the recompute policy; n[j] <= the context's
+ * n_batch and sum n[j] <= max_tokens. SK_ERR_INVALID (err names the
+ * context and the rule) or SK_ERR_FULL (a dense cache) before anything is
+ * fed: all or nothing. */
+sk_status sk_decode_batch(sk_batch *b, sk_context *const *ctx, const int32_t *const *tokens, const int *n,
+                          int n_ctx, sk_error *err);
+
 /* Logits (n_vocab floats) after the last token fed; NULL before any. Not a
  * copy: the pointer is into the context's own buffer, read-only, valid until
  * the next call that feeds, resets, rolls back or loads the context (or
