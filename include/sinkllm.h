@@ -412,7 +412,7 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
 typedef struct sk_batch sk_batch;
 
 /* A batch for contexts of model m (borrowed) created with n_threads
- * threads (> 0); max_tokens 1 .. SK_MAX_BATCH rows per call; max_seqs
+ * threads (0: all cores, as for a context); max_tokens 1 .. SK_MAX_BATCH rows per call; max_seqs
  * 1 .. SK_MAX_BATCH_SEQS contexts per call. */
 sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
                        sk_error *err);
@@ -428,6 +428,9 @@ void sk_batch_free(sk_batch *b);
  * fed: all or nothing. */
 sk_status sk_decode_batch(sk_batch *b, sk_context *const *ctx, const int32_t *const *tokens, const int *n,
                           int n_ctx, sk_error *err);
+
+/* The context's n_batch: the most tokens one pass may feed it. */
+int sk_context_batch_size(const sk_context *c);
 
 /* Logits (n_vocab floats) after the last token fed; NULL before any. Not a
  * copy: the pointer is into the context's own buffer, read-only, valid until

@@ -203,7 +203,7 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
     p->n_vocab = sk_model_hparams(m)->n_vocab;
     sk_context_params cp;
     sk_context_params_default(&cp);
-    cp.n_threads = p->cfg->n_threads ? p->cfg->n_threads : (p->cfg->n_slots > 1 ? 1 : 0);
+    cp.n_threads = p->cfg->n_threads; /* the batcher's passes run every slot: all its threads */
     cp.n_batch = p->cfg->n_batch;
     cp.cache = p->cfg->cache;
     srv_slot *slots = calloc((size_t)p->cfg->n_slots, sizeof *slots);
@@ -215,6 +215,12 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
             free(slots);
             return err ? err->code : SK_ERR_INVALID;
         }
+    }
+    sk_status bst = srv_batcher_new(m, p->cfg->n_threads, p->cfg->batch_tokens, p->cfg->n_slots, &p->batcher, err);
+    if (bst) {
+        for (int k = 0; k < p->cfg->n_slots; k++) sk_context_free(slots[k].ctx);
+        free(slots);
+        return bst;
     }
     pthread_mutex_lock(&p->mu);
     p->slots = slots;
@@ -254,6 +260,8 @@ void srv_pool_stop(srv_pool *p) {
 }
 
 void srv_pool_free(srv_pool *p) {
+    srv_batcher_free(p->batcher);
+    p->batcher = NULL;
     for (int i = 0; i < p->n_slots; i++) {
         sk_context_free(p->slots[i].ctx);
         free(p->slots[i].tr);
@@ -290,6 +298,8 @@ void srv_pool_metrics(srv_pool *p, srv_metrics *out) {
     out->n_slots = p->n_slots;
     out->waiting = p->n_waiting;
     pthread_mutex_unlock(&p->mu);
+    memset(&out->batch, 0, sizeof out->batch);
+    if (p->batcher) srv_batcher_stats(p->batcher, &out->batch);
     memset(&out->store, 0, sizeof out->store);
     out->has_store = p->store != NULL;
     if (p->store) srv_store_stats_get(p->store, &out->store); /* outside mu: it may wait for Redis */
@@ -370,6 +380,7 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
             snprintf(best->session, sizeof best->session, "%s", r->session);
             best->busy = 1;
             g->sl = best;
+            srv_batcher_active(p->batcher, 1);
             break;
         }
         if (!queued) {
@@ -449,7 +460,8 @@ static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_erro
             g->cancelled = 1;
             return sk_error_set(err, SK_ERR_FULL, "the client has left");
         }
-        sk_status st = sk_decode(g->sl->ctx, t + i, n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
+        sk_status st = srv_batcher_decode(g->p->batcher, g->sl->ctx, t + i,
+                                          n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
         if (st) return st;
     }
     return SK_OK;
@@ -774,6 +786,7 @@ void srv_gen_release(srv_gen *g) {
     if (g->released || !g->sl) return;
     g->released = 1;
     srv_pool *p = g->p;
+    srv_batcher_active(p->batcher, -1);
     double dt = (now_ms() - g->t_gen0) / 1e3;
     g->tps = g->n_gen > 0 && dt > 0 ? g->n_gen / dt : 0;
     sk_context_stats st;

@@ -16,6 +16,7 @@
 
 #include "server.h"
 #include "server_request.h"
+#include "server_batch.h"
 #include "server_store.h"
 #include "sinkllm.h"
 
@@ -39,6 +40,7 @@ typedef struct srv_metrics {
     int busy, sessions, n_slots, waiting;
     int has_store;               /* a session store is configured: */
     srv_store_stats store;       /*   what it holds and has done */
+    srv_batch_stats batch;       /* the forward passes (continuous batching) */
 } srv_metrics;
 
 struct srv_waiter;
@@ -50,6 +52,7 @@ typedef struct srv_pool {
     int64_t n_vocab;
     sk_chat_kind kind;           /* the chat template, recorded with saved sessions */
     srv_store *store;            /* --session-dir or --session-store; NULL without either */
+    srv_batcher *batcher;        /* runs every slot's forward passes together */
     atomic_int stopping;         /* set by srv_pool_stop: generations end at their next token */
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -797,8 +797,8 @@ struct sk_batch {
 sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
                        sk_error *err) {
     *out = NULL;
-    if (n_threads < 1 || n_threads > SK_MAX_THREADS)
-        return sk_error_set(err, SK_ERR_INVALID, "batch: threads %d out of range 1..%d", n_threads, SK_MAX_THREADS);
+    if (n_threads < 0 || n_threads > SK_MAX_THREADS)
+        return sk_error_set(err, SK_ERR_INVALID, "batch: threads %d out of range 0..%d", n_threads, SK_MAX_THREADS);
     if (max_seqs < 1 || max_seqs > SK_MAX_BATCH_SEQS)
         return sk_error_set(err, SK_ERR_INVALID, "batch: sequences %d out of range 1..%d", max_seqs,
                             SK_MAX_BATCH_SEQS);
@@ -868,3 +868,5 @@ sk_status sk_decode_batch(sk_batch *b, sk_context *const *ctx, const int32_t *co
     for (int j = 0; j < n_ctx && !st; j++) ctx[j]->n_logits_valid = 1;
     return st;
 }
+
+int sk_context_batch_size(const sk_context *c) { return c->n_batch; }
