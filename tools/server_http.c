@@ -883,6 +883,38 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
         buf = more;
         n = k;
     }
+    if (n >= 0) { /* the forward passes: sizes and times (histograms) */
+        const srv_batch_stats *b = &m.batch;
+        static const char *const le_rows[SRV_BATCH_HIST] = {"1", "2", "4", "8", "16", "64", "256", "+Inf"};
+        static const char *const le_ms[SRV_BATCH_HIST] = {"5", "10", "20", "50", "100", "250", "1000", "+Inf"};
+        char h1[1024], h2[1024];
+        size_t o1 = 0, o2 = 0;
+        uint64_t c1 = 0, c2 = 0;
+        for (int i = 0; i < SRV_BATCH_HIST; i++) {
+            c1 += b->hist_tokens[i];
+            c2 += b->hist_ms[i];
+            o1 += (size_t)snprintf(h1 + o1, sizeof h1 - o1, "sinkllm_batch_rows_bucket{le=\"%s\"} %llu\n", le_rows[i],
+                                   (unsigned long long)c1);
+            o2 += (size_t)snprintf(h2 + o2, sizeof h2 - o2, "sinkllm_batch_step_ms_bucket{le=\"%s\"} %llu\n", le_ms[i],
+                                   (unsigned long long)c2);
+        }
+        char *more = NULL;
+        int k = asprintf(
+            &more,
+            "%s# HELP sinkllm_batch_rows Rows (tokens of all slots) per forward pass.\n"
+            "# TYPE sinkllm_batch_rows histogram\n%ssinkllm_batch_rows_sum %llu\nsinkllm_batch_rows_count %llu\n"
+            "# HELP sinkllm_batch_step_ms Time of one forward pass in milliseconds.\n"
+            "# TYPE sinkllm_batch_step_ms histogram\n%ssinkllm_batch_step_ms_sum %.3f\nsinkllm_batch_step_ms_count %llu\n"
+            "# HELP sinkllm_batch_seqs_total Slots fed, summed over the passes.\n"
+            "# TYPE sinkllm_batch_seqs_total counter\nsinkllm_batch_seqs_total %llu\n"
+            "# HELP sinkllm_batch_waiting Slots waiting for the next pass.\n"
+            "# TYPE sinkllm_batch_waiting gauge\nsinkllm_batch_waiting %d\n",
+            buf, h1, (unsigned long long)b->tokens, (unsigned long long)b->passes, h2, b->ms_sum,
+            (unsigned long long)b->passes, (unsigned long long)b->seqs, b->waiting);
+        free(buf);
+        buf = more;
+        n = k;
+    }
     if (n < 0) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
     return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)n, NULL, NULL);
 }
