@@ -129,6 +129,14 @@ int32_t sk_tokenizer_eos(const sk_tokenizer *tok);
  * "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
  * ... (llama.cpp's list) is taken. */
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok);
+/* Does tokenizing with add_special prepend BOS (tokenizer.ggml.add_bos_token)? */
+int sk_tokenizer_add_bos(const sk_tokenizer *tok);
+/* The fill-in-the-middle tokens: ids[0] prefix, ids[1] suffix, ids[2]
+ * middle, each -1 when absent. From tokenizer.ggml.fim_pre/fim_suf/
+ * fim_mid_token_id, else the first present of llama.cpp's texts for each
+ * ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", ...).
+ * Returns 1 when all three are present, else 0. */
+int sk_tokenizer_fim(const sk_tokenizer *tok, int32_t ids[3]);
 /* Is id an end-of-generation token (EOS, EOT, or e.g. <|im_end|>)? A
  * generation loop stops on these. */
 int sk_token_is_eog(const sk_tokenizer *tok, int32_t id);
