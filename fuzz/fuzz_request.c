@@ -101,12 +101,20 @@ static void check_generate(const srv_parse_env *env, json_t *body, int chat, con
         if (hdr) CHECK(!strcmp(r.session, hdr));
         CHECK(r.stream == 0 || r.stream == 1);
         CHECK(!r.echo || (!chat && !r.stream && !r.logprobs && memchr(r.echo, 0, r.echo_len + 1)));
-        CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES && (r.n_choices == 1 || !r.stream));
+        CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES);
+        CHECK(r.n_rest >= 0 && (r.n_rest == 0 || (!chat && r.rest)) &&
+              (r.n_rest + 1) * r.n_choices <= (r.n_rest ? SRV_MAX_PROMPTS : SRV_MAX_CHOICES));
+        for (int i = 0; i < r.n_rest; i++) {
+            CHECK(r.rest[i].ids && r.rest[i].n >= 1);
+            for (int64_t k = 0; k < r.rest[i].n; k++) CHECK(r.rest[i].ids[k] >= 0 && r.rest[i].ids[k] < env->n_vocab);
+            CHECK(!r.rest[i].echo == !r.echo);
+        }
         CHECK((r.logprobs == 0 || r.logprobs == 1) && r.top_logprobs >= 0 &&
               r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && (r.logprobs || r.top_logprobs == 0));
     }
     srv_gen_req_free(&r);
-    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo);
+    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo && !r.rest &&
+          r.n_rest == 0);
 }
 
 static void check_tokenize(const srv_parse_env *env, json_t *body) {
