@@ -655,7 +655,7 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
     /* n > 1, a list of prompts: the choices one after the other, each
      * prompt's from its cache; a timed-out request answers those it has */
     json_t *choices = json_array();
-    for (int k = 0; k == 0 || (k < srv_gen_n_choices(g) && !g->timed_out); k++) {
+    for (int k = 0; k < srv_gen_n_choices(g) && !g->timed_out; k++) {
         sk_error err = {0};
         if (k > 0 && srv_gen_next_choice(g, &err)) {
             g->failed = 1;

@@ -550,7 +550,7 @@ static sk_status prefill_prompt(srv_gen *g, sk_error *err) {
         while (L < lim && sl->tr[L] == r->prompt[L]) L++;
         sk_error rb = {0};
         if (L > 0 && L >= sl->tr_fed0 && !sk_context_rollback(sl->ctx, sl->n_tr - L, &rb)) {
-            g->n_rolled = sl->n_tr - L;
+            g->n_rolled += sl->n_tr - L;
             sl->n_tr = L;
             reuse = L;
         }
@@ -849,7 +849,7 @@ void srv_gen_release(srv_gen *g) {
     if (g->n_gen > 0) p->m.last_tps = g->tps;
     pthread_mutex_unlock(&p->mu);
     fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s %s%s\n",
-            g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)g->r.n_prompt,
+            g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)(g->n_prompt_done + g->r.n_prompt),
             (long long)g->n_prefill, (long long)g->n_gen, g->tps, g->finish ? g->finish : "-",
             g->cancelled ? " (cancelled)" : "");
     slot_release(p, g->sl);
