@@ -2,7 +2,7 @@
  * directory (sk_store_* in include/sinkllm.h, which gives the record
  * format). The context's state goes through sk_context_save/_load
  * (session.c); this file owns the names, the paths, the record (chat kind,
- * system prompt, transcript) and its checks, and the directory operations
+ * system prompt, transcript, turn count) and its checks, and the directory operations
  * (list, delete, stale temporaries). */
 #include <dirent.h>
 #include <errno.h>
