@@ -849,7 +849,7 @@ void srv_gen_release(srv_gen *g) {
     if (g->n_gen > 0) p->m.last_tps = g->tps;
     pthread_mutex_unlock(&p->mu);
     fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s %s%s\n",
-            g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)(g->n_prompt_done + g->r.n_prompt),
+            g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)g->r.n_prompt,
             (long long)g->n_prefill, (long long)g->n_gen, g->tps, g->finish ? g->finish : "-",
             g->cancelled ? " (cancelled)" : "");
     slot_release(p, g->sl);
