@@ -131,8 +131,41 @@ def level(engine, args, n, logdir):
             "itl_p99_ms": pct(itl, 0.99) * 1e3, "rss_mib": rss}
 
 
+def fairness(args, logdir):
+    """Inter-token latency of one generating stream alone, then while
+    another client pre-fills a long pasted prompt (issue 10 point 2)."""
+    port = free_port()
+    log = open(os.path.join(logdir, "fairness.log"), "wb")
+    p = start("sinkllm", args, 2, port, log)
+    try:
+        one_request(port, 8, [], [], [], threading.Lock())
+        lock = threading.Lock()
+        alone_itl = []
+        one_request(port, args.tokens, [], alone_itl, [], lock)
+        words = open(os.path.join(ROOT, "data", "moby-dick.txt"), encoding="utf-8").read().split()
+        paste = " ".join(words[:6000])  # about 8,000 tokens
+        busy_itl = []
+        th = threading.Thread(target=one_request, args=(port, args.tokens, [], busy_itl, [], lock))
+        th.start()
+        time.sleep(0.5)  # the stream is generating; now the paste arrives
+        t0 = time.time()
+        r = requests.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=600,
+                          json={"messages": [{"role": "user", "content": paste}], "max_tokens": 1})
+        paste_s = time.time() - t0
+        th.join()
+        pre = r.json()["usage"]["prompt_tokens"] if r.status_code == 200 else -1
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        log.close()
+    a99, b99 = pct(alone_itl, 0.99) * 1e3, pct(busy_itl, 0.99) * 1e3
+    print(f"fairness: ITL p99 alone {a99:.1f} ms, while a {pre}-token prompt pre-fills {b99:.1f} ms "
+          f"({b99 / a99:.2f}x); the paste took {paste_s:.1f} s")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--fairness", action="store_true", help="only the pre-fill fairness check")
     ap.add_argument("--clients", default="1,2,4,8,16")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--requests", type=int, default=1)
@@ -145,6 +178,9 @@ def main():
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     logdir = args.out + "-logs"
     os.makedirs(logdir, exist_ok=True)
+    if args.fairness:
+        fairness(args, logdir)
+        return
     engines = ["sinkllm"] + (["llama-server"] if os.path.exists(args.peer) else [])
     if len(engines) == 1:
         print(f"note: no llama-server at {args.peer}: sinkllm alone", file=sys.stderr)

@@ -33,7 +33,7 @@ static const char *SERVE_USAGE =
     "                            (continuous batching)\n"
     "  -b, --batch-size N        pre-fill chunk of one slot in one pass (default 256)\n"
     "      --batch-tokens N      rows of one pass over all slots (default 512); while\n"
-    "                            slots generate, a pre-fill gets 1/16 of it per pass\n"
+    "                            slots generate, a pre-fill gets 1/32 of it per pass\n"
     "      --cache POLICY        sink (default), window, dense, recompute, shift\n"
     "      --sinks N --window N -c N --kv-type T   cache sizes, as for 'sinkllm run'\n"
     "  -n, --max-tokens N        default max_tokens of a request (default 512)\n"

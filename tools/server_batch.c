@@ -10,7 +10,7 @@
 #include <time.h>
 
 #define LINGER_MS 2.0     /* longest wait for the other active streams */
-#define PREFILL_SHARE 16  /* while streams generate, a pre-fill gets budget / this per pass */
+#define PREFILL_SHARE 32  /* while streams generate, a pre-fill gets budget / this per pass */
 
 /* One caller's tokens, on its stack while it waits. */
 typedef struct entry {
@@ -34,6 +34,7 @@ struct srv_batcher {
     entry *head, *tail;      /* waiting, first come first */
     int n_waiting, n_active, stop;
     double first_ms;         /* when the oldest waiting entry arrived */
+    double decode_ms;        /* when a pass last carried a generating stream's token */
     srv_batch_stats st;
     /* the pass being assembled (batcher thread only) */
     entry **pass;
@@ -77,7 +78,11 @@ static int assemble(srv_batcher *b) {
             decoders++;
         } else
             e->take = 0;
-    int cap = decoders ? b->budget / PREFILL_SHARE : b->budget;
+    /* streams that generated within the last second may be between two
+     * tokens (sampling, sending): their next pass must stay short too */
+    if (decoders) b->decode_ms = sk_now_ms();
+    int cap = decoders || (b->n_active > 1 && sk_now_ms() - b->decode_ms < 1000.0) ? b->budget / PREFILL_SHARE
+                                                                                    : b->budget;
     if (cap < 1) cap = 1;
     int prefill = 0;
     for (entry *e = b->head; e && k < b->max_seqs; e = e->next) {

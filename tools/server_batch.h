@@ -6,7 +6,8 @@
  * (srv_batcher_decode); the batcher thread gathers what is waiting into a
  * pass: first one token of every generating stream, then pre-fill chunks
  * in arrival order, within a token budget (--batch-tokens). While streams
- * are generating, a pre-fill gets at most budget / 16 tokens of a pass, so
+ * are generating (a pass carried one within the last second), a pre-fill
+ * gets at most budget / 32 tokens of a pass, so
  * their inter-token latency stays close to a lone stream's; slots join and
  * leave between passes. A pass starts once every active generation is
  * waiting, or LINGER_MS after the first arrival (a stream that is busy
