@@ -79,3 +79,56 @@ def test_hangup_mid_batch_frees_the_slot(servers):
     assert other.result(timeout=60)[0]
     assert metric(many, "sinkllm_slots_busy") == 0
     print(f"slot free {time.time() - t:.2f} s after the hang-up")
+
+
+def test_random_disconnects_leak_nothing(tmp_path):
+    """Clients that hang up at random points of their streams, 8 at a time,
+    while the others are batched with them: every slot comes back, and the
+    server's RSS stays flat (make test-long: SINKLLM_SOAK_REQUESTS=10000;
+    make test: 120)."""
+    import os
+    import random
+    import threading
+    n_req = int(os.environ.get("SINKLLM_SOAK_REQUESTS", "120"))
+    srv = Server(tmp_path, "--slots", "8", "-t", "2", "--queue", "64", name="soak")
+    rng = random.Random(7)
+    plan = [(rng.randint(0, 12), rng.random() < 0.5) for _ in range(n_req)]
+    done, lock, rss = [0], threading.Lock(), []
+
+    def one(cut, stream):
+        body = {"messages": [{"role": "user", "content": f"Say something about the number {cut}."}],
+                "max_tokens": 12, "ignore_eos": True, "stream": stream}
+        r = requests.post(srv.url + "/v1/chat/completions", json=body, stream=True, timeout=120)
+        k = 0
+        for _ in r.iter_lines():  # hang up after `cut` lines (12 and more: read to the end)
+            k += 1
+            if k >= cut and cut < 12:
+                break
+        r.close()
+
+    def worker(items):
+        for cut, stream in items:
+            one(cut, stream)
+            with lock:
+                done[0] += 1
+                if done[0] % max(1, n_req // 10) == 0:
+                    rss.append(srv.rss_kib() / 1024)
+
+    try:
+        th = [threading.Thread(target=worker, args=(plan[i::8],)) for i in range(8)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        t = time.time()
+        while metric(srv, "sinkllm_slots_busy") > 0 and time.time() - t < 30:
+            time.sleep(0.1)
+        assert metric(srv, "sinkllm_slots_busy") == 0
+        assert metric(srv, "sinkllm_batch_waiting") == 0
+        # the server still answers, and exactly
+        assert ask(srv, PROMPTS[1])[0]
+        print(f"{n_req} requests, RSS MiB every tenth: {[round(x) for x in rss]}")
+        # flat: after the first tenth (allocator warm-up) it grows by < 8 MiB
+        assert max(rss[1:]) - rss[1] < 8, rss
+    finally:
+        srv.stop()
