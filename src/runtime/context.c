@@ -421,52 +421,77 @@ static void split_parts(const attn_job *j, int *P, int *D) {
     *D = hd % 16 ? 1 : (hd / 16 < *P ? hd / 16 : *P);
 }
 
-static void attn_split_scores(void *arg, int ith, int nth) {
-    attn_job *j = arg;
+static void split_scores_item(const attn_job *j, long it) {
     sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
     int G = hp->n_head_kv, R = c->n_rep, P, D;
     split_parts(j, &P, &D);
     size_t nq = (size_t)hp->n_head * hp->head_dim;
-    long lo, hi;
-    sk_split_range((long)j->n * G * P, 1, ith, nth, &lo, &hi);
-    for (long it = lo; it < hi; it++) {
-        int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
-        size_t off = (size_t)i * nq + (size_t)g * R * hp->head_dim;
-        const float *qw = c->q + off, *qp = j->use_pfx[i] ? c->qp + off : qw;
-        int64_t u = j->u0 + i, nk = sk_attend_n_keys(j->kv, u, j->lo[i]);
-        sk_attend_scores(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
-                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride);
-    }
+    int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
+    size_t off = (size_t)i * nq + (size_t)g * R * hp->head_dim;
+    const float *qw = c->q + off, *qp = j->use_pfx[i] ? c->qp + off : qw;
+    int64_t u = j->u0 + i, nk = sk_attend_n_keys(j->kv, u, j->lo[i]);
+    sk_attend_scores(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
+                     c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride);
 }
 
-static void attn_split_probs(void *arg, int ith, int nth) {
-    attn_job *j = arg;
+static void split_probs_item(const attn_job *j, long it) {
     sk_context *c = j->c;
     int GR = c->m->hp.n_head; /* (KV head, query of its group) rows per token */
-    long lo, hi;
-    sk_split_range((long)j->n * GR, 1, ith, nth, &lo, &hi);
-    for (long it = lo; it < hi; it++) {
-        int i = (int)(it / GR);
-        sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride);
-    }
+    int i = (int)(it / GR);
+    sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride);
 }
 
-static void attn_split_values(void *arg, int ith, int nth) {
-    attn_job *j = arg;
+static void split_values_item(const attn_job *j, long it) {
     sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
     int G = hp->n_head_kv, R = c->n_rep, hd = hp->head_dim, P, D;
     split_parts(j, &P, &D);
     size_t nq = (size_t)hp->n_head * hd;
-    long lo, hi;
-    sk_split_range((long)j->n * G * D, 1, ith, nth, &lo, &hi);
+    int i = (int)(it / ((long)G * D)), g = (int)(it / D % G), s = (int)(it % D);
+    int c0 = D == 1 ? 0 : 16 * (hd / 16 * s / D), c1 = D == 1 ? hd : 16 * (hd / 16 * (s + 1) / D);
+    sk_attend_values(j->kv, j->layer, g, R, j->u0 + i, j->lo[i], c->sc + (size_t)(i * G + g) * R * c->sc_stride,
+                     c->sc_stride, c0, c1, c->ao + (size_t)i * nq + (size_t)g * R * hd);
+}
+
+/* The decode steps of several jobs (the contexts of a batch) in one
+ * dispatch per step: items of job 0, then of job 1, ... split over the
+ * threads. */
+typedef struct {
+    const attn_job *jobs;
+    int k;
+    int step; /* 0 scores, 1 probabilities, 2 values */
+} attn_set;
+
+static long step_items(const attn_job *j, int step) {
+    const sk_hparams *hp = &j->c->m->hp;
+    int P, D;
+    split_parts(j, &P, &D);
+    return step == 1 ? (long)j->n * hp->n_head : (long)j->n * hp->n_head_kv * (step == 0 ? P : D);
+}
+
+static void attn_set_worker(void *arg, int ith, int nth) {
+    const attn_set *s = arg;
+    long total = 0, lo, hi;
+    for (int j = 0; j < s->k; j++) total += step_items(&s->jobs[j], s->step);
+    sk_split_range(total, 1, ith, nth, &lo, &hi);
+    int j = 0;
+    long base = 0, nj = s->k ? step_items(&s->jobs[0], s->step) : 0;
     for (long it = lo; it < hi; it++) {
-        int i = (int)(it / ((long)G * D)), g = (int)(it / D % G), s = (int)(it % D);
-        int c0 = D == 1 ? 0 : 16 * (hd / 16 * s / D), c1 = D == 1 ? hd : 16 * (hd / 16 * (s + 1) / D);
-        sk_attend_values(j->kv, j->layer, g, R, j->u0 + i, j->lo[i],
-                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride, c0, c1,
-                         c->ao + (size_t)i * nq + (size_t)g * R * hd);
+        while (it >= base + nj) {
+            base += nj;
+            nj = step_items(&s->jobs[++j], s->step);
+        }
+        if (s->step == 0) split_scores_item(&s->jobs[j], it - base);
+        else if (s->step == 1) split_probs_item(&s->jobs[j], it - base);
+        else split_values_item(&s->jobs[j], it - base);
+    }
+}
+
+static void attn_split_run(sk_pool *pool, const attn_job *jobs, int k) {
+    for (int step = 0; step < 3; step++) {
+        attn_set s = {jobs, k, step};
+        sk_pool_run(pool, attn_set_worker, &s);
     }
 }
 
@@ -527,8 +552,9 @@ static void add_bias(float *y, size_t stride, const sk_tensor *b, int64_t n_out,
         for (int64_t r = 0; r < n_out; r++) y[(size_t)t * stride + (size_t)r] += bv[r];
 }
 
-/* the attention block of layer l over the chunk: q, k, v into c->ao */
-static void attention(sk_context *c, int l, int n, int64_t u0) {
+/* The per-token part of layer l's attention over the chunk (norms, scaling,
+ * rotations, the cache rows) and the job that attends with them. */
+static void attention_prep(sk_context *c, int l, int n, int64_t u0, attn_job *out) {
     const sk_model *m = c->m;
     const sk_hparams *hp = &m->hp;
     const sk_layer *L = &m->layers[l];
@@ -564,15 +590,23 @@ static void attention(sk_context *c, int l, int n, int64_t u0) {
     }
     for (int k = 0; k < c->cap_n_layers; k++)
         if (c->cap_layers[k] == l) aj.capture = k;
+    *out = aj;
+}
+
+/* the decode steps serve this job (with others of a batch) */
+static int split_job(const attn_job *aj) { return aj->capture < 0 && aj->n <= SK_SPLIT_TOK; }
+
+/* the attention block of layer l over the chunk: q, k, v into c->ao */
+static void attention(sk_context *c, int l, int n, int64_t u0) {
+    attn_job aj;
+    attention_prep(c, l, n, u0, &aj);
     if (aj.capture >= 0)
         attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
-    else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(aj.kv))
+    else if (split_job(&aj))
+        attn_split_run(c->pool, &aj, 1);
+    else if (sk_kvcache_multi_ok(aj.kv))
         sk_pool_run(c->pool, attn_worker_multi, &aj);
-    else if (n <= SK_SPLIT_TOK) {
-        sk_pool_run(c->pool, attn_split_scores, &aj);
-        sk_pool_run(c->pool, attn_split_probs, &aj);
-        sk_pool_run(c->pool, attn_split_values, &aj);
-    } else
+    else
         sk_pool_run(c->pool, attn_worker, &aj);
 }
 
@@ -606,28 +640,45 @@ static sk_status prepare(sk_context *c, const int32_t *tokens, int n, float *x, 
 /* The attention block of layer l for each of the k contexts, over its rows
  * of lead's buffers (from row off[j], n[j] of them): each context attends
  * over its own cache with lead's pool (the same thread count), its
- * activation pointers moved onto those rows meanwhile. */
+ * activation pointers moved onto those rows meanwhile. The contexts on the
+ * decode path (a few tokens each) share one dispatch per step. */
 static void attention_all(sk_context *lead, sk_context *const *cs, const int *n, const int *off, int k,
                           int l) {
+    if (k == 1 && cs[0] == lead) {
+        attention(lead, l, n[0], lead->kv->n_past);
+        return;
+    }
     const sk_hparams *hp = &lead->m->hp;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
+    typedef struct {
+        float *q, *qp, *k, *v, *ao;
+        sk_pool *pool;
+    } saved;
+    saved sv[SK_MAX_BATCH_SEQS];
+    attn_job jobs[SK_MAX_BATCH_SEQS];
+    int nj = 0;
     for (int j = 0; j < k; j++) {
         sk_context *c = cs[j];
-        if (c == lead) {
-            attention(c, l, n[j], c->kv->n_past);
-            continue;
-        }
-        float *q = c->q, *qp = c->qp, *kk = c->k, *v = c->v, *ao = c->ao;
-        sk_pool *pool = c->pool;
         size_t o = (size_t)off[j];
+        sv[j] = (saved){c->q, c->qp, c->k, c->v, c->ao, c->pool};
         c->q = lead->q + o * nq;
         c->qp = lead->qp + o * nq;
         c->k = lead->k + o * nkv;
         c->v = lead->v + o * nkv;
         c->ao = lead->ao + o * nq;
         c->pool = lead->pool;
-        attention(c, l, n[j], c->kv->n_past);
-        c->q = q, c->qp = qp, c->k = kk, c->v = v, c->ao = ao, c->pool = pool;
+        attn_job aj;
+        attention_prep(c, l, n[j], c->kv->n_past, &aj);
+        if (split_job(&aj)) jobs[nj++] = aj;
+        else if (aj.capture >= 0) attn_worker(&aj, 0, 1);
+        else if (sk_kvcache_multi_ok(aj.kv)) sk_pool_run(c->pool, attn_worker_multi, &aj);
+        else sk_pool_run(c->pool, attn_worker, &aj);
+    }
+    if (nj) attn_split_run(lead->pool, jobs, nj);
+    for (int j = 0; j < k; j++) {
+        sk_context *c = cs[j];
+        c->q = sv[j].q, c->qp = sv[j].qp, c->k = sv[j].k, c->v = sv[j].v, c->ao = sv[j].ao;
+        c->pool = sv[j].pool;
     }
 }
 
