@@ -347,6 +347,7 @@ static int64_t parse_count(parser *ps) {
 
 /* Append elements x[0..n) to s. */
 static int seq_append(parser *ps, seq *s, const g_elem *x, uint32_t n) {
+    if (n == 0) return 0;
     if (budget(ps, n) || grow(ps, (void **)&s->v, &s->cap, (uint64_t)s->n + n, sizeof *s->v)) return -1;
     memcpy(s->v + s->n, x, sizeof *x * n);
     s->n += n;
@@ -361,7 +362,7 @@ static int repeat(parser *ps, uint32_t owner, uint32_t alt, uint32_t from, int64
     uint32_t n = s->n - from;
     g_elem *x = malloc(sizeof *x * (n ? n : 1));
     if (!x) return nomem(ps);
-    memcpy(x, s->v + from, sizeof *x * n);
+    if (n) memcpy(x, s->v + from, sizeof *x * n);
     ps->n_elems -= n;
     s->n = from;
     int rc = 0;
@@ -496,11 +497,13 @@ static int parse_rule(parser *ps) {
     if (len > 256) return fail_at(ps, at, SK_ERR_UNSUPPORTED, "rule name longer than 256");
     skip_space(ps, 0);
     if (ps->end - ps->p < 3 || memcmp(ps->p, "::=", 3))
-        return fail_at(ps, HERE(ps), SK_ERR_FORMAT, "expected '::=' after rule name '%.40s'", name);
+        return fail_at(ps, HERE(ps), SK_ERR_FORMAT, "expected '::=' after rule name '%.*s'", (int)(len > 40 ? 40 : len),
+                       name);
     ps->p += 3;
     int64_t r = rule_named(ps, name, len);
     if (r < 0) return -1;
-    if (ps->rules[r].defined) return fail_at(ps, at, SK_ERR_FORMAT, "rule '%.40s' is defined twice", name);
+    if (ps->rules[r].defined)
+        return fail_at(ps, at, SK_ERR_FORMAT, "rule '%.*s' is defined twice", (int)(len > 40 ? 40 : len), name);
     ps->rules[r].defined = 1;
     skip_space(ps, 1);
     if (parse_alternates(ps, (uint32_t)r, 0)) return -1;
@@ -667,7 +670,7 @@ static sk_status flatten(parser *ps, uint32_t root, sk_grammar **out) {
         sk_grammar_free(g);
         return nomem(ps), ps->st;
     }
-    memcpy(g->ranges, ps->ranges, sizeof *g->ranges * ps->n_ranges);
+    if (ps->n_ranges) memcpy(g->ranges, ps->ranges, sizeof *g->ranges * ps->n_ranges);
     g->n_ranges = ps->n_ranges;
     uint32_t e = 0, k = 0;
     for (uint32_t r = 0; r < ps->n_rules; r++) {

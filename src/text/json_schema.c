@@ -126,6 +126,18 @@ static int jstring(jdoc *d, uint64_t *off, uint64_t *len) {
     while (d->p < d->end && *d->p != '"') {
         unsigned char c = (unsigned char)*d->p;
         if (c < 0x20) return jfail(d, SK_ERR_FORMAT, "malformed JSON: control character in a string");
+        if (c >= 0x80) { /* a whole, valid UTF-8 sequence */
+            size_t k = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+            const unsigned char *q = (const unsigned char *)d->p;
+            int ok = k && (size_t)(d->end - d->p) >= k;
+            for (size_t i = 1; ok && i < k; i++) ok = (q[i] & 0xC0) == 0x80;
+            if (ok && k == 3) ok = !(c == 0xE0 && q[1] < 0xA0) && !(c == 0xED && q[1] > 0x9F);
+            if (ok && k == 4) ok = !(c == 0xF0 && q[1] < 0x90) && !(c == 0xF4 && q[1] > 0x8F);
+            if (!ok) return jfail(d, SK_ERR_FORMAT, "malformed JSON: invalid UTF-8 in a string");
+            if (sput(d, d->p, k)) return -1;
+            d->p += k;
+            continue;
+        }
         if (c != '\\') {
             if (sput(d, d->p++, 1)) return -1;
             continue;
@@ -615,13 +627,13 @@ static int gen_array(gen *g, uint32_t v, sbuf *body) {
 static uint32_t resolve(gen *g, const char *ref, size_t k) {
     jdoc *d = g->d;
     if (k == 0 || ref[0] != '#') {
-        gfail(g, SK_ERR_UNSUPPORTED, "'$ref' to '%.60s': only local references (\"#...\") are supported", ref);
+        gfail(g, SK_ERR_UNSUPPORTED, "'$ref' to '%.*s': only local references (\"#...\") are supported", (int)(k > 60 ? 60 : k), ref);
         return 0;
     }
     uint32_t at = 0; /* the document's root is node 0 */
     size_t i = 1;
     if (i < k && ref[i] != '/') {
-        gfail(g, SK_ERR_UNSUPPORTED, "'$ref' to '%.60s': only JSON pointers (\"#/...\") are supported", ref);
+        gfail(g, SK_ERR_UNSUPPORTED, "'$ref' to '%.*s': only JSON pointers (\"#/...\") are supported", (int)(k > 60 ? 60 : k), ref);
         return 0;
     }
     while (i < k) {
@@ -645,7 +657,7 @@ static uint32_t resolve(gen *g, const char *ref, size_t k) {
                 if (j == idx) next = c;
         }
         if (!next) {
-            gfail(g, SK_ERR_FORMAT, "'$ref' to '%.60s' does not resolve", ref);
+            gfail(g, SK_ERR_FORMAT, "'$ref' to '%.*s' does not resolve", (int)(k > 60 ? 60 : k), ref);
             return 0;
         }
         at = next;
