@@ -190,7 +190,7 @@ static int64_t rule_named(parser *ps, const char *name, uint32_t len) {
     }
     int64_t id = rule_new(ps, name, len, 0);
     if (id < 0) return -1;
-    ps->rules[id].first_use = HERE(ps);
+    ps->rules[id].first_use = (size_t)(name - ps->src);
     ps->hash[j] = (uint32_t)id + 1;
     return id;
 }

@@ -46,6 +46,7 @@ typedef struct g_state {
     uint32_t cp;      /* partial UTF-8: bits so far */
     uint8_t need;     /*   continuation bytes still to come (0: none pending) */
     uint8_t lo, hi;   /*   the range of the next byte */
+    uint8_t len;      /*   the sequence's length in bytes */
     uint8_t accept;   /* the text so far is a sentence (need == 0 only) */
 } g_state;
 
@@ -231,6 +232,7 @@ static int step_byte(sk_grammar_matcher *m, const g_state *in, uint8_t b, g_stat
         else if (b >= 0xF0 && b <= 0xF4)
             t.need = 3, t.cp = b & 0x07, t.lo = b == 0xF0 ? 0x90 : 0x80, t.hi = b == 0xF4 ? 0x8F : 0xBF;
         else return 0;
+        t.len = (uint8_t)(t.need + 1);
     } else {
         if (b < in->lo || b > in->hi) return 0;
         t.cp = (in->cp << 6) | (b & 0x3F);
@@ -242,8 +244,13 @@ static int step_byte(sk_grammar_matcher *m, const g_state *in, uint8_t b, g_stat
             return step_cp(m, &base, t.cp, out);
         }
     }
-    uint32_t sh = 6u * t.need;
-    if (!viable(m, in, t.cp << sh, (t.cp << sh) | ((1u << sh) - 1))) return 0;
+    /* the code points the sequence can still become: the bits so far, any
+     * low bits, within the range of its length (no overlong forms) */
+    uint32_t sh = 6u * t.need, lo = t.cp << sh, hi = lo | ((1u << sh) - 1);
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000}, max[5] = {0, 0, 0x7FF, 0xFFFF, 0x10FFFF};
+    if (lo < min[t.len]) lo = min[t.len];
+    if (hi > max[t.len]) hi = max[t.len];
+    if (lo > hi || !viable(m, in, lo, hi)) return 0;
     *out = t; /* the same tops: nothing consumed yet */
     return 1;
 }

@@ -851,6 +851,8 @@ sk_status sk_json_schema_to_gbnf(const char *json, size_t len, char **gbnf, size
     d.src = d.p = json;
     d.end = json + len;
     d.err = err;
+    d.strs = malloc(d.cap_strs = 256); /* never NULL below: empty strings point into it */
+    if (!d.strs) return sk_error_set(err, SK_ERR_NOMEM, "json schema: out of memory");
     gen g = {0};
     g.d = &d;
     if (jvalue(&d, 0) == 0) {
