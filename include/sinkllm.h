@@ -357,14 +357,18 @@ uint64_t sk_sampler_seed(const sk_sampler *s);
  * counts SK_GRAMMAR_MAX_REPEAT, SK_GRAMMAR_MAX_ELEMS compiled elements,
  * group nesting SK_GRAMMAR_MAX_NEST. Left recursion (also through rules
  * that can be empty, as in ("a"?)*) is an error. A matcher's stacks are at
- * most SK_GRAMMAR_MAX_DEPTH deep and its node pool at most
- * SK_GRAMMAR_MAX_NODES; a text that needs more is rejected. */
+ * most SK_GRAMMAR_MAX_DEPTH deep, its node pool at most
+ * SK_GRAMMAR_MAX_NODES, and one character's step visits at most
+ * SK_GRAMMAR_MAX_STEP stack nodes (this bounds the cost of a token mask for
+ * grammars ambiguous enough to keep thousands of parses alive); a text that
+ * needs more is rejected at that point. */
 #define SK_GRAMMAR_MAX_TEXT (1 << 20)
 #define SK_GRAMMAR_MAX_REPEAT 4096
 #define SK_GRAMMAR_MAX_ELEMS (1 << 20)
 #define SK_GRAMMAR_MAX_NEST 64
 #define SK_GRAMMAR_MAX_DEPTH 2048
 #define SK_GRAMMAR_MAX_NODES (1 << 21)
+#define SK_GRAMMAR_MAX_STEP (1 << 12)
 
 typedef struct sk_grammar sk_grammar;
 typedef struct sk_grammar_matcher sk_grammar_matcher;

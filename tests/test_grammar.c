@@ -202,6 +202,15 @@ static void test_long_and_deep(void **state) {
     free(t);
     free(s);
     sk_grammar_free(g);
+    /* ambiguity: 4000 optional pairs before "b" keep thousands of parses
+     * alive; the step past SK_GRAMMAR_MAX_STEP visits fails (quickly)
+     * instead of costing without bound */
+    g = compile("root ::= (\"a\"? \"a\"?){4000} \"b\"");
+    assert_int_equal(run(g, "ab"), -1);
+    sk_grammar_free(g);
+    g = compile("root ::= (\"a\"? \"a\"?){20} \"b\"");
+    assert_int_equal(run(g, "aaab"), 1);
+    sk_grammar_free(g);
 }
 
 typedef struct ecase {

@@ -18,7 +18,10 @@
  * R ::= x R | "") does not deepen the stack. A per-closure stamp on each
  * node visits it once, so a closure costs at most the nodes it reaches.
  * Stacks deeper than SK_GRAMMAR_MAX_DEPTH die; the pool stops at
- * SK_GRAMMAR_MAX_NODES (further stacks die: the text is rejected).
+ * SK_GRAMMAR_MAX_NODES (further stacks die: the text is rejected); a
+ * closure that would visit more than SK_GRAMMAR_MAX_STEP nodes (a grammar
+ * ambiguous enough that one character continues thousands of parses)
+ * fails, so one step costs at most that much.
  *
  * A code point advances every top whose class matches it to pos + 1 and
  * takes the closure. Bytes are decoded as UTF-8 (overlong forms,
@@ -92,7 +95,7 @@ static uint32_t node_hash(uint32_t pos, uint32_t par) {
 static int pool_reserve(sk_grammar_matcher *m) {
     if (m->n_nodes >= SK_GRAMMAR_MAX_NODES) return -1;
     if (m->n_nodes + 1 > m->cap_nodes) {
-        uint32_t c = m->cap_nodes ? m->cap_nodes * 2 : 1024;
+        uint32_t c = m->cap_nodes ? m->cap_nodes * 2 : 64;
         uint32_t *p = realloc(m->npos, sizeof *p * c);
         if (!p) return -1;
         m->npos = p;
@@ -106,7 +109,7 @@ static int pool_reserve(sk_grammar_matcher *m) {
         m->cap_nodes = c;
     }
     if (2 * (m->n_nodes + 1) > m->cap_hash) {
-        uint32_t c = m->cap_hash ? m->cap_hash * 2 : 2048;
+        uint32_t c = m->cap_hash ? m->cap_hash * 2 : 128;
         uint32_t *h = calloc(c, sizeof *h);
         if (!h) return -1;
         for (uint32_t k = 1; k < m->n_nodes; k++) {
@@ -143,8 +146,9 @@ static uint32_t node_get(sk_grammar_matcher *m, uint32_t pos, uint32_t par) {
 }
 
 /* Close the seeds work[0..n_work) into tops appended at tops[out->off ..];
- * sets out->n and out->accept. Returns 0, or -1 when memory ran out (the
- * stacks reached so far are kept). */
+ * sets out->n and out->accept. Returns 0, or -1 when memory ran out or the
+ * closure would visit more than SK_GRAMMAR_MAX_STEP nodes (the step then
+ * fails: the text is rejected there). */
 static int closure(sk_grammar_matcher *m, uint32_t n_work, g_state *out) {
     const sk_grammar *g = m->g;
     if (++m->cur_stamp == 0) { /* wrapped: forget every visit */
@@ -153,10 +157,12 @@ static int closure(sk_grammar_matcher *m, uint32_t n_work, g_state *out) {
     }
     out->n = 0;
     out->accept = 0;
+    uint32_t visits = 0;
     while (n_work) {
         uint32_t k = m->work[--n_work];
         if (m->stamp[k] == m->cur_stamp) continue;
         m->stamp[k] = m->cur_stamp;
+        if (++visits > SK_GRAMMAR_MAX_STEP) return -1; /* too ambiguous: this step fails */
         uint32_t pos = m->npos[k];
         const g_elem *e = &g->elems[pos];
         if (e->type == G_CHARS) {
@@ -282,7 +288,8 @@ static int matcher_start(sk_grammar_matcher *m) {
     }
     memset(&m->cur, 0, sizeof m->cur);
     m->version++;
-    return closure(m, n, &m->cur);
+    if (closure(m, n, &m->cur)) m->cur.n = 0, m->cur.accept = 0; /* too ambiguous at the start: dead */
+    return 0;
 }
 
 sk_status sk_grammar_matcher_new(const sk_grammar *g, sk_grammar_matcher **out, sk_error *err) {
@@ -290,7 +297,7 @@ sk_status sk_grammar_matcher_new(const sk_grammar *g, sk_grammar_matcher **out, 
     sk_grammar_matcher *m = calloc(1, sizeof *m);
     if (!m) return sk_error_set(err, SK_ERR_NOMEM, "grammar: out of memory");
     m->g = g;
-    if (pool_reserve(m) || grow_u32(&m->tops, &m->cap_tops, 256) || grow_u32(&m->work, &m->cap_work, 256) ||
+    if (pool_reserve(m) || grow_u32(&m->tops, &m->cap_tops, 64) || grow_u32(&m->work, &m->cap_work, 64) ||
         matcher_start(m)) {
         sk_grammar_matcher_free(m);
         return sk_error_set(err, SK_ERR_NOMEM, "grammar: out of memory");
