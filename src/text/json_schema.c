@@ -66,14 +66,22 @@ static int jfail(jdoc *d, sk_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static int jfail(jdoc *d, sk_status code, const char *fmt, ...) {
+/* Record the first error of d: "json schema: MESSAGE" (malformed JSON) or
+ * "MESSAGE (at PATH)" (a schema keyword; where is the JSON pointer). */
+static int vfail(jdoc *d, sk_status code, const char *where, const char *fmt, va_list ap) {
     if (d->st) return -1;
     char msg[200];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (where) d->st = sk_error_set(d->err, code, "%s (at %s)", msg, where);
+    else d->st = sk_error_set(d->err, code, "json schema: %s", msg);
+    return -1;
+}
+
+static int jfail(jdoc *d, sk_status code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vfail(d, code, NULL, fmt, ap);
     va_end(ap);
-    d->st = sk_error_set(d->err, code, "json schema: %s", msg);
     return -1;
 }
 
@@ -406,13 +414,10 @@ static int gfail(gen *g, sk_status code, const char *fmt, ...)
 #endif
     ;
 static int gfail(gen *g, sk_status code, const char *fmt, ...) {
-    if (g->d->st) return -1;
-    char msg[160];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vfail(g->d, code, g->path_len ? g->path : "/", fmt, ap);
     va_end(ap);
-    g->d->st = sk_error_set(g->d->err, code, "%s (at %s)", msg, g->path_len ? g->path : "/");
     return -1;
 }
 
