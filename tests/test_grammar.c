@@ -446,6 +446,38 @@ static void test_mask_matches_brute_force(void **state) {
         assert_true(n_allowed > 0);
         sk_grammar_matcher_free(m);
     }
+    /* one matcher through a whole reply, so that the walk's memo and its
+     * cache of whole masks are reused across steps (counted string
+     * positions, a state that comes back): each step's mask against the
+     * brute force, then the step takes the allowed token of that step's
+     * chosen index */
+    sk_grammar_free(g);
+    const char *schema2 = "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":3},\"maxItems\":4}";
+    assert_int_equal(sk_grammar_from_json_schema(schema2, strlen(schema2), &g, &err), SK_OK);
+    sk_grammar_matcher *m = NULL;
+    assert_int_equal(sk_grammar_matcher_new(g, &m, &err), SK_OK);
+    for (int step = 0; step < 12 && !sk_grammar_matcher_done(m); step++) {
+        int64_t n_allowed = sk_grammar_mask(m, t, mask), pick = (step * 7919) % (n_allowed > 0 ? n_allowed : 1);
+        int32_t chosen = -1;
+        for (int32_t id = 0; id < nv; id++) {
+            int want = 0;
+            int ty = sk_token_type(tok, id);
+            int len = sk_token_to_piece(tok, id, 0, piece, sizeof piece);
+            if (sk_token_is_eog(tok, id)) {
+                want = sk_grammar_matcher_accepts(m);
+            } else if (ty != SK_TOKTYPE_CONTROL && ty != SK_TOKTYPE_UNKNOWN && ty != SK_TOKTYPE_UNUSED && len > 0) {
+                sk_grammar_matcher *c = NULL;
+                assert_int_equal(sk_grammar_matcher_clone(m, &c, &err), SK_OK);
+                want = sk_grammar_matcher_advance(c, piece, (size_t)len);
+                sk_grammar_matcher_free(c);
+            }
+            if (want != mask[id]) fail_msg("step %d token %d: mask %d, brute force %d", step, id, mask[id], want);
+            if (want && !sk_token_is_eog(tok, id) && pick-- == 0) chosen = id;
+        }
+        if (chosen < 0) break;
+        assert_true(sk_grammar_accept_token(m, t, chosen));
+    }
+    sk_grammar_matcher_free(m);
     free(mask);
     sk_grammar_free(g);
     sk_token_trie_free(t);

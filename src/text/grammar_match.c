@@ -29,10 +29,19 @@
  * the tops and is only viable while some top's class meets the interval
  * of code points it can still become.
  *
- * Masks: the trie's nodes are walked in preorder with one state per depth
- * (a stack of states in one array); a byte that kills every stack skips the
- * node's whole subtree. Work is proportional to the prefixes the grammar
- * allows, not to the vocabulary.
+ * Masks: the trie's nodes are walked in preorder with one state per depth;
+ * a byte that kills every stack skips the node's whole subtree, so work is
+ * proportional to the prefixes the grammar allows, not to the vocabulary.
+ * Most of those prefixes lead back to a few states (inside a JSON string,
+ * every ordinary character returns to the same one), so the walk runs on a
+ * memo: states are interned (tops sorted, partial UTF-8 included) and each
+ * (state, byte) transition is computed once, then looked up, for as long
+ * as the node pool lives (a reset clears it; past MEMO_STATES states or
+ * MEMO_TOPS tops it is cleared before a walk; past MEMO_HARD_TOPS within
+ * one walk a new state is refused, which only forbids more tokens). The
+ * whole masks of the last MASK_CACHE start states are kept too: a state
+ * that comes back (the inside of a string, token after token) costs a
+ * copy instead of a walk.
  *
  * Owns: the node pool and its hash, the tops array (the current state
  * first, then the mask walk's states), a work stack. They grow to the
@@ -43,6 +52,7 @@
 #include <string.h>
 
 #define NO_NODE UINT32_MAX
+#define MASK_CACHE 8 /* whole masks kept per matcher */
 
 typedef struct g_state {
     uint32_t off, n;  /* tops[off .. off + n) */
@@ -67,8 +77,27 @@ struct sk_grammar_matcher {
     g_state cur;            /* the current state (off 0) */
     uint32_t *work;         /* (cap_work) closure work stack */
     uint32_t cap_work;
-    g_state *walk;          /* (cap_walk) mask walk: the state at each trie depth */
+    uint32_t *walk;         /* (cap_walk) mask walk: the memo state id at each trie depth */
     uint32_t cap_walk;
+    /* the mask walk's memo (see "token masks"): interned states, their tops
+     * (sorted), and byte transitions between them */
+    struct g_istate *ist;   /* (n_ist) */
+    uint32_t n_ist, cap_ist;
+    uint32_t *ist_tops;     /* (n_ist_tops) the interned states' tops */
+    uint32_t n_ist_tops, cap_ist_tops;
+    uint32_t *ist_hash;     /* (cap_ist_hash) state id + 1, 0 = empty */
+    uint32_t cap_ist_hash;
+    uint64_t *tr_key;       /* (cap_tr) state id * 256 + byte + 1, 0 = empty */
+    uint32_t *tr_val;       /* (cap_tr) the next state id, or TR_DEAD */
+    uint32_t n_tr, cap_tr;
+    struct g_mask_entry {   /* whole masks of recent start states (memo ids) */
+        uint32_t sid;
+        const sk_token_trie *t;
+        uint8_t *mask;      /* (t->n_vocab) */
+        int64_t count;
+        uint64_t used;      /* for least-recently-used replacement; 0 = empty */
+    } masks[MASK_CACHE];
+    uint64_t mask_clock;
     uint64_t version;       /* bumped on every change of cur */
 };
 
@@ -267,8 +296,12 @@ void sk_grammar_matcher_free(sk_grammar_matcher *m) {
     if (!m) return;
     free(m->npos), free(m->npar), free(m->ndepth), free(m->stamp), free(m->hash);
     free(m->tops), free(m->work), free(m->walk);
+    free(m->ist), free(m->ist_tops), free(m->ist_hash), free(m->tr_key), free(m->tr_val);
+    for (int i = 0; i < MASK_CACHE; i++) free(m->masks[i].mask);
     free(m);
 }
+
+static void memo_clear(sk_grammar_matcher *m);
 
 /* Empty the pool but for the bottom node; start state = closure of root. */
 static int matcher_start(sk_grammar_matcher *m) {
@@ -288,6 +321,7 @@ static int matcher_start(sk_grammar_matcher *m) {
     }
     memset(&m->cur, 0, sizeof m->cur);
     m->version++;
+    memo_clear(m); /* its states name nodes of the old pool */
     if (closure(m, n, &m->cur)) m->cur.n = 0, m->cur.accept = 0; /* too ambiguous at the start: dead */
     return 0;
 }
@@ -370,22 +404,172 @@ int sk_grammar_matcher_done(const sk_grammar_matcher *m) { return m->cur.n == 0;
 
 /* ---- token masks -------------------------------------------------------- */
 
+#define MEMO_STATES (1u << 16)
+#define MEMO_TOPS (1u << 22)
+#define MEMO_HARD_TOPS (1u << 24)
+#define TR_DEAD UINT32_MAX
+#define TR_MISS (UINT32_MAX - 1)
+
+typedef struct g_istate {
+    uint32_t off, n;  /* ist_tops[off .. off + n), sorted */
+    uint32_t cp, h;   /* partial UTF-8 as in g_state; h the hash */
+    uint8_t need, lo, hi, len, accept;
+} g_istate;
+
+static void memo_clear(sk_grammar_matcher *m) {
+    m->n_ist = m->n_ist_tops = m->n_tr = 0;
+    for (int i = 0; i < MASK_CACHE; i++) m->masks[i].used = 0;
+    if (m->ist_hash) memset(m->ist_hash, 0, sizeof *m->ist_hash * m->cap_ist_hash);
+    if (m->tr_key) memset(m->tr_key, 0, sizeof *m->tr_key * m->cap_tr);
+}
+
+static uint32_t ist_hash_of(const uint32_t *tops, uint32_t n, const g_state *s) {
+    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)s->cp << 24 | (uint64_t)s->need << 16 | s->lo << 8 | s->hi);
+    h = (h ^ ((uint64_t)s->len << 8 | s->accept)) * 1099511628211ULL;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ tops[i]) * 1099511628211ULL;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static int istate_eq(const sk_grammar_matcher *m, const g_istate *a, const uint32_t *tops, const g_state *s, uint32_t h) {
+    return a->h == h && a->n == s->n && a->cp == s->cp && a->need == s->need && a->lo == s->lo && a->hi == s->hi &&
+           a->len == s->len && a->accept == s->accept && !memcmp(m->ist_tops + a->off, tops, sizeof *tops * s->n);
+}
+
+static void sort_u32(uint32_t *v, uint32_t n) {
+    for (uint32_t i = 1; i < n; i++) { /* states are small; insertion sort */
+        uint32_t x = v[i], j = i;
+        while (j > 0 && v[j - 1] > x) v[j] = v[j - 1], j--;
+        v[j] = x;
+    }
+}
+
+/* The memo id of state s (its tops in m->tops, sorted here in place),
+ * interned on first sight; TR_DEAD when the memo is full or memory ran out. */
+static uint32_t intern(sk_grammar_matcher *m, g_state *s) {
+    if (s->need == 0) s->cp = 0, s->lo = s->hi = s->len = 0; /* no partial character: one form */
+    uint32_t *tops = m->tops + s->off;
+    sort_u32(tops, s->n);
+    uint32_t h = ist_hash_of(tops, s->n, s);
+    if (m->cap_ist_hash) {
+        for (uint32_t j = h & (m->cap_ist_hash - 1); m->ist_hash[j]; j = (j + 1) & (m->cap_ist_hash - 1))
+            if (istate_eq(m, &m->ist[m->ist_hash[j] - 1], tops, s, h)) return m->ist_hash[j] - 1;
+    }
+    if ((uint64_t)m->n_ist_tops + s->n > MEMO_HARD_TOPS) return TR_DEAD;
+    if (2 * ((uint64_t)m->n_ist + 1) > m->cap_ist_hash) { /* rehash at half load */
+        uint32_t c = m->cap_ist_hash ? m->cap_ist_hash * 2 : 1024;
+        uint32_t *nh = calloc(c, sizeof *nh);
+        if (!nh) return TR_DEAD;
+        for (uint32_t k = 0; k < m->n_ist; k++) {
+            uint32_t j = m->ist[k].h & (c - 1);
+            while (nh[j]) j = (j + 1) & (c - 1);
+            nh[j] = k + 1;
+        }
+        free(m->ist_hash);
+        m->ist_hash = nh;
+        m->cap_ist_hash = c;
+    }
+    if (m->n_ist == m->cap_ist) {
+        uint32_t c = m->cap_ist ? m->cap_ist * 2 : 256;
+        g_istate *v = realloc(m->ist, sizeof *v * c);
+        if (!v) return TR_DEAD;
+        m->ist = v;
+        m->cap_ist = c;
+    }
+    if (grow_u32(&m->ist_tops, &m->cap_ist_tops, (uint64_t)m->n_ist_tops + s->n + 1)) return TR_DEAD;
+    tops = m->tops + s->off;
+    memcpy(m->ist_tops + m->n_ist_tops, tops, sizeof *tops * s->n);
+    g_istate *e = &m->ist[m->n_ist];
+    *e = (g_istate){m->n_ist_tops, s->n, s->cp, h, s->need, s->lo, s->hi, s->len, s->accept};
+    m->n_ist_tops += s->n;
+    uint32_t j = h & (m->cap_ist_hash - 1);
+    while (m->ist_hash[j]) j = (j + 1) & (m->cap_ist_hash - 1);
+    m->ist_hash[j] = m->n_ist + 1;
+    return m->n_ist++;
+}
+
+static uint32_t tr_slot(const sk_grammar_matcher *m, uint64_t key) {
+    uint64_t h = key * 0x9E3779B97F4A7C15ULL;
+    uint32_t j = (uint32_t)(h >> 32) & (m->cap_tr - 1);
+    while (m->tr_key[j] && m->tr_key[j] != key) j = (j + 1) & (m->cap_tr - 1);
+    return j;
+}
+
+static uint32_t tr_get(const sk_grammar_matcher *m, uint32_t sid, uint8_t b) {
+    if (!m->cap_tr) return TR_MISS;
+    uint32_t j = tr_slot(m, (uint64_t)sid * 256 + b + 1);
+    return m->tr_key[j] ? m->tr_val[j] : TR_MISS;
+}
+
+static void tr_put(sk_grammar_matcher *m, uint32_t sid, uint8_t b, uint32_t to) {
+    if (2 * ((uint64_t)m->n_tr + 1) > m->cap_tr) {
+        uint32_t c = m->cap_tr ? m->cap_tr * 2 : 4096;
+        uint64_t *ok = m->tr_key;
+        uint32_t *ov = m->tr_val, oc = m->cap_tr;
+        uint64_t *nk = calloc(c, sizeof *nk);
+        uint32_t *nv = malloc(sizeof *nv * c);
+        if (!nk || !nv) { /* not remembered: computed again next time */
+            free(nk), free(nv);
+            return;
+        }
+        m->tr_key = nk, m->tr_val = nv, m->cap_tr = c;
+        for (uint32_t i = 0; i < oc; i++)
+            if (ok[i]) {
+                uint32_t j = tr_slot(m, ok[i]);
+                m->tr_key[j] = ok[i], m->tr_val[j] = ov[i];
+            }
+        free(ok), free(ov);
+    }
+    uint64_t key = (uint64_t)sid * 256 + b + 1;
+    uint32_t j = tr_slot(m, key);
+    if (!m->tr_key[j]) m->n_tr++;
+    m->tr_key[j] = key;
+    m->tr_val[j] = to;
+}
+
+/* The state memo id sid reaches by byte b (TR_DEAD: rejected). */
+static uint32_t memo_step(sk_grammar_matcher *m, uint32_t sid, uint8_t b) {
+    uint32_t to = tr_get(m, sid, b);
+    if (to != TR_MISS) return to;
+    const g_istate e = m->ist[sid];
+    /* the state's tops, after the current state's (nothing else is live) */
+    g_state in = {m->cur.n, e.n, e.cp, e.need, e.lo, e.hi, e.len, e.accept}, out;
+    if (grow_u32(&m->tops, &m->cap_tops, (uint64_t)in.off + in.n + 1)) return TR_DEAD;
+    memcpy(m->tops + in.off, m->ist_tops + e.off, sizeof *m->tops * e.n);
+    to = step_byte(m, &in, b, &out) ? intern(m, &out) : TR_DEAD;
+    tr_put(m, sid, b, to);
+    return to;
+}
+
 int64_t sk_grammar_mask(sk_grammar_matcher *m, const sk_token_trie *t, uint8_t *allowed) {
     memset(allowed, 0, (size_t)t->n_vocab);
     int64_t count = 0;
+    if (m->n_ist > MEMO_STATES || m->n_ist_tops > MEMO_TOPS) memo_clear(m);
     if (m->cap_walk < t->max_depth + 1) {
-        g_state *w = realloc(m->walk, sizeof *w * (t->max_depth + 1));
+        uint32_t *w = realloc(m->walk, sizeof *w * (t->max_depth + 1));
         if (w) m->walk = w, m->cap_walk = t->max_depth + 1;
     }
-    if (m->cap_walk >= t->max_depth + 1 && m->cur.n > 0) {
-        g_state *st = m->walk;
-        st[0] = m->cur;
+    uint32_t sid0 = m->cur.n > 0 && m->cap_walk >= t->max_depth + 1 ? intern(m, &m->cur) : TR_DEAD;
+    struct g_mask_entry *slot = &m->masks[0];
+    for (int i = 0; i < MASK_CACHE && sid0 != TR_DEAD; i++) {
+        struct g_mask_entry *e = &m->masks[i];
+        if (e->used && e->sid == sid0 && e->t == t) { /* seen: the same mask */
+            e->used = ++m->mask_clock;
+            memcpy(allowed, e->mask, (size_t)t->n_vocab);
+            return e->count;
+        }
+        if (e->used < slot->used) slot = e;
+    }
+    if (sid0 != TR_DEAD) {
+        uint32_t *st = m->walk;
+        st[0] = sid0;
         for (uint32_t i = 1; i < t->n_nodes;) {
             uint32_t d = t->depth[i];
-            if (!step_byte(m, &st[d - 1], t->byte[i], &st[d])) {
+            uint32_t to = memo_step(m, st[d - 1], t->byte[i]);
+            if (to == TR_DEAD) {
                 i = t->end[i];
                 continue;
             }
+            st[d] = to;
             for (uint32_t j = 0; j < t->ntok[i]; j++) allowed[t->ids[t->tok0[i] + j]] = 1;
             count += t->ntok[i];
             i++;
@@ -394,6 +578,19 @@ int64_t sk_grammar_mask(sk_grammar_matcher *m, const sk_token_trie *t, uint8_t *
     int eog = sk_grammar_matcher_accepts(m) || count == 0;
     for (int64_t id = 0; id < t->n_vocab && eog; id++)
         if (t->kind[id] == TT_EOG) allowed[id] = 1, count++;
+    if (sid0 != TR_DEAD) { /* remember it in the least recently used slot */
+        if (slot->t != t || !slot->mask) {
+            free(slot->mask);
+            slot->mask = malloc((size_t)t->n_vocab);
+            slot->used = 0;
+        }
+        if (slot->mask) {
+            memcpy(slot->mask, allowed, (size_t)t->n_vocab);
+            slot->sid = sid0, slot->t = t, slot->count = count, slot->used = ++m->mask_clock;
+        } else {
+            slot->t = NULL;
+        }
+    }
     return count;
 }
 
