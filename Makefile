@@ -142,12 +142,13 @@ asan:
 
 # libFuzzer, one harness per input a stranger controls (fuzz/fuzz_*.c):
 # the GGUF reader, the session loader, the server's request bodies, the
-# tokenizer and detokenizer, chat template rendering. The library is built
+# tokenizer and detokenizer, chat template rendering, the GBNF grammar
+# compiler and matcher, the JSON schema translation. The library is built
 # by clang with the sanitizers into build-fuzz/; each target runs
 # FUZZ_SECONDS on its committed seeds (fuzz/corpus/TARGET, read only) and
 # writes what it finds to build-fuzz/corpus/TARGET. A crash stops make.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS  = gguf session request tokenizer template
+FUZZ_TARGETS  = gguf session request tokenizer template grammar schema
 FUZZ_CC       = clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude $(PKG_CFLAGS)
 # what a harness links besides itself and the library
 FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c
@@ -157,6 +158,8 @@ FUZZ_USES_template  = fuzz/fuzz_vocab.c
 FUZZ_OPTS_session   = -max_len=1024 -rss_limit_mb=4096
 FUZZ_OPTS_request   = -dict=fuzz/request.dict
 FUZZ_OPTS_template  = -dict=fuzz/template.dict
+FUZZ_OPTS_grammar   = -dict=fuzz/grammar.dict
+FUZZ_OPTS_schema    = -dict=fuzz/schema.dict
 FUZZ_SRC = $(wildcard fuzz/*.c fuzz/*.h) tools/server_request.c tools/server_request.h
 # undefined behaviour stops the fuzzer as a crash does
 fuzz: export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
@@ -170,6 +173,8 @@ fuzz: models
 	./build-fuzz/fuzz_request -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_request) build-fuzz/corpus/request fuzz/corpus/request
 	./build-fuzz/fuzz_tokenizer -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/tokenizer fuzz/corpus/tokenizer
 	./build-fuzz/fuzz_template -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_template) build-fuzz/corpus/template fuzz/corpus/template
+	./build-fuzz/fuzz_grammar -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_grammar) build-fuzz/corpus/grammar fuzz/corpus/grammar
+	./build-fuzz/fuzz_schema -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_schema) build-fuzz/corpus/schema fuzz/corpus/schema
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_SRC) build-fuzz/libsinkllm.a
 	$(FUZZ_CC) $< $(FUZZ_USES_$*) build-fuzz/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS) -o $@
 

@@ -13,7 +13,7 @@
  * sk_error, a one-line message. The library never prints and never exits.
  * All handles are opaque; free functions accept NULL.
  *
- * Sections: model, tokenizer, chat templates, sampler, KV cache
+ * Sections: model, tokenizer, chat templates, sampler, grammars, KV cache
  * configuration, context, sessions (one file), session store (a directory of
  * named sessions), system information. examples/simple.c uses most of it. */
 #ifndef SINKLLM_H
@@ -348,6 +348,126 @@ void sk_sampler_reset(sk_sampler *s, uint64_t seed);
 /* The seed in use (the one drawn from the clock when SK_SEED_RANDOM was
  * asked for), so that a run can be reproduced. */
 uint64_t sk_sampler_seed(const sk_sampler *s);
+
+/* ---- grammars: constrained output -----------------------------------------
+ * A grammar in llama.cpp's GBNF (rules `name ::= ...`, `|`, `( )`, `*`,
+ * `+`, `?`, `{m,n}`, "literals" with escapes, [classes], [^negated], `.`,
+ * `#` comments; the start rule is `root`) is compiled once (sk_grammar,
+ * immutable, shareable between threads) and recognised code point by code
+ * point by a matcher (sk_grammar_matcher, one per generation): a pushdown
+ * recognizer over a set of stacks. JSON schemas compile to GBNF first
+ * (sk_json_schema_to_gbnf). Token masks come from walking the vocabulary's
+ * piece trie (sk_token_trie, built once per tokenizer) together with the
+ * matcher: a subtree whose prefix the grammar rejects is skipped whole.
+ *
+ * Limits (beyond them compilation fails with SK_ERR_UNSUPPORTED naming the
+ * limit, never a hang): grammar text SK_GRAMMAR_MAX_TEXT bytes, repetition
+ * counts SK_GRAMMAR_MAX_REPEAT, SK_GRAMMAR_MAX_ELEMS compiled elements,
+ * group nesting SK_GRAMMAR_MAX_NEST. Left recursion (also through rules
+ * that can be empty, as in ("a"?)*) is an error. A matcher's stacks are at
+ * most SK_GRAMMAR_MAX_DEPTH deep, its node pool at most
+ * SK_GRAMMAR_MAX_NODES, and one character's step visits at most
+ * SK_GRAMMAR_MAX_STEP stack nodes (this bounds the cost of a token mask for
+ * grammars ambiguous enough to keep thousands of parses alive); a text that
+ * needs more is rejected at that point. */
+#define SK_GRAMMAR_MAX_TEXT (1 << 20)
+#define SK_GRAMMAR_MAX_REPEAT 4096
+#define SK_GRAMMAR_MAX_ELEMS (1 << 20)
+#define SK_GRAMMAR_MAX_NEST 64
+#define SK_GRAMMAR_MAX_DEPTH 2048
+#define SK_GRAMMAR_MAX_NODES (1 << 21)
+#define SK_GRAMMAR_MAX_STEP (1 << 12)
+
+typedef struct sk_grammar sk_grammar;
+typedef struct sk_grammar_matcher sk_grammar_matcher;
+typedef struct sk_token_trie sk_token_trie;
+
+/* Compile GBNF text[0..len) (need not be NUL-terminated). On success *out
+ * owns the grammar (sk_grammar_free). On error *out is NULL and err says
+ * what and where ("line L, column C: ..."): SK_ERR_FORMAT for a syntax
+ * error, an undefined rule, no root, left recursion; SK_ERR_UNSUPPORTED
+ * for a limit; SK_ERR_NOMEM. Any bytes are safe input. */
+sk_status sk_grammar_compile(const char *text, size_t len, sk_grammar **out, sk_error *err);
+void sk_grammar_free(sk_grammar *g);
+
+/* Translate a JSON schema (JSON text json[0..len)) to GBNF. Supported:
+ * type (a name or a list of them: object, array, string, number, integer,
+ * boolean, null), properties, required, additionalProperties (false, true
+ * or a schema), items, minItems, maxItems, minLength, maxLength, enum,
+ * const, anyOf, oneOf (as anyOf), nullable, $ref to "#", "#/$defs/NAME" or
+ * "#/definitions/NAME" (recursion allowed), and the annotations title,
+ * description, default, examples, $schema, $id, $comment, readOnly,
+ * writeOnly, deprecated. Any other keyword is SK_ERR_UNSUPPORTED with a
+ * message that starts "unsupported JSON schema keyword 'KW'"; malformed
+ * JSON or a keyword of the wrong type is SK_ERR_FORMAT naming it. Objects
+ * are written with their properties in the schema's order (extra
+ * properties only when the schema has none listed); whitespace between
+ * tokens is at most 20 characters. On success *gbnf is malloc'ed, NUL
+ * terminated (*gbnf_len bytes without the NUL; the caller frees it). */
+sk_status sk_json_schema_to_gbnf(const char *json, size_t len, char **gbnf, size_t *gbnf_len,
+                                 sk_error *err);
+
+/* sk_json_schema_to_gbnf then sk_grammar_compile. json NULL: any JSON
+ * object (OpenAI's response_format json_object). */
+sk_status sk_grammar_from_json_schema(const char *json, size_t len, sk_grammar **out, sk_error *err);
+
+/* A matcher at the start of g (borrowed: g must outlive it). Allocates its
+ * node pool and scratch; they grow to the grammar's working set within the
+ * first tokens and are then reused. SK_ERR_NOMEM. */
+sk_status sk_grammar_matcher_new(const sk_grammar *g, sk_grammar_matcher **out, sk_error *err);
+void sk_grammar_matcher_free(sk_grammar_matcher *m);
+/* Back to the start of the grammar (keeps the allocations). */
+void sk_grammar_matcher_reset(sk_grammar_matcher *m);
+/* An independent copy of m in its current state. SK_ERR_NOMEM. */
+sk_status sk_grammar_matcher_clone(const sk_grammar_matcher *m, sk_grammar_matcher **out,
+                                   sk_error *err);
+
+/* Advance m by bytes[0..n) of UTF-8 text; a code point may be split across
+ * calls. Returns 1 when the grammar allows the bytes as a continuation (m
+ * advanced), 0 when not (m unchanged). Invalid UTF-8 is never allowed. */
+int sk_grammar_matcher_advance(sk_grammar_matcher *m, const char *bytes, size_t n);
+/* 1 when the text so far is a complete sentence of the grammar (no
+ * partial code point pending), else 0. */
+int sk_grammar_matcher_accepts(const sk_grammar_matcher *m);
+/* 1 when nothing more can be appended (every continuation is rejected). */
+int sk_grammar_matcher_done(const sk_grammar_matcher *m);
+
+/* The piece trie of a tokenizer: every token's bytes (sk_token_to_piece,
+ * not rendering control tokens) in a byte trie. Control, unknown and
+ * empty-piece tokens are never allowed by a mask; end-of-generation tokens
+ * (sk_token_is_eog) are allowed exactly when the grammar accepts. Built
+ * once per model (tok borrowed: must outlive the trie); immutable after, so
+ * any number of matchers may share it. SK_ERR_NOMEM. */
+sk_status sk_token_trie_new(const sk_tokenizer *tok, sk_token_trie **out, sk_error *err);
+void sk_token_trie_free(sk_token_trie *t);
+
+/* The token mask of m's state: allowed[id] = 1 when token id's bytes are
+ * a continuation the grammar allows (or id ends generation and the grammar
+ * accepts), else 0, for every id in [0, n_vocab). When no token at all is
+ * allowed, the end-of-generation tokens are (a generation cannot be stuck).
+ * Returns the number allowed. Walks the trie, skipping every subtree whose
+ * prefix is rejected; allocates only while the matcher's pool grows. */
+int64_t sk_grammar_mask(sk_grammar_matcher *m, const sk_token_trie *t, uint8_t *allowed);
+
+/* Advance m by token id's bytes (after sampling it). An end-of-generation
+ * token is allowed when the grammar accepts and leaves m as is. Returns 1
+ * when allowed (m advanced), 0 when not (m unchanged). */
+int sk_grammar_accept_token(sk_grammar_matcher *m, const sk_token_trie *t, int32_t id);
+
+/* Constrain a sampler: from now on sk_sampler_sample and
+ * sk_sampler_candidates set every token the matcher's mask disallows to
+ * -inf before the chain (after what the caller added, as logit_bias), and
+ * sk_sampler_sample advances m by the token it draws. m and t are borrowed
+ * (NULL, NULL: unconstrained again). Allocates the mask (n_vocab bytes)
+ * once. SK_ERR_NOMEM, SK_ERR_INVALID (a trie of another vocabulary size). */
+sk_status sk_sampler_set_grammar(sk_sampler *s, sk_grammar_matcher *m, const sk_token_trie *t,
+                                 sk_error *err);
+
+/* Apply the constraint alone: set the disallowed entries of logits
+ * (n_vocab) to -inf. The mask is computed once per matcher state, so a
+ * caller that reads the masked logits (log-probabilities) and then samples
+ * pays for it once. No-op without a grammar. */
+void sk_sampler_apply_grammar(sk_sampler *s, float *logits);
 
 /* ---- KV cache configuration -------------------------------------------- */
 

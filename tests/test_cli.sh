@@ -62,6 +62,12 @@ check 2 "run: unknown kv type" "$SK" run -p hi --kv-type q2
 check 2 "run: no prompt" "$SK" run
 check 1 "run: model is a directory" "$SK" run -m /tmp -p hi
 check 1 "run: missing prompt file" "$SK" run -f /nonexistent -n 1
+printf 'root ::= "a" )\n' > "$TXT.bad.gbnf"
+check 1 "run: a malformed grammar file" "$SK" run -p hi --grammar-file "$TXT.bad.gbnf"
+contains "run: the grammar error says where" "line 1, column 14: unexpected ')'" "$TXT.err"
+printf '{"type":"string","pattern":"a"}' > "$TXT.bad.json"
+check 1 "run: an unsupported schema keyword" "$SK" run -p hi --json-schema "$TXT.bad.json"
+contains "run: the schema error names the keyword" "unsupported JSON schema keyword 'pattern'" "$TXT.err"
 printf 'a\004b' > "$TXT.ctl" # SmolLM2 has no token for byte 0x04: refused by name, not dropped
 check 1 "run: a byte with no token" "$SK" run -f "$TXT.ctl" -n 1
 contains "run: the byte is named" "byte 0x04" "$TXT.err"
@@ -108,6 +114,12 @@ if [ -f "$MODEL" ]; then
     contains "run: special-token text is 13 plain tokens" "prefill: 13 tokens" "$TXT.err"
     check 0 "run --special: two special tokens" "$SK" run -m "$MODEL" --special -p "<|im_end|><|im_start|>" -n 4 --temp 0 -t 2
     contains "run --special: 2 tokens" "prefill: 2 tokens" "$TXT.err"
+    # constrained output: the reply is exactly a sentence of the grammar
+    printf 'root ::= "The answer is " ("yes" | "no") "."\n' > "$TXT.gbnf"
+    check 0 "run --grammar-file" "$SK" run -m "$MODEL" -p "Q: Is water wet? A:" -n 16 --temp 0 -t 2 --no-display-prompt --grammar-file "$TXT.gbnf"
+    if grep -qx "The answer is \(yes\|no\)\." "$TXT.out"; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: run --grammar-file: $(cat "$TXT.out")"; fi
+    contains "run --grammar-file: masks timed" "ms/token for the token masks (complete)" "$TXT.err"
     check 0 "run: prompt longer than the cache (chunked pre-fill, eviction)" "$SK" run -m "$MODEL" \
         -p "$(yes 'the whale swims in the deep sea' | head -n 60 | tr '\n' ' ')" -n 8 --window 64 -b 16 -t 2
     contains "run: evicted" "evicted" "$TXT.err"

@@ -194,6 +194,12 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
             o->parse_special = 1;
         } else if (GROUP(OPT_GEN) && IS("--no-display-prompt")) {
             o->display_prompt = 0;
+        } else if (GROUP(OPT_GEN) && IS("--grammar-file")) {
+            NEED_VALUE();
+            o->grammar_file = v;
+        } else if (GROUP(OPT_GEN) && IS("--json-schema")) {
+            NEED_VALUE();
+            o->json_schema_file = v;
         } else if (GROUP(OPT_SAMPLE) && IS("--temp")) {
             NEED_VALUE();
             if (parse_float(a, v, 0, 100, &o->sp.temp)) return 2; /* the server's range */

@@ -13,7 +13,7 @@
 enum {
     OPT_MODEL = 1 << 0,   /* -m */
     OPT_THREADS = 1 << 1, /* -t -b */
-    OPT_GEN = 1 << 2,     /* -p -f -n --special --no-display-prompt */
+    OPT_GEN = 1 << 2,     /* -p -f -n --special --no-display-prompt --grammar-file --json-schema */
     OPT_SAMPLE = 1 << 3,  /* --temp --top-k ... --seed */
     OPT_CACHE = 1 << 4,   /* --cache --sinks --window -c --keep --kv-type */
     OPT_BENCH = 1 << 5,   /* -p -n -r --csv (bench meaning) */
@@ -31,6 +31,8 @@ typedef struct sk_cli {
     int64_t n_predict;
     int parse_special;
     int display_prompt;
+    const char *grammar_file;     /* constrain the output: GBNF file, or */
+    const char *json_schema_file; /*   a JSON schema file */
     sk_sampler_params sp;
     sk_cache_params cache;
     int cache_set;

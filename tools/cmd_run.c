@@ -18,6 +18,8 @@ static const char *RUN_USAGE =
     "  -b, --batch-size N      pre-fill chunk size (default 256)\n"
     "      --special           parse special-token spellings in the prompt\n"
     "      --no-display-prompt do not echo the prompt\n"
+    "      --grammar-file F    constrain the output to the GBNF grammar in F\n"
+    "      --json-schema F     constrain the output to the JSON schema in F\n"
     "sampling (llama.cpp's names and defaults):\n"
     "      --temp T            temperature (0.8; 0 = greedy)\n"
     "      --top-k N           (40; 0 = off)      --top-p P   (0.95; 1 = off)\n"
@@ -31,6 +33,30 @@ static const char *RUN_USAGE =
     "  -c, --ctx-size N        dense capacity (4096)\n"
     "      --kv-type T         f16 (default), f32, q8_0\n";
 
+/* The constraint -grammar-file / --json-schema ask for, compiled; *g NULL
+ * when none. Returns 0, or 1 with the error printed. */
+static int load_constraint(const sk_cli *o, sk_grammar **g) {
+    *g = NULL;
+    if (o->grammar_file && o->json_schema_file) {
+        fprintf(stderr, "error: give --grammar-file or --json-schema, not both\n");
+        return 1;
+    }
+    const char *path = o->grammar_file ? o->grammar_file : o->json_schema_file;
+    if (!path) return 0;
+    size_t len = 0;
+    char *text = sk_cli_read_file(path, SK_GRAMMAR_MAX_TEXT, &len);
+    if (!text) {
+        fprintf(stderr, "error: cannot read %s\n", path);
+        return 1;
+    }
+    sk_error err = {0};
+    sk_status st = o->grammar_file ? sk_grammar_compile(text, len, g, &err)
+                                   : sk_grammar_from_json_schema(text, len, g, &err);
+    free(text);
+    if (st) fprintf(stderr, "error: %s: %s\n", path, err.msg);
+    return st ? 1 : 0;
+}
+
 int cmd_run(int argc, char **argv) {
     sk_cli o;
     int rc = sk_cli_parse(&o, "run", OPT_MODEL | OPT_THREADS | OPT_GEN | OPT_SAMPLE | OPT_CACHE,
@@ -38,6 +64,8 @@ int cmd_run(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     char *text = NULL;
     size_t text_len = 0;
+    sk_grammar *gram = NULL;
+    if (load_constraint(&o, &gram)) return 1;
     if (o.prompt_file) {
         text = sk_cli_read_file(o.prompt_file, (size_t)1 << 30, &text_len);
         if (!text) {
@@ -51,12 +79,14 @@ int cmd_run(int argc, char **argv) {
         memcpy(text, o.prompt, text_len + 1);
     } else {
         fprintf(stderr, "error: give a prompt with -p or -f\nsee 'sinkllm run --help'\n");
+        sk_grammar_free(gram);
         return 2;
     }
     double load_ms = 0;
     sk_model *m = sk_cli_load_model(&o, &load_ms);
     if (!m) {
         free(text);
+        sk_grammar_free(gram);
         return 1;
     }
     const sk_tokenizer *tok = sk_model_tokenizer(m);
@@ -71,6 +101,7 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg[0] ? err.msg : "tokenize: out of memory");
         free(text);
         free(ids);
+        sk_grammar_free(gram);
         sk_model_free(m);
         return 1;
     }
@@ -85,11 +116,19 @@ int cmd_run(int argc, char **argv) {
     cp.cache = o.cache;
     sk_context *ctx = NULL;
     sk_sampler *smp = NULL;
+    sk_token_trie *trie = NULL;
+    sk_grammar_matcher *gm = NULL;
     if (sk_context_new(m, &cp, &ctx, &err) ||
-        sk_sampler_new(&o.sp, sk_model_hparams(m)->n_vocab, &smp, &err)) {
+        sk_sampler_new(&o.sp, sk_model_hparams(m)->n_vocab, &smp, &err) ||
+        (gram && (sk_token_trie_new(tok, &trie, &err) || sk_grammar_matcher_new(gram, &gm, &err) ||
+                  sk_sampler_set_grammar(smp, gm, trie, &err)))) {
         fprintf(stderr, "error: %s\n", err.msg);
         free(text);
         free(ids);
+        sk_sampler_free(smp);
+        sk_grammar_matcher_free(gm);
+        sk_token_trie_free(trie);
+        sk_grammar_free(gram);
         sk_context_free(ctx);
         sk_model_free(m);
         return 1;
@@ -112,8 +151,14 @@ int cmd_run(int argc, char **argv) {
     char piece[512];
     float *logits = malloc(sizeof(float) * (size_t)sk_model_hparams(m)->n_vocab);
     size_t nvb = sizeof(float) * (size_t)sk_model_hparams(m)->n_vocab;
+    double mask_ms = 0;
     while (!rc && logits && (o.n_predict < 0 || n_gen < o.n_predict)) {
         memcpy(logits, sk_logits(ctx), nvb);
+        if (gm) { /* the mask alone, timed (the sampler reuses it) */
+            double tm = sk_now_ms();
+            sk_sampler_apply_grammar(smp, logits);
+            mask_ms += sk_now_ms() - tm;
+        }
         int32_t t = sk_sampler_sample(smp, logits);
         if (sk_token_is_eog(tok, t)) break;
         sk_sampler_accept(smp, t);
@@ -138,12 +183,18 @@ int cmd_run(int argc, char **argv) {
             load_ms, (long long)n_tok, n_tok / ((t1 - t0) / 1e3), (long long)n_gen,
             n_gen > 0 ? n_gen / ((t2 - t1) / 1e3) : 0.0, sk_cache_policy_name(o.cache.policy),
             (long long)st.n_cached, (long long)st.n_evicted);
+    if (gm && n_gen > 0)
+        fprintf(stderr, "grammar: %.3f ms/token for the token masks (%s)\n", mask_ms / (double)n_gen,
+                sk_grammar_matcher_accepts(gm) ? "complete" : "incomplete");
     /* a sampled reply is reproduced by its seed (--seed N) */
     if (o.sp.temp > 0) fprintf(stderr, "seed: %llu (--seed to reproduce)\n", (unsigned long long)sk_sampler_seed(smp));
     free(logits);
     free(text);
     free(ids);
     sk_sampler_free(smp);
+    sk_grammar_matcher_free(gm);
+    sk_token_trie_free(trie);
+    sk_grammar_free(gram);
     sk_context_free(ctx);
     sk_model_free(m);
     return rc;

@@ -15,7 +15,13 @@
  *   (OpenAI's object or llama.cpp's [[id, bias]] pairs; false bans a token)
  *   and ignore_eos; stream, stream_options.include_usage; session_id (or
  *   the X-Session-Id header). A leading run of system messages is pinned:
- *   it stays at the start of the cache when a long prompt is truncated. */
+ *   it stays at the start of the cache when a long prompt is truncated.
+ *   Constrained output, at most one of: response_format {"type": "text"},
+ *   {"type": "json_object"} (any JSON object) or {"type": "json_schema",
+ *   "json_schema": {"name", "schema", "strict", "description"}}; llama.cpp's
+ *   grammar (GBNF text) and json_schema (a schema object). Compiled here,
+ *   so a bad schema or grammar is a 400 naming the field with the
+ *   compiler's message. */
 #include "server_request.h"
 
 #include <errno.h>
@@ -97,6 +103,8 @@ void srv_gen_req_free(srv_gen_req *r) {
     r->bias_id = NULL;
     r->bias = NULL;
     r->n_bias = 0;
+    sk_grammar_free(r->grammar);
+    r->grammar = NULL;
 }
 
 /* Append one (token, bias) pair; a later entry for the same token wins. */
@@ -608,9 +616,8 @@ static int parse_logprobs(json_t *body, int chat, srv_gen_req *r, srv_perr *e) {
  * ignored. A field counts when present with a value that asks for
  * something (false, null, "none", 1 or "text" ask for nothing). */
 static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
-    static const char *const always[] = {"tools", "functions", "tool_choice", "function_call", "grammar",
-                                         "json_schema", "audio", "prediction", "n_probs",
-                                         "parallel_tool_calls"};
+    static const char *const always[] = {"tools", "functions", "tool_choice", "function_call", "audio",
+                                         "prediction", "n_probs", "parallel_tool_calls"};
     for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
         json_t *v = json_object_get(body, always[i]);
         if (!v || json_is_null(v) || json_is_false(v)) continue;
@@ -618,13 +625,7 @@ static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
         if (json_is_array(v) && json_array_size(v) == 0) continue;
         return fail(e, 400, always[i], "'%s' is not supported by this server", always[i]);
     }
-    json_t *v = json_object_get(body, "response_format");
-    if (v && !json_is_null(v)) {
-        json_t *t = json_is_object(v) ? json_object_get(v, "type") : NULL;
-        if (!t || !json_is_string(t) || strcmp(json_string_value(t), "text"))
-            return fail(e, 400, "response_format", "'response_format' other than {\"type\": \"text\"} is not supported by this server");
-    }
-    v = json_object_get(body, "best_of");
+    json_t *v = json_object_get(body, "best_of");
     if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
         return fail(e, 400, "best_of", "'best_of' other than 1 is not supported by this server");
     v = json_object_get(body, "modalities");
@@ -638,12 +639,76 @@ static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
     return 0;
 }
 
+/* A JSON schema (a jansson value) compiled into r->grammar; errors name
+ * field. */
+static int compile_schema(json_t *schema, const char *field, srv_gen_req *r, srv_perr *e) {
+    sk_error err = {0};
+    char *text = NULL;
+    if (schema && !(text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY)))
+        return fail(e, 500, NULL, "out of memory");
+    sk_status st = sk_grammar_from_json_schema(text, text ? strlen(text) : 0, &r->grammar, &err);
+    free(text);
+    if (st == SK_ERR_NOMEM) return fail(e, 500, NULL, "out of memory");
+    if (st) return fail(e, 400, field, "'%s': %s", field, err.msg);
+    return 0;
+}
+
+/* response_format, grammar, json_schema -> r->grammar (NULL: none). */
+static int parse_constraint(json_t *body, srv_gen_req *r, srv_perr *e) {
+    json_t *rf = json_object_get(body, "response_format"), *gr = json_object_get(body, "grammar"),
+           *js = json_object_get(body, "json_schema");
+    const char *type = "text";
+    if (rf && !json_is_null(rf)) {
+        json_t *t = json_is_object(rf) ? json_object_get(rf, "type") : NULL;
+        if (!t || !json_is_string(t))
+            return fail(e, 400, "response_format", "'response_format' must be an object with a string 'type'");
+        type = json_string_value(t);
+        if (strcmp(type, "text") && strcmp(type, "json_object") && strcmp(type, "json_schema"))
+            return fail(e, 400, "response_format", "'response_format' type '%.40s' is not supported (text, json_object, json_schema)", type);
+    }
+    int n = !!strcmp(type, "text") + (gr && !json_is_null(gr)) + (js && !json_is_null(js));
+    if (n > 1)
+        return fail(e, 400, gr && !json_is_null(gr) ? "grammar" : "json_schema",
+                    "at most one of 'response_format' (other than text), 'grammar' and 'json_schema' may be given");
+    if (gr && !json_is_null(gr)) {
+        if (!json_is_string(gr)) return fail(e, 400, "grammar", "'grammar' must be a string (GBNF)");
+        sk_error err = {0};
+        sk_status st = sk_grammar_compile(json_string_value(gr), json_string_length(gr), &r->grammar, &err);
+        if (st == SK_ERR_NOMEM) return fail(e, 500, NULL, "out of memory");
+        if (st) return fail(e, 400, "grammar", "'grammar': %s", err.msg);
+        return 0;
+    }
+    if (js && !json_is_null(js)) {
+        if (!json_is_object(js) && !json_is_boolean(js))
+            return fail(e, 400, "json_schema", "'json_schema' must be a JSON schema (an object)");
+        return compile_schema(js, "json_schema", r, e);
+    }
+    if (!strcmp(type, "json_object")) return compile_schema(NULL, "response_format", r, e);
+    if (!strcmp(type, "json_schema")) {
+        json_t *w = json_object_get(rf, "json_schema");
+        if (!json_is_object(w))
+            return fail(e, 400, "response_format", "'response_format' json_schema needs a 'json_schema' object");
+        json_t *name = json_object_get(w, "name"), *strict = json_object_get(w, "strict");
+        if (name && !json_is_string(name))
+            return fail(e, 400, "response_format", "'response_format': 'json_schema.name' must be a string");
+        if (strict && !json_is_null(strict) && !json_is_boolean(strict))
+            return fail(e, 400, "response_format", "'response_format': 'json_schema.strict' must be a boolean");
+        json_t *schema = json_object_get(w, "schema");
+        if (schema && !json_is_null(schema) && !json_is_object(schema) && !json_is_boolean(schema))
+            return fail(e, 400, "response_format", "'response_format': 'json_schema.schema' must be an object");
+        /* no schema: any JSON object, as json_object */
+        return compile_schema(schema && !json_is_null(schema) ? schema : NULL, "response_format", r, e);
+    }
+    return 0;
+}
+
 int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const char *hdr_session,
                        srv_gen_req *r, srv_perr *e) {
     r->chat = chat;
     if (refuse_unimplemented(body, chat, e)) return -1;
     if (parse_common(env, body, hdr_session, r, e)) return -1;
     if (parse_logprobs(body, chat, r, e)) return -1;
+    if (parse_constraint(body, r, e)) return -1;
     json_t *ev = json_object_get(body, "echo");
     if (ev && !json_is_null(ev) && !json_is_boolean(ev)) return fail(e, 400, "echo", "'echo' must be a boolean");
     const int echo = ev && json_is_true(ev);

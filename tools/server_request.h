@@ -73,6 +73,8 @@ typedef struct srv_gen_req {
     int n_rest;
     int logprobs;             /* return each token's log-probability */
     int top_logprobs;         /*   with this many alternatives (0..SRV_MAX_TOP_LOGPROBS) */
+    sk_grammar *grammar;      /* constrained output (response_format, grammar, json_schema);
+                                 NULL when unconstrained */
 } srv_gen_req;
 
 /* Parse a generation body (a JSON object) into r, which must start zeroed:

@@ -34,6 +34,13 @@
  * chat` saves; a session saved with another cache configuration is not
  * restored. The save route's outcome is an srv_save_state, not an error.
  *
+ * Constrained output: a request with a grammar gets its own matcher (reset
+ * for each of n choices), which the sampler masks with and advances; the
+ * vocabulary's piece trie is built once, on the first such request, and
+ * shared by every slot. Log-probabilities are those of the masked logits
+ * (the grammar acts like a logit_bias of -inf on what it forbids). The
+ * time spent on masks is counted per request (logged with it).
+ *
  * Generation runs in the caller's thread, one token per srv_gen_step.
  * Before each token the client is checked (g->gone), so a client that
  * hangs up frees its slot within one token. */
@@ -268,6 +275,8 @@ void srv_pool_free(srv_pool *p) {
     }
     free(p->slots);
     p->slots = NULL;
+    sk_token_trie_free(p->trie);
+    p->trie = NULL;
     srv_store_free(p->store);
     p->store = NULL;
     p->n_slots = 0;
@@ -597,11 +606,32 @@ static void accept_prompt_tail(srv_gen *g) {
         for (int64_t i = r->n_prompt - hist; i < r->n_prompt; i++) sk_sampler_accept(g->smp, r->prompt[i]);
 }
 
+/* The vocabulary's piece trie, built on first use (under the pool's mutex:
+ * one build, then read-only). */
+static sk_status pool_trie(srv_pool *p, const sk_token_trie **out, sk_error *err) {
+    sk_status st = SK_OK;
+    pthread_mutex_lock(&p->mu);
+    if (!p->trie) {
+        double t0 = now_ms();
+        st = sk_token_trie_new(p->tok, &p->trie, err);
+        if (!st) fprintf(stderr, "serve: token trie for constrained output built in %.0f ms\n", now_ms() - t0);
+    }
+    *out = p->trie;
+    pthread_mutex_unlock(&p->mu);
+    return st;
+}
+
 sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
     const srv_gen_req *r = &g->r;
     sk_status st = sk_sampler_new(&r->sp, g->p->n_vocab, &g->smp, err);
     if (st) return st;
     accept_prompt_tail(g);
+    if (r->grammar) {
+        const sk_token_trie *t = NULL;
+        if ((st = pool_trie(g->p, &t, err)) || (st = sk_grammar_matcher_new(r->grammar, &g->gm, err)) ||
+            (st = sk_sampler_set_grammar(g->smp, g->gm, t, err)))
+            return st;
+    }
     g->logits = malloc(sizeof(float) * (size_t)g->p->n_vocab);
     if (!g->logits) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     if (r->logprobs) {
@@ -683,6 +713,7 @@ sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
     g->n_lp = 0;
     sk_detok_init(&g->dt);
     reseed(g, k);
+    if (g->gm) sk_grammar_matcher_reset(g->gm);
     return SK_OK;
 }
 
@@ -753,6 +784,7 @@ static sk_status lp_record(srv_gen *g, int32_t t, sk_error *err) {
     /* the k best by insertion into a sorted list (k <= 20); ties: lower id first */
     int k = g->r.top_logprobs, m = 0;
     for (int64_t i = 0; i < n && k > 0; i++) {
+        if (l[i] == -INFINITY) continue; /* forbidden (a grammar, a bias): not an alternative */
         if (m == k && !(l[i] > l[e->top_id[m - 1]])) continue;
         int j = m < k ? m++ : m - 1;
         while (j > 0 && l[i] > l[e->top_id[j - 1]]) {
@@ -801,8 +833,13 @@ void srv_gen_step(srv_gen *g) {
     }
     memcpy(g->logits, lg, sizeof(float) * (size_t)p->n_vocab);
     for (int i = 0; i < g->r.n_bias; i++) g->logits[g->r.bias_id[i]] += g->r.bias[i];
+    if (g->gm) { /* the mask, once per token (the sampler reuses it) */
+        double t0 = now_ms();
+        sk_sampler_apply_grammar(g->smp, g->logits);
+        g->mask_ms += now_ms() - t0;
+    }
     if (g->lp_row) memcpy(g->lp_row, g->logits, sizeof(float) * (size_t)p->n_vocab); /* the sampler edits its row */
-    int32_t t = sk_sampler_sample(g->smp, g->logits);
+    int32_t t = sk_sampler_sample(g->smp, g->logits); /* with a grammar: advances g->gm */
     if (sk_token_is_eog(p->tok, t)) {
         gen_end(g, "stop");
         return;
@@ -861,9 +898,12 @@ void srv_gen_release(srv_gen *g) {
     if (g->cancelled && !p->stopping) p->m.disconnects++;
     if (g->n_gen > 0) p->m.last_tps = g->tps;
     pthread_mutex_unlock(&p->mu);
-    fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s %s%s\n",
+    char gram[64] = "";
+    int64_t n_all = g->n_gen + g->n_gen_done;
+    if (g->gm && n_all > 0) snprintf(gram, sizeof gram, " grammar %.3f ms/token", g->mask_ms / (double)n_all);
+    fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s%s %s%s\n",
             g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)g->r.n_prompt,
-            (long long)g->n_prefill, (long long)g->n_gen, g->tps, g->finish ? g->finish : "-",
+            (long long)g->n_prefill, (long long)g->n_gen, g->tps, gram, g->finish ? g->finish : "-",
             g->cancelled ? " (cancelled)" : "");
     slot_release(p, g->sl);
 }
@@ -872,6 +912,8 @@ void srv_gen_free(srv_gen *g) {
     srv_gen_release(g);
     sk_sampler_free(g->smp);
     g->smp = NULL;
+    sk_grammar_matcher_free(g->gm);
+    g->gm = NULL;
     free(g->logits);
     g->logits = NULL;
     free(g->lp_row);

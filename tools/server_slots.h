@@ -61,11 +61,14 @@ typedef struct srv_pool {
     int n_waiting;
     struct srv_waiter *wait_head, *wait_tail; /* the queue, first come first served */
     srv_metrics m;               /* counters (under mu) */
+    sk_token_trie *trie;         /* the vocabulary's piece trie, built by the first constrained
+                                    request (under mu), then read-only */
 } srv_pool;
 
 /* One generated token's log-probability (log-softmax of the logits the
- * sampler saw: the model's, plus logit_bias, before penalties and
- * temperature) and its top alternatives, best first. */
+ * sampler saw: the model's, plus logit_bias, with a grammar's mask (-inf
+ * for what it forbids), before penalties and temperature) and its top
+ * alternatives, best first. */
 typedef struct srv_logprob {
     int32_t id;
     float lp;
@@ -83,6 +86,8 @@ typedef struct srv_gen {
     int switched;            /* the slot held another session (or none) before */
     char evicted[SRV_SESSION_CAP]; /* the named session that had to leave it ("" if none) */
     sk_sampler *smp;
+    sk_grammar_matcher *gm;  /* constrained output: r.grammar's matcher (NULL without) */
+    double mask_ms;          /*   time spent on its token masks */
     float *logits;           /* (n_vocab) scratch */
     float *lp_row;           /* (n_vocab) the logits the sampler saw, when logprobs are asked */
     srv_logprob *lp;         /* (n_lp) one per generated token, when logprobs are asked */

@@ -16,9 +16,16 @@
  *
  * Owns: a copy of the params, the candidate heap and the sorted prefix
  * (n_vocab entries each), per-token counts over the penalty window
- * (n_vocab int32) and the history ring (repeat_last_n ids). Nothing is
- * allocated after sk_sampler_new. */
+ * (n_vocab int32) and the history ring (repeat_last_n ids); with a grammar
+ * (sk_sampler_set_grammar) the token mask (n_vocab bytes, allocated there).
+ * Nothing is allocated after those two calls.
+ *
+ * Grammar: the mask is the first stage, before penalties (disallowed ids
+ * get -inf); it is computed once per matcher state (the matcher's version
+ * number), and the drawn token advances the matcher. */
 #include "sampler.h"
+
+#include "grammar.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -49,6 +56,11 @@ struct sk_sampler {
     int32_t ring_cap;
     int32_t ring_len;
     int32_t ring_head; /* index of the oldest entry */
+
+    sk_grammar_matcher *gm;   /* the constraint (borrowed), NULL when none */
+    const sk_token_trie *gt;  /*   and the vocabulary's piece trie (borrowed) */
+    uint8_t *mask;            /* (n_vocab) 1 = allowed, for the matcher state of: */
+    uint64_t mask_version;    /*   version mask_version (0: not computed) */
 };
 
 /* ---- PRNG ------------------------------------------------------------- */
@@ -176,7 +188,37 @@ void sk_sampler_free(sk_sampler *s) {
     free(s->sorted);
     free(s->counts);
     free(s->ring);
+    free(s->mask);
     free(s);
+}
+
+sk_status sk_sampler_set_grammar(sk_sampler *s, sk_grammar_matcher *m, const sk_token_trie *t,
+                                 sk_error *err) {
+    if (!m || !t) {
+        s->gm = NULL;
+        s->gt = NULL;
+        return SK_OK;
+    }
+    if (t->n_vocab != s->n_vocab)
+        return sk_error_set(err, SK_ERR_INVALID, "sampler: the token trie has %lld tokens, the sampler %lld",
+                            (long long)t->n_vocab, (long long)s->n_vocab);
+    if (!s->mask && !(s->mask = malloc((size_t)s->n_vocab)))
+        return sk_error_set(err, SK_ERR_NOMEM, "sampler: out of memory");
+    s->gm = m;
+    s->gt = t;
+    s->mask_version = 0;
+    return SK_OK;
+}
+
+void sk_sampler_apply_grammar(sk_sampler *s, float *logits) {
+    if (!s->gm) return;
+    uint64_t v = g_matcher_version(s->gm);
+    if (s->mask_version != v) {
+        sk_grammar_mask(s->gm, s->gt, s->mask);
+        s->mask_version = v;
+    }
+    for (int64_t i = 0; i < s->n_vocab; i++)
+        if (!s->mask[i]) logits[i] = -INFINITY;
 }
 
 void sk_sampler_reset(sk_sampler *s, uint64_t seed) {
@@ -351,8 +393,8 @@ static double survivors_z(sk_sampler *s, int64_t n_a, int64_t n_b, double inv_te
     return z;
 }
 
-int32_t sk_sampler_sample(sk_sampler *s, float *logits) {
-    run_chain(s, logits);
+/* Draw from the chain's survivors (run_chain done). */
+static int32_t draw(sk_sampler *s) {
     if (s->n_keep == 1) return s->sorted[0].id;
 
     int64_t n_a, n_b;
@@ -372,8 +414,17 @@ int32_t sk_sampler_sample(sk_sampler *s, float *logits) {
     return s->sorted[0].id; /* rounding left u at the very top: the best */
 }
 
+int32_t sk_sampler_sample(sk_sampler *s, float *logits) {
+    sk_sampler_apply_grammar(s, logits);
+    run_chain(s, logits);
+    int32_t t = draw(s);
+    if (s->gm) sk_grammar_accept_token(s->gm, s->gt, t);
+    return t;
+}
+
 int64_t sk_sampler_candidates(sk_sampler *s, float *logits, int32_t *ids, float *probs,
                               int64_t cap) {
+    sk_sampler_apply_grammar(s, logits);
     run_chain(s, logits);
     const int64_t n_keep = s->n_keep;
     if (cap < 0) cap = 0;

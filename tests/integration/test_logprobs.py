@@ -146,8 +146,9 @@ def test_logprobs_follow_the_text_a_stop_string_cuts(fresh):
     ("/v1/completions", {"logprobs": 99}, "logprobs"),
     ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
     ("/v1/chat/completions", {"tool_choice": "required"}, "tool_choice"),
-    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}, "response_format"),
-    ("/v1/chat/completions", {"grammar": "root ::= \"a\""}, "grammar"),
+    ("/v1/chat/completions", {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "string", "pattern": "^a"}}}}, "response_format"),
+    ("/v1/chat/completions", {"grammar": "root ::= \"a"}, "grammar"),
     ("/v1/completions", {"echo": True, "stream": True}, "echo"),
     ("/v1/completions", {"echo": True, "logprobs": 1}, "echo"),
     ("/v1/chat/completions", {"echo": True}, "echo"),
