@@ -83,13 +83,18 @@ peer_dir() { # tier
     fi
 }
 
+# the -p/-n/-d options of a test, the same for both engines' bench tools
+test_args() { # test
+    case $1 in
+    pp*) echo "-p ${1#pp} -n 0" ;;
+    tg*@d*) n=${1%@d*}; echo "-p 0 -n ${n#tg} -d ${1#*@d}" ;;
+    tg*) echo "-p 0 -n ${1#tg}" ;;
+    esac
+}
+
 # sinkllm's tokens/s for one test under tier t, or nothing on failure
 sk_run() { # tier test
-    case $2 in
-    pp*) a="-p ${2#pp} -n 0" ;;
-    tg*@d*) n=${2%@d*}; a="-p 0 -n ${n#tg} -d ${2#*@d}" ;;
-    tg*) a="-p 0 -n ${2#tg}" ;;
-    esac
+    a=$(test_args "$2")
     # shellcheck disable=SC2086
     env -u SINKLLM_SCALAR SINKLLM_ISA="$1" "$SINKLLM" bench -m "$MODEL" -t "$THREADS" -r 1 --csv $a 2>/dev/null |
         awk -F, '$1 == "sinkllm" { print $4 }' | tail -n 1
@@ -97,11 +102,7 @@ sk_run() { # tier test
 
 # llama.cpp's tokens/s for one test with bin/ b, best of -fa off/on
 lc_run() { # bin test
-    case $2 in
-    pp*) a="-p ${2#pp} -n 0" ;;
-    tg*@d*) n=${2%@d*}; a="-p 0 -n ${n#tg} -d ${2#*@d}" ;;
-    tg*) a="-p 0 -n ${2#tg}" ;;
-    esac
+    a=$(test_args "$2")
     bestv=""
     for fa in off on; do
         # shellcheck disable=SC2086
