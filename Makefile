@@ -199,6 +199,8 @@ mutation: models venv
 test-long: all model venv
 	SINKLLM_LONG_TURNS=2000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
 	  -q -s tests/integration/test_server.py -k long_conversation
+	SINKLLM_SOAK_REQUESTS=10000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
+	  -q -s tests/integration/test_batching.py -k disconnects
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests,

@@ -28,6 +28,8 @@
  *   - /tokenize: a NUL-terminated text and 0/1 flags; /detokenize: every id in
  *     range; the library calls the handler makes next (sk_tokenize,
  *     sk_detokenize) are run on what was parsed;
+ *   - a completion with a suffix ends its prompt (each of a list) with the
+ *     middle token, and a list of prompts holds what the server relies on;
  *   - the session id check agrees with [A-Za-z0-9_-]{1,64}.
  * The tokenizers are read once, on the first input (fuzz/fuzz_vocab.c). */
 #include <jansson.h>
@@ -39,6 +41,7 @@
 
 #include "../tools/server_request.h"
 #include "fuzz_vocab.h"
+#include "text/tokenizer.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
@@ -101,12 +104,26 @@ static void check_generate(const srv_parse_env *env, json_t *body, int chat, con
         if (hdr) CHECK(!strcmp(r.session, hdr));
         CHECK(r.stream == 0 || r.stream == 1);
         CHECK(!r.echo || (!chat && !r.stream && !r.logprobs && memchr(r.echo, 0, r.echo_len + 1)));
-        CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES && (r.n_choices == 1 || !r.stream));
+        json_t *sv = json_object_get(body, "suffix");
+        if (json_is_string(sv) && json_string_length(sv) > 0) { /* fill in the middle: FIM_MID last */
+            int32_t fim[3];
+            CHECK(!chat && sk_tokenizer_fim(env->tok, fim) && r.prompt[r.n_prompt - 1] == fim[2]);
+            for (int i = 0; i < r.n_rest; i++) CHECK(r.rest[i].ids[r.rest[i].n - 1] == fim[2]);
+        }
+        CHECK(r.n_choices >= 1 && r.n_choices <= SRV_MAX_CHOICES);
+        CHECK(r.n_rest >= 0 && (r.n_rest == 0 || (!chat && r.rest)) &&
+              (r.n_rest + 1) * r.n_choices <= (r.n_rest ? SRV_MAX_PROMPTS : SRV_MAX_CHOICES));
+        for (int i = 0; i < r.n_rest; i++) {
+            CHECK(r.rest[i].ids && r.rest[i].n >= 1);
+            for (int64_t k = 0; k < r.rest[i].n; k++) CHECK(r.rest[i].ids[k] >= 0 && r.rest[i].ids[k] < env->n_vocab);
+            CHECK(!r.rest[i].echo == !r.echo);
+        }
         CHECK((r.logprobs == 0 || r.logprobs == 1) && r.top_logprobs >= 0 &&
               r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && (r.logprobs || r.top_logprobs == 0));
     }
     srv_gen_req_free(&r);
-    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo);
+    CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo && !r.rest &&
+          r.n_rest == 0);
 }
 
 static void check_tokenize(const srv_parse_env *env, json_t *body) {
@@ -191,6 +208,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const int route = data[0] % 6;
     srv_parse_env env;
     memset(&env, 0, sizeof env);
+    /* SmolLM2's vocabulary is given fill-in-the-middle tokens (three of its
+     * control tokens, as tests/integration/test_api_surface.py's copy of the
+     * model), Gemma 3's has none: suffix is parsed both ways */
+    static int fim_set;
+    if (!fim_set) {
+        sk_tokenizer_set_fim((sk_tokenizer *)fuzz_vocab(0), (const int32_t[3]){8, 9, 10});
+        fim_set = 1;
+    }
     env.tok = fuzz_vocab(data[1] & 1);
     env.kind = (sk_chat_kind)((data[1] >> 1) & 7);
     env.n_vocab = sk_tokenizer_n_vocab(env.tok);

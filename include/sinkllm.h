@@ -129,6 +129,14 @@ int32_t sk_tokenizer_eos(const sk_tokenizer *tok);
  * "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
  * ... (llama.cpp's list) is taken. */
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok);
+/* Does tokenizing with add_special prepend BOS (tokenizer.ggml.add_bos_token)? */
+int sk_tokenizer_add_bos(const sk_tokenizer *tok);
+/* The fill-in-the-middle tokens: ids[0] prefix, ids[1] suffix, ids[2]
+ * middle, each -1 when absent. From tokenizer.ggml.fim_pre/fim_suf/
+ * fim_mid_token_id, else the first present of llama.cpp's texts for each
+ * ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", ...).
+ * Returns 1 when all three are present, else 0. */
+int sk_tokenizer_fim(const sk_tokenizer *tok, int32_t ids[3]);
 /* Is id an end-of-generation token (EOS, EOT, or e.g. <|im_end|>)? A
  * generation loop stops on these. */
 int sk_token_is_eog(const sk_tokenizer *tok, int32_t id);
@@ -400,6 +408,38 @@ void sk_context_free(sk_context *c);
  * token. Ids are validated. */
 sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err);
 
+/* ---- several contexts in one pass (continuous batching) ----------------
+ * A batch holds the activations of up to max_tokens rows and a thread
+ * pool; sk_decode_batch feeds several contexts at once, each weight matrix
+ * read once for all their rows, each context attending over its own
+ * cache. Results are bit-identical to feeding each context alone with
+ * sk_decode (in any chunking, on any thread count): every row is computed
+ * with the same arithmetic whatever shares the pass. */
+#define SK_MAX_BATCH_SEQS 256 /* contexts per sk_decode_batch call */
+
+typedef struct sk_batch sk_batch;
+
+/* A batch for contexts of model m (borrowed) created with n_threads
+ * threads (0: all cores, as for a context); max_tokens 1 .. SK_MAX_BATCH rows per call; max_seqs
+ * 1 .. SK_MAX_BATCH_SEQS contexts per call. */
+sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
+                       sk_error *err);
+void sk_batch_free(sk_batch *b);
+
+/* Feed n[j] >= 1 tokens tokens[j] to context ctx[j] for j < n_ctx, in one
+ * pass: afterwards each context's sk_logits() holds the logits after its
+ * last token, as sk_decode would leave them. The contexts must be
+ * distinct, on b's model, created with b's thread count, without
+ * logits_all, precise or the recompute policy; n[j] <= the context's
+ * n_batch and sum n[j] <= max_tokens. SK_ERR_INVALID (err names the
+ * context and the rule) or SK_ERR_FULL (a dense cache) before anything is
+ * fed: all or nothing. */
+sk_status sk_decode_batch(sk_batch *b, sk_context *const *ctx, const int32_t *const *tokens, const int *n,
+                          int n_ctx, sk_error *err);
+
+/* The context's n_batch: the most tokens one pass may feed it. */
+int sk_context_batch_size(const sk_context *c);
+
 /* Logits (n_vocab floats) after the last token fed; NULL before any. Not a
  * copy: the pointer is into the context's own buffer, read-only, valid until
  * the next call that feeds, resets, rolls back or loads the context (or
@@ -505,10 +545,13 @@ const char *sk_cache_policy_name(sk_cache_policy p);
 /* ---- session store ------------------------------------------------------
  * Named sessions in one directory, one file per session: DIR/NAME.session,
  * a context's state written by sk_context_save (crash-safe) whose caller
- * blob is the store's record, version 1, little-endian:
+ * blob is the store's record, little-endian:
  *   "SKSTORE\0" (8 bytes), u32 version, u32 chat-template kind,
  *   u64 system-prompt bytes S, u64 transcript tokens N,
+ *   version 2 only: i64 conversation turns (>= 0),
  *   S bytes of system prompt (UTF-8, no NUL), N int32 token ids.
+ * A record saved without a turn count is written as version 1 (what
+ * builds before version 2 read); both versions are read.
  * The transcript is the tokens fed so far, as the program keeps them (a
  * server compares it with the next prompt to reuse the cache; a chat that
  * continues from the cache alone may save none). Reading checks the magic,
@@ -533,6 +576,7 @@ typedef struct sk_session_info {
     char *system;           /* the system prompt, NUL-terminated; "" when none (malloc'ed) */
     int32_t *tokens;        /* (n_tokens) the transcript, every id < n_vocab; NULL when empty */
     int64_t n_tokens;
+    int64_t n_turns;        /* conversation turns the saver counted; -1 when it recorded none */
     sk_cache_params cache;  /* the saved context's cache configuration and batch size: */
     int n_batch;            /*   a context to load into must be created with them */
 } sk_session_info;
@@ -561,6 +605,12 @@ sk_status sk_store_path(const sk_store *st, const char *name, char *buf, size_t 
 sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *c,
                         sk_chat_kind chat_kind, const char *system, const int32_t *tokens,
                         int64_t n_tokens, sk_error *err);
+/* sk_store_save, recording also the conversation's turn count n_turns
+ * (>= 0; < 0 records none), which sk_store_peek and sk_store_load give back
+ * in info->n_turns. */
+sk_status sk_store_save_turns(const sk_store *st, const char *name, const sk_context *c,
+                              sk_chat_kind chat_kind, const char *system, const int32_t *tokens,
+                              int64_t n_tokens, int64_t n_turns, sk_error *err);
 
 /* Read session name's record and cache configuration without its cache, to
  * create a matching context (info->cache, info->n_batch) before

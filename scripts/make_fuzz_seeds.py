@@ -115,6 +115,10 @@ def requests():
         req(4, body=b"x" * 65),
         req(4, body=b"bad/id"),
         req(4, body=b""),
+        # a list of prompts, n > 1 streamed, fill in the middle (SmolLM2 is given FIM tokens by the harness)
+        req(1, body={"prompt": ["Once", [1, 2, 3]], "n": 2, "echo": True, "max_tokens": 4}),
+        req(1, body={"prompt": "def f(", "suffix": "\n    return x", "stream": True, "n": 3}),
+        req(1, 1, body={"prompt": ["a", "b"], "suffix": "c"}),
     ]
 
 

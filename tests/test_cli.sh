@@ -213,6 +213,7 @@ if [ -f "$MODEL" ]; then
     check 0 "chat: /load" sh -c "\"$SK\" chat -m \"$MODEL\" -n 12 --temp 0 -t 2 --session-dir \"$SD\" < \"$TXT.in\""
     if [ "$(sed -n 2p "$TXT.whole")" = "$(sed -n 2p "$TXT.out")" ] && [ -n "$(sed -n 2p "$TXT.out")" ]; then
         pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: chat: restored reply differs"; fi
+    contains "chat: /load reports the saved turn count" "s1.session: 1 turn, template" "$TXT.out"
     contains "chat: bad session name" "session names are" "$TXT.out"
     contains "chat: missing session" "No such file" "$TXT.out"
     rm -rf "$SD"

@@ -15,11 +15,16 @@
  *
  * Limits = measured error + a stated margin (docs/testing.md). Measured on
  * AVX2 (this file's printout): max |logit diff| 0.500, mean per prompt
- * 0.061-0.147; greedy near-ties 5 of 384 with gaps <= 0.20; top-1 gaps of
- * llama.cpp >= 0.28 on all 6 prompts. The avx2 tier's packed weights
- * (pack_avx2.c, the same bits as the avx512 tier's packed kernels; Q8P
- * activations with an f32 scale where llama.cpp rounds its scale to f16)
- * measured max 0.556, mean per prompt 0.080-0.354 (chatml), greedy 7
+ * 0.000-0.260; greedy near-ties 10 of 384 with gaps <= 0.37; top-1 gaps of
+ * llama.cpp >= 0.28 on all 6 prompts. (Decode used to have arithmetic of
+ * its own, FMA attention and two-accumulator dots, and gave 5 near-ties
+ * with gaps <= 0.20; since issue 10 it computes as pre-fill does, so that
+ * results do not depend on batching, and the greedy run meets llama.cpp's
+ * decode with the pre-fill's rounding: gaps within the logits' own
+ * measured 0.50.) The avx2 tier's packed weights (pack_avx2.c, the same
+ * bits as the avx512 tier's packed kernels; Q8P activations with an f32
+ * scale where llama.cpp rounds its scale to f16) measured, before issue
+ * 10's merge, max 0.556, mean per prompt 0.080-0.354 (chatml), greedy 7
  * near-ties of 384; rounding the Q8P scale to f16 as llama.cpp does moved
  * chatml to 0.223 but code to 0.233 and made one greedy step fail: the
  * chaos described below, not a systematic error. Hence a mean limit of 0.40.
@@ -53,8 +58,8 @@
 #define LOGIT_TOL 0.6       /* max absolute difference, on logits of magnitude ~20 (measured 0.50) */
 #define LOGIT_MEAN_TOL 0.40 /* mean absolute difference over the top-20 (measured <= 0.26 unpacked, 0.354 packed) */
 #define TOP1_TIE 0.05       /* a real tie: llama.cpp's top-1/top-2 gap below this */
-#define TIE_TOL 0.25        /* greedy near-tie: both gaps below this (measured <= 0.20) */
-#define MAX_TIE_PCT 2       /* near-ties at most 2% of greedy steps (measured 1.3%) */
+#define TIE_TOL 0.40        /* greedy near-tie: both gaps below this (measured <= 0.37) */
+#define MAX_TIE_PCT 3       /* near-ties at most 3% of greedy steps (measured 2.6%) */
 
 static json_t *load_json(const char *rel) {
     json_error_t je;

@@ -356,22 +356,27 @@ static void test_no_drift_at_1m(void **state) {
         sk_rope_table((double)(S + W - 1), hd, hp.rope_base, 1.0, cs);
         sk_rope_apply(qp, n_rep, hd, hd, 0, cs);
         sk_attend(kv, 0, 0, n_rep, qw, qp, u, lo, out, att);
-        /* the same keys split into P parts (threads) and merged: equal to
-         * the one-piece attention, whatever the split (some parts empty) */
+        /* the three steps with the keys split into P parts (threads, some
+         * empty) and the columns into D slices: the bits of the one-piece
+         * attention, whatever the split */
         for (int P = 1; P <= 7; P++) {
-            float parts[7][2 * 66], merged[2 * 64];
+            float sc[2 * 128], split[2 * 64];
             int nk = S + W;
+            assert_int_equal(sk_attend_n_keys(kv, u, lo), nk);
             for (int p = 0; p < P; p++) {
                 int64_t k0 = P == 7 && p == 6 ? nk : (int64_t)nk * p / P;
                 int64_t k1 = P == 7 && p >= 5 ? nk : (int64_t)nk * (p + 1) / P;
-                sk_attend_part(kv, 0, 0, n_rep, qw, qp, u, lo, k0, k1, parts[p],
-                               parts[p] + n_rep * hd, parts[p] + n_rep * (hd + 1), att);
+                sk_attend_scores(kv, 0, 0, n_rep, qw, qp, u, lo, k0, k1, sc, (size_t)nk);
             }
-            sk_attend_merge(P, n_rep, hd, parts[0], 2 * 66, parts[0] + n_rep * hd,
-                            parts[0] + n_rep * (hd + 1), 2 * 66, merged);
-            for (int i = 0; i < n_rep * hd; i++)
-                if (fabsf(merged[i] - out[i]) > 1e-5f * (fabsf(out[i]) + 0.1f))
-                    fail_msg("P=%d: merged[%d] %g vs %g", P, i, merged[i], out[i]);
+            for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, sc + (size_t)r * nk);
+            int D = P < hd / 16 ? P : hd / 16;
+            for (int d = 0; d < D; d++)
+                sk_attend_values(kv, 0, 0, n_rep, u, lo, sc, (size_t)nk, 16 * (hd / 16 * d / D),
+                                 16 * (hd / 16 * (d + 1) / D), split);
+            if (memcmp(split, out, sizeof(float) * (size_t)(n_rep * hd)))
+                fail_msg("P=%d D=%d: the split attention differs from sk_attend", P, D);
+            if (memcmp(sc, att, sizeof(float) * (size_t)(n_rep * nk)))
+                fail_msg("P=%d: the split probabilities differ from sk_attend's", P);
         }
         /* oracle: rotate everything at cache positions 0..S+W-1 in double */
         double md = 0, mo = 0;

@@ -478,7 +478,12 @@ static void check_gemm(const isa_table *isa, int type, int64_t n, int nr, int nc
                 mag += fabs((double)xd[i] * yd[i]);
             mag = fmax(mag, k_mag(type, xq + r * xs, yq + c * ys, n));
             double tol = dot_tol(v, mag, rt->blck == 1 ? n : n / rt->blck);
-            float g = s[(size_t)c * ss + r];
+            float g = s[(size_t)c * ss + r], vi;
+            /* the same set's vec_dot: its bits (decode and pre-fill agree) */
+            isa->t[type].vec_dot(n, &vi, xq + r * xs, yq + c * ys);
+            if (memcmp(&g, &vi, sizeof g) != 0)
+                fail_msg("%s %s gemm n=%lld %dx%d: s[%d][%d] = %.9g, its vec_dot %.9g: not its bits", isa->name,
+                         rt->name, (long long)n, nr, nc, c, r, g, vi);
             if (bit_exact(isa->name, type) && memcmp(&g, &v, sizeof g) != 0)
                 fail_msg("%s %s gemm n=%lld %dx%d: s[%d][%d] = %.9g, reference vec_dot %.9g: not its bits", isa->name,
                          rt->name, (long long)n, nr, nc, c, r, g, v);

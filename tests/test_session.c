@@ -505,8 +505,32 @@ static void test_store_roundtrip(void **state) {
     assert_int_equal(info.cache.n_sinks, 4);
     assert_int_equal(info.cache.n_window, 16);
     assert_int_equal(info.n_batch, 8);
+    assert_int_equal(info.n_turns, -1); /* sk_store_save records no turn count */
     sk_session_info_free(&info);
     assert_null(info.system);
+
+    /* with a turn count: record version 2, 8 bytes longer, the count back */
+    char file0[128];
+    struct stat sb0;
+    path_of(file0, sizeof file0, "store_rt/conv-1_A.session");
+    assert_int_equal(stat(file0, &sb0), 0);
+    assert_int_equal(sk_store_save_turns(st, "turns", a, SK_CHAT_LLAMA3, sys, tr, 40, 7, &err), SK_OK);
+    assert_int_equal(sk_store_peek(st, "turns", &info, &err), SK_OK);
+    assert_int_equal(info.n_turns, 7);
+    assert_string_equal(info.system, sys);
+    assert_memory_equal(info.tokens, tr, sizeof tr);
+    sk_session_info_free(&info);
+    char file1[128];
+    struct stat sb1;
+    path_of(file1, sizeof file1, "store_rt/turns.session");
+    assert_int_equal(stat(file1, &sb1), 0);
+    assert_int_equal((long)sb1.st_size, (long)sb0.st_size + 8);
+    assert_int_equal(sk_store_save_turns(st, "turns", a, SK_CHAT_LLAMA3, NULL, NULL, 0, 0, &err), SK_OK);
+    sk_context *t = ctx(g_m, SK_CACHE_SINK, 4, 16);
+    assert_int_equal(sk_store_load(st, "turns", t, &info, &err), SK_OK);
+    assert_int_equal(info.n_turns, 0);
+    sk_session_info_free(&info);
+    sk_context_free(t);
 
     sk_context *b = ctx(g_m, SK_CACHE_SINK, 4, 16);
     assert_int_equal(sk_store_load(st, "conv-1_A", b, &info, &err), SK_OK);
@@ -612,6 +636,18 @@ static size_t good_record(unsigned char *r) {
     return 42;
 }
 
+/* the same as version 2 with a turn count */
+static size_t good_record_v2(unsigned char *r, int64_t turns) {
+    unsigned char v1[64];
+    size_t n = good_record(v1);
+    uint32_t ver = 2;
+    memcpy(r, v1, 32);
+    memcpy(r + 8, &ver, 4);
+    memcpy(r + 32, &turns, 8);
+    memcpy(r + 40, v1 + 32, n - 32);
+    return n + 8;
+}
+
 /* A store session costs what it holds: the file is the header, the record
  * and exactly the cache rows later tokens can read (the sinks and the last
  * W - 1 tokens; every row of a dense cache), counted here from the policy's
@@ -677,7 +713,21 @@ static void test_store_corrupt_record(void **state) {
     assert_int_equal(sk_store_peek(st, "good", &info, &err), SK_OK);
     assert_string_equal(info.system, "hi");
     assert_int_equal(info.tokens[1], 6);
+    assert_int_equal(info.n_turns, -1); /* a version-1 record (before turn counts) still loads */
     sk_session_info_free(&info);
+    /* version 2: the turn count after the token count */
+    n = good_record_v2(r, 3);
+    assert_int_equal(sk_context_save(c, path, r, n, &err), SK_OK);
+    assert_int_equal(sk_store_peek(st, "good", &info, &err), SK_OK);
+    assert_string_equal(info.system, "hi");
+    assert_int_equal(info.tokens[1], 6);
+    assert_int_equal(info.n_turns, 3);
+    sk_session_info_free(&info);
+    n = good_record_v2(r, -1);
+    expect_bad_record(st, c, r, n, "turn count -1");
+    expect_bad_record(st, c, r, 36, "cut short");
+    n = good_record_v2(r, 3);
+    expect_bad_record(st, c, r, n - 1, "does not hold");
 
     expect_bad_record(st, c, r, 0, "not a session-store record");        /* no record */
     expect_bad_record(st, c, "0system", 8, "not a session-store record"); /* the old chat blob */
@@ -685,8 +735,8 @@ static void test_store_corrupt_record(void **state) {
     r[3] = 'X';
     expect_bad_record(st, c, r, n, "not a session-store record");
     n = good_record(r);
-    r[8] = 2;
-    expect_bad_record(st, c, r, n, "record version 2");
+    r[8] = 3;
+    expect_bad_record(st, c, r, n, "record version 3");
     n = good_record(r);
     r[12] = SK_CHAT_N_KINDS;
     expect_bad_record(st, c, r, n, "chat kind");

@@ -1220,8 +1220,46 @@ static void test_pretok_golden(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* Fill-in-the-middle tokens: found by their texts (the first of each
+ * category, made CONTROL), overridden by ids the metadata names (the
+ * setter sk_tokenizer_from_gguf uses), absent when a text is missing. */
+static void test_fim_tokens(void **state) {
+    (void)state;
+    static sk_str toks[] = {{"a", 1}, {"<fim_prefix>", 12}, {"<PRE>", 5}, {"<fim_suffix>", 12},
+                            {"<fim_middle>", 12}, {"<x>", 3}};
+    sk_vocab_init in = {.kind = SK_TOK_BPE, .n_vocab = 6, .tokens = toks, .bos = -1, .eos = -1, .eot = -1,
+                        .unk = -1, .pad = -1};
+    sk_tokenizer *t = NULL;
+    sk_error err = {0};
+    int32_t ids[3];
+    assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_OK);
+    assert_int_equal(sk_tokenizer_fim(t, ids), 1);
+    assert_int_equal(ids[0], 1); /* "<fim_prefix>" comes before "<PRE>" in llama.cpp's list */
+    assert_int_equal(ids[1], 3);
+    assert_int_equal(ids[2], 4);
+    assert_int_equal(sk_token_type(t, 4), SK_TOKTYPE_CONTROL);
+    assert_false(sk_token_is_eog(t, 1));
+    assert_int_equal(sk_tokenizer_add_bos(t), 0);
+    sk_tokenizer_set_fim(t, (const int32_t[3]){5, -1, 6}); /* 6 is out of range: kept */
+    assert_int_equal(sk_tokenizer_fim(t, ids), 1);
+    assert_int_equal(ids[0], 5);
+    assert_int_equal(ids[1], 3);
+    assert_int_equal(ids[2], 4);
+    sk_tokenizer_free(t);
+    toks[4] = (sk_str){"b", 1}; /* no middle token */
+    assert_int_equal(sk_tokenizer_new(&in, &t, &err), SK_OK);
+    assert_int_equal(sk_tokenizer_fim(t, ids), 0);
+    assert_int_equal(ids[2], -1);
+    sk_tokenizer_set_fim(t, (const int32_t[3]){-1, -1, 0});
+    assert_int_equal(sk_tokenizer_fim(t, ids), 1);
+    sk_tokenizer_free(t);
+    toks[4] = (sk_str){"<fim_middle>", 12};
+    assert_int_equal(sk_tokenizer_fim(NULL, ids), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fim_tokens),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_unicode_flags),
         cmocka_unit_test(test_pre_split),

@@ -73,14 +73,14 @@ static int merges_system(sk_chat_kind k) {
     return k == SK_CHAT_LLAMA2 || k == SK_CHAT_MISTRAL || k == SK_CHAT_GEMMA;
 }
 
-/* /save NAME: the cache with the template kind and the system prompt (the
- * session store's record; the chat keeps no transcript: it continues from
- * the cache alone). */
+/* /save NAME: the cache with the template kind, the system prompt and the
+ * turn count (the session store's record; the chat keeps no transcript: it
+ * continues from the cache alone). */
 static int save_session(chat *ch, const char *name) {
     sk_error err = {0};
     char path[4096];
     if (sk_store_path(ch->store, name, path, sizeof path, &err) ||
-        sk_store_save(ch->store, name, ch->ctx, ch->kind, ch->system, NULL, 0, &err))
+        sk_store_save_turns(ch->store, name, ch->ctx, ch->kind, ch->system, NULL, 0, ch->n_turns, &err))
         printf("error: %s\n", err.msg);
     else
         printf("saved %s\n", path);
@@ -111,6 +111,11 @@ static int load_session(chat *ch, const char *name) {
     ch->ctx = c;
     ch->cp = cp;
     ch->kind = info.chat_kind;
+    /* a session saved before turns were recorded: its count is not known */
+    char turns[32] = "turns not recorded";
+    if (info.n_turns >= 0) snprintf(turns, sizeof turns, "%lld turn%s", (long long)info.n_turns,
+                                    info.n_turns == 1 ? "" : "s");
+    ch->n_turns = info.n_turns > 0 ? info.n_turns : 0;
     free(ch->system);
     ch->system = info.system[0] ? strdup(info.system) : NULL;
     sk_session_info_free(&info);
@@ -120,8 +125,8 @@ static int load_session(chat *ch, const char *name) {
     sk_context_stats st;
     sk_context_get_stats(c, &st);
     const sk_cache_params *cc = &cp.cache;
-    printf("loaded %s: template %s, cache %s (%d sinks, window %d, kv %s), %lld tokens streamed, "
-           "%lld in the cache, %lld evicted%s\n", path, sk_chat_kind_name(ch->kind),
+    printf("loaded %s: %s, template %s, cache %s (%d sinks, window %d, kv %s), %lld tokens streamed, "
+           "%lld in the cache, %lld evicted%s\n", path, turns, sk_chat_kind_name(ch->kind),
            sk_cache_policy_name(cc->policy), cc->policy == SK_CACHE_SINK ? cc->n_sinks : 0, cc->n_window,
            cc->kv_type == SK_KV_F32 ? "f32" : cc->kv_type == SK_KV_Q8_0 ? "q8_0" : "f16", (long long)st.n_past,
            (long long)st.n_cached, (long long)st.n_evicted, ch->system ? ", with its system prompt" : "");

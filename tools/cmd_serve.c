@@ -27,8 +27,13 @@ static const char *SERVE_USAGE =
     "      --port N              TCP port (default 8080; 0: any free port, printed)\n"
     "      --slots N             concurrent generations, one KV cache each (default 4)\n"
     "      --queue N             requests that may wait for a slot (default 16; beyond: 503)\n"
-    "  -t, --threads N           threads per slot (default 1 when --slots > 1, else all cores)\n"
-    "  -b, --batch-size N        pre-fill chunk (default 256)\n"
+    "  -t, --threads N           threads of the forward passes (default all cores); the\n"
+    "                            slots share them: every pass runs a token of each\n"
+    "                            generating slot and pre-fill chunks together\n"
+    "                            (continuous batching)\n"
+    "  -b, --batch-size N        pre-fill chunk of one slot in one pass (default 256)\n"
+    "      --batch-tokens N      rows of one pass over all slots (default 512); while\n"
+    "                            slots generate, a pre-fill gets 1/32 of it per pass\n"
     "      --cache POLICY        sink (default), window, dense, recompute, shift\n"
     "      --sinks N --window N -c N --kv-type T   cache sizes, as for 'sinkllm run'\n"
     "  -n, --max-tokens N        default max_tokens of a request (default 512)\n"
@@ -106,6 +111,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.max_conn_per_ip = -1; /* slots + queue + 8, once both are known */
     cfg.chat_kind = -1;
     cfg.max_tokens = 512;
+    cfg.batch_tokens = 512;
     const char *key = NULL, *key_file = NULL, *tmpl = NULL;
     char *key_buf = NULL;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
@@ -123,7 +129,7 @@ int cmd_serve(int argc, char **argv) {
                     !strcmp(a, "--rollback") || !strcmp(a, "--header-timeout") ||
                     !strcmp(a, "--idle-timeout") || !strcmp(a, "--max-conn-per-ip") ||
                     !strcmp(a, "--session-store") || !strcmp(a, "--session-max") ||
-                    !strcmp(a, "--session-ttl") || !strcmp(a, "--cors");
+                    !strcmp(a, "--session-ttl") || !strcmp(a, "--cors") || !strcmp(a, "--batch-tokens");
         if (!strcmp(a, "--session-sync")) {
             cfg.session_sync = 1;
             continue;
@@ -138,6 +144,10 @@ int cmd_serve(int argc, char **argv) {
         }
         i++;
         if (!strcmp(a, "--host")) cfg.host = v;
+        else if (!strcmp(a, "--batch-tokens")) {
+            if (parse_int_arg(a, v, 1, SK_MAX_BATCH, &x)) goto out;
+            cfg.batch_tokens = (int)x;
+        }
         else if (!strcmp(a, "--port")) {
             if (parse_int_arg(a, v, 0, 65535, &x)) goto out;
             cfg.port = (int)x;

@@ -23,9 +23,10 @@ typedef struct sk_server_config {
     int port;                /* TCP port (8080) */
     int n_slots;             /* concurrent generations (4) */
     int queue_max;           /* requests allowed to wait for a slot (16) */
-    int n_threads;           /* threads of each slot's context; 0 = 1 when n_slots > 1,
-                                else all cores */
-    int n_batch;             /* pre-fill chunk */
+    int n_threads;           /* threads of the forward passes, which every slot shares
+                                (continuous batching); 0 = all cores */
+    int n_batch;             /* pre-fill chunk of one slot in one pass */
+    int batch_tokens;        /* rows of one pass over all slots (512) */
     sk_cache_params cache;   /* cache of every slot */
     const char *api_key;     /* NULL or "": no authentication */
     const char *session_dir; /* NULL: sessions are not persisted (unless session_store) */

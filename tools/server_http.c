@@ -490,18 +490,29 @@ static int out_chunk(job *j, const char *text, size_t len, const char *finish, i
     return out_event(j, srv_reply_chunk(g, j->id, j->created, text, len, finish, role, lp0, lp1));
 }
 
-/* The events after the last token: the rest of the text, the error of a
- * failed generation, the finish chunk, the usage, [DONE]. */
-static int out_finish(job *j) {
+/* The events after a choice's last token: the rest of its text, the error
+ * of a failed generation, its finish chunk. */
+static int out_choice_end(job *j) {
     srv_gen *g = &j->g;
     if (g->text_len > g->sent && out_chunk(j, g->text + g->sent, g->text_len - g->sent, NULL, 0))
         return -1;
     g->sent = g->text_len;
     if (g->failed && out_event(j, srv_reply_error("server_error", NULL, g->error.msg))) return -1;
-    if (out_chunk(j, NULL, 0, g->finish, 0)) return -1;
+    return out_chunk(j, NULL, 0, g->finish, 0);
+}
+
+/* The events that end the stream: the usage, [DONE]. */
+static int out_stream_end(job *j) {
+    srv_gen *g = &j->g;
     if (g->r.include_usage && out_event(j, srv_reply_usage_chunk(g, j->id, j->created))) return -1;
     static const char done[] = "data: [DONE]\n\n";
     return out_bytes(j, done, sizeof done - 1);
+}
+
+/* After choice g->choice: is there another to generate? A failed, cancelled
+ * or timed-out generation ends the request there. */
+static int more_choices(const srv_gen *g) {
+    return !g->failed && !g->cancelled && !g->timed_out && g->choice + 1 < srv_gen_n_choices(g);
 }
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -538,7 +549,22 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                 }
                 continue;
             }
-            if (out_finish(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (out_choice_end(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
+            if (more_choices(g)) {
+                /* n > 1 or a list of prompts: the next choice, its own index */
+                sk_error err = {0};
+                if (srv_gen_next_choice(g, &err)) {
+                    g->failed = 1;
+                    g->error = err;
+                    if (out_event(j, srv_reply_error("server_error", NULL, err.msg)))
+                        return MHD_CONTENT_READER_END_WITH_ERROR;
+                } else {
+                    j->lp_sent = 0;
+                    if (g->r.chat && out_chunk(j, "", 0, NULL, 1)) return MHD_CONTENT_READER_END_WITH_ERROR;
+                    continue;
+                }
+            }
+            if (out_stream_end(j)) return MHD_CONTENT_READER_END_WITH_ERROR;
             j->phase = 2;
             srv_gen_release(g);
         } else {
@@ -626,8 +652,10 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
         MHD_destroy_response(resp);
         return ret;
     }
-    json_t *choices = json_array(); /* n > 1: the choices one after the other, from the prompt's cache */
-    for (int k = 0; k < g->r.n_choices; k++) {
+    /* n > 1, a list of prompts: the choices one after the other, each
+     * prompt's from its cache; a timed-out request answers those it has */
+    json_t *choices = json_array();
+    for (int k = 0; k < srv_gen_n_choices(g) && !g->timed_out; k++) {
         sk_error err = {0};
         if (k > 0 && srv_gen_next_choice(g, &err)) {
             g->failed = 1;
@@ -879,6 +907,38 @@ static enum MHD_Result handle_metrics(sk_server *s, struct MHD_Connection *c) {
             buf, (long long)t->sessions, (long long)t->bytes, (unsigned long long)t->saves,
             (unsigned long long)t->save_errors, (unsigned long long)t->loads, (unsigned long long)t->load_errors,
             (unsigned long long)t->expired, (unsigned long long)t->capped);
+        free(buf);
+        buf = more;
+        n = k;
+    }
+    if (n >= 0) { /* the forward passes: sizes and times (histograms) */
+        const srv_batch_stats *b = &m.batch;
+        static const char *const le_rows[SRV_BATCH_HIST] = {"1", "2", "4", "8", "16", "64", "256", "+Inf"};
+        static const char *const le_ms[SRV_BATCH_HIST] = {"5", "10", "20", "50", "100", "250", "1000", "+Inf"};
+        char h1[1024], h2[1024];
+        size_t o1 = 0, o2 = 0;
+        uint64_t c1 = 0, c2 = 0;
+        for (int i = 0; i < SRV_BATCH_HIST; i++) {
+            c1 += b->hist_tokens[i];
+            c2 += b->hist_ms[i];
+            o1 += (size_t)snprintf(h1 + o1, sizeof h1 - o1, "sinkllm_batch_rows_bucket{le=\"%s\"} %llu\n", le_rows[i],
+                                   (unsigned long long)c1);
+            o2 += (size_t)snprintf(h2 + o2, sizeof h2 - o2, "sinkllm_batch_step_ms_bucket{le=\"%s\"} %llu\n", le_ms[i],
+                                   (unsigned long long)c2);
+        }
+        char *more = NULL;
+        int k = asprintf(
+            &more,
+            "%s# HELP sinkllm_batch_rows Rows (tokens of all slots) per forward pass.\n"
+            "# TYPE sinkllm_batch_rows histogram\n%ssinkllm_batch_rows_sum %llu\nsinkllm_batch_rows_count %llu\n"
+            "# HELP sinkllm_batch_step_ms Time of one forward pass in milliseconds.\n"
+            "# TYPE sinkllm_batch_step_ms histogram\n%ssinkllm_batch_step_ms_sum %.3f\nsinkllm_batch_step_ms_count %llu\n"
+            "# HELP sinkllm_batch_seqs_total Slots fed, summed over the passes.\n"
+            "# TYPE sinkllm_batch_seqs_total counter\nsinkllm_batch_seqs_total %llu\n"
+            "# HELP sinkllm_batch_waiting Slots waiting for the next pass.\n"
+            "# TYPE sinkllm_batch_waiting gauge\nsinkllm_batch_waiting %d\n",
+            buf, h1, (unsigned long long)b->tokens, (unsigned long long)b->passes, h2, b->ms_sum,
+            (unsigned long long)b->passes, (unsigned long long)b->seqs, b->waiting);
         free(buf);
         buf = more;
         n = k;

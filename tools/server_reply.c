@@ -28,11 +28,11 @@ static json_t *usage_json(const srv_gen *g) {
     sk_context_stats st;
     sk_context_get_stats(g->sl->ctx, &st);
     const sk_cache_params *cp = &g->p->cfg->cache;
-    return json_pack("{s:I,s:I,s:I,s:{s:I},s:I,s:i,s:i}", "prompt_tokens", (json_int_t)g->r.n_prompt,
-                     "completion_tokens", (json_int_t)(g->n_gen + g->n_gen_done), "total_tokens",
-                     (json_int_t)(g->r.n_prompt + g->n_gen + g->n_gen_done), "prompt_tokens_details",
-                     "cached_tokens", (json_int_t)g->n_reused, "evicted_tokens",
-                     (json_int_t)(st.n_evicted - g->evicted0),
+    const int64_t prompt = g->n_prompt_done + g->r.n_prompt, gen = g->n_gen_done + g->n_gen;
+    return json_pack("{s:I,s:I,s:I,s:{s:I},s:I,s:i,s:i}", "prompt_tokens", (json_int_t)prompt,
+                     "completion_tokens", (json_int_t)gen, "total_tokens", (json_int_t)(prompt + gen),
+                     "prompt_tokens_details", "cached_tokens", (json_int_t)g->n_reused, "evicted_tokens",
+                     (json_int_t)(g->evicted_done + st.n_evicted - g->evicted0),
                      "sinks", cp->policy == SK_CACHE_SINK ? cp->n_sinks : 0, "window",
                      cp->policy == SK_CACHE_DENSE ? cp->n_ctx : cp->n_window);
 }
@@ -160,7 +160,7 @@ static json_t *chunk_base(const srv_gen *g, const char *id, long created) {
 static json_t *choice_delta(const srv_gen *g, const char *text, size_t len, const char *finish,
                             int role, int64_t lp0, int64_t lp1) {
     json_t *c = json_object();
-    json_object_set_new(c, "index", json_integer(0));
+    json_object_set_new(c, "index", json_integer(g->choice));
     if (g->r.chat) {
         json_t *d = json_object();
         if (role) json_object_set_new(d, "role", json_string("assistant"));

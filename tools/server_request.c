@@ -7,10 +7,11 @@
  * Generation fields (POST /v1/chat/completions, /v1/completions):
  *   messages (chat: roles system, user, assistant; content a string or an
  *   array of {"type":"text","text"} parts), prompt (completion: a string,
- *   an array holding one string, or an array of token ids);
+ *   an array of token ids, or an array of such prompts), suffix
+ *   (completion: fill in the middle), echo (completion);
  *   sampling: temperature, top_p, top_k, min_p, presence_penalty,
  *   frequency_penalty, repeat_penalty, repeat_last_n, seed, max_tokens
- *   (max_completion_tokens, n_predict), n (only 1), stop, logit_bias
+ *   (max_completion_tokens, n_predict), n (choices per prompt), stop, logit_bias
  *   (OpenAI's object or llama.cpp's [[id, bias]] pairs; false bans a token)
  *   and ignore_eos; stream, stream_options.include_usage; session_id (or
  *   the X-Session-Id header). A leading run of system messages is pinned:
@@ -77,6 +78,13 @@ int srv_check_session_id(const char *id, srv_perr *e) {
 }
 
 void srv_gen_req_free(srv_gen_req *r) {
+    for (int i = 0; i < r->n_rest; i++) {
+        free(r->rest[i].ids);
+        free(r->rest[i].echo);
+    }
+    free(r->rest);
+    r->rest = NULL;
+    r->n_rest = 0;
     free(r->echo);
     r->echo = NULL;
     r->echo_len = 0;
@@ -406,40 +414,169 @@ done:
     return rc;
 }
 
-/* prompt: a string, an array holding one string, or an array of token ids. */
-static int parse_completion(const srv_parse_env *env, json_t *body, srv_gen_req *r, srv_perr *e) {
+/* text -> tokens (malloc'ed into *ids, *n of them), with the vocabulary's
+ * BOS/EOS when add_special, special-token texts recognised when
+ * parse_special. A tokenizer error is a 400 naming param. */
+static int tokenize_text(const srv_parse_env *env, const char *t, size_t len, int add_special,
+                         int parse_special, const char *param, int32_t **ids, int64_t *n,
+                         srv_perr *e) {
+    int64_t need = 0;
+    sk_error err = {0};
+    *ids = NULL;
+    *n = 0;
+    if (sk_tokenize(env->tok, t, len, add_special, parse_special, NULL, 0, &need, &err))
+        return fail(e, 400, param, "%s", err.msg);
+    if (!(*ids = malloc(sizeof(int32_t) * (size_t)(need ? need : 1))))
+        return fail(e, 500, NULL, "out of memory");
+    if (sk_tokenize(env->tok, t, len, add_special, parse_special, *ids, need, n, &err))
+        return fail(e, 400, param, "%s", err.msg);
+    return 0;
+}
+
+/* An array of token ids, each in [0, n_vocab) -> *ids (malloc'ed). */
+static int token_ids(const srv_parse_env *env, json_t *a, const char *param, int32_t **ids,
+                     int64_t *n, srv_perr *e) {
+    size_t m = json_array_size(a);
+    if (!(*ids = malloc(sizeof(int32_t) * (m ? m : 1)))) return fail(e, 500, NULL, "out of memory");
+    for (size_t i = 0; i < m; i++) {
+        json_t *t = json_array_get(a, i);
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= env->n_vocab)
+            return fail(e, 400, param, "%s: token %zu is not an id in 0..%lld", param, i,
+                        (long long)env->n_vocab - 1);
+        (*ids)[i] = (int32_t)json_integer_value(t);
+    }
+    *n = (int64_t)m;
+    return 0;
+}
+
+/* Fill in the middle: out = [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID
+ * (prefix-suffix-middle, the order llama.cpp's /infill builds), BOS when
+ * the vocabulary adds one. prefix is consumed (freed); *out malloc'ed. */
+static int fim_prompt(const srv_parse_env *env, int32_t *prefix, int64_t n_prefix, json_t *suffix,
+                      int32_t **out, int64_t *n_out, srv_perr *e) {
+    int32_t fim[3], *suf = NULL;
+    int64_t n_suf = 0;
+    sk_tokenizer_fim(env->tok, fim);
+    int rc = tokenize_text(env, json_string_value(suffix), json_string_length(suffix), 0, 1,
+                           "suffix", &suf, &n_suf, e);
+    const int bos = sk_tokenizer_add_bos(env->tok);
+    int32_t *p = rc ? NULL : malloc(sizeof(int32_t) * (size_t)(n_prefix + n_suf + 4));
+    if (!rc && !p) rc = fail(e, 500, NULL, "out of memory");
+    if (!rc) {
+        int64_t k = 0;
+        if (bos) p[k++] = sk_tokenizer_bos(env->tok);
+        p[k++] = fim[0];
+        memcpy(p + k, prefix, sizeof(int32_t) * (size_t)n_prefix);
+        k += n_prefix;
+        p[k++] = fim[1];
+        memcpy(p + k, suf, sizeof(int32_t) * (size_t)n_suf);
+        k += n_suf;
+        p[k++] = fim[2];
+        *out = p;
+        *n_out = k;
+    }
+    free(prefix);
+    free(suf);
+    return rc;
+}
+
+/* ids -> their text, special tokens rendered (*out malloc'ed, NUL-terminated). */
+static int ids_text(const srv_parse_env *env, const int32_t *ids, int64_t n, char **out, size_t *len,
+                    srv_perr *e) {
+    sk_error err = {0};
+    size_t need = 0;
+    if (sk_detokenize(env->tok, ids, n, 1, NULL, 0, &need, &err)) return fail(e, 400, "prompt", "%s", err.msg);
+    if (!(*out = malloc(need + 1))) return fail(e, 500, NULL, "out of memory");
+    if (sk_detokenize(env->tok, ids, n, 1, *out, need + 1, len, &err)) return fail(e, 400, "prompt", "%s", err.msg);
+    return 0;
+}
+
+/* One prompt of a completion: a string or an array of token ids -> its
+ * tokens (with suffix: the fill-in-the-middle layout) and, with echo, its
+ * text (the string, or the ids detokenized). */
+static int completion_prompt(const srv_parse_env *env, json_t *p, json_t *suffix, int echo,
+                             srv_prompt *out, srv_perr *e) {
+    int32_t *ids = NULL;
+    int64_t n = 0;
+    if (json_is_string(p)) {
+        if (tokenize_text(env, json_string_value(p), json_string_length(p), !suffix, 1, "prompt",
+                          &ids, &n, e)) {
+            free(ids);
+            return -1;
+        }
+    } else if (json_is_array(p)) {
+        if (token_ids(env, p, "prompt", &ids, &n, e)) {
+            free(ids);
+            return -1;
+        }
+    } else {
+        return fail(e, 400, "prompt", "a prompt is a string or an array of token ids");
+    }
+    if (n == 0) {
+        free(ids);
+        return fail(e, 400, "prompt", "the prompt is empty");
+    }
+    int rc = 0;
+    if (echo && json_is_string(p)) {
+        out->echo_len = json_string_length(p);
+        if (!(out->echo = malloc(out->echo_len + 1))) rc = fail(e, 500, NULL, "out of memory");
+        else memcpy(out->echo, json_string_value(p), out->echo_len + 1);
+    } else if (echo) {
+        rc = ids_text(env, ids, n, &out->echo, &out->echo_len, e);
+    }
+    if (rc) {
+        free(ids);
+        return -1;
+    }
+    if (suffix) return fim_prompt(env, ids, n, suffix, &out->ids, &out->n, e);
+    out->ids = ids;
+    out->n = n;
+    return 0;
+}
+
+/* prompt: a string or an array of token ids (one prompt), or an array of
+ * such prompts (each answered with n choices); suffix: fill in the middle,
+ * where the vocabulary has the tokens for it. The first prompt goes to
+ * r->prompt, the others to r->rest. */
+static int parse_completion(const srv_parse_env *env, json_t *body, int echo, srv_gen_req *r,
+                            srv_perr *e) {
     json_t *p = json_object_get(body, "prompt");
     if (!p) return fail(e, 400, "prompt", "'prompt' is required");
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
-        p = json_array_get(p, 0);
-    if (json_is_string(p)) {
-        const char *t = json_string_value(p);
-        size_t len = json_string_length(p);
-        int64_t need = 0;
-        sk_error err = {0};
-        if (sk_tokenize(env->tok, t, len, 1, 1, NULL, 0, &need, &err))
-            return fail(e, 400, "prompt", "%s", err.msg);
-        r->prompt = malloc(sizeof(int32_t) * (size_t)(need ? need : 1));
-        if (!r->prompt) return fail(e, 500, NULL, "out of memory");
-        if (sk_tokenize(env->tok, t, len, 1, 1, r->prompt, need, &r->n_prompt, &err))
-            return fail(e, 400, "prompt", "%s", err.msg);
-    } else if (json_is_array(p)) {
-        size_t n = json_array_size(p);
-        r->prompt = malloc(sizeof(int32_t) * (n ? n : 1));
-        if (!r->prompt) return fail(e, 500, NULL, "out of memory");
-        for (size_t i = 0; i < n; i++) {
-            json_t *t = json_array_get(p, i);
-            if (!json_is_integer(t) || json_integer_value(t) < 0 ||
-                json_integer_value(t) >= env->n_vocab)
-                return fail(e, 400, "prompt", "prompt token %zu is not an id in 0..%lld", i,
-                            (long long)env->n_vocab - 1);
-            r->prompt[i] = (int32_t)json_integer_value(t);
-        }
-        r->n_prompt = (int64_t)n;
-    } else {
-        return fail(e, 400, "prompt", "'prompt' must be a string or an array of token ids");
+    json_t *suffix = json_object_get(body, "suffix");
+    if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
+        return fail(e, 400, "suffix", "'suffix' must be a string");
+    if (suffix && (json_is_null(suffix) || json_string_length(suffix) == 0)) suffix = NULL;
+    int32_t fim[3];
+    if (suffix && !sk_tokenizer_fim(env->tok, fim))
+        return fail(e, 400, "suffix", "'suffix' needs a model with fill-in-the-middle tokens, and this one has none");
+    /* a list of prompts: an array whose items are strings or arrays */
+    size_t n = 1;
+    int list = json_is_array(p) && json_array_size(p) > 0 && !json_is_integer(json_array_get(p, 0));
+    if (list) {
+        n = json_array_size(p);
+        if (n > SRV_MAX_PROMPTS || n * (size_t)r->n_choices > SRV_MAX_PROMPTS)
+            return fail(e, 400, "prompt", "at most %d prompts, and %d choices in all (prompts x n), got %zu x %d",
+                        SRV_MAX_PROMPTS, SRV_MAX_PROMPTS, n, r->n_choices);
+        if (n > 1 && !(r->rest = calloc(n - 1, sizeof *r->rest))) return fail(e, 500, NULL, "out of memory");
+        r->n_rest = (int)n - 1;
+    } else if (!json_is_string(p) && !json_is_array(p)) {
+        return fail(e, 400, "prompt", "'prompt' must be a string, an array of token ids or an array of prompts");
     }
-    if (r->n_prompt == 0) return fail(e, 400, "prompt", "the prompt is empty");
+    for (size_t i = 0; i < n; i++) {
+        srv_prompt one = {0};
+        if (completion_prompt(env, list ? json_array_get(p, i) : p, suffix, echo, &one, e)) {
+            free(one.echo);
+            return -1;
+        }
+        if (i == 0) {
+            r->prompt = one.ids;
+            r->n_prompt = one.n;
+            r->echo = one.echo;
+            r->echo_len = one.echo_len;
+        } else {
+            r->rest[i - 1] = one;
+        }
+    }
     r->n_pin = 0;
     return 0;
 }
@@ -472,7 +609,7 @@ static int parse_logprobs(json_t *body, int chat, srv_gen_req *r, srv_perr *e) {
  * something (false, null, "none", 1 or "text" ask for nothing). */
 static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
     static const char *const always[] = {"tools", "functions", "tool_choice", "function_call", "grammar",
-                                         "json_schema", "audio", "prediction", "suffix", "n_probs",
+                                         "json_schema", "audio", "prediction", "n_probs",
                                          "parallel_tool_calls"};
     for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
         json_t *v = json_object_get(body, always[i]);
@@ -507,75 +644,32 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
     if (refuse_unimplemented(body, chat, e)) return -1;
     if (parse_common(env, body, hdr_session, r, e)) return -1;
     if (parse_logprobs(body, chat, r, e)) return -1;
-    if (r->n_choices > 1 && r->stream)
-        return fail(e, 400, "n", "'n' > 1 is supported without 'stream' only");
-    if (chat ? parse_chat(env, body, r, e) : parse_completion(env, body, r, e)) return -1;
     json_t *ev = json_object_get(body, "echo");
     if (ev && !json_is_null(ev) && !json_is_boolean(ev)) return fail(e, 400, "echo", "'echo' must be a boolean");
-    if (ev && json_is_true(ev)) {
-        if (chat) return fail(e, 400, "echo", "'echo' is a field of completions, not of chat");
-        if (r->stream || r->logprobs)
-            return fail(e, 400, "echo", "'echo' is supported without 'stream' and 'logprobs' only");
-        /* the prompt as given: its text, or its token ids detokenized */
-        json_t *p = json_object_get(body, "prompt");
-        if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
-            p = json_array_get(p, 0);
-        size_t need = 0;
-        sk_error err = {0};
-        if (json_is_string(p)) {
-            need = json_string_length(p);
-            if (!(r->echo = malloc(need + 1))) return fail(e, 500, NULL, "out of memory");
-            memcpy(r->echo, json_string_value(p), need + 1);
-        } else {
-            if (sk_detokenize(env->tok, r->prompt, r->n_prompt, 1, NULL, 0, &need, &err))
-                return fail(e, 400, "prompt", "%s", err.msg);
-            if (!(r->echo = malloc(need + 1))) return fail(e, 500, NULL, "out of memory");
-            if (sk_detokenize(env->tok, r->prompt, r->n_prompt, 1, r->echo, need + 1, &need, &err))
-                return fail(e, 400, "prompt", "%s", err.msg);
-        }
-        r->echo_len = need;
-    }
-    return 0;
+    const int echo = ev && json_is_true(ev);
+    if (echo && chat) return fail(e, 400, "echo", "'echo' is a field of completions, not of chat");
+    if (echo && (r->stream || r->logprobs))
+        return fail(e, 400, "echo", "'echo' is supported without 'stream' and 'logprobs' only");
+    json_t *sv = json_object_get(body, "suffix");
+    if (chat && sv && !json_is_null(sv))
+        return fail(e, 400, "suffix", "'suffix' is a field of completions, not of chat");
+    return chat ? parse_chat(env, body, r, e) : parse_completion(env, body, echo, r, e);
 }
 
 /* one input: a string or an array of ids -> r->ids[r->n] */
 static int embed_input(const srv_parse_env *env, json_t *v, size_t idx, srv_embed_req *r, srv_perr *e) {
     int32_t *ids = NULL;
     int64_t n = 0;
-    if (json_is_string(v)) {
-        sk_error err = {0};
-        const char *t = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (sk_tokenize(env->tok, t, len, 1, 0, NULL, 0, &n, &err))
-            return fail(e, 400, "input", "input %zu: %s", idx, err.msg);
-        if (n > SRV_MAX_EMBED_TOKENS)
-            return fail(e, 400, "input", "input %zu has %lld tokens, at most %d", idx, (long long)n, SRV_MAX_EMBED_TOKENS);
-        if (!(ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1)))) return fail(e, 500, NULL, "out of memory");
-        if (sk_tokenize(env->tok, t, len, 1, 0, ids, n, &n, &err)) {
-            free(ids);
-            return fail(e, 400, "input", "input %zu: %s", idx, err.msg);
-        }
-    } else if (json_is_array(v)) {
-        size_t m = json_array_size(v);
-        if (m > SRV_MAX_EMBED_TOKENS)
-            return fail(e, 400, "input", "input %zu has %zu tokens, at most %d", idx, m, SRV_MAX_EMBED_TOKENS);
-        if (!(ids = malloc(sizeof(int32_t) * (m ? m : 1)))) return fail(e, 500, NULL, "out of memory");
-        for (size_t i = 0; i < m; i++) {
-            json_t *t = json_array_get(v, i);
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= env->n_vocab) {
-                free(ids);
-                return fail(e, 400, "input", "input %zu: token %zu is not an id in 0..%lld", idx, i,
-                            (long long)env->n_vocab - 1);
-            }
-            ids[i] = (int32_t)json_integer_value(t);
-        }
-        n = (int64_t)m;
-    } else {
-        return fail(e, 400, "input", "'input' must be a string, an array of strings or of token ids");
-    }
-    if (n == 0) {
+    int rc;
+    if (json_is_string(v)) rc = tokenize_text(env, json_string_value(v), json_string_length(v), 1, 0, "input", &ids, &n, e);
+    else if (json_is_array(v)) rc = token_ids(env, v, "input", &ids, &n, e);
+    else rc = fail(e, 400, "input", "'input' must be a string, an array of strings or of token ids");
+    if (!rc && n == 0) rc = fail(e, 400, "input", "input %zu is empty", idx);
+    if (!rc && n > SRV_MAX_EMBED_TOKENS)
+        rc = fail(e, 400, "input", "input %zu has %lld tokens, at most %d", idx, (long long)n, SRV_MAX_EMBED_TOKENS);
+    if (rc) {
         free(ids);
-        return fail(e, 400, "input", "input %zu is empty", idx);
+        return -1;
     }
     r->ids[r->n] = ids;
     r->n_ids[r->n++] = n;

@@ -18,7 +18,8 @@
 #define SRV_MAX_STOPS 8
 #define SRV_SESSION_CAP 65 /* a session id (1-64 characters) and its NUL */
 #define SRV_MAX_TOP_LOGPROBS 20
-#define SRV_MAX_CHOICES 16 /* n: at most this many completions per request */ /* top_logprobs: at most this many alternatives */
+#define SRV_MAX_CHOICES 16 /* n: at most this many completions per prompt */
+#define SRV_MAX_PROMPTS 64 /* completions: prompts in a list, and choices in all (prompts x n) */
 
 /* A parse failure: the HTTP status, the field it names, the message. */
 typedef struct srv_perr {
@@ -37,6 +38,14 @@ typedef struct srv_parse_env {
     int64_t max_tokens;    /* default max_tokens */
 } srv_parse_env;
 
+/* One prompt of a list (completions): its tokens and, with echo, its text. */
+typedef struct srv_prompt {
+    int32_t *ids;             /* (n) tokens (malloc'ed) */
+    int64_t n;
+    char *echo;               /* NULL without echo (malloc'ed, NUL-terminated) */
+    size_t echo_len;
+} srv_prompt;
+
 /* A generation request (POST /v1/chat/completions or /v1/completions). */
 typedef struct srv_gen_req {
     int chat;                 /* chat completion (else text completion) */
@@ -54,10 +63,14 @@ typedef struct srv_gen_req {
     int32_t *bias_id;         /* (n_bias) logit_bias entries, and with ignore_eos */
     float *bias;              /*   every end-of-generation token at -inf */
     int n_bias;
-    int n_choices;            /* n: completions of the same prompt (1..SRV_MAX_CHOICES) */
+    int n_choices;            /* n: completions of each prompt (1..SRV_MAX_CHOICES) */
     char *echo;               /* completions with echo: the prompt's text, put before each
                                  choice's (malloc'ed; NULL without echo) */
     size_t echo_len;
+    srv_prompt *rest;         /* completions with a list of prompts: the prompts after the
+                                 first, (n_rest) in order; srv_gen_next_choice moves each in
+                                 turn into prompt/n_prompt/echo (the entry left empty) */
+    int n_rest;
     int logprobs;             /* return each token's log-probability */
     int top_logprobs;         /*   with this many alternatives (0..SRV_MAX_TOP_LOGPROBS) */
 } srv_gen_req;

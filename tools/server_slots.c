@@ -203,7 +203,7 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
     p->n_vocab = sk_model_hparams(m)->n_vocab;
     sk_context_params cp;
     sk_context_params_default(&cp);
-    cp.n_threads = p->cfg->n_threads ? p->cfg->n_threads : (p->cfg->n_slots > 1 ? 1 : 0);
+    cp.n_threads = p->cfg->n_threads; /* the batcher's passes run every slot: all its threads */
     cp.n_batch = p->cfg->n_batch;
     cp.cache = p->cfg->cache;
     srv_slot *slots = calloc((size_t)p->cfg->n_slots, sizeof *slots);
@@ -215,6 +215,12 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
             free(slots);
             return err ? err->code : SK_ERR_INVALID;
         }
+    }
+    sk_status bst = srv_batcher_new(m, p->cfg->n_threads, p->cfg->batch_tokens, p->cfg->n_slots, &p->batcher, err);
+    if (bst) {
+        for (int k = 0; k < p->cfg->n_slots; k++) sk_context_free(slots[k].ctx);
+        free(slots);
+        return bst;
     }
     pthread_mutex_lock(&p->mu);
     p->slots = slots;
@@ -254,6 +260,8 @@ void srv_pool_stop(srv_pool *p) {
 }
 
 void srv_pool_free(srv_pool *p) {
+    srv_batcher_free(p->batcher);
+    p->batcher = NULL;
     for (int i = 0; i < p->n_slots; i++) {
         sk_context_free(p->slots[i].ctx);
         free(p->slots[i].tr);
@@ -290,6 +298,8 @@ void srv_pool_metrics(srv_pool *p, srv_metrics *out) {
     out->n_slots = p->n_slots;
     out->waiting = p->n_waiting;
     pthread_mutex_unlock(&p->mu);
+    memset(&out->batch, 0, sizeof out->batch);
+    if (p->batcher) srv_batcher_stats(p->batcher, &out->batch);
     memset(&out->store, 0, sizeof out->store);
     out->has_store = p->store != NULL;
     if (p->store) srv_store_stats_get(p->store, &out->store); /* outside mu: it may wait for Redis */
@@ -370,6 +380,7 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
             snprintf(best->session, sizeof best->session, "%s", r->session);
             best->busy = 1;
             g->sl = best;
+            srv_batcher_active(p->batcher, 1);
             break;
         }
         if (!queued) {
@@ -449,7 +460,8 @@ static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_erro
             g->cancelled = 1;
             return sk_error_set(err, SK_ERR_FULL, "the client has left");
         }
-        sk_status st = sk_decode(g->sl->ctx, t + i, n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
+        sk_status st = srv_batcher_decode(g->p->batcher, g->sl->ctx, t + i,
+                                          n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
         if (st) return st;
     }
     return SK_OK;
@@ -476,6 +488,16 @@ static int64_t prefill_budget(const srv_gen *g) {
     return budget < 1 ? 1 : budget;
 }
 
+/* Clear g's slot mid-request: the evictions counted so far are kept in
+ * g->evicted_done (a cleared cache counts from zero again). */
+static void gen_clear(srv_gen *g) {
+    sk_context_stats cs;
+    sk_context_get_stats(g->sl->ctx, &cs);
+    if (cs.n_evicted > g->evicted0) g->evicted_done += cs.n_evicted - g->evicted0;
+    g->evicted0 = 0;
+    slot_clear(g->sl);
+}
+
 /* Rebuild the cleared slot from the prompt: all of it, or its pinned start
  * plus one window of its tail (the transcript keeps the whole prompt). */
 static sk_status rebuild(srv_gen *g, sk_error *err) {
@@ -489,7 +511,7 @@ static sk_status rebuild(srv_gen *g, sk_error *err) {
     if (pin > r->n_prompt) pin = r->n_prompt;
     if (r->n_prompt - pin <= budget) {
         sk_status st = feed(g, r->prompt, r->n_prompt, err);
-        if (!st) g->n_prefill = r->n_prompt;
+        if (!st) g->n_prefill += r->n_prompt;
         return st;
     }
     sk_status st = decode_checked(g, r->prompt, pin, err);
@@ -499,9 +521,11 @@ static sk_status rebuild(srv_gen *g, sk_error *err) {
     memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
     sl->n_tr = r->n_prompt;
     sl->tr_fed0 = r->n_prompt - budget;
-    g->n_prefill = pin + budget;
+    g->n_prefill += pin + budget;
     return SK_OK;
 }
+
+static sk_status prefill_prompt(srv_gen *g, sk_error *err);
 
 sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
     srv_pool *p = g->p;
@@ -519,6 +543,15 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
             fprintf(stderr, "serve: session %s not restored (rebuilt from the prompt): %s\n",
                     g->r.session, e2.msg);
     }
+    return prefill_prompt(g, err);
+}
+
+/* Bring g's slot to the end of g->r's prompt: feed what the prompt adds to
+ * the transcript, after taking back the diverging tokens when the prompt
+ * leaves it near its end, else rebuild. Counts into g's prefill, reuse and
+ * eviction figures. Clears the slot on failure. */
+static sk_status prefill_prompt(srv_gen *g, sk_error *err) {
+    srv_slot *sl = g->sl;
     const srv_gen_req *r = &g->r;
     int64_t reuse = reusable(sl, r);
     if (!reuse && sl->n_tr > 0) {
@@ -529,7 +562,7 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
         while (L < lim && sl->tr[L] == r->prompt[L]) L++;
         sk_error rb = {0};
         if (L > 0 && L >= sl->tr_fed0 && !sk_context_rollback(sl->ctx, sl->n_tr - L, &rb)) {
-            g->n_rolled = sl->n_tr - L;
+            g->n_rolled += sl->n_tr - L;
             sl->n_tr = L;
             reuse = L;
         }
@@ -541,17 +574,17 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err) {
     if (reuse && r->n_prompt - reuse > prefill_budget(g)) reuse = 0;
     sk_status st;
     if (reuse) {
-        g->n_reused = reuse;
+        g->n_reused += reuse;
         sk_context_stats cs;
         sk_context_get_stats(sl->ctx, &cs);
         g->evicted0 = cs.n_evicted;
-        g->n_prefill = r->n_prompt - reuse;
+        g->n_prefill += r->n_prompt - reuse;
         st = feed(g, r->prompt + reuse, r->n_prompt - reuse, err);
     } else {
-        slot_clear(sl);
+        gen_clear(g);
         st = rebuild(g, err);
     }
-    if (st) slot_clear(sl);
+    if (st) gen_clear(g);
     return st;
 }
 
@@ -577,7 +610,7 @@ sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
         g->lp = malloc(sizeof *g->lp * (size_t)g->cap_lp);
         if (!g->lp_row || !g->lp) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     }
-    if (r->n_choices > 1) {
+    if (srv_gen_n_choices(g) > 1) {
         const float *l = sk_logits(g->sl->ctx);
         g->logits0 = malloc(sizeof(float) * (size_t)g->p->n_vocab);
         if (!g->logits0 || !l) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
@@ -594,24 +627,54 @@ static void reseed(srv_gen *g, int k) {
     accept_prompt_tail(g);
 }
 
+int srv_gen_n_choices(const srv_gen *g) { return g->r.n_choices * (1 + g->r.n_rest); }
+
+/* The next prompt of the list into g->r (the one done is freed, its tokens
+ * counted), then pre-filled from what the slot holds: its logits are the
+ * first choice's. */
+static sk_status next_prompt(srv_gen *g, sk_error *err) {
+    srv_gen_req *r = &g->r;
+    srv_prompt *next = &r->rest[g->choice / r->n_choices - 1]; /* rest[0] is prompt 1 */
+    g->n_prompt_done += r->n_prompt;
+    free(r->prompt);
+    free(r->echo);
+    r->prompt = next->ids;
+    r->n_prompt = next->n;
+    r->echo = next->echo;
+    r->echo_len = next->echo_len;
+    memset(next, 0, sizeof *next);
+    sk_status st = prefill_prompt(g, err);
+    if (st) return st;
+    const float *l = sk_logits(g->sl->ctx);
+    if (!l) return sk_error_set(err, SK_ERR_INVALID, "no logits after the pre-fill");
+    memcpy(g->logits0, l, sizeof(float) * (size_t)g->p->n_vocab);
+    return SK_OK;
+}
+
 sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
     srv_slot *sl = g->sl;
     const srv_gen_req *r = &g->r;
-    int64_t fed = sl->n_tr - r->n_prompt;
-    sk_error rb = {0};
-    if (fed > 0 && sk_context_rollback(sl->ctx, fed, &rb)) {
-        /* too far back for the ring: rebuild from the prompt, and sample the
-         * first token from the rebuilt cache's own logits */
-        slot_clear(sl);
-        sk_status st = rebuild(g, err);
-        if (st) return st;
-        memcpy(g->logits0, sk_logits(sl->ctx), sizeof(float) * (size_t)g->p->n_vocab);
-    }
-    sl->n_tr = r->n_prompt;
-    if (sl->tr_fed0 > sl->n_tr) sl->tr_fed0 = sl->n_tr;
     g->n_gen_done += g->n_gen;
     g->n_gen = 0;
     g->choice++;
+    const int k = g->choice % r->n_choices; /* the choice of its prompt */
+    if (k == 0) {
+        sk_status st = next_prompt(g, err);
+        if (st) return st;
+    } else {
+        int64_t fed = sl->n_tr - r->n_prompt;
+        sk_error rb = {0};
+        if (fed > 0 && sk_context_rollback(sl->ctx, fed, &rb)) {
+            /* too far back for the ring: rebuild from the prompt, and sample the
+             * first token from the rebuilt cache's own logits */
+            gen_clear(g);
+            sk_status st = rebuild(g, err);
+            if (st) return st;
+            memcpy(g->logits0, sk_logits(sl->ctx), sizeof(float) * (size_t)g->p->n_vocab);
+        }
+        sl->n_tr = r->n_prompt;
+        if (sl->tr_fed0 > sl->n_tr) sl->tr_fed0 = sl->n_tr;
+    }
     g->use_logits0 = 1;
     g->finished = 0;
     g->finish = NULL;
@@ -619,7 +682,7 @@ sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
     if (g->text) g->text[0] = 0;
     g->n_lp = 0;
     sk_detok_init(&g->dt);
-    reseed(g, g->choice);
+    reseed(g, k);
     return SK_OK;
 }
 
@@ -774,6 +837,7 @@ void srv_gen_release(srv_gen *g) {
     if (g->released || !g->sl) return;
     g->released = 1;
     srv_pool *p = g->p;
+    srv_batcher_active(p->batcher, -1);
     double dt = (now_ms() - g->t_gen0) / 1e3;
     g->tps = g->n_gen > 0 && dt > 0 ? g->n_gen / dt : 0;
     sk_context_stats st;
@@ -791,9 +855,9 @@ void srv_gen_release(srv_gen *g) {
     }
     pthread_mutex_lock(&p->mu);
     p->m.gen_tokens += (uint64_t)(g->n_gen + g->n_gen_done);
-    p->m.prompt_tokens += (uint64_t)g->r.n_prompt;
+    p->m.prompt_tokens += (uint64_t)(g->n_prompt_done + g->r.n_prompt);
     p->m.prefill_tokens += (uint64_t)g->n_prefill;
-    if (st.n_evicted > g->evicted0) p->m.evicted += (uint64_t)(st.n_evicted - g->evicted0);
+    p->m.evicted += (uint64_t)(g->evicted_done + (st.n_evicted > g->evicted0 ? st.n_evicted - g->evicted0 : 0));
     if (g->cancelled && !p->stopping) p->m.disconnects++;
     if (g->n_gen > 0) p->m.last_tps = g->tps;
     pthread_mutex_unlock(&p->mu);

@@ -16,6 +16,7 @@
 
 #include "server.h"
 #include "server_request.h"
+#include "server_batch.h"
 #include "server_store.h"
 #include "sinkllm.h"
 
@@ -39,6 +40,7 @@ typedef struct srv_metrics {
     int busy, sessions, n_slots, waiting;
     int has_store;               /* a session store is configured: */
     srv_store_stats store;       /*   what it holds and has done */
+    srv_batch_stats batch;       /* the forward passes (continuous batching) */
 } srv_metrics;
 
 struct srv_waiter;
@@ -50,6 +52,7 @@ typedef struct srv_pool {
     int64_t n_vocab;
     sk_chat_kind kind;           /* the chat template, recorded with saved sessions */
     srv_store *store;            /* --session-dir or --session-store; NULL without either */
+    srv_batcher *batcher;        /* runs every slot's forward passes together */
     atomic_int stopping;         /* set by srv_pool_stop: generations end at their next token */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -88,8 +91,11 @@ typedef struct srv_gen {
     char *text;              /* reply text; [0, sent) already delivered */
     size_t text_len, text_cap, sent;
     int64_t n_gen, n_prefill, n_reused, evicted0, n_rolled;
-    int64_t n_gen_done;      /* tokens of the earlier choices (n > 1) */
-    int choice;              /* the choice being generated (n > 1: 0..n-1) */
+    int64_t n_gen_done;      /* tokens of the earlier choices (n > 1, a list of prompts) */
+    int64_t n_prompt_done;   /* tokens of the earlier prompts of a list */
+    int64_t evicted_done;    /* evictions counted before the slot was cleared mid-request */
+    int choice;              /* the choice being generated: its index in the response,
+                                prompt * n + k (0..srv_gen_n_choices - 1) */
     float *logits0;          /* (n_vocab) the prompt's last logits, for choices after the first */
     int use_logits0;         /* the next step samples from logits0 (the cache was rewound) */
     int finished, cancelled, timed_out, failed, released;
@@ -163,12 +169,18 @@ sk_status srv_gen_prefill(srv_gen *g, sk_error *err);
  * logits scratch. Returns SK_OK, SK_ERR_NOMEM or the sampler's status. */
 sk_status srv_gen_sampler(srv_gen *g, sk_error *err);
 
-/* Start choice g->choice + 1 of an n > 1 request: the cache and the
- * transcript go back to the end of the prompt (rolled back, or rebuilt
- * when the rollback cannot reach), the text, logprobs and detokenizer
- * start empty, the sampler is re-seeded (seed + choice when a seed was
- * given) and the first token is sampled from the prompt's saved logits.
- * Returns SK_OK or the failing status. */
+/* Choices of g's request in all: n for each prompt. */
+int srv_gen_n_choices(const srv_gen *g);
+
+/* Start choice g->choice + 1 (below srv_gen_n_choices): for choice k > 0
+ * of a prompt, the cache and the transcript go back to the end of the
+ * prompt (rolled back, or rebuilt when the rollback cannot reach); for the
+ * first choice of the next prompt of a list, that prompt replaces the
+ * request's and is pre-filled as a request's would be (reusing what it
+ * shares with the slot). The text, logprobs and detokenizer start empty,
+ * the sampler is re-seeded (seed + k when a seed was given) and the first
+ * token is sampled from the prompt's saved logits. Returns SK_OK or the
+ * failing status. */
 sk_status srv_gen_next_choice(srv_gen *g, sk_error *err);
 
 /* Generate one token, or end the generation (EOG, stop string, max_tokens,

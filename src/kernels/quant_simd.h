@@ -9,7 +9,6 @@
  *   dot_us(u, s)      8 x i32: lane k = sum over bytes 4k..4k+3 of u * s,
  *                     u unsigned, s signed (AVX2: vpmaddubsw + vpmaddwd with
  *                     ones; VNNI: vpdpbusd)
- *   dot_q4_0(q, y)    the same for nibbles q of a Q4_0 block: sum (q - 8) y
  *   q4_expand(qs)     16 bytes of nibbles -> 32 bytes 0..15 in element order
  *   RM, RN            the gemm register tile (weight rows x activation rows)
  *   TILE_CASES(name)  TILE_CASE(name, rm, rn) for every edge tile size but
@@ -21,11 +20,11 @@
  *                     the tile's exact integer block dots (8 x i32 whose sum
  *                     is the block's); xq from q4_expand, XQ_Q8_0(qs)
  *   XQ_Q8_0(qs)       a Q8_0 weight block's 32 quants as the tile uses them
- *   OWN_Q4_1_VEC_DOT  (optional) the file has its own q4_1_vec_dot
  * and gets the static q4_0/q4_1/q8_0 _vec_dot and _gemm and
  * simd_register(t), which installs them. All integer block dots are exact,
  * and the float part (acc += (dx dy) * float(dot), per lane; horizontal
- * sums at the end) is the same code for both sets. Each kernel has its
+ * sums at the end) is the same code for both sets and for vec_dot and
+ * gemm. Each kernel has its
  * scalar twin in quant_ref.c; tests/test_quant.c compares every ISA with it.
  */
 #ifndef SK_QUANT_SIMD_H
@@ -59,75 +58,15 @@
 /* signed x signed: |x| * (y with x's sign) */
 static inline __m256i dot_ss(__m256i x, __m256i y) { return dot_us(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x)); }
 
-/* ---- vec_dot (decode) ------------------------------------------------------
- * Two blocks per iteration into two accumulators: acc += (dx dy) * float(dot). */
-
-#ifndef OWN_Q4_1_VEC_DOT
-/* The two halves (d, m) of x and (d, s) of y in one go: [dx dy, mx sy, 0, 0] */
-static inline __m128 dm_prod(const void *x, const void *y) {
-    int32_t a, b;
-    memcpy(&a, x, 4);
-    memcpy(&b, y, 4);
-    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(a)), _mm_cvtph_ps(_mm_cvtsi32_si128(b)));
-}
-
-static void q4_1_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {
-    const sk_block_q4_1 *x = vx;
-    const sk_block_q8_1 *y = vy;
-    const int64_t nb = n / SK_QK;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps(); /* lane 1 collects mx * sy */
-    int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        __m128 p0 = dm_prod(&x[i], &y[i]), p1 = dm_prod(&x[i + 1], &y[i + 1]);
-        __m256i d0 = dot_us(q4_expand(x[i].qs), load32(y[i].qs));
-        __m256i d1 = dot_us(q4_expand(x[i + 1].qs), load32(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p0), _mm256_cvtepi32_ps(d0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p1), _mm256_cvtepi32_ps(d1), acc1);
-        accm = _mm_add_ps(accm, _mm_add_ps(p0, p1));
-    }
-    if (i < nb) {
-        __m128 p0 = dm_prod(&x[i], &y[i]);
-        __m256i d0 = dot_us(q4_expand(x[i].qs), load32(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(p0), _mm256_cvtepi32_ps(d0), acc0);
-        accm = _mm_add_ps(accm, p0);
-    }
-    *s = hsum8(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(accm));
-}
-#endif
-
-/* Q4_0 x Q8_0 (XQ = q4_expand, DOT = dot_q4_0) and Q8_0 x Q8_0 (XQ = load32,
- * DOT = dot_ss): the same loop over blocks. */
-#define BLOCK_VEC_DOT(name, XT, XQ, DOT)                                                           \
-    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
-        const XT *x = vx;                                                                          \
-        const sk_block_q8_0 *y = vy;                                                               \
-        const int64_t nb = n / SK_QK;                                                              \
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                             \
-        int64_t i = 0;                                                                             \
-        for (; i + 1 < nb; i += 2) {                                                               \
-            PREFETCH(&x[i]);                                                                       \
-            __m256i d0 = DOT(XQ(x[i].qs), load32(y[i].qs));                                        \
-            __m256i d1 = DOT(XQ(x[i + 1].qs), load32(y[i + 1].qs));                                \
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0); \
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)),              \
-                                   _mm256_cvtepi32_ps(d1), acc1);                                  \
-        }                                                                                          \
-        if (i < nb) {                                                                              \
-            __m256i d0 = DOT(XQ(x[i].qs), load32(y[i].qs));                                        \
-            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(d0), acc0); \
-        }                                                                                          \
-        *s = hsum8(_mm256_add_ps(acc0, acc1));                                                     \
-    }
-
-BLOCK_VEC_DOT(q4_0, sk_block_q4_0, q4_expand, dot_q4_0)
-BLOCK_VEC_DOT(q8_0, sk_block_q8_0, load32, dot_ss)
-
-/* ---- gemm (pre-fill) --------------------------------------------------------
+/* ---- gemm (pre-fill) and vec_dot (decode) ------------------------------------
  * Register tile of RM weight rows x RN activation rows: each block of a
  * weight row is expanded once and used RN times, each activation block
  * loaded once and used RM times. Edge tiles reuse the same code with
- * smaller constant sizes. */
+ * smaller constant sizes. Every (row, column) pair gets the same
+ * operations in any tile, and vec_dot is the 1 x 1 tile: a dot has the
+ * same bits alone (decode) as in a chunk (pre-fill), so results do not
+ * depend on how tokens were batched. The weight rows are prefetched
+ * PF_AHEAD bytes ahead (decode streams them from memory). */
 
 #define XB(T, r) ((const T *)(x + (size_t)(r) * xs) + i)
 #define YB(T, c) ((const T *)(y + (size_t)(c) * ys) + i)
@@ -162,6 +101,7 @@ INLINE void q4_1_tile(int64_t nb, const int rm, const int rn, const char *x, siz
         const __m256 yds = _mm256_cvtph_ps(yv);
         UNROLL
         for (int r = 0; r < rm; r++) {
+            PREFETCH(XB(sk_block_q4_1, r));
             const __m256i xq = q4_expand(XB(sk_block_q4_1, r)->qs);
             const __m256 p = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi32((int)ld_u32(XB(sk_block_q4_1, r)))), yds);
             accm[r] = _mm256_add_ps(accm[r], p);
@@ -198,6 +138,7 @@ INLINE void q4_1_tile(int64_t nb, const int rm, const int rn, const char *x, siz
             __m256 dx[RM];                                                                         \
             UNROLL                                                                                 \
             for (int r = 0; r < rm; r++) {                                                         \
+                PREFETCH(XB(XT, r));                                                               \
                 xq[r] = XQ(XB(XT, r)->qs);                                                         \
                 dx[r] = _mm256_set1_ps(h2f(XB(XT, r)->d));                                         \
             }                                                                                      \
@@ -251,6 +192,15 @@ BLOCK_TILE(q8_0, sk_block_q8_0, XQ_Q8_0, 0x80, DOT_Q8_0)
 GEMM(q4_1)
 GEMM(q4_0)
 GEMM(q8_0)
+
+#define VEC_DOT(name)                                                                              \
+    static void name##_vec_dot(int64_t n, float *s, const void *vx, const void *vy) {              \
+        name##_tile(n / SK_QK, 1, 1, vx, 0, vy, 0, s, 1);                                          \
+    }
+
+VEC_DOT(q4_1)
+VEC_DOT(q4_0)
+VEC_DOT(q8_0)
 
 /* Install the kernels above in table t. */
 static inline void simd_register(sk_type_traits *t) {

@@ -16,11 +16,14 @@ typedef struct sk_vec_kernels {
      * K: (n, hd) F16; q: (n_rep, hd) F32; r < n_rep, j < n. */
     void (*kq_f16)(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss);
-    /* Weighted sum of n values for n_rep queries:
-     *   out[r * hd + i] += sum_j a[r * as + j] * V[j * hd + i]
-     * V: (n, hd) F16; a: (n_rep, as) F32 weights; out: (n_rep, hd) F32. */
-    void (*av_f16)(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                   float *out);
+    /* Weighted sum of n values for n_rep queries, over w columns:
+     *   out[r * os + i] += sum_j a[r * as + j] * V[j * vs + i],  i < w
+     * accumulated key by key in order j = 0, 1, ... for every (r, i), so
+     * that a column's result does not depend on w, n_rep or where the
+     * columns start (a slice of the head gives the bits of the whole).
+     * V: (n, vs) F16; a: (n_rep, as) F32 weights; out: (n_rep, os) F32. */
+    void (*av_f16)(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a,
+                   size_t as, float *out, size_t os);
     /* Softmax numerator in place: a[j] = exp(a[j] - mx) for j < n (mx >= every
      * a[j]); returns the sum of the new a[j]. The SIMD versions use a
      * polynomial exp within 2 ulp of expf (tests/test_vec.c). */
@@ -34,9 +37,10 @@ typedef struct sk_vec_kernels {
     void (*geglu)(float *g, const float *u, int64_t n);
 } sk_vec_kernels;
 
-#define SK_VEC_MAX_REP 8 /* SIMD register paths: n_rep <= 8 and hd % 16 == 0; the AVX-512
-                            file handles any n_rep >= 8 (many queries: a chunk of tokens)
-                            with blocked kernels, hd <= 256 */
+/* The SIMD kernels handle hd (kq) and w (av) multiples of 16 up to 256,
+ * whatever n_rep, with one code path per instruction set, so a score or an
+ * output column gets the same bits for one query as for a chunk of them;
+ * other shapes take the reference (also for every n_rep). */
 
 const sk_vec_kernels *sk_vec_get(void);
 const sk_vec_kernels *sk_vec_get_ref(void);

@@ -1,26 +1,18 @@
 /* vec_avx2.c - AVX2/FMA/F16C attention kernels (see vec.h).
  *
- * Few queries (n_rep <= 8: decode): vec_simd.h's one-key-at-a-time and
- * column kernels at 256 bits. Many queries (n_rep > 8: a chunk of tokens,
- * sk_attend_multi): blocked kernels that widen 8 keys (values) at a time
- * into a float tile, reuse it for every query, and return the reference's
- * bits. max over 8 lanes; GELU-tanh with a polynomial exp. Each kernel's
- * scalar twin is in vec_ref.c and tests/test_vec.c compares them. */
+ * One path for any number of queries (one decode token or a chunk of
+ * them, sk_attend_multi): blocked kernels that widen 8 keys (values) at a
+ * time into a float tile, reuse it for every query, and return the
+ * reference's bits, so that attention does not depend on how tokens were
+ * batched. max over 8 lanes; GELU-tanh with a polynomial exp. Each
+ * kernel's scalar twin is in vec_ref.c and tests/test_vec.c compares them. */
 #include <immintrin.h>
 #include <math.h>
 
 #include "simd256.h"
+#include "vec_impl.h"
 
-#define VF __m256
-#define VW 8
 #define VF_LOADH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define VF_LOAD(p) _mm256_loadu_ps(p)
-#define VF_STORE(p, v) _mm256_storeu_ps((p), (v))
-#define VF_SET1(x) _mm256_set1_ps(x)
-#define VF_MUL(a, b) _mm256_mul_ps((a), (b))
-#define VF_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define VF_SUM(v) hsum8(v)
-#include "vec_simd.h"
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -91,10 +83,11 @@ static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const f
     }
 }
 
-/* rows [j0, j0 + nb) of V (F16, (n, hd)) widened into vb (8, hd) floats */
-static void widen8(const uint16_t *V, int64_t j0, int nb, int hd, float *vb) {
+/* columns [0, w) of rows [j0, j0 + nb) of V (F16, row stride vs) widened
+ * into vb (8, w) floats */
+static void widen8(const uint16_t *V, size_t vs, int64_t j0, int nb, int w, float *vb) {
     for (int j = 0; j < nb; j++)
-        for (int c = 0; c < hd; c += 8) _mm256_store_ps(vb + j * hd + c, VF_LOADH(V + (size_t)(j0 + j) * hd + c));
+        for (int c = 0; c < w; c += 8) _mm256_store_ps(vb + j * w + c, VF_LOADH(V + (size_t)(j0 + j) * vs + c));
 }
 
 /* out_i[c .. c + 8 NV) += a_i[j] V_j for the tile's rows j in order: NV
@@ -110,39 +103,38 @@ INLINE void av_chunk(const int NV, int nb, int hd, const float *vb, const float 
     for (int t = 0; t < NV; t++) _mm256_storeu_ps(oi + c + 8 * t, acc[t]);
 }
 
-/* out[i * hd + d] += sum_j a[i * as + j] V[j * hd + d]: values widened 8
- * rows at a time; per query, 64 (or 16) output columns stay in registers
- * over the 8 rows. hd % 16 == 0, hd <= 256. */
-static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const float *a, size_t as,
-                           float *out) {
+/* out[i * os + d] += sum_j a[i * as + j] V[j * vs + d], d < w: values
+ * widened 8 rows at a time; per query, 64 (or 16) output columns stay in
+ * registers over the 8 rows. w % 16 == 0, w <= 256. */
+static void av_f16_blocked(int64_t n, int w, const uint16_t *V, size_t vs, int nq, const float *a,
+                           size_t as, float *out, size_t os) {
     _Alignas(32) float vb[8 * 256];
     for (int64_t j0 = 0; j0 < n; j0 += 8) {
         const int nb = n - j0 < 8 ? (int)(n - j0) : 8;
-        widen8(V, j0, nb, hd, vb);
+        widen8(V, vs, j0, nb, w, vb);
         for (int i = 0; i < nq; i++) {
             const float *ai = a + (size_t)i * as + j0;
-            float *oi = out + (size_t)i * hd;
+            float *oi = out + (size_t)i * os;
             int c = 0;
-            for (; c + 64 <= hd; c += 64) av_chunk(8, nb, hd, vb, ai, oi, c);
-            for (; c < hd; c += 16) av_chunk(2, nb, hd, vb, ai, oi, c);
+            for (; c + 64 <= w; c += 64) av_chunk(8, nb, w, vb, ai, oi, c);
+            for (; c < w; c += 16) av_chunk(2, nb, w, vb, ai, oi, c);
         }
     }
 }
 
-static int blocked_fits(int hd, int n_rep) { return n_rep > SK_VEC_MAX_REP && hd % 16 == 0 && hd <= 256; }
+/* the shapes the blocked kernels take, whatever the number of queries */
+static int blocked_fits(int w) { return w % 16 == 0 && w <= 256; }
 
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss) {
-    if (blocked_fits(hd, n_rep)) kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
-    else if (kq_fits(hd, n_rep)) kq_keys(0, n, hd, K, n_rep, q, scale, s, ss);
+    if (blocked_fits(hd)) kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
     else sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
 }
 
-static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                   float *out) {
-    if (blocked_fits(hd, n_rep)) av_f16_blocked(n, hd, V, n_rep, a, as, out);
-    else if (av_fits(hd, n_rep)) av_cols(n, hd, V, n_rep, a, as, out);
-    else sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
+static void av_f16(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a, size_t as,
+                   float *out, size_t os) {
+    if (blocked_fits(w)) av_f16_blocked(n, w, V, vs, n_rep, a, as, out, os);
+    else sk_vec_av_f16_ref(n, w, V, vs, n_rep, a, as, out, os);
 }
 
 /* ---- max --------------------------------------------------------------------

@@ -1,26 +1,17 @@
 /* vec_avx512.c - AVX-512 attention kernels over F16 K/V (see vec.h).
- * Keys and values are widened 16 halves at a time with vcvtph2ps. The
- * one-key-at-a-time and column-loop kernels are vec_simd.h's at 512 bits;
- * this file adds the blocked kernels for many queries, the 16-key tiles
- * and register-resident shapes for few, and the polynomial softmax and
- * SwiGLU. Registered over every entry of the table. */
+ * Keys and values are widened 16 halves at a time with vcvtph2ps. One
+ * blocked path for any number of queries (a decode token or a chunk), so
+ * that a score or an output column gets the same bits however tokens were
+ * batched; plus the polynomial softmax and SwiGLU. Registered over every
+ * entry of the table. */
 #include <immintrin.h>
 #include <math.h>
 
-#define VF __m512
-#define VW 16
-#define VF_LOADH(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define VF_LOAD(p) _mm512_loadu_ps(p)
-#define VF_STORE(p, v) _mm512_storeu_ps((p), (v))
-#define VF_SET1(x) _mm512_set1_ps(x)
-#define VF_MUL(a, b) _mm512_mul_ps((a), (b))
-#define VF_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define VF_SUM(v) _mm512_reduce_add_ps(v)
-#include "vec_simd.h"
+#include "vec_impl.h"
 
-/* Many queries (nq >= 8): keys are widened and transposed 16 at a time into
- * KT (hd, 16), so each query's 16 scores are hd broadcast-FMAs with no
- * horizontal reductions. */
+/* Keys widened and transposed 16 at a time into KT (hd, 16), so each
+ * query's 16 scores are hd broadcast-FMAs with no horizontal reductions;
+ * each lane (key) repeats the same operations whatever the batch. */
 static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const float *q,
                            float scale, float *s, size_t ss) {
     float kb[16 * 256], kt[256 * 16];
@@ -49,30 +40,30 @@ static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const f
     }
 }
 
-/* Many queries: values widened 16 keys at a time into VB (16, hd); each
- * query accumulates its (hd) output in registers. */
-static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const float *a, size_t as,
-                           float *out) {
+/* Values widened 16 keys at a time into VB (16, w); each query accumulates
+ * its w outputs in registers, key by key. */
+static void av_f16_blocked(int64_t n, int w, const uint16_t *V, size_t vs, int nq, const float *a,
+                           size_t as, float *out, size_t os) {
     float vb[16 * 256];
-    int nc = hd / 16;
+    int nc = w / 16;
     for (int64_t j0 = 0; j0 < n; j0 += 16) {
         int nb = n - j0 < 16 ? (int)(n - j0) : 16;
         for (int j = 0; j < nb; j++)
             for (int c = 0; c < nc; c++)
-                _mm512_storeu_ps(vb + j * hd + 16 * c,
+                _mm512_storeu_ps(vb + j * w + 16 * c,
                                  _mm512_cvtph_ps(_mm256_loadu_si256(
-                                     (const __m256i *)(V + (size_t)(j0 + j) * hd + 16 * c))));
+                                     (const __m256i *)(V + (size_t)(j0 + j) * vs + 16 * c))));
         for (int i = 0; i < nq; i++) {
             const float *ai = a + (size_t)i * as + j0;
-            float *oi = out + (size_t)i * hd;
+            float *oi = out + (size_t)i * os;
             for (int c = 0; c < nc; c += 4) {
                 int k = nc - c < 4 ? nc - c : 4;
                 __m512 acc[4];
                 for (int t = 0; t < k; t++) acc[t] = _mm512_loadu_ps(oi + 16 * (c + t));
                 for (int j = 0; j < nb; j++) {
-                    __m512 w = _mm512_set1_ps(ai[j]);
+                    __m512 wt = _mm512_set1_ps(ai[j]);
                     for (int t = 0; t < k; t++)
-                        acc[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vb + j * hd + 16 * (c + t)), acc[t]);
+                        acc[t] = _mm512_fmadd_ps(wt, _mm512_loadu_ps(vb + j * w + 16 * (c + t)), acc[t]);
                 }
                 for (int t = 0; t < k; t++) _mm512_storeu_ps(oi + 16 * (c + t), acc[t]);
             }
@@ -80,112 +71,18 @@ static void av_f16_blocked(int64_t n, int hd, const uint16_t *V, int nq, const f
     }
 }
 
-/* s[j] = sum of the 16 lanes of v[j], j < 16, in one vector: four levels of
- * pairwise shuffles and adds (46 ops instead of 16 horizontal reductions).
- * After the levels, lane 4k + e holds key base[k] + jm[e] with base =
- * {0, 8, 4, 12}, jm = {0, 2, 1, 3}; the last permute puts keys in order. */
-static inline __m512 reduce16(__m512 v[16]) {
-    __m512 a[8], b[4], c[2];
-    for (int j = 0; j < 8; j++)
-        a[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_f32x4(v[j], v[j + 8], _MM_SHUFFLE(3, 2, 3, 2)));
-    for (int j = 0; j < 4; j++)
-        b[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a[j], a[j + 4], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(a[j], a[j + 4], _MM_SHUFFLE(3, 1, 3, 1)));
-    for (int j = 0; j < 2; j++)
-        c[j] = _mm512_add_ps(_mm512_shuffle_ps(b[j], b[j + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(b[j], b[j + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    /* key -> lane: key = base[k] + jm[e] sits at 4k + e */
-    const __m512i idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-    return _mm512_permutexvar_ps(idx, d);
-}
-
-/* Few queries (decode): 16 keys at a time are widened once into a staging
- * tile, then each query's 16 dot products are FMAs over the tile plus one
- * reduce16. */
-static void kq_f16_tile16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q,
-                          float scale, float *s, size_t ss) {
-    float kb[16 * 256];
-    int nc = hd / 16;
-    const __m512 vs = _mm512_set1_ps(scale);
-    int64_t j0 = 0;
-    for (; j0 + 16 <= n; j0 += 16) {
-        const uint16_t *k = K + (size_t)j0 * hd;
-        for (int t = 0; t < 16 * nc; t++)
-            _mm512_storeu_ps(kb + 16 * t, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + 16 * t))));
-        for (int r = 0; r < n_rep; r++) {
-            const float *qr = q + (size_t)r * hd;
-            __m512 acc[16];
-            __m512 q0 = _mm512_loadu_ps(qr);
-            for (int j = 0; j < 16; j++) acc[j] = _mm512_mul_ps(q0, _mm512_loadu_ps(kb + j * hd));
-            for (int c = 1; c < nc; c++) {
-                __m512 qc = _mm512_loadu_ps(qr + 16 * c);
-                for (int j = 0; j < 16; j++)
-                    acc[j] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(kb + j * hd + 16 * c), acc[j]);
-            }
-            _mm512_storeu_ps(s + (size_t)r * ss + j0, _mm512_mul_ps(reduce16(acc), vs));
-        }
-    }
-    kq_keys(j0, n, hd, K, n_rep, q, scale, s, ss); /* the last < 16 keys */
-}
+static int blocked_fits(int w) { return w % 16 == 0 && w <= 256; }
 
 static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                    float *s, size_t ss) {
-    if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
-        kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
-        return;
-    }
-    if (!kq_fits(hd, n_rep)) {
-        sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
-        return;
-    }
-    kq_f16_tile16(n, hd, K, n_rep, q, scale, s, ss);
+    if (blocked_fits(hd)) kq_f16_blocked(n, hd, K, n_rep, q, scale, s, ss);
+    else sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
 }
 
-/* Few queries: all R * NC accumulators in registers (R, NC constants in
- * each instantiation, so the compiler keeps them there), V read once in
- * order. */
-static inline __attribute__((always_inline)) void av_regs(const int R, const int NC, int64_t n,
-                                                          int hd, const uint16_t *V, const float *a,
-                                                          size_t as, float *out) {
-    __m512 acc[24];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < NC; c++) acc[r * NC + c] = _mm512_loadu_ps(out + (size_t)r * hd + 16 * c);
-    for (int64_t j = 0; j < n; j++) {
-        const uint16_t *v = V + (size_t)j * hd;
-        for (int c = 0; c < NC; c++) {
-            __m512 vc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * c)));
-            for (int r = 0; r < R; r++)
-                acc[r * NC + c] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)r * as + j]), vc, acc[r * NC + c]);
-        }
-    }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + (size_t)r * hd + 16 * c, acc[r * NC + c]);
-}
-
-#define AV_CASE(R, NC) \
-    case R * 16 + NC: av_regs(R, NC, n, hd, V, a, as, out); return;
-
-static void av_f16(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                   float *out) {
-    if (hd % 16 == 0 && hd <= 256 && n_rep >= 8) {
-        av_f16_blocked(n, hd, V, n_rep, a, as, out);
-        return;
-    }
-    if (!av_fits(hd, n_rep)) {
-        sk_vec_av_f16_ref(n, hd, V, n_rep, a, as, out);
-        return;
-    }
-    int nc = hd / 16;
-    switch (n_rep * 16 + nc) {
-        AV_CASE(1, 4) AV_CASE(2, 4) AV_CASE(3, 4) AV_CASE(4, 4) AV_CASE(5, 4) AV_CASE(6, 4)
-        AV_CASE(1, 8) AV_CASE(2, 8) AV_CASE(3, 8)
-        AV_CASE(1, 2) AV_CASE(2, 2) AV_CASE(3, 2) AV_CASE(4, 2)
-    default: break;
-    }
-    av_cols(n, hd, V, n_rep, a, as, out);
+static void av_f16(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a, size_t as,
+                   float *out, size_t os) {
+    if (blocked_fits(w)) av_f16_blocked(n, w, V, vs, n_rep, a, as, out, os);
+    else sk_vec_av_f16_ref(n, w, V, vs, n_rep, a, as, out, os);
 }
 
 /* exp(x) for x <= 0: x = k ln2 + r, |r| <= ln2 / 2 (ln2 split in two for

@@ -28,7 +28,7 @@ void sk_vec_register_avx512(sk_vec_kernels *t);
 /* The reference kq_f16 and av_f16 (contracts in vec.h), for fallbacks. */
 void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
                        float *s, size_t ss);
-void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                       float *out);
+void sk_vec_av_f16_ref(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a,
+                       size_t as, float *out, size_t os);
 
 #endif

@@ -20,15 +20,15 @@ void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const fl
     }
 }
 
-/* out[r * hd + i] += a[r * as + j] * V[j * hd + i], key by key */
-void sk_vec_av_f16_ref(int64_t n, int hd, const uint16_t *V, int n_rep, const float *a, size_t as,
-                       float *out) {
+/* out[r * os + i] += a[r * as + j] * V[j * vs + i], i < w, key by key */
+void sk_vec_av_f16_ref(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a,
+                       size_t as, float *out, size_t os) {
     for (int64_t j = 0; j < n; j++) {
-        const uint16_t *v = V + (size_t)j * hd;
+        const uint16_t *v = V + (size_t)j * vs;
         for (int r = 0; r < n_rep; r++) {
-            float w = a[(size_t)r * as + j];
-            float *o = out + (size_t)r * hd;
-            for (int i = 0; i < hd; i++) o[i] += w * sk_f16_to_f32(v[i]);
+            float wt = a[(size_t)r * as + j];
+            float *o = out + (size_t)r * os;
+            for (int i = 0; i < w; i++) o[i] += wt * sk_f16_to_f32(v[i]);
         }
     }
 }

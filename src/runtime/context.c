@@ -69,7 +69,7 @@ void sk_context_free(sk_context *c) {
     free(c->hg);
     free(c->hu);
     free(c->att);
-    free(c->part);
+    free(c->sc);
     free(c->cs_win);
     free(c->cs_pfx);
     free(c->lo);
@@ -151,8 +151,8 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->hu = scratch(c, sizeof(float) * B * ff);
     c->att = scratch(c, sizeof(float) * (size_t)nth * c->att_stride);
     c->n_threads = nth;
-    c->part_stride = (size_t)c->n_rep * (hd + 2);
-    c->part = scratch(c, sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head_kv * (size_t)nth * c->part_stride);
+    c->sc_stride = (size_t)keys;
+    c->sc = scratch(c, sizeof(float) * SK_SPLIT_TOK * (size_t)hp->n_head * c->sc_stride);
     c->cs_win = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->cs_pfx = scratch(c, sizeof(float) * B * (size_t)(hp->n_rot + 2));
     c->lo = scratch(c, sizeof(int64_t) * B);
@@ -164,7 +164,7 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
     c->emb_sum = scratch(c, sizeof(double) * d);
     if (params->precise) c->rowbuf = scratch(c, sizeof(float) * widest * (size_t)nth);
     if (cp.policy == SK_CACHE_RECOMPUTE) c->hist = scratch(c, sizeof(int32_t) * (size_t)cp.n_window);
-    if (!c->part || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
+    if (!c->sc || !c->theta || !c->theta_swa || !c->cs_swa || !c->lo_swa || !c->x || !c->xb || !c->q || !c->qp || !c->k || !c->v || !c->ao || !c->hg ||
         !c->hu || !c->att || !c->cs_win || !c->cs_pfx || !c->lo || !c->use_pfx || !c->qbuf ||
         !c->logits || (cp.policy == SK_CACHE_RECOMPUTE && !c->hist) ||
         (params->precise && !c->rowbuf)) {
@@ -410,42 +410,64 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* Decode path (a few tokens): each (token, KV head) is split into n_threads
- * parts of its keys, so that every thread streams the same share of the
- * cache whatever the number of KV heads; the parts are merged afterwards
- * (split_merge). */
-static void attn_worker_split(void *arg, int ith, int nth) {
+/* Decode path (a few tokens): sk_attend's three steps, each over the
+ * pool, so that every thread streams the same share of the cache whatever
+ * the number of KV heads: the scores of each (token, KV head) in n_threads
+ * key ranges; the rows to probabilities; the outputs in column slices
+ * (multiples of 16) of the head. The bits do not depend on the split. */
+static void split_parts(const attn_job *j, int *P, int *D) {
+    *P = j->c->n_threads;
+    int hd = j->c->m->hp.head_dim;
+    *D = hd % 16 ? 1 : (hd / 16 < *P ? hd / 16 : *P);
+}
+
+static void attn_split_scores(void *arg, int ith, int nth) {
     attn_job *j = arg;
     sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
-    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
-    size_t nq = (size_t)hp->n_head * hd;
+    int G = hp->n_head_kv, R = c->n_rep, P, D;
+    split_parts(j, &P, &D);
+    size_t nq = (size_t)hp->n_head * hp->head_dim;
     long lo, hi;
     sk_split_range((long)j->n * G * P, 1, ith, nth, &lo, &hi);
-    float *att = c->att + (size_t)ith * c->att_stride;
     for (long it = lo; it < hi; it++) {
         int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
-        size_t off = (size_t)i * nq + (size_t)g * R * hd;
-        const float *qw = c->q + off;
-        const float *qp = j->use_pfx[i] ? c->qp + off : qw;
-        int64_t u = j->u0 + i, S = j->kv->n_prefix;
-        int64_t nk = (u + 1 < S ? u + 1 : S) + (u >= S ? u - j->lo[i] + 1 : 0);
-        float *part = c->part + (size_t)it * c->part_stride;
-        sk_attend_part(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
-                       part, part + (size_t)R * hd, part + (size_t)R * (hd + 1), att);
+        size_t off = (size_t)i * nq + (size_t)g * R * hp->head_dim;
+        const float *qw = c->q + off, *qp = j->use_pfx[i] ? c->qp + off : qw;
+        int64_t u = j->u0 + i, nk = sk_attend_n_keys(j->kv, u, j->lo[i]);
+        sk_attend_scores(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
+                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride);
     }
 }
 
-static void split_merge(sk_context *c, int n) {
+static void attn_split_probs(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
+    int GR = c->m->hp.n_head; /* (KV head, query of its group) rows per token */
+    long lo, hi;
+    sk_split_range((long)j->n * GR, 1, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / GR);
+        sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride);
+    }
+}
+
+static void attn_split_values(void *arg, int ith, int nth) {
+    attn_job *j = arg;
+    sk_context *c = j->c;
     const sk_hparams *hp = &c->m->hp;
-    int G = hp->n_head_kv, hd = hp->head_dim, P = c->n_threads, R = c->n_rep;
-    for (int i = 0; i < n; i++)
-        for (int g = 0; g < G; g++) {
-            const float *part = c->part + (size_t)((i * G + g) * P) * c->part_stride;
-            sk_attend_merge(P, R, hd, part, c->part_stride, part + (size_t)R * hd,
-                            part + (size_t)R * (hd + 1), c->part_stride,
-                            c->ao + (size_t)i * hp->n_head * hd + (size_t)g * R * hd);
-        }
+    int G = hp->n_head_kv, R = c->n_rep, hd = hp->head_dim, P, D;
+    split_parts(j, &P, &D);
+    size_t nq = (size_t)hp->n_head * hd;
+    long lo, hi;
+    sk_split_range((long)j->n * G * D, 1, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int i = (int)(it / ((long)G * D)), g = (int)(it / D % G), s = (int)(it % D);
+        int c0 = D == 1 ? 0 : 16 * (hd / 16 * s / D), c1 = D == 1 ? hd : 16 * (hd / 16 * (s + 1) / D);
+        sk_attend_values(j->kv, j->layer, g, R, j->u0 + i, j->lo[i],
+                         c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride, c0, c1,
+                         c->ao + (size_t)i * nq + (size_t)g * R * hd);
+    }
 }
 
 /* ---- per-token row operations over the thread pool ----------------------
@@ -547,16 +569,17 @@ static void attention(sk_context *c, int l, int n, int64_t u0) {
     else if (n >= SK_SPLIT_TOK + 1 && sk_kvcache_multi_ok(aj.kv))
         sk_pool_run(c->pool, attn_worker_multi, &aj);
     else if (n <= SK_SPLIT_TOK) {
-        sk_pool_run(c->pool, attn_worker_split, &aj);
-        split_merge(c, n);
+        sk_pool_run(c->pool, attn_split_scores, &aj);
+        sk_pool_run(c->pool, attn_split_probs, &aj);
+        sk_pool_run(c->pool, attn_split_values, &aj);
     } else
         sk_pool_run(c->pool, attn_worker, &aj);
 }
 
-/* Run the transformer over tokens[0..n) at stream positions kv->n_past...;
- * n <= n_batch; leaves the logits of the last token in c->logits. The
- * steps and which families take them: arch.h. */
-static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_error *err) {
+/* Plan c's caches for n tokens and set up its per-token tables: the
+ * embedding of tokens[i] into row x[i] (x: lead's rows for c) and the
+ * rotations at stream and cache positions. */
+static sk_status prepare(sk_context *c, const int32_t *tokens, int n, float *x, sk_error *err) {
     const sk_model *m = c->m;
     const sk_hparams *hp = &m->hp;
     sk_kvcache *kv = c->kv;
@@ -564,11 +587,9 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
     if (st) return st;
     if (c->kv_swa && (st = sk_kvcache_plan(c->kv_swa, n, c->lo_swa, err))) return st;
     int d = hp->n_embd, nr = hp->n_rot;
-    size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim,
-           ff = (size_t)hp->n_ff;
     int64_t u0 = kv->n_past;
     for (int i = 0; i < n; i++) {
-        float *xi = c->x + (size_t)i * d;
+        float *xi = x + (size_t)i * d;
         sk_embed_row(&m->tok_embd, tokens[i], xi);
         if (m->embd_scale != 1.0f)
             for (int e = 0; e < d; e++) xi[e] *= m->embd_scale;
@@ -579,52 +600,124 @@ static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_e
         c->use_pfx[i] = cpos != u && kv->n_prefix > 0;
         if (c->use_pfx[i]) rope_cs(c, c->theta, cpos, c->cs_pfx + (size_t)i * nr);
     }
+    return SK_OK;
+}
+
+/* The attention block of layer l for each of the k contexts, over its rows
+ * of lead's buffers (from row off[j], n[j] of them): each context attends
+ * over its own cache with lead's pool (the same thread count), its
+ * activation pointers moved onto those rows meanwhile. */
+static void attention_all(sk_context *lead, sk_context *const *cs, const int *n, const int *off, int k,
+                          int l) {
+    const sk_hparams *hp = &lead->m->hp;
+    size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
+    for (int j = 0; j < k; j++) {
+        sk_context *c = cs[j];
+        if (c == lead) {
+            attention(c, l, n[j], c->kv->n_past);
+            continue;
+        }
+        float *q = c->q, *qp = c->qp, *kk = c->k, *v = c->v, *ao = c->ao;
+        sk_pool *pool = c->pool;
+        size_t o = (size_t)off[j];
+        c->q = lead->q + o * nq;
+        c->qp = lead->qp + o * nq;
+        c->k = lead->k + o * nkv;
+        c->v = lead->v + o * nkv;
+        c->ao = lead->ao + o * nq;
+        c->pool = lead->pool;
+        attention(c, l, n[j], c->kv->n_past);
+        c->q = q, c->qp = qp, c->k = kk, c->v = v, c->ao = ao, c->pool = pool;
+    }
+}
+
+/* Run the transformer over n[j] tokens of each of the k contexts cs[j] at
+ * their stream positions, every weight matrix once over all the rows, in
+ * lead's buffers with lead's pool (lead may be cs[0] itself: one context,
+ * blog NULL); sum n[j] <= lead->n_batch, n[j] <= cs[j]->n_batch. Leaves
+ * each context's logits (its last token's, or all with logits_all) in its
+ * own buffer; with several, the head runs once over their rows into blog
+ * (k rows of n_vocab; no logits_all then) and each copies its row.
+ * Every row is computed with the same arithmetic whatever shares the pass
+ * (ops.h, kvcache.h), so the bits do not depend on the batch. The steps
+ * and which families take them: arch.h. */
+static sk_status forward_batch(sk_context *lead, sk_context *const *cs, const int32_t *const *toks,
+                               const int *n, int k, float *blog, sk_error *err) {
+    const sk_model *m = lead->m;
+    const sk_hparams *hp = &m->hp;
+    int d = hp->n_embd;
+    size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim,
+           ff = (size_t)hp->n_ff;
+    int off[SK_MAX_BATCH_SEQS + 1];
+    off[0] = 0;
+    for (int j = 0; j < k; j++) {
+        sk_status st = prepare(cs[j], toks[j], n[j], lead->x + (size_t)off[j] * d, err);
+        if (st) return st; /* plans only: nothing stored yet */
+        off[j + 1] = off[j] + n[j];
+    }
+    int T = off[k];
     for (int l = 0; l < hp->n_layer; l++) {
         const sk_layer *L = &m->layers[l];
-        norm_rows(c, c->xb, c->x, L->attn_norm.data, n);
-        sk_matmul_job qkv[3] = {{&L->wq, c->q, nq}, {&L->wk, c->k, nkv}, {&L->wv, c->v, nkv}};
-        matmul(c, qkv, 3, c->xb, (size_t)d, d, n);
-        add_bias(c->q, nq, &L->bq, (int64_t)nq, n);
-        add_bias(c->k, nkv, &L->bk, (int64_t)nkv, n);
-        add_bias(c->v, nkv, &L->bv, (int64_t)nkv, n);
-        attention(c, l, n, u0);
-        sk_matmul_job o = {&L->wo, c->xb, (size_t)d};
-        matmul(c, &o, 1, c->ao, nq, (int)nq, n);
-        add_bias(c->xb, (size_t)d, &L->bo, d, n);
-        if (L->post_attn_norm.data) norm_rows(c, c->xb, c->xb, L->post_attn_norm.data, n);
-        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
-        norm_rows(c, c->xb, c->x, L->ffn_norm.data, n);
-        sk_matmul_job gu[2] = {{&L->w_gate, c->hg, ff}, {&L->w_up, c->hu, ff}};
-        matmul(c, gu, 2, c->xb, (size_t)d, d, n);
-        add_bias(c->hg, ff, &L->b_gate, (int64_t)ff, n);
-        add_bias(c->hu, ff, &L->b_up, (int64_t)ff, n);
-        act_rows(c, c->hg, c->hu, (int64_t)n * (int64_t)ff, n);
-        sk_matmul_job dn = {&L->w_down, c->xb, (size_t)d};
-        matmul(c, &dn, 1, c->hg, ff, (int)ff, n);
-        add_bias(c->xb, (size_t)d, &L->b_down, d, n);
-        if (L->post_ffn_norm.data) norm_rows(c, c->xb, c->xb, L->post_ffn_norm.data, n);
-        for (size_t i = 0; i < (size_t)n * d; i++) c->x[i] += c->xb[i];
+        norm_rows(lead, lead->xb, lead->x, L->attn_norm.data, T);
+        sk_matmul_job qkv[3] = {{&L->wq, lead->q, nq}, {&L->wk, lead->k, nkv}, {&L->wv, lead->v, nkv}};
+        matmul(lead, qkv, 3, lead->xb, (size_t)d, d, T);
+        add_bias(lead->q, nq, &L->bq, (int64_t)nq, T);
+        add_bias(lead->k, nkv, &L->bk, (int64_t)nkv, T);
+        add_bias(lead->v, nkv, &L->bv, (int64_t)nkv, T);
+        attention_all(lead, cs, n, off, k, l);
+        sk_matmul_job o = {&L->wo, lead->xb, (size_t)d};
+        matmul(lead, &o, 1, lead->ao, nq, (int)nq, T);
+        add_bias(lead->xb, (size_t)d, &L->bo, d, T);
+        if (L->post_attn_norm.data) norm_rows(lead, lead->xb, lead->xb, L->post_attn_norm.data, T);
+        for (size_t i = 0; i < (size_t)T * d; i++) lead->x[i] += lead->xb[i];
+        norm_rows(lead, lead->xb, lead->x, L->ffn_norm.data, T);
+        sk_matmul_job gu[2] = {{&L->w_gate, lead->hg, ff}, {&L->w_up, lead->hu, ff}};
+        matmul(lead, gu, 2, lead->xb, (size_t)d, d, T);
+        add_bias(lead->hg, ff, &L->b_gate, (int64_t)ff, T);
+        add_bias(lead->hu, ff, &L->b_up, (int64_t)ff, T);
+        act_rows(lead, lead->hg, lead->hu, (int64_t)T * (int64_t)ff, T);
+        sk_matmul_job dn = {&L->w_down, lead->xb, (size_t)d};
+        matmul(lead, &dn, 1, lead->hg, ff, (int)ff, T);
+        add_bias(lead->xb, (size_t)d, &L->b_down, d, T);
+        if (L->post_ffn_norm.data) norm_rows(lead, lead->xb, lead->xb, L->post_ffn_norm.data, T);
+        for (size_t i = 0; i < (size_t)T * d; i++) lead->x[i] += lead->xb[i];
     }
     /* every token's final normed state (what the head reads): its sum is
-     * the embedding; logits of the last token, or of every token with
-     * logits_all */
-    norm_rows(c, c->xb, c->x, m->output_norm.data, n);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) c->emb_sum[j] += (double)c->xb[(size_t)i * (size_t)d + (size_t)j];
-    c->emb_n += n;
-    int n_out = c->p.logits_all ? n : 1;
-    sk_matmul_job out = {&m->output, c->logits, (size_t)hp->n_vocab};
-    matmul(c, &out, 1, c->xb + (size_t)(n - n_out) * d, (size_t)d, d, n_out);
+     * the embedding; logits of each context's last token, or of every
+     * token with logits_all */
+    norm_rows(lead, lead->xb, lead->x, m->output_norm.data, T);
+    int n_out = 0; /* rows for the head, gathered (several contexts) into lead->x, free now */
+    for (int j = 0; j < k; j++) {
+        sk_context *c = cs[j];
+        for (int i = off[j]; i < off[j + 1]; i++)
+            for (int e = 0; e < d; e++) c->emb_sum[e] += (double)lead->xb[(size_t)i * (size_t)d + (size_t)e];
+        c->emb_n += n[j];
+        c->n_logits = c->p.logits_all ? n[j] : 1;
+        if (blog)
+            memcpy(lead->x + (size_t)n_out * d, lead->xb + (size_t)(off[j + 1] - c->n_logits) * d,
+                   sizeof(float) * (size_t)c->n_logits * d);
+        n_out += c->n_logits;
+    }
+    float *lg = blog ? blog : cs[0]->logits;
+    sk_matmul_job out = {&m->output, lg, (size_t)hp->n_vocab};
+    matmul(lead, &out, 1, blog ? lead->x : lead->xb + (size_t)(T - n_out) * d, (size_t)d, d, n_out);
     if (m->logit_softcap > 0.0f) {
         float cap = m->logit_softcap, inv = 1.0f / cap;
-        for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++)
-            c->logits[i] = cap * tanhf(c->logits[i] * inv);
+        for (size_t i = 0; i < (size_t)n_out * (size_t)hp->n_vocab; i++) lg[i] = cap * tanhf(lg[i] * inv);
     }
-    c->n_logits = n_out;
-    sk_kvcache_commit(kv, n);
-    if (c->kv_swa) sk_kvcache_commit(c->kv_swa, n);
-    c->has_logits = 1;
+    for (int j = 0, r = 0; j < k; j++) {
+        sk_context *c = cs[j];
+        if (blog) memcpy(c->logits, blog + (size_t)r * hp->n_vocab, sizeof(float) * (size_t)c->n_logits * hp->n_vocab);
+        r += c->n_logits;
+        sk_kvcache_commit(c->kv, n[j]);
+        if (c->kv_swa) sk_kvcache_commit(c->kv_swa, n[j]);
+        c->has_logits = 1;
+    }
     return SK_OK;
+}
+
+static sk_status forward_chunk(sk_context *c, const int32_t *tokens, int n, sk_error *err) {
+    return forward_batch(c, &c, &tokens, &n, 1, NULL, err);
 }
 
 static sk_status feed(sk_context *c, const int32_t *tokens, int64_t n, sk_error *err) {
@@ -692,3 +785,88 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
     }
     return SK_OK;
 }
+
+/* ---- several contexts in one pass --------------------------------------- */
+
+struct sk_batch {
+    sk_context *lead;  /* the buffers and pool of a pass (its own cache is unused) */
+    float *logits;     /* (max_seqs, n_vocab) the head's rows */
+    int max_seqs;
+};
+
+sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
+                       sk_error *err) {
+    *out = NULL;
+    if (n_threads < 0 || n_threads > SK_MAX_THREADS)
+        return sk_error_set(err, SK_ERR_INVALID, "batch: threads %d out of range 0..%d", n_threads, SK_MAX_THREADS);
+    if (max_seqs < 1 || max_seqs > SK_MAX_BATCH_SEQS)
+        return sk_error_set(err, SK_ERR_INVALID, "batch: sequences %d out of range 1..%d", max_seqs,
+                            SK_MAX_BATCH_SEQS);
+    sk_context_params p;
+    sk_context_params_default(&p);
+    p.n_threads = n_threads;
+    p.n_batch = max_tokens; /* validated by sk_context_new */
+    p.cache.policy = SK_CACHE_DENSE;
+    p.cache.n_ctx = 1;
+    sk_batch *b = calloc(1, sizeof *b);
+    if (!b) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (batch)");
+    sk_status st = sk_context_new(m, &p, &b->lead, err);
+    if (st) {
+        free(b);
+        return st;
+    }
+    b->max_seqs = max_seqs;
+    b->logits = malloc(sizeof(float) * (size_t)max_seqs * (size_t)m->hp.n_vocab);
+    if (!b->logits) {
+        sk_batch_free(b);
+        return sk_error_set(err, SK_ERR_NOMEM, "out of memory (batch logits)");
+    }
+    *out = b;
+    return SK_OK;
+}
+
+void sk_batch_free(sk_batch *b) {
+    if (!b) return;
+    sk_context_free(b->lead);
+    free(b->logits);
+    free(b);
+}
+
+sk_status sk_decode_batch(sk_batch *b, sk_context *const *ctx, const int32_t *const *tokens, const int *n,
+                          int n_ctx, sk_error *err) {
+    sk_context *lead = b->lead;
+    if (n_ctx < 1 || n_ctx > b->max_seqs)
+        return sk_error_set(err, SK_ERR_INVALID, "batch: %d contexts, not 1..%d", n_ctx, b->max_seqs);
+    int64_t total = 0, nv = lead->m->hp.n_vocab;
+    for (int j = 0; j < n_ctx; j++) {
+        const sk_context *c = ctx[j];
+        if (!c || c->m != lead->m)
+            return sk_error_set(err, SK_ERR_INVALID, "batch: context %d is not on the batch's model", j);
+        for (int i = 0; i < j; i++)
+            if (ctx[i] == c) return sk_error_set(err, SK_ERR_INVALID, "batch: context %d appears twice", j);
+        if (c->n_threads != lead->n_threads)
+            return sk_error_set(err, SK_ERR_INVALID, "batch: context %d has %d threads, the batch %d", j,
+                                c->n_threads, lead->n_threads);
+        if (c->p.logits_all || c->p.precise || c->p.cache.policy == SK_CACHE_RECOMPUTE)
+            return sk_error_set(err, SK_ERR_INVALID,
+                                "batch: context %d uses logits_all, precise or the recompute policy", j);
+        if (n[j] < 1 || n[j] > c->n_batch)
+            return sk_error_set(err, SK_ERR_INVALID, "batch: context %d: %d tokens, not 1..%d", j, n[j],
+                                c->n_batch);
+        for (int i = 0; i < n[j]; i++)
+            if (tokens[j][i] < 0 || tokens[j][i] >= nv)
+                return sk_error_set(err, SK_ERR_INVALID, "batch: context %d: token id %d out of range 0..%lld", j,
+                                    tokens[j][i], (long long)nv - 1);
+        if (c->kv->policy == SK_CACHE_DENSE && c->kv->n_past + n[j] > c->kv->n_window)
+            return sk_error_set(err, SK_ERR_FULL, "batch: context %d full: %lld + %d tokens > ctx %lld", j,
+                                (long long)c->kv->n_past, n[j], (long long)c->kv->n_window);
+        total += n[j];
+    }
+    if (total > lead->n_batch)
+        return sk_error_set(err, SK_ERR_INVALID, "batch: %lld tokens > %d", (long long)total, lead->n_batch);
+    sk_status st = forward_batch(lead, ctx, tokens, n, n_ctx, b->logits, err);
+    for (int j = 0; j < n_ctx && !st; j++) ctx[j]->n_logits_valid = 1;
+    return st;
+}
+
+int sk_context_batch_size(const sk_context *c) { return c->n_batch; }

@@ -36,9 +36,9 @@ struct sk_context {
     float *hu;           /* (n_batch, n_ff) up */
     float *att;          /* (n_threads, att_stride): per-thread scores and query blocks */
     size_t att_stride;
-    float *part;         /* (SK_SPLIT_TOK * n_head_kv * n_threads, part_stride): partial
-                            attention of split decode (out, max, sum per query) */
-    size_t part_stride;
+    float *sc;           /* (SK_SPLIT_TOK * n_head, sc_stride): the decode path's
+                            scores, then probabilities, per (token, query head) */
+    size_t sc_stride;    /* keys of the larger cache */
     int n_threads;
     uint64_t scratch_bytes; /* every buffer above, KV cache not included */
     float *cs_win;       /* (n_batch, n_rot) cos/sin at stream positions */

@@ -279,7 +279,6 @@ void sk_kvcache_store(sk_kvcache *kv, int l, int64_t pos, const float *k, const 
 }
 
 #define SK_MAX_HEAD_DIM 1024
-#define SK_MAX_REP 256 /* query heads per KV head (sk_attend's stack arrays) */
 
 /* A run of visible keys that are contiguous in one storage area. */
 typedef struct kv_seg {
@@ -354,10 +353,14 @@ static void seg_scores(const kv_seg *sg, int hd, int n_rep, const float *q, floa
     }
 }
 
-static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, size_t stride,
-                       float *out) {
+/* out[r * hd + c] += sum_j att[r * stride + j] v_j[c] for the run's keys j
+ * in order and columns c0 <= c < c1 (multiples of 16 for the F16 kernels) */
+static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, size_t stride, int c0,
+                       int c1, float *out) {
+    if (c1 <= c0) return;
     if (sg->type == SK_TYPE_F16) {
-        sk_vec_get()->av_f16(sg->n, hd, (const uint16_t *)sg->v, n_rep, att, stride, out);
+        sk_vec_get()->av_f16(sg->n, c1 - c0, (const uint16_t *)sg->v + c0, (size_t)hd, n_rep, att, stride,
+                             out + c0, (size_t)hd);
         return;
     }
     if (sg->type == SK_TYPE_Q8_0 && hd <= 256) {
@@ -365,7 +368,8 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
         for (int64_t j0 = 0; j0 < sg->n; j0 += Q8_TILE) {
             int64_t n = sg->n - j0 < Q8_TILE ? sg->n - j0 : Q8_TILE;
             q8_tile(sg->v + (size_t)j0 * sg->row, sg->row, n, hd, tile);
-            sk_vec_get()->av_f16(n, hd, tile, n_rep, att + j0, stride, out);
+            sk_vec_get()->av_f16(n, c1 - c0, tile + c0, (size_t)hd, n_rep, att + j0, stride, out + c0,
+                                 (size_t)hd);
         }
         return;
     }
@@ -375,52 +379,55 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
         for (int r = 0; r < n_rep; r++) {
             float w = att[(size_t)r * stride + j];
             float *o = out + (size_t)r * hd;
-            for (int i = 0; i < hd; i++) o[i] += w * vbuf[i];
+            for (int i = c0; i < c1; i++) o[i] += w * vbuf[i];
         }
     }
 }
 
-/* Softmax attention over the visible keys, in up to three contiguous
- * segments: the prefix, then the window's run up to the ring's end, then
- * its wrapped run from slot 0. att holds (n_rep, n_keys) scores. */
-void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
-               const float *q_pfx, int64_t u, int64_t lo, float *out, float *att) {
-    float mx[SK_MAX_REP], sum[SK_MAX_REP];
-    SK_ASSERT(n_rep <= SK_MAX_REP);
-    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
-    int64_t n_keys = n_pfx + (u >= kv->n_prefix ? u - lo + 1 : 0);
-    sk_attend_part(kv, l, g, n_rep, q_win, q_pfx, u, lo, 0, n_keys, out, mx, sum, att);
-    for (int r = 0; r < n_rep; r++) { /* normalize: att rows become the probabilities */
-        float inv = 1.0f / sum[r], *a = att + (size_t)r * n_keys, *o = out + (size_t)r * kv->head_dim;
-        for (int64_t j = 0; j < n_keys; j++) a[j] *= inv;
-        for (int i = 0; i < kv->head_dim; i++) o[i] *= inv;
-    }
+/* ---- the attention of one query -------------------------------------------
+ * One arithmetic for every path (one token, a split over threads, a chunk
+ * in sk_attend_multi), so that a token's output does not depend on how it
+ * was batched or on the thread count:
+ *   s_k   = scale * q . key_k             (vec.h's kq_f16: the same bits per
+ *                                          key whatever else is scored)
+ *   mx    = max over the visible keys     (exact)
+ *   S     = exp_sum over the visible keys, in order, from the first
+ *   p_k   = exp(s_k - mx) * (1 / S)
+ *   out_c = sum_k p_k v_k[c]              (in key order, prefix first)
+ * Zero weights (keys a chunk masks) add exactly nothing. */
+
+/* The prefix slots and window keys visible at stream position u. */
+static void visible(const sk_kvcache *kv, int64_t u, int64_t lo, int64_t *n_pfx, int64_t *n_win) {
+    *n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
+    *n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
 }
 
-void sk_attend_part(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
-                    const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *out,
-                    float *mx, float *sum, float *att) {
-    int hd = kv->head_dim;
-    SK_ASSERT(hd <= SK_MAX_HEAD_DIM);
-    int64_t n_pfx = u + 1 < kv->n_prefix ? u + 1 : kv->n_prefix;
-    int64_t n_win = u >= kv->n_prefix ? u - lo + 1 : 0;
-    int64_t nk = n_pfx + n_win;
-    k0 = k0 < 0 ? 0 : k0;
-    k1 = k1 > nk ? nk : k1;
-    int64_t n = k1 > k0 ? k1 - k0 : 0;
-    memset(out, 0, (size_t)n_rep * hd * sizeof(float));
-    for (int r = 0; r < n_rep; r++) {
-        mx[r] = -INFINITY;
-        sum[r] = 0.0f;
-    }
-    if (!n) return;
-    float scale = 1.0f / sqrtf((float)hd);
+int64_t sk_attend_n_keys(const sk_kvcache *kv, int64_t u, int64_t lo) {
+    int64_t np, nw;
+    visible(kv, u, lo, &np, &nw);
+    return np + nw;
+}
+
+/* Scores -> probabilities in place over one query's visible keys, in
+ * visible order and contiguous (the chunked path moves its window part
+ * next to its prefix part first), so that the result does not depend on
+ * where the prefix ends either: a cache with more pinned slots that has
+ * not evicted anything gives the same bits. */
+static void softmax_row(float *a, int64_t n) {
+    const sk_vec_kernels *vk = sk_vec_get();
+    float mx = vk->max(a, n);
+    float inv = 1.0f / vk->exp_sum(a, n, mx);
+    for (int64_t j = 0; j < n; j++) a[j] *= inv;
+}
+
+/* The visible keys [k0, k1) of the query at u, as runs (<= 3). */
+static int visible_runs(const sk_kvcache *kv, int l, int g, int64_t u, int64_t lo, int64_t k0, int64_t k1,
+                        kv_seg *part) {
+    int64_t n_pfx, n_win;
+    visible(kv, u, lo, &n_pfx, &n_win);
     kv_seg seg[3];
-    int ns = build_segs(kv, l, g, n_pfx, lo, n_win, seg);
-    /* trim the runs to keys [k0, k1) of the visible order */
-    int64_t start = 0, off = 0;
-    kv_seg part[3];
-    int np = 0;
+    int ns = build_segs(kv, l, g, n_pfx, lo, n_win, seg), np = 0;
+    int64_t start = 0;
     for (int i = 0; i < ns; i++) {
         int64_t a = k0 > start ? k0 : start, b = k1 < start + seg[i].n ? k1 : start + seg[i].n;
         if (a < b) {
@@ -431,48 +438,45 @@ void sk_attend_part(const sk_kvcache *kv, int l, int g, int n_rep, const float *
         }
         start += seg[i].n;
     }
+    return np;
+}
+
+void sk_attend_scores(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win, const float *q_pfx,
+                      int64_t u, int64_t lo, int64_t k0, int64_t k1, float *att, size_t as) {
+    SK_ASSERT(kv->head_dim <= SK_MAX_HEAD_DIM);
+    float scale = 1.0f / sqrtf((float)kv->head_dim);
+    kv_seg part[3];
+    int np = visible_runs(kv, l, g, u, lo, k0, k1, part);
+    int64_t off = k0;
     for (int i = 0; i < np; i++) {
-        seg_scores(&part[i], hd, n_rep, part[i].pfx ? q_pfx : q_win, scale, att + off, (size_t)n);
-        off += part[i].n;
-    }
-    const sk_vec_kernels *vk = sk_vec_get();
-    for (int r = 0; r < n_rep; r++) {
-        float *a = att + (size_t)r * n;
-        mx[r] = vk->max(a, n);
-        sum[r] = vk->exp_sum(a, n, mx[r]);
-    }
-    off = 0;
-    for (int i = 0; i < np; i++) {
-        seg_values(&part[i], hd, n_rep, att + off, (size_t)n, out);
+        seg_scores(&part[i], kv->head_dim, n_rep, part[i].pfx ? q_pfx : q_win, scale, att + off, as);
         off += part[i].n;
     }
 }
 
-void sk_attend_merge(int n_parts, int n_rep, int hd, const float *outs, size_t out_stride,
-                     const float *mx, const float *sum, size_t ms_stride, float *out) {
-    for (int r = 0; r < n_rep; r++) {
-        float m = -INFINITY;
-        for (int p = 0; p < n_parts; p++) {
-            float x = mx[(size_t)p * ms_stride + r];
-            m = x > m ? x : m;
-        }
-        double tot = 0.0;
-        float w[64];
-        SK_ASSERT(n_parts <= 64);
-        for (int p = 0; p < n_parts; p++) {
-            float x = mx[(size_t)p * ms_stride + r];
-            w[p] = x == -INFINITY ? 0.0f : expf(x - m);
-            tot += (double)w[p] * sum[(size_t)p * ms_stride + r];
-        }
-        float *o = out + (size_t)r * hd;
-        for (int i = 0; i < hd; i++) o[i] = 0.0f;
-        for (int p = 0; p < n_parts; p++) {
-            if (w[p] == 0.0f) continue;
-            float sc = (float)(w[p] / tot);
-            const float *op = outs + (size_t)p * out_stride + (size_t)r * hd;
-            for (int i = 0; i < hd; i++) o[i] += sc * op[i];
-        }
+void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row) {
+    softmax_row(row, sk_attend_n_keys(kv, u, lo));
+}
+
+void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, int64_t lo, const float *att,
+                      size_t as, int c0, int c1, float *out) {
+    int hd = kv->head_dim;
+    for (int r = 0; r < n_rep; r++) memset(out + (size_t)r * hd + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+    kv_seg part[3];
+    int np = visible_runs(kv, l, g, u, lo, 0, sk_attend_n_keys(kv, u, lo), part);
+    int64_t off = 0;
+    for (int i = 0; i < np; i++) {
+        seg_values(&part[i], hd, n_rep, att + off, as, c0, c1, out);
+        off += part[i].n;
     }
+}
+
+void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win, const float *q_pfx, int64_t u,
+               int64_t lo, float *out, float *att) {
+    int64_t nk = sk_attend_n_keys(kv, u, lo);
+    sk_attend_scores(kv, l, g, n_rep, q_win, q_pfx, u, lo, 0, nk, att, (size_t)nk);
+    for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, att + (size_t)r * nk);
+    sk_attend_values(kv, l, g, n_rep, u, lo, att, (size_t)nk, 0, kv->head_dim, out);
 }
 
 int sk_kvcache_multi_ok(const sk_kvcache *kv) {
@@ -512,19 +516,21 @@ void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, con
         int64_t c1 = u >= S ? n_pfx + (u - wlo) + 1 : ncols;
         for (int r = 0; r < n_rep; r++) {
             float *a = att + (size_t)(i * n_rep + r) * ncols;
-            float m0 = vk->max(a, vp), m1 = vk->max(a + c0, c1 - c0);
-            float mx = m0 > m1 ? m0 : m1;
-            float inv = 1.0f / (vk->exp_sum(a, vp, mx) + vk->exp_sum(a + c0, c1 - c0, mx));
-            for (int64_t j = 0; j < vp; j++) a[j] *= inv;
-            for (int64_t j = c0; j < c1; j++) a[j] *= inv;
-            for (int64_t j = vp; j < c0; j++) a[j] = 0.0f; /* masked: zero weight */
+            int64_t nw = c1 - c0;
+            if (c0 > vp) memmove(a + vp, a + c0, (size_t)nw * sizeof(float)); /* contiguous */
+            softmax_row(a, vp + nw);
+            if (c0 > vp) {
+                memmove(a + c0, a + vp, (size_t)nw * sizeof(float));
+                for (int64_t j = vp; j < c0; j++) a[j] = 0.0f; /* masked: zero weight */
+            }
             for (int64_t j = c1; j < ncols; j++) a[j] = 0.0f;
         }
     }
     memset(out, 0, (size_t)nrows * hd * sizeof(float));
     off = 0;
     for (int k = 0; k < ns; k++) {
-        vk->av_f16(seg[k].n, hd, (const uint16_t *)seg[k].v, nrows, att + off, (size_t)ncols, out);
+        vk->av_f16(seg[k].n, hd, (const uint16_t *)seg[k].v, (size_t)hd, nrows, att + off, (size_t)ncols, out,
+                   (size_t)hd);
         off += seg[k].n;
     }
 }

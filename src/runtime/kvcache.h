@@ -103,27 +103,29 @@ int64_t sk_kvcache_cached(const sk_kvcache *kv);
  *   q_win: (n_rep, head_dim) rotated at stream position u
  *   q_pfx: (n_rep, head_dim) rotated at cpos(u); may equal q_win
  *   out:   (n_rep, head_dim)
- *   att:   scratch of at least n_rep * (n_prefix + n_window) floats
+ *   att:   scratch of at least n_rep * (n_prefix + n_window) floats; holds
+ *          the probabilities (n_rep, n_keys) afterwards
  * Visible keys: prefix slots [0, min(n_prefix, u + 1)) and window [lo, u]
- * (lo >= n_prefix, or empty when u < n_prefix). */
+ * (lo >= n_prefix, or empty when u < n_prefix), in that order. Every path
+ * (this one, the three steps below, sk_attend_multi) computes with the
+ * same arithmetic (kvcache.c), so a token's output has the same bits
+ * however it was batched or split over threads. */
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                const float *q_pfx, int64_t u, int64_t lo, float *out, float *att);
 
-/* A part of sk_attend, to split one head's keys over threads: only keys
- * [k0, k1) of the visible order (prefix slots, then the window oldest
- * first; n_keys of them in all) are used. Writes, per query r < n_rep, the
- * largest score mx[r], sum[r] = sum_j exp(s_j - mx[r]) and the unnormalized
- * out[r] = sum_j exp(s_j - mx[r]) v_j. An empty range gives mx = -inf,
- * sum = 0, out = 0. att: n_rep * (k1 - k0) floats of scratch. */
-void sk_attend_part(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
-                    const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *out,
-                    float *mx, float *sum, float *att);
-
-/* Combine n_parts partial results (part p: outs + p * out_stride, (n_rep,
- * hd); mx, sum + p * ms_stride, (n_rep)) into the normalized attention
- * output out (n_rep, hd): the softmax over the union of the parts' keys. */
-void sk_attend_merge(int n_parts, int n_rep, int hd, const float *outs, size_t out_stride,
-                     const float *mx, const float *sum, size_t ms_stride, float *out);
+/* sk_attend in three steps, to split one query over threads:
+ * scores of the visible keys [k0, k1) into att[r * as + k] (any split of
+ * the keys gives the same scores); then each row r, once complete, to
+ * probabilities (sk_attend_probs, n_keys = sk_attend_n_keys); then output
+ * columns [c0, c1) (multiples of 16, or 0 and head_dim) from all of a
+ * row's probabilities: out[r * head_dim + c]. */
+int64_t sk_attend_n_keys(const sk_kvcache *kv, int64_t u, int64_t lo);
+void sk_attend_scores(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
+                      const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *att,
+                      size_t as);
+void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row);
+void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, int64_t lo,
+                      const float *att, size_t as, int c0, int c1, float *out);
 
 /* The same for n_q consecutive query tokens u0..u0+n_q-1 at once (a pre-fill
  * chunk): keys are read once for all of them and each token's own visible

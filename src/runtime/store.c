@@ -2,7 +2,7 @@
  * directory (sk_store_* in include/sinkllm.h, which gives the record
  * format). The context's state goes through sk_context_save/_load
  * (session.c); this file owns the names, the paths, the record (chat kind,
- * system prompt, transcript) and its checks, and the directory operations
+ * system prompt, transcript, turn count) and its checks, and the directory operations
  * (list, delete, stale temporaries). */
 #include <dirent.h>
 #include <errno.h>
@@ -18,8 +18,9 @@
 #include "sinkllm.h"
 
 #define REC_MAGIC "SKSTORE\0"
-#define REC_VERSION 1
-#define REC_HEADER 32 /* magic, version, kind, system bytes, token count */
+#define REC_VERSION 2   /* 2 adds the turn count; a record without one is written as 1 */
+#define REC_HEADER1 32  /* version 1: magic, version, kind, system bytes, token count */
+#define REC_HEADER2 40  /* version 2: the same, then the turn count */
 #define SUFFIX ".session"
 #define TMP_INFIX ".session.tmp."
 
@@ -75,8 +76,8 @@ sk_status sk_store_path(const sk_store *st, const char *name, char *buf, size_t 
 
 /* The record of a session (see include/sinkllm.h): *rec malloc'ed, *len bytes. */
 static sk_status make_record(const sk_store *st, const char *name, sk_chat_kind chat_kind, const char *system,
-                             const int32_t *tokens, int64_t n_tokens, unsigned char **out, size_t *out_len,
-                             sk_error *err) {
+                             const int32_t *tokens, int64_t n_tokens, int64_t n_turns, unsigned char **out,
+                             size_t *out_len, sk_error *err) {
     *out = NULL;
     if (!sk_store_valid_name(name))
         return sk_error_set(err, SK_ERR_INVALID, "session names are 1-%d characters of A-Z a-z 0-9 _ -",
@@ -91,17 +92,20 @@ static sk_status make_record(const sk_store *st, const char *name, sk_chat_kind 
                                 name, (long long)i, (int)tokens[i], (long long)st->n_vocab);
     uint64_t ns = system ? strlen(system) : 0, nt = (uint64_t)n_tokens;
     if (nt > ((uint64_t)1 << 40)) return sk_error_set(err, SK_ERR_INVALID, "session %s: transcript too long", name);
-    size_t len = REC_HEADER + (size_t)ns + sizeof(int32_t) * (size_t)nt;
+    /* no turn count: version 1, which older builds read too */
+    const size_t head = n_turns < 0 ? REC_HEADER1 : REC_HEADER2;
+    size_t len = head + (size_t)ns + sizeof(int32_t) * (size_t)nt;
     unsigned char *rec = malloc(len); /* (len) the record */
     if (!rec) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
-    uint32_t ver = REC_VERSION, kind = (uint32_t)chat_kind;
+    uint32_t ver = n_turns < 0 ? 1 : REC_VERSION, kind = (uint32_t)chat_kind;
     memcpy(rec, REC_MAGIC, 8);
     memcpy(rec + 8, &ver, 4);
     memcpy(rec + 12, &kind, 4);
     memcpy(rec + 16, &ns, 8);
     memcpy(rec + 24, &nt, 8);
-    if (ns) memcpy(rec + REC_HEADER, system, (size_t)ns);
-    if (nt) memcpy(rec + REC_HEADER + ns, tokens, sizeof(int32_t) * (size_t)nt);
+    if (n_turns >= 0) memcpy(rec + 32, &n_turns, 8);
+    if (ns) memcpy(rec + head, system, (size_t)ns);
+    if (nt) memcpy(rec + head + ns, tokens, sizeof(int32_t) * (size_t)nt);
     *out = rec;
     *out_len = len;
     return SK_OK;
@@ -109,12 +113,18 @@ static sk_status make_record(const sk_store *st, const char *name, sk_chat_kind 
 
 sk_status sk_store_save(const sk_store *st, const char *name, const sk_context *c, sk_chat_kind chat_kind,
                         const char *system, const int32_t *tokens, int64_t n_tokens, sk_error *err) {
+    return sk_store_save_turns(st, name, c, chat_kind, system, tokens, n_tokens, -1, err);
+}
+
+sk_status sk_store_save_turns(const sk_store *st, const char *name, const sk_context *c, sk_chat_kind chat_kind,
+                              const char *system, const int32_t *tokens, int64_t n_tokens, int64_t n_turns,
+                              sk_error *err) {
     char path[4096];
     unsigned char *rec = NULL;
     size_t len = 0;
     sk_status s = sk_store_path(st, name, path, sizeof path, err);
     if (!s && c->m != st->m) s = sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name);
-    if (!s) s = make_record(st, name, chat_kind, system, tokens, n_tokens, &rec, &len, err);
+    if (!s) s = make_record(st, name, chat_kind, system, tokens, n_tokens, n_turns, &rec, &len, err);
     if (!s && mkdir(st->dir, 0700) != 0 && errno != EEXIST)
         s = sk_error_set(err, SK_ERR_IO, "%s: %s", st->dir, strerror(errno));
     if (!s) s = sk_session_write(c, path, rec, len, 0, err);
@@ -130,7 +140,7 @@ sk_status sk_store_encode(const sk_store *st, const char *name, const sk_context
     unsigned char *rec = NULL;
     size_t len = 0;
     sk_status s = c->m != st->m ? sk_error_set(err, SK_ERR_INVALID, "session %s: the context is of another model", name)
-                                : make_record(st, name, chat_kind, system, tokens, n_tokens, &rec, &len, err);
+                                : make_record(st, name, chat_kind, system, tokens, n_tokens, -1, &rec, &len, err);
     if (!s) s = sk_session_encode(c, rec, len, 0, out, out_len, err);
     free(rec);
     return s;
@@ -141,23 +151,31 @@ static sk_status parse_record(const sk_store *st, const char *name, const unsign
                               sk_session_info *info, sk_error *err) {
     uint32_t ver = 0, kind = 0;
     uint64_t ns = 0, nt = 0;
-    if (len < REC_HEADER || memcmp(rec, REC_MAGIC, 8) != 0)
+    int64_t turns = -1;
+    if (len < REC_HEADER1 || memcmp(rec, REC_MAGIC, 8) != 0)
         return sk_error_set(err, SK_ERR_FORMAT, "session %s: not a session-store record", name);
     memcpy(&ver, rec + 8, 4);
     memcpy(&kind, rec + 12, 4);
     memcpy(&ns, rec + 16, 8);
     memcpy(&nt, rec + 24, 8);
-    if (ver != REC_VERSION)
-        return sk_error_set(err, SK_ERR_FORMAT, "session %s: record version %u (this build reads %d)", name,
+    if (ver != 1 && ver != REC_VERSION)
+        return sk_error_set(err, SK_ERR_FORMAT, "session %s: record version %u (this build reads 1-%d)", name,
                             ver, REC_VERSION);
+    const size_t head = ver == 1 ? REC_HEADER1 : REC_HEADER2;
+    if (len < head) return sk_error_set(err, SK_ERR_FORMAT, "session %s: record of %zu bytes is cut short", name, len);
+    if (ver >= 2) {
+        memcpy(&turns, rec + 32, 8);
+        if (turns < 0)
+            return sk_error_set(err, SK_ERR_FORMAT, "session %s: turn count %lld is negative", name, (long long)turns);
+    }
     if (kind >= SK_CHAT_N_KINDS)
         return sk_error_set(err, SK_ERR_FORMAT, "session %s: chat kind %u out of range", name, kind);
-    size_t body = len - REC_HEADER;
+    size_t body = len - head;
     if (ns > body || nt > (body - ns) / sizeof(int32_t) || body != ns + sizeof(int32_t) * nt)
         return sk_error_set(err, SK_ERR_FORMAT,
                             "session %s: record of %zu bytes does not hold %llu prompt bytes and %llu tokens",
                             name, len, (unsigned long long)ns, (unsigned long long)nt);
-    const unsigned char *sys = rec + REC_HEADER;
+    const unsigned char *sys = rec + head;
     if (memchr(sys, 0, (size_t)ns))
         return sk_error_set(err, SK_ERR_FORMAT, "session %s: NUL byte in the system prompt", name);
     const unsigned char *tp = sys + ns;
@@ -178,6 +196,7 @@ static sk_status parse_record(const sk_store *st, const char *name, const unsign
     info->system[ns] = 0;
     if (nt) memcpy(info->tokens, tp, sizeof(int32_t) * (size_t)nt);
     info->n_tokens = (int64_t)nt;
+    info->n_turns = turns;
     info->chat_kind = (sk_chat_kind)kind;
     return SK_OK;
 }

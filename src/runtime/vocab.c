@@ -204,6 +204,15 @@ sk_status sk_tokenizer_from_gguf(const gguf_ctx *g, sk_tokenizer **out, sk_error
     sk_status st = sk_vocab_read(g, &in, &buf, err);
     if (st) return st;
     st = sk_tokenizer_new(&in, out, err);
+    /* fill-in-the-middle ids named by the file win over those found by text */
+    int32_t fim[3] = {-1, -1, -1};
+    if (!st && ((st = gguf_id(g, "tokenizer.ggml.fim_pre_token_id", in.n_vocab, &fim[0], err)) ||
+                (st = gguf_id(g, "tokenizer.ggml.fim_suf_token_id", in.n_vocab, &fim[1], err)) ||
+                (st = gguf_id(g, "tokenizer.ggml.fim_mid_token_id", in.n_vocab, &fim[2], err)))) {
+        sk_tokenizer_free(*out);
+        *out = NULL;
+    }
+    if (!st) sk_tokenizer_set_fim(*out, fim);
     sk_vocab_buf_free(&buf);
     return st;
 }

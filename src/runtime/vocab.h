@@ -9,7 +9,8 @@
 /* Build a tokenizer from GGUF metadata: tokenizer.ggml.model ("gpt2" -> BPE,
  * "llama" -> SPM, anything else SK_ERR_UNSUPPORTED), .pre, .tokens,
  * .scores, .token_type, .merges (BPE), .bos/eos/eot/unknown/padding
- * _token_id, .add_bos_token, .add_eos_token, .add_space_prefix. Missing
+ * _token_id, .fim_pre/fim_suf/fim_mid_token_id, .add_bos_token,
+ * .add_eos_token, .add_space_prefix. Missing
  * optional keys take llama.cpp's defaults (SPM: unk 0, bos 1, eos 2, add
  * BOS and a space prefix; BPE: no ids, add_bos only for the llama3 family).
  * A key of the wrong type, an array whose length disagrees with the token

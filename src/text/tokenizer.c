@@ -199,6 +199,7 @@ struct sk_tokenizer {
     char byte_enc[256][2];  /* GPT-2 byte encoder, as UTF-8 */
     unsigned char byte_enc_len[256];
     int32_t bos, eos, eot, unk, pad;
+    int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle; -1 when absent */
     bool add_bos, add_eos, add_space_prefix;
 };
 
@@ -385,12 +386,14 @@ static void special_by_text(sk_tokenizer *t, int32_t eot_key) {
     t->eot = eot_key;
     for (size_t k = 0; k < sizeof eot_texts / sizeof eot_texts[0] && t->eot < 0; k++)
         t->eot = lookup_cstr(t, eot_texts[k]);
+    t->fim[0] = t->fim[1] = t->fim[2] = -1;
     for (size_t c = 0; c < sizeof fim_texts / sizeof fim_texts[0]; c++) {
         for (const char *const *p = fim_texts[c].texts; *p; p++) {
             int32_t id = lookup_cstr(t, *p);
             if (id < 0) continue;
             t->tok[id].type = SK_TOKTYPE_CONTROL;
             if (fim_texts[c].eog) t->eog[id] = 1;
+            if (c < 3) t->fim[c] = id; /* prefix, suffix, middle: the table's first three */
             break;
         }
     }
@@ -1601,6 +1604,17 @@ int64_t sk_tokenizer_n_vocab(const sk_tokenizer *tok) { return tok ? tok->n_voca
 int32_t sk_tokenizer_bos(const sk_tokenizer *tok) { return tok ? tok->bos : -1; }
 int32_t sk_tokenizer_eos(const sk_tokenizer *tok) { return tok ? tok->eos : -1; }
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok) { return tok ? tok->eot : -1; }
+int sk_tokenizer_add_bos(const sk_tokenizer *tok) { return tok && tok->add_bos; }
+
+int sk_tokenizer_fim(const sk_tokenizer *tok, int32_t ids[3]) {
+    for (int i = 0; i < 3; i++) ids[i] = tok ? tok->fim[i] : -1;
+    return ids[0] >= 0 && ids[1] >= 0 && ids[2] >= 0;
+}
+
+void sk_tokenizer_set_fim(sk_tokenizer *t, const int32_t ids[3]) {
+    for (int i = 0; i < 3; i++)
+        if (ids[i] >= 0 && ids[i] < t->n_vocab) t->fim[i] = ids[i];
+}
 
 int sk_token_is_eog(const sk_tokenizer *tok, int32_t id) {
     return tok && id >= 0 && id < tok->n_vocab && tok->eog[id];

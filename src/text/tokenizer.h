@@ -69,6 +69,11 @@ typedef struct sk_vocab_init {
 sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_error *err);
 void sk_tokenizer_free(sk_tokenizer *tok);
 
+/* Set the fill-in-the-middle tokens (prefix, suffix, middle) that the
+ * vocabulary's metadata names; entries < 0 or >= n_vocab keep those found
+ * by their texts (sk_tokenizer_fim). */
+void sk_tokenizer_set_fim(sk_tokenizer *t, const int32_t ids[3]);
+
 /* SK_STRIP_* flags of token id (0 for none, a bad id or no flags at all). */
 int sk_tokenizer_token_strip(const sk_tokenizer *tok, int32_t id);
 
