@@ -211,7 +211,7 @@ static void test_tier(void **state) {
 }
 
 /* The dispatcher installs the set cpu.h chose: the reference's entries
- * under SINKLLM_SCALAR or without AVX2, another set's otherwise. */
+ * on the scalar tier (SINKLLM_ISA=scalar) or without AVX2, another set's otherwise. */
 static void test_dispatch(void **state) {
     (void)state;
     const sk_vec_kernels *sel = sk_vec_get(), *ref = sk_vec_get_ref();
