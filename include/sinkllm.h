@@ -789,16 +789,24 @@ sk_status sk_store_remove_stale(const sk_store *st, int *n_removed, sk_error *er
 
 typedef struct sk_system_info {
     const char *version;  /* SINKLLM_VERSION */
-    const char *isa;      /* the kernel set in use: "avx512vnni", "avx2" or "scalar"
-                             (the best the CPU has; SINKLLM_SCALAR=1 forces "scalar") */
+    const char *isa;      /* the kernel tier in use: "amx", "avx512", "avx2" or "scalar":
+                             the best the CPU has, or SINKLLM_ISA=NAME's (a tier at or
+                             below the best; SINKLLM_SCALAR=1 is SINKLLM_ISA=scalar) */
     int n_cores;          /* online CPUs: the threads a context uses with n_threads 0 */
-    /* CPU features (the hardware's, whatever SINKLLM_SCALAR says): 1 or 0 */
-    int cpu_avx2;         /* AVX2 + FMA + F16C: the "avx2" kernels can run */
-    int cpu_avx512vnni;   /* AVX-512 F/BW/VL/DQ + VNNI: the "avx512vnni" kernels can run */
+    /* CPU features (the hardware's, whatever SINKLLM_ISA says): 1 or 0 */
+    int cpu_avx2;         /* AVX2 + FMA + F16C: the "avx2" tier can run */
+    int cpu_avx512vnni;   /* AVX-512 F/BW/VL/DQ + VNNI: the "avx512" tier can run */
     int cpu_avx512bf16;   /* AVX512_BF16 (no kernel uses it yet) */
     int cpu_avx512fp16;   /* AVX512_FP16 (no kernel uses it yet) */
-    int cpu_amx;          /* AMX-TILE + AMX-INT8 enabled by the OS (no kernel uses it yet) */
+    int cpu_amx;          /* AMX-TILE + AMX-INT8, tile data granted to this process:
+                             the "amx" tier can run (no AMX kernels yet, see isa_note) */
     int nopack;           /* SINKLLM_NOPACK=1: weights stay in the file layout */
+    const char *isa_note; /* "" or what the tier's name does not say: for "amx",
+                             "no AMX kernels yet: the avx512 kernels" */
+    const char *isa_error; /* NULL, or why SINKLLM_ISA / SINKLLM_SCALAR could not be
+                             honoured (unknown tier, one the CPU lacks): isa is then the
+                             best tier and sk_model_load fails with this message */
+    const char *isa_best; /* the best tier the CPU has */
 } sk_system_info;
 
 /* Fill info (strings are static: valid for the life of the process). Picks

@@ -11,7 +11,9 @@
 #   py/llama_cpp  the sdist's pure-Python binding, its lib/ pointing at bin/,
 #                 so `PYTHONPATH=<dir>/py python -c 'import llama_cpp'` uses
 #                 this very build (no second compilation through pip)
-# TIER=native (default) or avx2 (-DGGML_NATIVE=OFF, AVX2+FMA+F16C only).
+# TIER=native (default), avx2 (-DGGML_NATIVE=OFF, AVX2+FMA+F16C only) or
+# avx512 (-DGGML_NATIVE=OFF, AVX-512 F/BW/VL/DQ + VNNI, AMX off: the peer of
+# sinkllm's avx512 tier on an AMX machine; not yet built on any machine).
 # Needs cmake, ninja, a C++ compiler and pip (for the sdist); about 10
 # minutes on 2 cores the first time, nothing afterwards.
 set -eu
@@ -34,7 +36,10 @@ native) ISA="-DGGML_NATIVE=ON" ;;
 avx2) ISA="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF \
 -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" ;;
-*) echo "build-peer.sh: TIER must be native or avx2" >&2; exit 2 ;;
+avx512) ISA="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_BF16=OFF \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" ;;
+*) echo "build-peer.sh: TIER must be native, avx2 or avx512" >&2; exit 2 ;;
 esac
 B=$CACHE/build-$VER-$TIER
 # shellcheck disable=SC2086

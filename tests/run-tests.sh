@@ -26,17 +26,38 @@ for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
     run "$(basename "$t")" "$t"
 done
-# the original (unpacked) weight layout, which CPUs without AVX-512 VNNI use
-# (where the CPU has no VNNI, test_golden above already ran that layout)
+# the original (unpacked) weight layout (SINKLLM_NOPACK=1; test_golden above
+# ran the packed one, which the avx2 tier and up use), and the golden tests
+# on each SIMD tier below the best (SINKLLM_ISA; the kernel tests run every
+# tier themselves, util_tiers.h). A tier the CPU lacks is reported skipped.
+# Not the scalar tier: its reference kernels round activations as the
+# reference does, not as llama.cpp does, and are tested against the SIMD
+# tiers kernel by kernel instead.
+tier_has() { # tier: 0 if the CPU has it (test_cpu --print under SINKLLM_ISA)
+    out=$(env -u SINKLLM_SCALAR SINKLLM_ISA="$1" "$build/tests/test_cpu" --print 2>/dev/null) &&
+        [ "${out%% *}" = "$1" ] && [ "${out##* }" = "-" ]
+}
 if [ -x "$build/tests/test_golden" ]; then
-    if grep -q avx512_vnni /proc/cpuinfo 2>/dev/null; then
+    if tier_has avx2; then
         run "test_golden-nopack" env SINKLLM_NOPACK=1 "$build/tests/test_golden"
     else
         echo "== test_golden-nopack"
-        echo "skipped: test_golden-nopack: no AVX-512 VNNI, so test_golden ran the unpacked layout"
+        echo "skipped: test_golden-nopack: no AVX2, so test_golden ran the unpacked layout"
         skipped=$((skipped + 1))
         skipnames="$skipnames test_golden-nopack(1)"
     fi
+    best=$(env -u SINKLLM_SCALAR -u SINKLLM_ISA "$build/tests/test_cpu" --print 2>/dev/null | cut -d' ' -f1)
+    for tier in avx2 avx512 amx; do
+        [ "$tier" = "$best" ] && continue # test_golden above
+        if tier_has "$tier"; then
+            run "test_golden[$tier]" env -u SINKLLM_SCALAR SINKLLM_ISA="$tier" "$build/tests/test_golden"
+        else
+            echo "== test_golden[$tier]"
+            echo "skipped: test_golden[$tier]: this CPU lacks the $tier tier"
+            skipped=$((skipped + 1))
+            skipnames="$skipnames test_golden[$tier](1)"
+        fi
+    done
 fi
 # the fuzz corpora replayed through each harness without libFuzzer
 # (fuzz/replay.c; a finding aborts, which fails the replay)

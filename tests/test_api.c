@@ -133,10 +133,17 @@ static void test_system_info(void **state) {
     assert_string_equal(si.version, SINKLLM_VERSION);
     assert_true(si.n_cores >= 1);
     assert_non_null(si.isa);
-    if (!strcmp(si.isa, "avx512vnni")) assert_true(si.cpu_avx512vnni && si.cpu_avx2);
+    assert_non_null(si.isa_best);
+    assert_non_null(si.isa_note);
+    if (!strcmp(si.isa, "amx")) assert_true(si.cpu_amx && si.cpu_avx512vnni && si.cpu_avx2 && *si.isa_note);
+    else if (!strcmp(si.isa, "avx512")) assert_true(si.cpu_avx512vnni && si.cpu_avx2);
     else if (!strcmp(si.isa, "avx2")) assert_true(si.cpu_avx2);
     else assert_string_equal(si.isa, "scalar");
     if (si.cpu_avx512vnni) assert_true(si.cpu_avx2);
+    if (!getenv("SINKLLM_ISA") && !getenv("SINKLLM_SCALAR")) { /* the best tier, no error */
+        assert_null(si.isa_error);
+        assert_string_equal(si.isa, si.isa_best);
+    }
     sk_system_info_get(NULL); /* a no-op */
 }
 

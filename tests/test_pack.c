@@ -4,10 +4,16 @@
  *   - the reference packed product equals, in double precision, the dot of
  *     the dequantized weight rows with the dequantized Q8P activations
  *     (independent of the packing: it goes through quant_ref's to_float);
- *   - the AVX-512 kernel (where the CPU has VNNI) equals the reference on
- *     every column count 1..19 (full and edge tiles) and several lengths;
+ *   - each tier's kernels (util_tiers.h: avx2, avx512, amx; a tier the CPU
+ *     lacks is SKIPPED) equal the reference on every column count 1..19
+ *     (full and edge tiles) and several lengths;
+ *   - batch invariance: for every column, a tier's kernel gives the same
+ *     bits (memcmp) whatever the column count (1, 3, 7, 64), the column's
+ *     offset in the tile and the first group of the call, so decode and
+ *     pre-fill agree; and every tier gives the avx2 tier's bits;
  *   - Q8P quantization: SIMD vs reference (a quant may differ by one at an
- *     exact .5 tie), and the sum field is the sum of the quants. */
+ *     exact .5 tie), the sum field is the sum of the quants, and every tier
+ *     gives the avx2 tier's bytes. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +29,7 @@
 #include "kernels/pack_impl.h"
 #include "kernels/quant.h"
 #include "kernels/quant_impl.h"
+#include "util_tiers.h"
 
 static const int TYPES[] = {SK_TYPE_Q4_0, SK_TYPE_Q4_1, SK_TYPE_Q8_0};
 
@@ -84,14 +91,18 @@ static void test_supported(void **state) {
     assert_false(sk_pack_supported(SK_TYPE_Q4_1, 0, 16));
 }
 
-/* The dispatcher: packing is on exactly where cpu.h chose AVX-512 VNNI and
- * SINKLLM_NOPACK is not set; the reference table holds the _ref kernels. */
+/* The dispatcher: packing is on exactly where cpu.h chose the avx2 tier or
+ * above and SINKLLM_NOPACK is not set; the reference table holds the _ref
+ * kernels, the selected one the chosen tier's. */
 static void test_dispatch(void **state) {
     (void)state;
-    assert_int_equal(sk_pack_enabled(), sk_cpu_level() == SK_ISA_AVX512VNNI && !sk_cpu_nopack());
+    sk_pack_kernels t;
+    sk_pack_fill(&t, sk_cpu_level());
+    assert_int_equal(sk_pack_enabled(), sk_cpu_level() >= SK_ISA_AVX2 && !sk_cpu_nopack());
     assert_true(sk_pack_get_ref()->gemm == sk_packed_gemm_ref);
     assert_true(sk_pack_get_ref()->quantize == sk_q8p_quantize_ref);
-    assert_true((sk_pack_get()->gemm != sk_packed_gemm_ref) == (sk_cpu_level() == SK_ISA_AVX512VNNI));
+    assert_true(sk_pack_get()->gemm == t.gemm && sk_pack_get()->quantize == t.quantize);
+    assert_true((sk_pack_get()->gemm != sk_packed_gemm_ref) == (sk_cpu_level() >= SK_ISA_AVX2));
 }
 
 /* activations: nc rows of n floats -> Q8P by the reference */
@@ -145,29 +156,33 @@ static void test_ref_against_dequantized(void **state) {
     }
 }
 
-static void test_simd_against_ref(void **state) {
-    (void)state;
-    sk_quant_init();
-    if (!sk_cpu_has_avx512vnni()) {
-        skip();
-        return;
+/* ng groups of 16 random rows of n elements, packed (gs bytes each) */
+static char *make_groups(int type, int64_t n, int ng, size_t *gs) {
+    size_t rs;
+    *gs = sk_pack_group_size(type, n);
+    char *p = malloc(*gs * (size_t)ng);
+    assert_non_null(p);
+    for (int g = 0; g < ng; g++) {
+        char *w = make_rows(type, n, &rs);
+        sk_pack_group(type, n, w, rs, p + (size_t)g * *gs);
+        free(w);
     }
+    return p;
+}
+
+static void test_simd_against_ref(void **state) {
+    sk_quant_init();
+    sk_isa tier = util_tier(state, "test_simd_against_ref");
     sk_pack_kernels simd;
-    sk_pack_ref_fill(&simd);
-    sk_pack_register_avx512(&simd);
+    sk_pack_fill(&simd, tier);
     const int64_t lens[] = {32, 96, 576, 1536};
     for (size_t t = 0; t < sizeof TYPES / sizeof *TYPES; t++)
         for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
             int type = TYPES[t];
             int64_t n = lens[li];
             const int ng = 3, ncmax = 19;
-            size_t rs, ys, gs = sk_pack_group_size(type, n);
-            char *p = malloc(gs * ng);
-            for (int g = 0; g < ng; g++) {
-                char *w = make_rows(type, n, &rs);
-                sk_pack_group(type, n, w, rs, p + (size_t)g * gs);
-                free(w);
-            }
+            size_t ys, gs;
+            char *p = make_groups(type, n, ng, &gs);
             sk_block_q8p *y = make_act(n, ncmax, &ys);
             size_t ss = 16 * ng + 5; /* a ragged output stride */
             float *a = malloc(sizeof(float) * ss * ncmax), *b = malloc(sizeof(float) * ss * ncmax);
@@ -179,8 +194,8 @@ static void test_simd_against_ref(void **state) {
                     for (size_t r = 0; r < ss; r++) {
                         float x = a[c * ss + r], z = b[c * ss + r];
                         if (fabsf(x - z) > 2e-5f * (fabsf(x) + 1.0f))
-                            fail_msg("type %d n %lld nc %d: [%d][%zu] ref %g simd %g", type,
-                                     (long long)n, nc, c, r, x, z);
+                            fail_msg("%s type %d n %lld nc %d: [%d][%zu] ref %g simd %g",
+                                     sk_isa_name(tier), type, (long long)n, nc, c, r, x, z);
                     }
             }
             free(a);
@@ -190,16 +205,60 @@ static void test_simd_against_ref(void **state) {
         }
 }
 
-static void test_q8p_quantize(void **state) {
-    (void)state;
+/* Batch invariance (issue 10): column c of a tier's product is the same
+ * bits whatever nc, the column's offset in the call and the first group of
+ * the call (threads split the groups); and the same bits as the avx2
+ * tier's (tiers agree by construction: the same exact integer dots, the
+ * same float operations per block). */
+static void test_batch_invariance(void **state) {
     sk_quant_init();
-    if (!sk_cpu_has_avx512vnni()) {
-        skip();
-        return;
-    }
-    sk_pack_kernels simd;
-    sk_pack_ref_fill(&simd);
-    sk_pack_register_avx512(&simd);
+    sk_isa tier = util_tier(state, "test_batch_invariance");
+    sk_pack_kernels simd, avx2;
+    sk_pack_fill(&simd, tier);
+    sk_pack_fill(&avx2, SK_ISA_AVX2);
+    const int64_t lens[] = {96, 576, 1536};
+    const int ncs[] = {1, 3, 7, 64}, offs[] = {0, 1, 5, 13, 57};
+    enum { NG = 3, NCOL = 64 };
+    for (size_t t = 0; t < sizeof TYPES / sizeof *TYPES; t++)
+        for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+            const int type = TYPES[t];
+            const int64_t n = lens[li];
+            size_t ys, gs;
+            char *p = make_groups(type, n, NG, &gs);
+            sk_block_q8p *y = make_act(n, NCOL, &ys);
+            const size_t ss = 16 * NG;
+            float *full = malloc(sizeof(float) * ss * NCOL), *b = malloc(sizeof(float) * ss * NCOL);
+            simd.gemm(type, n, NG, NCOL, p, gs, y, ys, full, ss);
+            avx2.gemm(type, n, NG, NCOL, p, gs, y, ys, b, ss);
+            if (memcmp(full, b, sizeof(float) * ss * NCOL))
+                fail_msg("%s type %d n %lld: not the avx2 tier's bits", sk_isa_name(tier), type, (long long)n);
+            for (size_t ni = 0; ni < sizeof ncs / sizeof *ncs; ni++)
+                for (size_t oi = 0; oi < sizeof offs / sizeof *offs; oi++)
+                    for (int g0 = 0; g0 < NG; g0 += NG - 1) {
+                        const int nc = ncs[ni], c0 = offs[oi];
+                        if (c0 + nc > NCOL) continue;
+                        simd.gemm(type, n, NG - g0, nc, p + (size_t)g0 * gs, gs,
+                                  (const char *)y + (size_t)c0 * ys, ys, b, ss);
+                        for (int c = 0; c < nc; c++)
+                            if (memcmp(b + (size_t)c * ss, full + (size_t)(c0 + c) * ss + 16 * g0,
+                                       sizeof(float) * 16 * (NG - g0)))
+                                fail_msg("%s type %d n %lld: column %d differs with nc %d at offset %d "
+                                         "from group %d", sk_isa_name(tier), type, (long long)n, c0 + c,
+                                         nc, c, g0);
+                    }
+            free(full);
+            free(b);
+            free(p);
+            free(y);
+        }
+}
+
+static void test_q8p_quantize(void **state) {
+    sk_quant_init();
+    sk_isa tier = util_tier(state, "test_q8p_quantize");
+    sk_pack_kernels simd, avx2;
+    sk_pack_fill(&simd, tier);
+    sk_pack_fill(&avx2, SK_ISA_AVX2);
     const int64_t n = 1024;
     float *x = malloc(sizeof(float) * n);
     sk_block_q8p a[32], b[32];
@@ -209,7 +268,10 @@ static void test_q8p_quantize(void **state) {
         if (rep == 3) memset(x, 0, sizeof(float) * n);
         if (rep == 4) x[7] = 1e30f;
         sk_q8p_quantize_ref(x, a, n);
-        simd.quantize(x, b, n);
+        avx2.quantize(x, b, n);
+        sk_block_q8p c[32];
+        simd.quantize(x, c, n);
+        assert_memory_equal(b, c, sizeof b); /* every tier: the avx2 tier's bytes */
         for (int i = 0; i < 32; i++) {
             assert_true(a[i].d == b[i].d);
             int sum = 0;
@@ -244,8 +306,9 @@ int main(void) {
         cmocka_unit_test(test_supported),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_ref_against_dequantized),
-        cmocka_unit_test(test_simd_against_ref),
-        cmocka_unit_test(test_q8p_quantize),
+        UTIL_TIER_TESTS(test_simd_against_ref),
+        UTIL_TIER_TESTS(test_batch_invariance),
+        UTIL_TIER_TESTS(test_q8p_quantize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

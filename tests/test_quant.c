@@ -33,6 +33,7 @@
 #include "kernels/cpu.h"
 #include "kernels/quant.h"
 #include "kernels/quant_impl.h"
+#include "util_tiers.h"
 
 /* ---- instruction-set tables ------------------------------------------------ */
 
@@ -41,7 +42,7 @@ typedef struct {
     sk_type_traits t[SK_TYPE_COUNT];
 } isa_table;
 
-static isa_table g_isa[3];
+static isa_table g_isa[SK_ISA_COUNT];
 static int g_n_isa;
 static const sk_type_traits *g_ref; /* g_isa[0].t */
 
@@ -59,21 +60,13 @@ static void build_tables(void) {
             memset(&ref->t[t], 0, sizeof ref->t[t]);
     }
     g_ref = ref->t;
-    if (sk_cpu_has_avx2()) {
+    /* every tier the CPU has, as the dispatcher fills it (util_tiers.h:
+     * test_tiers reports the others as skipped) */
+    for (int tier = SK_ISA_AVX2; tier < SK_ISA_COUNT; tier++) {
+        if (!sk_cpu_has_isa((sk_isa)tier)) continue;
         isa_table *a = &g_isa[g_n_isa++];
-        a->name = "avx2";
-        memcpy(a->t, ref->t, sizeof a->t);
-        sk_quant_register_avx2(a->t);
-        sk_quant_register_k_avx2(a->t);
-    }
-    if (sk_cpu_has_avx512vnni()) {
-        isa_table *a = &g_isa[g_n_isa++];
-        a->name = "avx512vnni";
-        memcpy(a->t, ref->t, sizeof a->t);
-        sk_quant_register_avx2(a->t);
-        sk_quant_register_k_avx2(a->t);
-        sk_quant_register_avx512(a->t);
-        sk_quant_register_k_avx512(a->t);
+        a->name = sk_isa_name((sk_isa)tier);
+        sk_quant_fill(a->t, tier);
     }
 }
 
@@ -1005,8 +998,8 @@ static void test_traits(void **state) {
     (void)state;
     build_tables();
     const char *isa = sk_cpu_isa();
-    assert_true(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "avx512vnni"));
-    if (!getenv("SINKLLM_SCALAR"))
+    assert_true(sk_isa_from_name(isa) >= 0);
+    if (!getenv("SINKLLM_SCALAR") && !getenv("SINKLLM_ISA"))
         assert_string_equal(isa, g_isa[g_n_isa - 1].name);
     print_message("  dispatch: %s; instruction sets tested:", isa);
     for (int a = 0; a < g_n_isa; a++)
@@ -1047,6 +1040,24 @@ static void test_traits(void **state) {
     assert_int_equal(sk_row_size(SK_TYPE_Q8_0, 0), 0 * 34);
 }
 
+/* Each tier: the CPU has it and its table is among those every test above
+ * runs, the dispatcher's fill; or it is reported SKIPPED (util_tiers.h). */
+static void test_tiers(void **state) {
+    build_tables();
+    sk_isa tier = util_tier(state, "test_quant");
+    int found = 0;
+    for (int a = 1; a < g_n_isa; a++)
+        if (!strcmp(g_isa[a].name, sk_isa_name(tier))) {
+            sk_type_traits t[SK_TYPE_COUNT];
+            sk_quant_fill(t, tier);
+            for (int k = 0; k < SK_TYPE_COUNT; k++)
+                assert_true(t[k].vec_dot == g_isa[a].t[k].vec_dot && t[k].gemm == g_isa[a].t[k].gemm &&
+                            t[k].from_float == g_isa[a].t[k].from_float);
+            found = 1;
+        }
+    assert_true(found);
+}
+
 /* SINKLLM_SCALAR=1 in a fresh process selects the reference */
 static void test_force_scalar(void **state) {
     (void)state;
@@ -1055,7 +1066,7 @@ static void test_force_scalar(void **state) {
     if (len <= 0)
         skip();
     exe[len] = 0;
-    snprintf(cmd, sizeof cmd, "SINKLLM_SCALAR=1 '%s' --print-isa", exe);
+    snprintf(cmd, sizeof cmd, "env -u SINKLLM_ISA SINKLLM_SCALAR=1 '%s' --print-isa", exe);
     FILE *p = popen(cmd, "r");
     if (!p)
         skip();
@@ -1072,7 +1083,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_traits),        cmocka_unit_test(test_force_scalar),
+        cmocka_unit_test(test_traits),        UTIL_TIER_TESTS(test_tiers),
+        cmocka_unit_test(test_force_scalar),
         cmocka_unit_test(test_f16_all),       cmocka_unit_test(test_f16_rounding),
         cmocka_unit_test(test_hand_q4_1),     cmocka_unit_test(test_hand_q8_0),
         cmocka_unit_test(test_hand_q4_K),     cmocka_unit_test(test_roundtrip),

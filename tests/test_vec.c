@@ -1,8 +1,8 @@
 /* test_vec.c - SIMD attention kernels (vec_avx2.c, vec_avx512.c) against
  * the scalar reference (vec_ref.c) on random data and ragged shapes. Each
- * instruction set's table is built as the dispatcher builds it (the
- * reference, then the register functions up to that set), not taken from
- * the dispatcher, so every set the CPU has is tested. */
+ * tier's table is built as the dispatcher builds it (sk_vec_fill), not
+ * taken from the dispatcher, so every tier the CPU has is tested and the
+ * others are reported SKIPPED (util_tiers.h). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include "kernels/cpu.h"
 #include "kernels/quant.h"
 #include "kernels/vec_impl.h"
+#include "util_tiers.h"
 
 static uint32_t g_seed = 1;
 static float rnd(void) {
@@ -196,34 +197,21 @@ static void check_geglu(const char *isa, const sk_vec_kernels *simd) {
     print_message("  %s geglu worst |diff| / |x u| %.3g\n", isa, worst);
 }
 
-/* The table of an instruction set: the reference with the register
- * functions of every set up to it applied, in the dispatcher's order. */
-static void check_level(sk_isa level) {
+/* The table of each tier (util_tiers.h): the dispatcher's fill, compared
+ * with the reference. */
+static void test_tier(void **state) {
+    sk_isa tier = util_tier(state, "test_tier");
     sk_vec_kernels t;
-    sk_vec_ref_fill(&t);
-    sk_vec_register_avx2(&t);
-    if (level >= SK_ISA_AVX512VNNI) sk_vec_register_avx512(&t);
-    const char *isa = level >= SK_ISA_AVX512VNNI ? "avx512vnni" : "avx2";
+    sk_vec_fill(&t, tier);
+    const char *isa = sk_isa_name(tier);
     check_set(isa, &t);
     check_softmax(isa, &t);
     check_swiglu(isa, &t);
     check_geglu(isa, &t);
 }
 
-static void test_avx2(void **state) {
-    (void)state;
-    if (!sk_cpu_has_avx2()) skip();
-    check_level(SK_ISA_AVX2);
-}
-
-static void test_avx512(void **state) {
-    (void)state;
-    if (!sk_cpu_has_avx512vnni()) skip();
-    check_level(SK_ISA_AVX512VNNI);
-}
-
 /* The dispatcher installs the set cpu.h chose: the reference's entries
- * under SINKLLM_SCALAR or without AVX2, another set's otherwise. */
+ * on the scalar tier (SINKLLM_ISA=scalar) or without AVX2, another set's otherwise. */
 static void test_dispatch(void **state) {
     (void)state;
     const sk_vec_kernels *sel = sk_vec_get(), *ref = sk_vec_get_ref();
@@ -244,8 +232,7 @@ static void test_dispatch(void **state) {
 int main(void) {
     sk_quant_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_avx2),
-        cmocka_unit_test(test_avx512),
+        UTIL_TIER_TESTS(test_tier),
         cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

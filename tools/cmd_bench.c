@@ -227,6 +227,10 @@ int cmd_bench(int argc, char **argv) {
         fflush(stdout);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
+    if (!rc && !o.csv)
+        printf("\nkernel tier %s%s%s (best on this CPU: %s), weights %s\n", si.isa, *si.isa_note ? ": " : "",
+               si.isa_note, si.isa_best,
+               si.nopack || !strcmp(si.isa, "scalar") ? "in the file layout" : "packed");
     if (!rc && !o.csv) {
         /* where the resident memory goes (KV: allocated; the pages a short
          * run never writes are not resident) */

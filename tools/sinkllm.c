@@ -30,10 +30,15 @@ int main(int argc, char **argv) {
         fputs(USAGE, stdout);
         return 0;
     }
+    sk_system_info si;
+    sk_system_info_get(&si);
+    if (si.isa_error) { /* SINKLLM_ISA asked for what this CPU cannot run */
+        fprintf(stderr, "error: %s\n", si.isa_error);
+        return 2;
+    }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        sk_system_info si;
-        sk_system_info_get(&si);
-        printf("sinkllm %s (%s)\n", si.version, si.isa);
+        printf("sinkllm %s (%s%s%s; best on this CPU: %s)\n", si.version, si.isa, *si.isa_note ? ": " : "",
+               si.isa_note, si.isa_best);
         return 0;
     }
     static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
@@ -49,9 +54,8 @@ int main(int argc, char **argv) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;
         for (int i = 2; i < argc; i++)
             if (!strcmp(argv[i], "--version")) {
-                sk_system_info si;
-                sk_system_info_get(&si);
-                printf("sinkllm %s %s (%s)\n", cmd, si.version, si.isa);
+                printf("sinkllm %s %s (%s%s%s)\n", cmd, si.version, si.isa, *si.isa_note ? ": " : "",
+                       si.isa_note);
                 return 0;
             }
         return cmds[c].fn(argc - 2, argv + 2);

@@ -15,16 +15,20 @@ static sk_pack_kernels g_ref, g_sel;
 static int g_enabled;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void pack_init_once(void) {
-    sk_pack_ref_fill(&g_ref);
-    g_sel = g_ref;
-    if (sk_cpu_level() >= SK_ISA_AVX512VNNI) {
-        sk_pack_register_avx512(&g_sel);
-        g_enabled = !sk_cpu_nopack();
-    }
+void sk_pack_fill(sk_pack_kernels *t, int isa) {
+    sk_pack_ref_fill(t);
+    if (isa >= SK_ISA_AVX2) sk_pack_register_avx2(t);
+    if (isa >= SK_ISA_AVX512VNNI) sk_pack_register_avx512(t);
 }
 
-/* 1 where a packed kernel is installed and SINKLLM_NOPACK is not set. */
+static void pack_init_once(void) {
+    sk_pack_ref_fill(&g_ref);
+    sk_pack_fill(&g_sel, sk_cpu_level());
+    g_enabled = sk_cpu_level() >= SK_ISA_AVX2 && !sk_cpu_nopack();
+}
+
+/* 1 where a packed kernel is installed (the avx2 tier and up) and
+ * SINKLLM_NOPACK is not set. */
 int sk_pack_enabled(void) {
     pthread_once(&g_once, pack_init_once);
     return g_enabled;

@@ -26,11 +26,16 @@
  * with K = 8 (Q4_0), 0 (Q4_1), 128 (Q8_0): the corrections are exact
  * integers.
  *
- * The packed kernels run where the CPU has AVX-512 VNNI (pack_avx512.c);
- * pack_ref.c holds the scalar reference of each, which tests compare
- * against. pack.c dispatches as the other kernel families do (a reference
- * table, the chosen instruction set's entries written over it, once).
- * SINKLLM_NOPACK=1 (or SINKLLM_SCALAR=1) keeps the original layout. */
+ * The packed kernels run on the avx2 tier and up (cpu.h): pack_avx2.c
+ * takes a group as two 8-row halves with vpmaddubsw, pack_avx512.c whole
+ * with vpdpbusd; both give the same bits (the same exact integer dots, the
+ * same float operations per block) and, for every column, the same bits
+ * whatever the column count and the column's place in a tile (batch
+ * invariance: decode and pre-fill agree). pack_ref.c holds the scalar
+ * reference of each, which tests compare against. pack.c dispatches as the
+ * other kernel families do (a reference table, the chosen tier's entries
+ * written over it, once). SINKLLM_NOPACK=1 (or the scalar tier) keeps the
+ * original layout. */
 #ifndef SK_PACK_H
 #define SK_PACK_H
 
@@ -67,8 +72,8 @@ typedef struct sk_pack_kernels {
 const sk_pack_kernels *sk_pack_get(void);
 const sk_pack_kernels *sk_pack_get_ref(void);
 
-/* 1 if packed layouts are in use: AVX-512 VNNI present, neither
- * SINKLLM_NOPACK nor SINKLLM_SCALAR set. Decided once. */
+/* 1 if packed layouts are in use: the avx2 tier or above (cpu.h) and
+ * SINKLLM_NOPACK not set. Decided once. */
 int sk_pack_enabled(void);
 
 /* 1 if matrices of this type and shape can be packed (type Q4_0, Q4_1 or

@@ -97,17 +97,7 @@ INLINE void group_tile(const int type, const int nc, int64_t nb, const uint8_t *
         }                                                                                          \
     }
 
-TYPE_GEMM(gemm_q4_0, SK_TYPE_Q4_0)
-TYPE_GEMM(gemm_q4_1, SK_TYPE_Q4_1)
-TYPE_GEMM(gemm_q8_0, SK_TYPE_Q8_0)
-
-static void packed_gemm(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
-                           const void *y, size_t ys, float *s, size_t ss) {
-    const int64_t nb = n / 32;
-    if (type == SK_TYPE_Q4_1) gemm_q4_1(nb, ng, nc, w, gs, y, ys, s, ss);
-    else if (type == SK_TYPE_Q4_0) gemm_q4_0(nb, ng, nc, w, gs, y, ys, s, ss);
-    else gemm_q8_0(nb, ng, nc, w, gs, y, ys, s, ss);
-}
+SK_PACK_GEMMS(TYPE_GEMM)
 
 /* Per block: |x| max of 32 floats, d = max / 127, q = round(x / d) (half
  * away from zero, as roundf), sum of q. */

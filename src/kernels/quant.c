@@ -20,19 +20,22 @@ static sk_type_traits g_ref[SK_TYPE_COUNT];
 static sk_type_traits g_sel[SK_TYPE_COUNT];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+void sk_quant_fill(sk_type_traits *table, int isa) {
+    sk_quant_ref_fill(table);
+    if (isa >= SK_ISA_AVX2) {
+        sk_quant_register_avx2(table);
+        sk_quant_register_k_avx2(table);
+    }
+    if (isa >= SK_ISA_AVX512VNNI) {
+        sk_quant_register_avx512(table);
+        sk_quant_register_k_avx512(table);
+    }
+}
+
 static void quant_init_once(void) {
     sk_f16_table_init();
     sk_quant_ref_fill(g_ref);
-    memcpy(g_sel, g_ref, sizeof g_sel);
-    sk_isa isa = sk_cpu_level();
-    if (isa >= SK_ISA_AVX2) {
-        sk_quant_register_avx2(g_sel);
-        sk_quant_register_k_avx2(g_sel);
-    }
-    if (isa >= SK_ISA_AVX512VNNI) {
-        sk_quant_register_avx512(g_sel);
-        sk_quant_register_k_avx512(g_sel);
-    }
+    sk_quant_fill(g_sel, sk_cpu_level());
 }
 
 /* Fill the tables once; safe to call from any thread, any number of times. */

@@ -5,7 +5,7 @@
  * (quant_ref.c); instruction-set files (quant_avx2.c, quant_avx512.c, and
  * quant_k_avx2.c, quant_k_avx512.c for the K-quants) provide faster twins
  * that the tests compare against the reference. sk_quant_init() installs
- * the kernel set cpu.h chose (sk_cpu_isa() names it; SINKLLM_SCALAR=1
+ * the kernel tier cpu.h chose (sk_cpu_isa() names it; SINKLLM_ISA=scalar
  * forces the reference).
  *
  * Block layouts (all little-endian, packed, no padding), QK = 32, QK_K = 256:

@@ -6,11 +6,13 @@
  * sk_type_traits indexed by type number; entries with name == NULL are
  * unsupported types.
  *
- * Dispatch order (quant.c): sk_quant_ref_fill, then sk_quant_register_avx2
- * and sk_quant_register_k_avx2 if the chosen level (cpu.h) is at least
- * SK_ISA_AVX2, then sk_quant_register_avx512 and sk_quant_register_k_avx512
- * if it is SK_ISA_AVX512VNNI. Each register function replaces only the function
- * pointers it accelerates, so the result is always a complete table.
+ * Dispatch order (sk_quant_fill, quant.c): sk_quant_ref_fill, then
+ * sk_quant_register_avx2 and sk_quant_register_k_avx2 if the tier (cpu.h)
+ * is at least SK_ISA_AVX2, then sk_quant_register_avx512 and
+ * sk_quant_register_k_avx512 if it is at least SK_ISA_AVX512VNNI (the amx
+ * tier has no kernels of its own yet). Each register function replaces only
+ * the function pointers it accelerates, so the result is always a complete
+ * table.
  */
 #ifndef SK_QUANT_IMPL_H
 #define SK_QUANT_IMPL_H
@@ -87,6 +89,12 @@ static inline void sk_q4k_scale_min(int j, const uint8_t *s, int *sc, int *m) {
 
 /* Fill table[0..SK_TYPE_COUNT) with the scalar reference implementation. */
 void sk_quant_ref_fill(sk_type_traits *table);
+
+/* Fill table with the kernels of tier isa (an int holding an sk_isa,
+ * cpu.h), in the order above: what the dispatcher installs for the chosen
+ * tier, and what the tests build for every tier the CPU has. The caller
+ * must have checked the CPU (sk_cpu_has_isa). */
+void sk_quant_fill(sk_type_traits *table, int isa);
 
 /* Override the entries each instruction set accelerates. The caller must
  * have checked the CPU (sk_cpu_has_*, cpu.h). */

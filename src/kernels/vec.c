@@ -11,14 +11,15 @@
 static sk_vec_kernels g_ref, g_sel;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
+void sk_vec_fill(sk_vec_kernels *t, int isa) {
+    sk_vec_ref_fill(t);
+    if (isa >= SK_ISA_AVX2) sk_vec_register_avx2(t);
+    if (isa >= SK_ISA_AVX512VNNI) sk_vec_register_avx512(t);
+}
+
 static void vec_init_once(void) {
     sk_vec_ref_fill(&g_ref);
-    g_sel = g_ref;
-    sk_isa isa = sk_cpu_level();
-    if (isa >= SK_ISA_AVX2)
-        sk_vec_register_avx2(&g_sel);
-    if (isa >= SK_ISA_AVX512VNNI)
-        sk_vec_register_avx512(&g_sel);
+    sk_vec_fill(&g_sel, sk_cpu_level());
 }
 
 /* The selected kernels; a static table, complete, chosen on first call. */

@@ -2,7 +2,7 @@
  *
  * Scalar references live in vec_ref.c; vec_avx2.c and vec_avx512.c hold
  * the SIMD twins (tests/test_vec.c compares them). sk_vec_get() returns the
- * kernel set cpu.h chose, installed once; SINKLLM_SCALAR=1 forces the
+ * kernel set cpu.h chose, installed once; SINKLLM_ISA=scalar forces the
  * reference (the same switch as the tensor formats). */
 #ifndef SK_VEC_H
 #define SK_VEC_H

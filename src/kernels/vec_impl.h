@@ -1,9 +1,9 @@
 /* vec_impl.h - internals of the attention kernels (vec*.c and the tests).
  *
- * The dispatch hooks, in the style of quant_impl.h: vec.c fills a table
- * with sk_vec_ref_fill, then calls sk_vec_register_avx2 if the chosen
- * level (cpu.h) is at least SK_ISA_AVX2 and sk_vec_register_avx512 if it
- * is SK_ISA_AVX512VNNI. Each register function replaces only the entries
+ * The dispatch hooks, in the style of quant_impl.h: sk_vec_fill (vec.c)
+ * fills a table with sk_vec_ref_fill, then calls sk_vec_register_avx2 if
+ * the tier (cpu.h) is at least SK_ISA_AVX2 and sk_vec_register_avx512 if
+ * it is at least SK_ISA_AVX512VNNI. Each register function replaces only the entries
  * it accelerates, so the result is always a complete table. The SIMD
  * kernels call the reference kq/av below for shapes they do not handle. */
 #ifndef SK_VEC_IMPL_H
@@ -13,6 +13,11 @@
 
 /* Fill every entry of t with the scalar reference (vec_ref.c). */
 void sk_vec_ref_fill(sk_vec_kernels *t);
+
+/* t = the kernels of tier isa (an int holding an sk_isa, cpu.h), as above:
+ * the dispatcher's table for the chosen tier, the tests' for each tier the
+ * CPU has. The caller must have checked the CPU (sk_cpu_has_isa). */
+void sk_vec_fill(sk_vec_kernels *t, int isa);
 
 /* Override the entries each instruction set accelerates; the caller must
  * have checked the CPU (sk_cpu_has_*, cpu.h). AVX2: kq_f16, av_f16;

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include "kernels/cpu.h"
 #include "kernels/pack.h"
 #include "vocab.h"
 
@@ -599,6 +600,7 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
 
 sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
     *out = NULL;
+    if (sk_cpu_error()) return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s", sk_cpu_error());
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return sk_error_set(err, SK_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;

@@ -14,6 +14,9 @@ void sk_system_info_get(sk_system_info *info) {
     info->cpu_avx512vnni = sk_cpu_has_avx512vnni();
     info->cpu_avx512bf16 = sk_cpu_has_avx512bf16();
     info->cpu_avx512fp16 = sk_cpu_has_avx512fp16();
-    info->cpu_amx = sk_cpu_has_amx_tile() && sk_cpu_has_amx_int8();
+    info->cpu_amx = sk_cpu_has_amx();
     info->nopack = sk_cpu_nopack();
+    info->isa_note = sk_isa_note(sk_cpu_level());
+    info->isa_error = sk_cpu_error();
+    info->isa_best = sk_isa_name(sk_cpu_best());
 }
