@@ -10,7 +10,8 @@
 #include <time.h>
 
 #define LINGER_MS 2.0     /* longest wait for the other active streams */
-#define PREFILL_SHARE 32  /* while streams generate, a pre-fill gets budget / this per pass */
+#define PREFILL_SHARE 32  /* while streams generate, a pre-fill gets budget / this per pass at most, */
+#define FAIR_FACTOR 2.0   /* and no more rows than keep a pass within this many decode-only passes */
 
 /* One caller's tokens, on its stack while it waits. */
 typedef struct entry {
@@ -35,6 +36,9 @@ struct srv_batcher {
     int n_waiting, n_active, stop;
     double first_ms;         /* when the oldest waiting entry arrived */
     double decode_ms;        /* when a pass last carried a generating stream's token */
+    double ema_pass_ms;      /* time of a pass of generating streams only (moving average) */
+    double ema_row_ms;       /* time a pre-fill row adds to a pass (moving average; its
+                                attention grows with the cache) */
     srv_batch_stats st;
     /* the pass being assembled (batcher thread only) */
     entry **pass;
@@ -81,8 +85,14 @@ static int assemble(srv_batcher *b) {
     /* streams that generated within the last second may be between two
      * tokens (sampling, sending): their next pass must stay short too */
     if (decoders) b->decode_ms = sk_now_ms();
-    int cap = decoders || (b->n_active > 1 && sk_now_ms() - b->decode_ms < 1000.0) ? b->budget / PREFILL_SHARE
-                                                                                    : b->budget;
+    int cap = b->budget;
+    if (decoders || (b->n_active > 1 && sk_now_ms() - b->decode_ms < 1000.0)) {
+        cap = b->budget / PREFILL_SHARE;
+        if (b->ema_pass_ms > 0 && b->ema_row_ms > 0) {
+            double fit = (FAIR_FACTOR - 1.0) * b->ema_pass_ms / b->ema_row_ms;
+            if (fit < cap) cap = (int)fit;
+        }
+    }
     if (cap < 1) cap = 1;
     int prefill = 0;
     for (entry *e = b->head; e && k < b->max_seqs; e = e->next) {
@@ -143,12 +153,20 @@ static void *batcher_main(void *arg) {
                 if ((b->pass[j]->st = st)) b->pass[j]->err = err;
         double ms = sk_now_ms() - t0;
         pthread_mutex_lock(&b->mu);
-        int rows = 0;
+        int rows = 0, dec = 0;
         for (int j = 0; j < k; j++) {
             entry *e = b->pass[j];
             rows += e->take;
+            dec += e->n - e->fed == 1;
             if (e->st) e->done = 1;
             else if ((e->fed += e->take) == e->n) e->done = 1;
+        }
+        if (!st && dec && rows == dec) /* generating streams only */
+            b->ema_pass_ms = b->ema_pass_ms > 0 ? 0.8 * b->ema_pass_ms + 0.2 * ms : ms;
+        else if (!st && dec && b->ema_pass_ms > 0) { /* with pre-fill rows: what each added */
+            double row = (ms - b->ema_pass_ms) / (rows - dec);
+            if (row < 0) row = 0;
+            b->ema_row_ms = b->ema_row_ms > 0 ? 0.8 * b->ema_row_ms + 0.2 * row : row;
         }
         b->st.passes++;
         b->st.tokens += (uint64_t)rows;

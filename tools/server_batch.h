@@ -7,7 +7,9 @@
  * pass: first one token of every generating stream, then pre-fill chunks
  * in arrival order, within a token budget (--batch-tokens). While streams
  * are generating (a pass carried one within the last second), a pre-fill
- * gets at most budget / 32 tokens of a pass, so
+ * gets at most budget / 32 tokens of a pass, and no more than keep the pass
+ * within twice a pass of generating streams alone (the time a pre-fill row
+ * adds grows with the depth of its cache: measured, moving averages), so
  * their inter-token latency stays close to a lone stream's; slots join and
  * leave between passes. A pass starts once every active generation is
  * waiting, or LINGER_MS after the first arrival (a stream that is busy
