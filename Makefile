@@ -151,7 +151,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_TARGETS  = gguf session request tokenizer template grammar schema
 FUZZ_CC       = clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude $(PKG_CFLAGS)
 # what a harness links besides itself and the library
-FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c
+FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c tools/server_tools.c tools/server_buf.c
 FUZZ_USES_tokenizer = fuzz/fuzz_vocab.c
 FUZZ_USES_template  = fuzz/fuzz_vocab.c
 # libFuzzer options per target (the session harness decodes with a model)
@@ -160,7 +160,7 @@ FUZZ_OPTS_request   = -dict=fuzz/request.dict
 FUZZ_OPTS_template  = -dict=fuzz/template.dict
 FUZZ_OPTS_grammar   = -dict=fuzz/grammar.dict
 FUZZ_OPTS_schema    = -dict=fuzz/schema.dict
-FUZZ_SRC = $(wildcard fuzz/*.c fuzz/*.h) tools/server_request.c tools/server_request.h
+FUZZ_SRC = $(wildcard fuzz/*.c fuzz/*.h) tools/server_request.c tools/server_request.h tools/server_tools.c tools/server_tools.h tools/server_buf.c tools/server_buf.h
 # undefined behaviour stops the fuzzer as a crash does
 fuzz: export UBSAN_OPTIONS = halt_on_error=1:print_stacktrace=1
 fuzz: models

@@ -120,10 +120,19 @@ static void check_generate(const srv_parse_env *env, json_t *body, int chat, con
         }
         CHECK((r.logprobs == 0 || r.logprobs == 1) && r.top_logprobs >= 0 &&
               r.top_logprobs <= SRV_MAX_TOP_LOGPROBS && (r.logprobs || r.top_logprobs == 0));
+        /* tools: chat only; a call that must be made is constrained; the
+         * block is listed exactly when calls are read back */
+        const srv_tools *t = &r.tools;
+        CHECK(chat || (t->mode == SRV_TOOLS_OFF && t->n == 0));
+        CHECK(t->n >= 0 && t->n <= SRV_MAX_TOOLS && (t->n == 0 || t->names));
+        for (int i = 0; i < t->n; i++) CHECK(t->names[i] && strlen(t->names[i]) >= 1 && strlen(t->names[i]) <= 64);
+        CHECK(!t->block == (t->mode == SRV_TOOLS_OFF));
+        CHECK(t->mode == SRV_TOOLS_OFF || t->n >= 1);
+        CHECK((t->mode != SRV_TOOLS_REQUIRED && t->mode != SRV_TOOLS_NAMED) || r.grammar);
     }
     srv_gen_req_free(&r);
     CHECK(r.n_stop == 0 && !r.prompt && !r.bias_id && !r.bias && r.n_bias == 0 && !r.echo && !r.rest &&
-          r.n_rest == 0);
+          r.n_rest == 0 && !r.tools.names && !r.tools.block && r.tools.n == 0);
 }
 
 static void check_tokenize(const srv_parse_env *env, json_t *body) {

@@ -119,7 +119,20 @@ def requests():
         req(1, body={"prompt": ["Once", [1, 2, 3]], "n": 2, "echo": True, "max_tokens": 4}),
         req(1, body={"prompt": "def f(", "suffix": "\n    return x", "stream": True, "n": 3}),
         req(1, 1, body={"prompt": ["a", "b"], "suffix": "c"}),
+        # tool calls: tools offered, a required and a named call (a grammar), the history's calls and results
+        req(0, body={"messages": msgs, "tools": [TOOL_F], "tool_choice": "auto"}),
+        req(0, 1, 3, body={"messages": msgs, "tools": [TOOL_F, {"type": "function", "function": {"name": "g"}}],
+                           "tool_choice": "required", "parallel_tool_calls": False}),
+        req(0, body={"messages": msgs + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "2"}, {"role": "tool", "content": "3"}],
+            "tools": [TOOL_F], "tool_choice": {"type": "function", "function": {"name": "f"}}}),
     ]
+
+
+TOOL_F = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+    "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}
 
 
 def write(d, items):

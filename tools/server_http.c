@@ -14,7 +14,8 @@
  *   GET  /v1/models, GET /health (never needs the key), GET /metrics
  *   GET  / and /index.html: the web chat page (tools/webui.c; never needs
  *        the key, the API calls it makes do)
- *   POST /tokenize {"content"}, POST /detokenize {"tokens"}, POST /v1/embeddings
+ *   POST /tokenize {"content"}, POST /detokenize {"tokens"}, POST /v1/embeddings,
+ *   POST /apply-template (a chat body rendered as the prompt text)
  *   POST /v1/sessions/{id}/save
  *   DELETE /v1/sessions/{id}
  * The request fields are listed in server_request.c, the slot and session
@@ -490,15 +491,52 @@ static int out_chunk(job *j, const char *text, size_t len, const char *finish, i
     return out_event(j, srv_reply_chunk(g, j->id, j->created, text, len, finish, role, lp0, lp1));
 }
 
-/* The events after a choice's last token: the rest of its text, the error
- * of a failed generation, its finish chunk. */
+/* A reply that calls tools, streamed as OpenAI streams it: per call a
+ * delta with its id, type and name (arguments ""), then one with its
+ * arguments. calls is stolen. */
+static int out_tool_calls(job *j, json_t *calls) {
+    srv_gen *g = &j->g;
+    size_t k;
+    json_t *c;
+    int rc = 0;
+    json_array_foreach(calls, k, c) {
+        json_t *fn = json_object_get(c, "function");
+        json_t *head = json_pack("[{s:I,s:O,s:s,s:{s:O,s:s}}]", "index", (json_int_t)k, "id", json_object_get(c, "id"),
+                                 "type", "function", "function", "name", json_object_get(fn, "name"), "arguments", "");
+        json_t *args = json_pack("[{s:I,s:{s:O}}]", "index", (json_int_t)k, "function", "arguments",
+                                 json_object_get(fn, "arguments"));
+        if (!head || !args || out_event(j, srv_reply_tool_chunk(g, j->id, j->created, head)) ||
+            out_event(j, srv_reply_tool_chunk(g, j->id, j->created, args))) {
+            rc = -1;
+            break;
+        }
+    }
+    json_decref(calls);
+    return rc;
+}
+
+/* The events after a choice's last token: the rest of its text (or its
+ * content and tool calls), the error of a failed generation, its finish
+ * chunk. */
 static int out_choice_end(job *j) {
     srv_gen *g = &j->g;
-    if (g->text_len > g->sent && out_chunk(j, g->text + g->sent, g->text_len - g->sent, NULL, 0))
+    size_t rest = g->text_len - g->sent;
+    json_t *calls = NULL;
+    int n_calls = 0;
+    if (g->r.chat && g->r.tools.mode && !g->failed) {
+        char prefix[80];
+        srv_reply_call_prefix(g, j->id, prefix, sizeof prefix);
+        calls = srv_tools_read_reply(&g->r.tools, g->text + g->sent, rest, prefix, &rest, &n_calls);
+        if (n_calls < 0) return -1;
+    }
+    if (rest > 0 && out_chunk(j, g->text + g->sent, rest, NULL, 0)) {
+        json_decref(calls);
         return -1;
+    }
     g->sent = g->text_len;
+    if (calls && out_tool_calls(j, calls)) return -1;
     if (g->failed && out_event(j, srv_reply_error("server_error", NULL, g->error.msg))) return -1;
-    return out_chunk(j, NULL, 0, g->finish, 0);
+    return out_chunk(j, NULL, 0, n_calls > 0 && !strcmp(g->finish, "stop") ? "tool_calls" : g->finish, 0);
 }
 
 /* The events that end the stream: the usage, [DONE]. */
@@ -673,7 +711,7 @@ static enum MHD_Result handle_generate(sk_server *s, struct MHD_Connection *c, j
             job_free(j);
             return send_error(s, c, 500, NULL, NULL, NULL, "%s", e.msg);
         }
-        json_array_append_new(choices, srv_reply_choice(g));
+        json_array_append_new(choices, srv_reply_choice(g, j->id));
     }
     json_t *resp = srv_reply_completion(g, j->id, j->created, choices);
     job_free(j);
@@ -780,41 +818,67 @@ static enum MHD_Result handle_tokenize(sk_server *s, struct MHD_Connection *c, j
     return send_json(c, 200, json_pack("{s:o}", "tokens", arr), NULL, NULL);
 }
 
-static enum MHD_Result handle_detokenize(sk_server *s, struct MHD_Connection *c, json_t *body) {
-    srv_perr e = {0};
-    int32_t *ids;
-    size_t n;
-    if (srv_parse_detokenize(&s->env, body, &ids, &n, &e)) return send_perr(s, c, &e);
-    size_t cap = 64 + n * 16, len = 0;
+/* ids[0, n) as text, special tokens written out (malloc'ed, *len bytes,
+ * NUL-terminated), or NULL when memory runs out. */
+static char *detok_text(sk_server *s, const int32_t *ids, size_t n, size_t *len) {
+    size_t cap = 64 + n * 16;
     char *outp = malloc(cap);
-    if (!outp) {
-        free(ids);
-        return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
-    }
+    *len = 0;
+    if (!outp) return NULL;
     sk_detok dt;
     sk_detok_init(&dt);
     char piece[512];
     for (size_t i = 0; i <= n; i++) {
         size_t w = i < n ? sk_detok_push(&dt, s->env.tok, ids[i], 1, piece, sizeof piece)
                          : sk_detok_flush(&dt, piece, sizeof piece);
-        if (len + w + 1 > cap) {
-            while (len + w + 1 > cap) cap *= 2;
+        if (*len + w + 1 > cap) {
+            while (*len + w + 1 > cap) cap *= 2;
             char *nb = realloc(outp, cap);
             if (!nb) {
                 free(outp);
-                free(ids);
-                return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+                return NULL;
             }
             outp = nb;
         }
-        memcpy(outp + len, piece, w);
-        len += w;
+        memcpy(outp + *len, piece, w);
+        *len += w;
     }
+    outp[*len] = 0;
+    return outp;
+}
+
+static enum MHD_Result handle_detokenize(sk_server *s, struct MHD_Connection *c, json_t *body) {
+    srv_perr e = {0};
+    int32_t *ids;
+    size_t n, len;
+    if (srv_parse_detokenize(&s->env, body, &ids, &n, &e)) return send_perr(s, c, &e);
+    char *outp = detok_text(s, ids, n, &len);
     free(ids);
+    if (!outp) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
     json_t *r = json_pack("{s:s%}", "content", outp, len);
     free(outp);
     if (!r) return send_error(s, c, 500, NULL, NULL, NULL, "cannot encode the text");
     return send_json(c, 200, r, NULL, NULL);
+}
+
+/* POST /apply-template (llama-server's): a chat body's messages (and
+ * tools) rendered by the model's chat template with the generation
+ * prompt, as text: {"prompt"}. Nothing is generated. */
+static enum MHD_Result handle_template(sk_server *s, struct MHD_Connection *c, json_t *body) {
+    srv_perr e = {0};
+    srv_gen_req r = {0};
+    if (srv_parse_generate(&s->env, body, 1, NULL, &r, &e)) {
+        srv_gen_req_free(&r);
+        return send_perr(s, c, &e);
+    }
+    size_t len;
+    char *text = detok_text(s, r.prompt, (size_t)r.n_prompt, &len);
+    srv_gen_req_free(&r);
+    if (!text) return send_error(s, c, 500, NULL, NULL, NULL, "out of memory");
+    json_t *out = json_pack("{s:s%}", "prompt", text, len);
+    free(text);
+    if (!out) return send_error(s, c, 500, NULL, NULL, NULL, "cannot encode the text");
+    return send_json(c, 200, out, NULL, NULL);
 }
 
 /* GET /v1/models (the list) or /v1/models/ID (one, 404 for another id) */
@@ -999,7 +1063,7 @@ typedef struct req {
 } req;
 
 enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_EMBED, R_CHAT, R_COMPL, R_TOKENIZE, R_DETOKENIZE, R_SAVE,
-       R_PAGE, R_DELETE };
+       R_PAGE, R_DELETE, R_TEMPLATE };
 
 static int route_of(const char *url, int *is_post, char *save_id) {
     *is_post = 1;
@@ -1016,6 +1080,7 @@ static int route_of(const char *url, int *is_post, char *save_id) {
     if (!strcmp(url, "/v1/embeddings")) return R_EMBED;
     if (!strcmp(url, "/tokenize")) return R_TOKENIZE;
     if (!strcmp(url, "/detokenize")) return R_DETOKENIZE;
+    if (!strcmp(url, "/apply-template")) return R_TEMPLATE;
     const char *pfx = "/v1/sessions/", *sfx = "/save";
     size_t lp = strlen(pfx), lu = strlen(url), ls = strlen(sfx);
     if (lu > lp + ls && !strncmp(url, pfx, lp) && !strcmp(url + lu - ls, sfx) && lu - lp - ls < 80) {
@@ -1143,6 +1208,7 @@ static enum MHD_Result dispatch(sk_server *s, struct MHD_Connection *c, req *rq,
     else if (rq->route == R_COMPL) r = handle_generate(s, c, body, 0, rq->http11, streaming);
     else if (rq->route == R_TOKENIZE) r = handle_tokenize(s, c, body);
     else if (rq->route == R_EMBED) r = handle_embeddings(s, c, body);
+    else if (rq->route == R_TEMPLATE) r = handle_template(s, c, body);
     else r = handle_detokenize(s, c, body);
     json_decref(body);
     return r;

@@ -14,6 +14,7 @@
 #include "server_reply.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,11 +123,33 @@ int64_t srv_logprobs_upto(const srv_gen *g, int64_t from, size_t text_end) {
     return i;
 }
 
-json_t *srv_reply_choice(const srv_gen *g) {
+void srv_reply_call_prefix(const srv_gen *g, const char *id, char *buf, size_t cap) {
+    const char *dash = strchr(id, '-'); /* chatcmpl-<counter><pid> */
+    snprintf(buf, cap, "call_%s_%d", dash ? dash + 1 : id, g->choice);
+}
+
+json_t *srv_reply_choice(const srv_gen *g, const char *id) {
     const char *text = g->text ? g->text : "";
     json_t *choice = json_object();
     json_object_set_new(choice, "index", json_integer(g->choice));
-    if (g->r.chat)
+    size_t content_len = g->text_len;
+    int n_calls = 0;
+    json_t *calls = NULL;
+    if (g->r.chat && g->r.tools.mode) {
+        char prefix[80];
+        srv_reply_call_prefix(g, id, prefix, sizeof prefix);
+        calls = srv_tools_read_reply(&g->r.tools, text, g->text_len, prefix, &content_len, &n_calls);
+        if (n_calls < 0) {
+            json_decref(choice);
+            return NULL;
+        }
+    }
+    if (calls) {
+        json_t *msg = json_pack("{s:s}", "role", "assistant");
+        json_object_set_new(msg, "content", content_len ? json_stringn(text, content_len) : json_null());
+        json_object_set_new(msg, "tool_calls", calls);
+        json_object_set_new(choice, "message", msg);
+    } else if (g->r.chat)
         json_object_set_new(choice, "message", json_pack("{s:s,s:s%}", "role", "assistant",
                                                          "content", text, (size_t)g->text_len));
     else if (g->r.echo) { /* echo: the prompt's text, then the completion */
@@ -139,8 +162,9 @@ json_t *srv_reply_choice(const srv_gen *g) {
         free(both);
     } else json_object_set_new(choice, "text", json_stringn(text, g->text_len));
     /* the tokens of the text (not those of a stop string cut from it) */
-    json_object_set_new(choice, "logprobs", logprobs_json(g, 0, srv_logprobs_upto(g, 0, g->text_len)));
-    json_object_set_new(choice, "finish_reason", json_string(g->finish));
+    json_object_set_new(choice, "logprobs", logprobs_json(g, 0, srv_logprobs_upto(g, 0, content_len)));
+    json_object_set_new(choice, "finish_reason",
+                        json_string(calls && !strcmp(g->finish, "stop") ? "tool_calls" : g->finish));
     return choice;
 }
 
@@ -181,6 +205,15 @@ json_t *srv_reply_chunk(const srv_gen *g, const char *id, long created, const ch
     json_array_append_new(choices, choice_delta(g, text, len, finish, role, lp0, lp1));
     json_object_set_new(ev, "choices", choices);
     if (finish) json_object_set_new(ev, "sinkllm", extra_json(g));
+    if (g->r.include_usage) json_object_set_new(ev, "usage", json_null());
+    return ev;
+}
+
+json_t *srv_reply_tool_chunk(const srv_gen *g, const char *id, long created, json_t *calls) {
+    json_t *ev = chunk_base(g, id, created);
+    json_t *c = json_pack("{s:i,s:{s:o},s:n,s:n}", "index", g->choice, "delta", "tool_calls", calls, "logprobs",
+                          "finish_reason");
+    json_object_set_new(ev, "choices", json_pack("[o]", c));
     if (g->r.include_usage) json_object_set_new(ev, "usage", json_null());
     return ev;
 }

@@ -17,8 +17,10 @@
 json_t *srv_reply_error(const char *type, const char *param, const char *msg);
 
 /* The choice g has finished (index g->choice): text or message, logprobs,
- * finish reason. */
-json_t *srv_reply_choice(const srv_gen *g);
+ * finish reason. A chat reply that calls tools (server_tools.h) has
+ * "tool_calls" (ids from the request id) and content before them or null,
+ * finish reason "tool_calls". */
+json_t *srv_reply_choice(const srv_gen *g, const char *id);
 
 /* The response of a finished non-streaming generation (request id, its
  * creation time in seconds) with its choices (an array, stolen). */
@@ -30,6 +32,14 @@ json_t *srv_reply_completion(const srv_gen *g, const char *id, long created, jso
  * logprobs of entries [lp0, lp1) of g->lp (none when lp1 <= lp0). */
 json_t *srv_reply_chunk(const srv_gen *g, const char *id, long created, const char *text,
                         size_t len, const char *finish, int role, int64_t lp0, int64_t lp1);
+
+/* A streamed chunk of tool-call deltas (calls: an array of OpenAI's delta
+ * entries {"index", ...}, stolen), finish reason null. */
+json_t *srv_reply_tool_chunk(const srv_gen *g, const char *id, long created, json_t *calls);
+
+/* The prefix of tool-call ids of choice g of request id. Writes at most
+ * cap bytes to buf. */
+void srv_reply_call_prefix(const srv_gen *g, const char *id, char *buf, size_t cap);
 
 /* The first logprobs entry at or after from whose text starts at or past
  * text_end: entries [from, result) belong to text before text_end. */

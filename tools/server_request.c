@@ -5,8 +5,10 @@
  * answers HTTP, touches a slot or prints.
  *
  * Generation fields (POST /v1/chat/completions, /v1/completions):
- *   messages (chat: roles system, user, assistant; content a string or an
- *   array of {"type":"text","text"} parts), prompt (completion: a string,
+ *   messages (chat: roles system, developer, user, assistant, tool; content
+ *   a string or an array of {"type":"text","text"} parts; assistant
+ *   tool_calls), tools, tool_choice, parallel_tool_calls (chat: tool calls,
+ *   server_tools.h), prompt (completion: a string,
  *   an array of token ids, or an array of such prompts), suffix
  *   (completion: fill in the middle), echo (completion);
  *   sampling: temperature, top_p, top_k, min_p, presence_penalty,
@@ -32,12 +34,13 @@
 #include <string.h>
 
 
+#define fail srv_perr_set
 #define MAX_MESSAGES 65536 /* an endless chat resends its whole history; the body limit bounds it too */
 #define MAX_LOGIT_BIAS 1024
 #define MAX_STOP_LEN 256
 #define MAX_GEN_TOKENS (1 << 20)
 
-static int fail(srv_perr *e, unsigned status, const char *param, const char *fmt, ...) {
+int srv_perr_set(srv_perr *e, unsigned status, const char *param, const char *fmt, ...) {
     e->status = status;
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
@@ -105,6 +108,7 @@ void srv_gen_req_free(srv_gen_req *r) {
     r->n_bias = 0;
     sk_grammar_free(r->grammar);
     r->grammar = NULL;
+    srv_tools_free(&r->tools);
 }
 
 /* Append one (token, bias) pair; a later entry for the same token wins. */
@@ -359,7 +363,10 @@ static char *message_text(json_t *content, int is_assistant, int idx, srv_perr *
     return outp;
 }
 
-/* messages -> prompt tokens (generation prompt added) and the pinned count. */
+/* messages -> prompt tokens (generation prompt added) and the pinned count.
+ * Tool calls are written into the messages first (server_tools.h): the
+ * tools block into the system message (or one of its own), an assistant's
+ * tool_calls after its text, a run of tool messages into one user message. */
 static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, srv_perr *e) {
     json_t *msgs = json_object_get(body, "messages");
     if (!msgs) return fail(e, 400, "messages", "'messages' is required");
@@ -368,41 +375,96 @@ static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, sr
     size_t n = json_array_size(msgs);
     if (n > MAX_MESSAGES)
         return fail(e, 400, "messages", "at most %d messages, got %zu", MAX_MESSAGES, n);
-    sk_chat_msg *cm = calloc(n, sizeof *cm);
-    char **texts = calloc(n, sizeof *texts);
-    int rc = -1;
+    sk_chat_msg *cm = calloc(n + 1, sizeof *cm);   /* (m) rendered messages, m <= n + 1 */
+    char **texts = calloc(n + 1, sizeof *texts);
+    char *tool_run = NULL;                         /* consecutive tool messages, joined */
+    int m = 0, rc = -1;
     if (!cm || !texts) {
         fail(e, 500, NULL, "out of memory");
         goto done;
     }
+    if (r->tools.block) { /* the tools: a system message of their own, or after the first one's text */
+        cm[m].role = "system";
+        if (!(texts[m] = strdup(r->tools.block))) {
+            fail(e, 500, NULL, "out of memory");
+            goto done;
+        }
+        cm[m].content = texts[m];
+        m++;
+    }
     for (size_t i = 0; i < n; i++) {
-        json_t *m = json_array_get(msgs, i);
+        json_t *msg = json_array_get(msgs, i);
         char param[64];
         snprintf(param, sizeof param, "messages[%zu].role", i);
-        if (!json_is_object(m)) {
+        if (!json_is_object(msg)) {
             fail(e, 400, "messages", "message %zu must be an object", i);
             goto done;
         }
-        json_t *role = json_object_get(m, "role");
+        json_t *role = json_object_get(msg, "role");
         if (!json_is_string(role)) {
             fail(e, 400, param, "message %zu has no role", i);
             goto done;
         }
         const char *rs = json_string_value(role);
         if (!strcmp(rs, "developer")) rs = "system"; /* OpenAI's newer name for it */
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-            fail(e, 400, param, "message %zu: role must be system, developer, user or assistant", i);
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") && strcmp(rs, "tool")) {
+            fail(e, 400, param, "message %zu: role must be system, developer, user, assistant or tool", i);
             goto done;
         }
-        texts[i] = message_text(json_object_get(m, "content"), !strcmp(rs, "assistant"), (int)i, e);
-        if (!texts[i]) goto done;
-        cm[i].role = rs;
-        cm[i].content = texts[i];
+        const int assistant = !strcmp(rs, "assistant");
+        json_t *calls = assistant ? json_object_get(msg, "tool_calls") : NULL;
+        if (calls && json_is_null(calls)) calls = NULL;
+        char *text = message_text(json_object_get(msg, "content"), assistant, (int)i, e);
+        if (!text) goto done;
+        if (!strcmp(rs, "tool")) {
+            int st = srv_tools_append_response(&tool_run, text, e);
+            free(text);
+            if (st) goto done;
+            continue;
+        }
+        if (tool_run) { /* the run of tool results before this message */
+            cm[m].role = "user";
+            cm[m].content = texts[m] = tool_run;
+            tool_run = NULL;
+            m++;
+        }
+        if (calls) {
+            char *with = srv_tools_assistant_text(calls, text, (int)i, e);
+            free(text);
+            if (!with) goto done;
+            text = with;
+        }
+        if (m == 1 && i == 0 && r->tools.block && !strcmp(rs, "system")) {
+            /* the first system message: its text, then the tools block */
+            size_t a = strlen(text), b = strlen(texts[0]);
+            char *both = malloc(a + 2 + b + 1);
+            if (!both) {
+                free(text);
+                fail(e, 500, NULL, "out of memory");
+                goto done;
+            }
+            memcpy(both, text, a);
+            memcpy(both + a, "\n\n", 2);
+            memcpy(both + a + 2, texts[0], b + 1);
+            free(text);
+            free(texts[0]);
+            cm[0].content = texts[0] = both;
+            continue;
+        }
+        cm[m].role = rs;
+        cm[m].content = texts[m] = text;
+        m++;
     }
-    if (render_chat(env, cm, (int)n, SK_CHAT_ADD_GEN, &r->prompt, &r->n_prompt, e)) goto done;
+    if (tool_run) {
+        cm[m].role = "user";
+        cm[m].content = texts[m] = tool_run;
+        tool_run = NULL;
+        m++;
+    }
+    if (render_chat(env, cm, m, SK_CHAT_ADD_GEN, &r->prompt, &r->n_prompt, e)) goto done;
     /* pin the leading system turn when it renders as a prefix of the whole */
     int n_sys = 0;
-    while (n_sys < (int)n && !strcmp(cm[n_sys].role, "system")) n_sys++;
+    while (n_sys < m && !strcmp(cm[n_sys].role, "system")) n_sys++;
     r->n_pin = 0;
     if (n_sys > 0) {
         int32_t *sys = NULL;
@@ -415,8 +477,9 @@ static int parse_chat(const srv_parse_env *env, json_t *body, srv_gen_req *r, sr
     }
     rc = 0;
 done:
+    free(tool_run);
     if (texts)
-        for (size_t i = 0; i < n; i++) free(texts[i]);
+        for (size_t i = 0; i < n + 1; i++) free(texts[i]);
     free(texts);
     free(cm);
     return rc;
@@ -616,14 +679,20 @@ static int parse_logprobs(json_t *body, int chat, srv_gen_req *r, srv_perr *e) {
  * ignored. A field counts when present with a value that asks for
  * something (false, null, "none", 1 or "text" ask for nothing). */
 static int refuse_unimplemented(json_t *body, int chat, srv_perr *e) {
-    static const char *const always[] = {"tools", "functions", "tool_choice", "function_call", "audio",
-                                         "prediction", "n_probs", "parallel_tool_calls"};
+    static const char *const always[] = {"functions", "function_call", "audio", "prediction", "n_probs"};
     for (size_t i = 0; i < sizeof always / sizeof always[0]; i++) {
         json_t *v = json_object_get(body, always[i]);
         if (!v || json_is_null(v) || json_is_false(v)) continue;
-        if (json_is_string(v) && !strcmp(json_string_value(v), "none")) continue; /* tool_choice */
+        if (json_is_string(v) && !strcmp(json_string_value(v), "none")) continue; /* function_call */
         if (json_is_array(v) && json_array_size(v) == 0) continue;
-        return fail(e, 400, always[i], "'%s' is not supported by this server", always[i]);
+        return fail(e, 400, always[i], "'%s' is not supported by this server%s", always[i],
+                    i < 2 ? " (the deprecated form of 'tools' and 'tool_choice': use those)" : "");
+    }
+    static const char *const chat_only[] = {"tools", "tool_choice", "parallel_tool_calls"};
+    for (size_t i = 0; i < sizeof chat_only / sizeof chat_only[0] && !chat; i++) {
+        json_t *v = json_object_get(body, chat_only[i]);
+        if (v && !json_is_null(v))
+            return fail(e, 400, chat_only[i], "'%s' is a field of chat completions", chat_only[i]);
     }
     json_t *v = json_object_get(body, "best_of");
     if (v && !json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) == 1))
@@ -709,6 +778,7 @@ int srv_parse_generate(const srv_parse_env *env, json_t *body, int chat, const c
     if (parse_common(env, body, hdr_session, r, e)) return -1;
     if (parse_logprobs(body, chat, r, e)) return -1;
     if (parse_constraint(body, r, e)) return -1;
+    if (chat && srv_tools_parse(body, &r->tools, &r->grammar, e)) return -1;
     json_t *ev = json_object_get(body, "echo");
     if (ev && !json_is_null(ev) && !json_is_boolean(ev)) return fail(e, 400, "echo", "'echo' must be a boolean");
     const int echo = ev && json_is_true(ev);

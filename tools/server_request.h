@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server_tools.h"
 #include "sinkllm.h"
 
 #define SRV_MAX_STOPS 8
@@ -27,6 +28,10 @@ typedef struct srv_perr {
     char param[64];
     char msg[400];
 } srv_perr;
+
+/* Fill e (status, the field it names or NULL, a printf message); returns -1. */
+int srv_perr_set(srv_perr *e, unsigned status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* What a parser needs from the server: the model's tokenizer and chat
  * template, and the defaults for fields a request leaves out. */
@@ -73,8 +78,9 @@ typedef struct srv_gen_req {
     int n_rest;
     int logprobs;             /* return each token's log-probability */
     int top_logprobs;         /*   with this many alternatives (0..SRV_MAX_TOP_LOGPROBS) */
-    sk_grammar *grammar;      /* constrained output (response_format, grammar, json_schema);
-                                 NULL when unconstrained */
+    sk_grammar *grammar;      /* constrained output (response_format, grammar, json_schema,
+                                 a tool call that tool_choice requires); NULL when unconstrained */
+    srv_tools tools;          /* chat: the tools offered, how the reply may call them */
 } srv_gen_req;
 
 /* Parse a generation body (a JSON object) into r, which must start zeroed:

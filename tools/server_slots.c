@@ -435,21 +435,6 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
     return st;
 }
 
-sk_status srv_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 1024;
-        while (c < *len + n + 1) c *= 2;
-        char *t = realloc(*buf, c);
-        if (!t) return SK_ERR_NOMEM;
-        *buf = t;
-        *cap = c;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = 0;
-    return SK_OK;
-}
-
 #define PREFILL_CHUNK 256 /* tokens decoded between two checks of the request */
 
 /* Decode t[0..n) into g's slot in chunks; between two chunks a shutdown,
@@ -867,7 +852,12 @@ void srv_gen_step(srv_gen *g) {
 
 size_t srv_gen_deliverable(const srv_gen *g) {
     if (g->finished) return g->text_len;
-    return g->text_len - held_back(g);
+    size_t upto = g->text_len - held_back(g);
+    if (g->r.tools.mode) { /* what may still become tool calls is held */
+        size_t t = srv_tools_deliverable(g->text, g->sent, g->text_len);
+        if (t < upto) upto = t;
+    }
+    return upto;
 }
 
 void srv_gen_release(srv_gen *g) {

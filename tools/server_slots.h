@@ -17,6 +17,7 @@
 #include "server.h"
 #include "server_request.h"
 #include "server_batch.h"
+#include "server_buf.h"
 #include "server_store.h"
 #include "sinkllm.h"
 
@@ -199,11 +200,6 @@ size_t srv_gen_deliverable(const srv_gen *g);
 /* Give the slot back, count the request in the metrics and log it; once
  * (later calls do nothing). */
 void srv_gen_release(srv_gen *g);
-
-/* Append n bytes of s to the growing buffer *buf (*len used, *cap
- * allocated; NULL, 0, 0 to start), keeping it NUL-terminated. Returns SK_OK
- * or SK_ERR_NOMEM (the buffer unchanged). */
-sk_status srv_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
 /* Release (if not yet) and free what g owns; g itself is the caller's. */
 void srv_gen_free(srv_gen *g);

@@ -36,7 +36,7 @@ def test_developer_role_is_the_system_role(srv):
         return r.json()["usage"]["prompt_tokens"]
     assert prompt_tokens("developer") == prompt_tokens("system")
     r = requests.post(srv.url + "/v1/chat/completions", headers=auth(), timeout=60,
-                      json={"messages": [{"role": "tool", "content": "x"}], "max_tokens": 1})
+                      json={"messages": [{"role": "robot", "content": "x"}], "max_tokens": 1})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].role"
 
 

@@ -381,7 +381,7 @@ def test_openai_client_sees_400(srv):
 @pytest.mark.parametrize("body", [
     {},                                                   # no messages
     {"messages": []},
-    {"messages": [{"role": "tool", "content": "x"}]},     # role
+    {"messages": [{"role": "robot", "content": "x"}]},    # role
     {"messages": [{"role": "user", "content": 5}]},       # content type
     {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
     {"messages": "hi"},
