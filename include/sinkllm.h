@@ -508,6 +508,12 @@ typedef struct sk_context_params {
     int precise;        /* reference arithmetic: weights dequantized to F32, activations
                            not quantized (slow; for tests against an f64 forward pass) */
     sk_cache_params cache;
+    struct sk_batch *threads; /* NULL: the context has a thread pool of its own; a batch
+                           (sk_batch_new): it runs on that batch's threads instead, so
+                           that many contexts fed by sk_decode_batch hold no idle threads
+                           (n_threads 0 or the batch's count; the batch must outlive the
+                           context; the caller must not feed such a context while
+                           another call on the same batch runs) */
 } sk_context_params;
 
 void sk_context_params_default(sk_context_params *p);

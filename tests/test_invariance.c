@@ -28,10 +28,12 @@ enum { N_PROMPT = 150, N_GEN = 6, SINKS = 4, WINDOW = 64 };
 
 static int32_t prompt_tok(int i, int64_t n_vocab) { return (int32_t)((i * 7919 + 13) % n_vocab); }
 
-static sk_context *new_ctx(const sk_model *m, sk_kv_type kt, int n_threads) {
+/* A context with its own n_threads, or on batch b's threads (b not NULL). */
+static sk_context *new_ctx_on(const sk_model *m, sk_kv_type kt, int n_threads, sk_batch *b) {
     sk_context_params p;
     sk_context_params_default(&p);
     p.n_threads = n_threads;
+    p.threads = b;
     p.n_batch = 512;
     p.cache.policy = SK_CACHE_SINK;
     p.cache.n_sinks = SINKS;
@@ -42,6 +44,8 @@ static sk_context *new_ctx(const sk_model *m, sk_kv_type kt, int n_threads) {
     if (sk_context_new(m, &p, &c, &err)) fail_msg("%s", err.msg);
     return c;
 }
+
+static sk_context *new_ctx(const sk_model *m, sk_kv_type kt, int n_threads) { return new_ctx_on(m, kt, n_threads, NULL); }
 
 /* Feed the prompt in chunks of `chunk` on n_threads threads, then decode
  * N_GEN greedy tokens; rows (N_GEN + 1, n_vocab) gets the logits after the
@@ -141,7 +145,8 @@ static void test_batch_equals_alone(void **state) {
     assert_int_equal(sk_batch_new(m, 2, 64, N_SEQ, &b, &err), SK_OK);
     sk_context *cs[N_SEQ];
     int fed[N_SEQ] = {0}, steps[N_SEQ] = {0}, passes = 0;
-    for (int s = 0; s < N_SEQ; s++) cs[s] = new_ctx(m, SK_KV_F16, 2);
+    /* stream 0 has a pool of its own, the others run on the batch's threads */
+    for (int s = 0; s < N_SEQ; s++) cs[s] = new_ctx_on(m, SK_KV_F16, s ? 0 : 2, s ? b : NULL);
     for (;;) {
         sk_context *pc[N_SEQ];
         const int32_t *pt[N_SEQ];
@@ -181,6 +186,16 @@ static void test_batch_equals_alone(void **state) {
     int big = 65;
     assert_int_equal(sk_decode_batch(b, cs, tt, &big, 1, &err), SK_ERR_INVALID);
     sk_context_free(one);
+    /* borrowing a batch's threads: its thread count or none, the same model */
+    sk_context_params bp;
+    sk_context_params_default(&bp);
+    bp.n_threads = 1;
+    bp.threads = b;
+    sk_context *bad = NULL;
+    assert_int_equal(sk_context_new(m, &bp, &bad, &err), SK_ERR_INVALID);
+    assert_null(bad);
+    /* a borrowing context fed alone runs on the batch's pool */
+    assert_int_equal(sk_decode(cs[1], toks[1], 3, &err), SK_OK);
     for (int s = 0; s < N_SEQ; s++) {
         sk_context_free(cs[s]);
         free(solo[s]);

@@ -185,6 +185,8 @@ static void *batcher_main(void *arg) {
     return NULL;
 }
 
+sk_batch *srv_batcher_batch(srv_batcher *b) { return b->batch; }
+
 sk_status srv_batcher_new(const sk_model *m, int n_threads, int batch_tokens, int max_seqs, srv_batcher **out,
                           sk_error *err) {
     *out = NULL;

@@ -46,6 +46,10 @@ sk_status srv_batcher_new(const sk_model *m, int n_threads, int batch_tokens, in
 /* Stop the thread (waiting callers get SK_ERR_FULL) and free; NULL is a no-op. */
 void srv_batcher_free(srv_batcher *b);
 
+/* The library batch b's passes run on: slot contexts borrow its threads
+ * (sk_context_params.threads), as only the batcher thread feeds them. */
+sk_batch *srv_batcher_batch(srv_batcher *b);
+
 /* Feed t[0..n) to ctx through the coming passes; returns once all are fed
  * (SK_OK, ctx's logits are those after t[n - 1]) or the pass failed (its
  * status; tokens of earlier passes stay fed). ctx must not be fed by

@@ -208,9 +208,12 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
     }
     p->tok = sk_model_tokenizer(m);
     p->n_vocab = sk_model_hparams(m)->n_vocab;
+    sk_status bst = srv_batcher_new(m, p->cfg->n_threads, p->cfg->batch_tokens, p->cfg->n_slots, &p->batcher, err);
+    if (bst) return bst;
     sk_context_params cp;
     sk_context_params_default(&cp);
-    cp.n_threads = p->cfg->n_threads; /* the batcher's passes run every slot: all its threads */
+    cp.n_threads = p->cfg->n_threads;
+    cp.threads = srv_batcher_batch(p->batcher); /* only the batcher's passes feed the slots */
     cp.n_batch = p->cfg->n_batch;
     cp.cache = p->cfg->cache;
     srv_slot *slots = calloc((size_t)p->cfg->n_slots, sizeof *slots);
@@ -222,12 +225,6 @@ sk_status srv_pool_set_model(srv_pool *p, const sk_model *m, sk_chat_kind kind, 
             free(slots);
             return err ? err->code : SK_ERR_INVALID;
         }
-    }
-    sk_status bst = srv_batcher_new(m, p->cfg->n_threads, p->cfg->batch_tokens, p->cfg->n_slots, &p->batcher, err);
-    if (bst) {
-        for (int k = 0; k < p->cfg->n_slots; k++) sk_context_free(slots[k].ctx);
-        free(slots);
-        return bst;
     }
     pthread_mutex_lock(&p->mu);
     p->slots = slots;

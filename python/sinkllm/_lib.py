@@ -52,7 +52,7 @@ class CacheParams(Structure):  # sk_cache_params
 
 class ContextParams(Structure):  # sk_context_params
     _fields_ = [("n_threads", c_int), ("n_batch", c_int), ("logits_all", c_int),
-                ("precise", c_int), ("cache", CacheParams)]
+                ("precise", c_int), ("cache", CacheParams), ("threads", c_void_p)]
 
 
 class ContextStats(Structure):  # sk_context_stats

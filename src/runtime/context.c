@@ -35,6 +35,12 @@ void sk_context_params_default(sk_context_params *p) {
     p->cache.kv_type = SK_KV_F16;
 }
 
+struct sk_batch {
+    sk_context *lead;  /* the buffers and pool of a pass (its own cache is unused) */
+    float *logits;     /* (max_seqs, n_vocab) the head's rows */
+    int max_seqs;
+};
+
 sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparams *hp,
                                      sk_error *err) {
     if (p->n_threads < 0 || p->n_threads > SK_MAX_THREADS)
@@ -52,7 +58,7 @@ sk_status sk_context_params_validate(const sk_context_params *p, const sk_hparam
 
 void sk_context_free(sk_context *c) {
     if (!c) return;
-    sk_pool_free(c->pool);
+    if (!c->p.threads) sk_pool_free(c->pool);
     sk_kvcache_free(c->kv);
     sk_kvcache_free(c->kv_swa);
     free(c->theta);
@@ -123,7 +129,16 @@ sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_
         }
     }
     int nth = params->n_threads > 0 ? params->n_threads : sk_cpu_count();
-    if ((st = sk_pool_new(nth, &c->pool, err))) {
+    if (params->threads) { /* the batch's pool: its thread count */
+        const sk_context *lead = params->threads->lead;
+        if (lead->m != m || (params->n_threads > 0 && params->n_threads != lead->n_threads)) {
+            sk_context_free(c);
+            return sk_error_set(err, SK_ERR_INVALID, "threads: the batch is on another model or has %d threads, not %d",
+                                lead->n_threads, params->n_threads);
+        }
+        nth = lead->n_threads;
+        c->pool = lead->pool;
+    } else if ((st = sk_pool_new(nth, &c->pool, err))) {
         sk_context_free(c);
         return st;
     }
@@ -839,11 +854,6 @@ sk_status sk_decode(sk_context *c, const int32_t *tokens, int64_t n, sk_error *e
 
 /* ---- several contexts in one pass --------------------------------------- */
 
-struct sk_batch {
-    sk_context *lead;  /* the buffers and pool of a pass (its own cache is unused) */
-    float *logits;     /* (max_seqs, n_vocab) the head's rows */
-    int max_seqs;
-};
 
 sk_status sk_batch_new(const sk_model *m, int n_threads, int max_tokens, int max_seqs, sk_batch **out,
                        sk_error *err) {

@@ -16,7 +16,7 @@
 struct sk_context {
     const sk_model *m;
     sk_context_params p;
-    sk_pool *pool;
+    sk_pool *pool;       /* its own, or borrowed from p.threads (then not freed here) */
     sk_kvcache *kv;      /* the cache of the global layers (the policy's sinks + window) */
     sk_kvcache *kv_swa;  /* the cache of the local (sliding-window) layers: a plain window
                             of n_swa tokens; NULL when the model has none */

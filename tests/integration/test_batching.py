@@ -132,3 +132,20 @@ def test_random_disconnects_leak_nothing(tmp_path):
         assert max(rss[1:]) - rss[1] < 8, rss
     finally:
         srv.stop()
+
+
+def test_slots_hold_no_threads(tmp_path):
+    """Slot contexts run on the batcher's threads (sk_context_params.threads):
+    8 slots cost no more threads than 1 (each used to hold an idle pool of
+    -t threads)."""
+    def threads(*args):
+        s = Server(tmp_path, "-t", "2", *args, name="threads")
+        try:
+            r = s.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                                "max_tokens": 2, "temperature": 0})
+            assert r.status_code == 200, r.text
+            with open(f"/proc/{s.proc.pid}/status") as f:
+                return int(re.search(r"^Threads:\s+(\d+)", f.read(), re.M).group(1))
+        finally:
+            assert s.stop() == 0, s.read_log()
+    assert threads("--slots", "8") == threads("--slots", "1")
