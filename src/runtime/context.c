@@ -348,10 +348,12 @@ sk_status sk_context_capture_attention(sk_context *c, const int *layers, int n_l
 /* The cache, window bounds and second rotation that layer l attends with. */
 typedef struct attn_job {
     sk_context *c;
+    const float *q, *qp;      /* (n, n_head * head_dim) queries, and their prefix rotation */
+    float *ao;                /* (n, n_head * head_dim) the output rows */
     sk_kvcache *kv;           /* c->kv, or c->kv_swa for a local layer */
     int layer;                /* index of the layer within kv */
     const int64_t *lo;        /* (n) lowest visible window position per token */
-    const uint8_t *use_pfx;   /* (n) the query has a prefix rotation (c->qp) */
+    const uint8_t *use_pfx;   /* (n) the query has a prefix rotation (qp) */
     int n;
     int64_t u0;
     int capture; /* index into cap_layers, or -1 */
@@ -395,13 +397,13 @@ static void attn_worker_multi(void *arg, int ith, int nth) {
         int i0 = b * SK_QBLK, n_q = j->n - i0 < SK_QBLK ? j->n - i0 : SK_QBLK;
         for (int i = 0; i < n_q; i++) {
             size_t off = (size_t)(i0 + i) * nq + (size_t)g * qb;
-            memcpy(qw + (size_t)i * qb, c->q + off, qb * sizeof(float));
-            memcpy(qp + (size_t)i * qb, j->use_pfx[i0 + i] ? c->qp + off : c->q + off,
+            memcpy(qw + (size_t)i * qb, j->q + off, qb * sizeof(float));
+            memcpy(qp + (size_t)i * qb, j->use_pfx[i0 + i] ? j->qp + off : j->q + off,
                    qb * sizeof(float));
         }
         sk_attend_multi(j->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, j->lo + i0, ob, att);
         for (int i = 0; i < n_q; i++)
-            memcpy(c->ao + (size_t)(i0 + i) * nq + (size_t)g * qb, ob + (size_t)i * qb,
+            memcpy(j->ao + (size_t)(i0 + i) * nq + (size_t)g * qb, ob + (size_t)i * qb,
                    qb * sizeof(float));
     }
 }
@@ -418,9 +420,9 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (long it = lo; it < hi; it++) {
         int i = (int)(it / G), g = (int)(it % G);
         size_t off = (size_t)i * nq + (size_t)g * c->n_rep * hd;
-        const float *qw = c->q + off;
-        const float *qp = j->use_pfx[i] ? c->qp + off : qw;
-        sk_attend(j->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, j->lo[i], c->ao + off, att);
+        const float *qw = j->q + off;
+        const float *qp = j->use_pfx[i] ? j->qp + off : qw;
+        sk_attend(j->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, j->lo[i], j->ao + off, att);
         if (j->capture >= 0) capture(j, j->u0 + i, j->lo[i], att);
     }
 }
@@ -444,7 +446,7 @@ static void split_scores_item(const attn_job *j, long it) {
     size_t nq = (size_t)hp->n_head * hp->head_dim;
     int i = (int)(it / ((long)G * P)), g = (int)(it / P % G), p = (int)(it % P);
     size_t off = (size_t)i * nq + (size_t)g * R * hp->head_dim;
-    const float *qw = c->q + off, *qp = j->use_pfx[i] ? c->qp + off : qw;
+    const float *qw = j->q + off, *qp = j->use_pfx[i] ? j->qp + off : qw;
     int64_t u = j->u0 + i, nk = sk_attend_n_keys(j->kv, u, j->lo[i]);
     sk_attend_scores(j->kv, j->layer, g, R, qw, qp, u, j->lo[i], nk * p / P, nk * (p + 1) / P,
                      c->sc + (size_t)(i * G + g) * R * c->sc_stride, c->sc_stride);
@@ -466,7 +468,7 @@ static void split_values_item(const attn_job *j, long it) {
     int i = (int)(it / ((long)G * D)), g = (int)(it / D % G), s = (int)(it % D);
     int c0 = D == 1 ? 0 : 16 * (hd / 16 * s / D), c1 = D == 1 ? hd : 16 * (hd / 16 * (s + 1) / D);
     sk_attend_values(j->kv, j->layer, g, R, j->u0 + i, j->lo[i], c->sc + (size_t)(i * G + g) * R * c->sc_stride,
-                     c->sc_stride, c0, c1, c->ao + (size_t)i * nq + (size_t)g * R * hd);
+                     c->sc_stride, c0, c1, j->ao + (size_t)i * nq + (size_t)g * R * hd);
 }
 
 /* The decode steps of several jobs (the contexts of a batch) in one
@@ -567,15 +569,23 @@ static void add_bias(float *y, size_t stride, const sk_tensor *b, int64_t n_out,
         for (int64_t r = 0; r < n_out; r++) y[(size_t)t * stride + (size_t)r] += bv[r];
 }
 
-/* The per-token part of layer l's attention over the chunk (norms, scaling,
- * rotations, the cache rows) and the job that attends with them. */
-static void attention_prep(sk_context *c, int l, int n, int64_t u0, attn_job *out) {
+/* The rows of a chunk's attention: q, its prefix rotation qp, k, v (n,
+ * heads * head_dim each) and the output ao: c's own buffers, or its rows of
+ * a batch's. */
+typedef struct attn_rows {
+    float *q, *qp, *k, *v, *ao;
+} attn_rows;
+
+/* The per-token part of layer l's attention over the chunk's rows r
+ * (norms, scaling, rotations, the cache rows) and the job that attends
+ * with them. */
+static void attention_prep(sk_context *c, int l, int n, int64_t u0, const attn_rows *r, attn_job *out) {
     const sk_model *m = c->m;
     const sk_hparams *hp = &m->hp;
     const sk_layer *L = &m->layers[l];
     int hd = hp->head_dim, nr = hp->n_rot;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd;
-    attn_job aj = {c, c->kv, L->kv_layer, c->lo, c->use_pfx, n, u0, -1};
+    attn_job aj = {c, r->q, r->qp, r->ao, c->kv, L->kv_layer, c->lo, c->use_pfx, n, u0, -1};
     const float *cs = c->cs_win;
     if (L->swa) {
         static const uint8_t no_pfx[SK_MAX_BATCH]; /* the local window has no prefix */
@@ -585,7 +595,7 @@ static void attention_prep(sk_context *c, int l, int n, int64_t u0, attn_job *ou
         cs = c->cs_swa;
     }
     for (int i = 0; i < n; i++) {
-        float *qi = c->q + (size_t)i * nq, *ki = c->k + (size_t)i * nkv;
+        float *qi = r->q + (size_t)i * nq, *ki = r->k + (size_t)i * nkv;
         if (L->q_norm.data) {
             for (int h = 0; h < hp->n_head; h++)
                 sk_rmsnorm(qi + (size_t)h * hd, qi + (size_t)h * hd, L->q_norm.data, hd, hp->norm_eps);
@@ -595,13 +605,13 @@ static void attention_prep(sk_context *c, int l, int n, int64_t u0, attn_job *ou
         if (m->q_scale != 1.0f)
             for (size_t e = 0; e < nq; e++) qi[e] *= m->q_scale;
         if (aj.use_pfx[i]) {
-            memcpy(c->qp + (size_t)i * nq, qi, nq * sizeof(float));
-            sk_rope_apply(c->qp + (size_t)i * nq, hp->n_head, hd, nr, hp->rope_neox,
+            memcpy(r->qp + (size_t)i * nq, qi, nq * sizeof(float));
+            sk_rope_apply(r->qp + (size_t)i * nq, hp->n_head, hd, nr, hp->rope_neox,
                           c->cs_pfx + (size_t)i * nr);
         }
         sk_rope_apply(qi, hp->n_head, hd, nr, hp->rope_neox, cs + (size_t)i * nr);
         sk_rope_apply(ki, hp->n_head_kv, hd, nr, hp->rope_neox, cs + (size_t)i * nr);
-        sk_kvcache_store(aj.kv, aj.layer, u0 + i, ki, c->v + (size_t)i * nkv);
+        sk_kvcache_store(aj.kv, aj.layer, u0 + i, ki, r->v + (size_t)i * nkv);
     }
     for (int k = 0; k < c->cap_n_layers; k++)
         if (c->cap_layers[k] == l) aj.capture = k;
@@ -614,7 +624,8 @@ static int split_job(const attn_job *aj) { return aj->capture < 0 && aj->n <= SK
 /* the attention block of layer l over the chunk: q, k, v into c->ao */
 static void attention(sk_context *c, int l, int n, int64_t u0) {
     attn_job aj;
-    attention_prep(c, l, n, u0, &aj);
+    const attn_rows r = {c->q, c->qp, c->k, c->v, c->ao};
+    attention_prep(c, l, n, u0, &r, &aj);
     if (aj.capture >= 0)
         attn_worker(&aj, 0, 1); /* one thread: capture() accumulates shared rows */
     else if (split_job(&aj))
@@ -654,9 +665,9 @@ static sk_status prepare(sk_context *c, const int32_t *tokens, int n, float *x, 
 
 /* The attention block of layer l for each of the k contexts, over its rows
  * of lead's buffers (from row off[j], n[j] of them): each context attends
- * over its own cache with lead's pool (the same thread count), its
- * activation pointers moved onto those rows meanwhile. The contexts on the
- * decode path (a few tokens each) share one dispatch per step. */
+ * over its own cache with lead's pool (the same thread count). The
+ * contexts on the decode path (a few tokens each) share one dispatch per
+ * step. */
 static void attention_all(sk_context *lead, sk_context *const *cs, const int *n, const int *off, int k,
                           int l) {
     if (k == 1 && cs[0] == lead) {
@@ -665,36 +676,21 @@ static void attention_all(sk_context *lead, sk_context *const *cs, const int *n,
     }
     const sk_hparams *hp = &lead->m->hp;
     size_t nq = (size_t)hp->n_head * hp->head_dim, nkv = (size_t)hp->n_head_kv * hp->head_dim;
-    typedef struct {
-        float *q, *qp, *k, *v, *ao;
-        sk_pool *pool;
-    } saved;
-    saved sv[SK_MAX_BATCH_SEQS];
     attn_job jobs[SK_MAX_BATCH_SEQS];
     int nj = 0;
     for (int j = 0; j < k; j++) {
         sk_context *c = cs[j];
         size_t o = (size_t)off[j];
-        sv[j] = (saved){c->q, c->qp, c->k, c->v, c->ao, c->pool};
-        c->q = lead->q + o * nq;
-        c->qp = lead->qp + o * nq;
-        c->k = lead->k + o * nkv;
-        c->v = lead->v + o * nkv;
-        c->ao = lead->ao + o * nq;
-        c->pool = lead->pool;
+        const attn_rows r = {lead->q + o * nq, lead->qp + o * nq, lead->k + o * nkv, lead->v + o * nkv,
+                             lead->ao + o * nq};
         attn_job aj;
-        attention_prep(c, l, n[j], c->kv->n_past, &aj);
+        attention_prep(c, l, n[j], c->kv->n_past, &r, &aj);
         if (split_job(&aj)) jobs[nj++] = aj;
         else if (aj.capture >= 0) attn_worker(&aj, 0, 1);
-        else if (sk_kvcache_multi_ok(aj.kv)) sk_pool_run(c->pool, attn_worker_multi, &aj);
-        else sk_pool_run(c->pool, attn_worker, &aj);
+        else if (sk_kvcache_multi_ok(aj.kv)) sk_pool_run(lead->pool, attn_worker_multi, &aj);
+        else sk_pool_run(lead->pool, attn_worker, &aj);
     }
     if (nj) attn_split_run(lead->pool, jobs, nj);
-    for (int j = 0; j < k; j++) {
-        sk_context *c = cs[j];
-        c->q = sv[j].q, c->qp = sv[j].qp, c->k = sv[j].k, c->v = sv[j].v, c->ao = sv[j].ao;
-        c->pool = sv[j].pool;
-    }
 }
 
 /* Run the transformer over n[j] tokens of each of the k contexts cs[j] at
