@@ -19,6 +19,7 @@ typedef struct entry {
     sk_context *ctx;
     const int32_t *t;
     int64_t n, fed;
+    int decode;     /* one generated token of a stream (else pre-fill rows) */
     int take;       /* rows in the pass being run */
     int done;
     sk_status st;
@@ -75,7 +76,7 @@ static void unlink_done(srv_batcher *b) {
 static int assemble(srv_batcher *b) {
     int k = 0, rows = 0, decoders = 0;
     for (entry *e = b->head; e && k < b->max_seqs; e = e->next)
-        if (e->n - e->fed == 1 && rows < b->budget) {
+        if (e->decode && rows < b->budget) {
             e->take = 1;
             b->pass[k++] = e;
             rows++;
@@ -96,7 +97,7 @@ static int assemble(srv_batcher *b) {
     if (cap < 1) cap = 1;
     int prefill = 0;
     for (entry *e = b->head; e && k < b->max_seqs; e = e->next) {
-        if (e->take || e->n - e->fed == 1) continue;
+        if (e->take || e->decode) continue;
         int64_t want = e->n - e->fed;
         int room = b->budget - rows < cap - prefill ? b->budget - rows : cap - prefill;
         int lim = sk_context_batch_size(e->ctx);
@@ -157,7 +158,7 @@ static void *batcher_main(void *arg) {
         for (int j = 0; j < k; j++) {
             entry *e = b->pass[j];
             rows += e->take;
-            dec += e->n - e->fed == 1;
+            dec += e->decode;
             if (e->st) e->done = 1;
             else if ((e->fed += e->take) == e->n) e->done = 1;
         }
@@ -229,9 +230,10 @@ void srv_batcher_free(srv_batcher *b) {
     free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b);
 }
 
-sk_status srv_batcher_decode(srv_batcher *b, sk_context *ctx, const int32_t *t, int64_t n, sk_error *err) {
+sk_status srv_batcher_decode(srv_batcher *b, sk_context *ctx, const int32_t *t, int64_t n, int generated,
+                             sk_error *err) {
     if (n <= 0) return SK_OK;
-    entry e = {.ctx = ctx, .t = t, .n = n};
+    entry e = {.ctx = ctx, .t = t, .n = n, .decode = generated && n == 1};
     pthread_cond_init(&e.cv, NULL);
     pthread_mutex_lock(&b->mu);
     if (b->stop) {

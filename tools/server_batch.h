@@ -52,9 +52,11 @@ sk_batch *srv_batcher_batch(srv_batcher *b);
 
 /* Feed t[0..n) to ctx through the coming passes; returns once all are fed
  * (SK_OK, ctx's logits are those after t[n - 1]) or the pass failed (its
- * status; tokens of earlier passes stay fed). ctx must not be fed by
- * anything else meanwhile. */
-sk_status srv_batcher_decode(srv_batcher *b, sk_context *ctx, const int32_t *t, int64_t n, sk_error *err);
+ * status; tokens of earlier passes stay fed). generated: t is a stream's
+ * one generated token (a decode row, first in a pass), else pre-fill rows.
+ * ctx must not be fed by anything else meanwhile. */
+sk_status srv_batcher_decode(srv_batcher *b, sk_context *ctx, const int32_t *t, int64_t n, int generated,
+                             sk_error *err);
 
 /* A generation starts (+1) or ends (-1): the number of streams a pass
  * waits for. */

@@ -437,7 +437,7 @@ sk_status srv_gen_acquire(srv_gen *g, srv_pool *p, sk_error *err) {
 /* Decode t[0..n) into g's slot in chunks; between two chunks a shutdown,
  * the request's deadline or a client that has left ends the pre-fill
  * (SK_ERR_FULL; g->cancelled or g->timed_out says which). */
-static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_error *err) {
+static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, int generated, sk_error *err) {
     for (int64_t i = 0; i < n; i += PREFILL_CHUNK) {
         if (i > 0 && g->p->stopping) {
             g->cancelled = 1;
@@ -452,7 +452,7 @@ static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_erro
             return sk_error_set(err, SK_ERR_FULL, "the client has left");
         }
         sk_status st = srv_batcher_decode(g->p->batcher, g->sl->ctx, t + i,
-                                          n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, err);
+                                          n - i < PREFILL_CHUNK ? n - i : PREFILL_CHUNK, generated, err);
         if (st) return st;
     }
     return SK_OK;
@@ -460,11 +460,11 @@ static sk_status decode_checked(srv_gen *g, const int32_t *t, int64_t n, sk_erro
 
 /* Feed tokens to g's slot (checked, as above) and append them to its
  * transcript. */
-static sk_status feed(srv_gen *g, const int32_t *t, int64_t n, sk_error *err) {
+static sk_status feed(srv_gen *g, const int32_t *t, int64_t n, int generated, sk_error *err) {
     srv_slot *sl = g->sl;
     if (n <= 0) return SK_OK;
     sk_status st = tr_reserve(sl, sl->n_tr + n, err);
-    if (!st) st = decode_checked(g, t, n, err);
+    if (!st) st = decode_checked(g, t, n, generated, err);
     if (st) return st;
     memcpy(sl->tr + sl->n_tr, t, sizeof(int32_t) * (size_t)n);
     sl->n_tr += n;
@@ -501,12 +501,12 @@ static sk_status rebuild(srv_gen *g, sk_error *err) {
     if (pin < min_pin) pin = min_pin;
     if (pin > r->n_prompt) pin = r->n_prompt;
     if (r->n_prompt - pin <= budget) {
-        sk_status st = feed(g, r->prompt, r->n_prompt, err);
+        sk_status st = feed(g, r->prompt, r->n_prompt, 0, err);
         if (!st) g->n_prefill += r->n_prompt;
         return st;
     }
-    sk_status st = decode_checked(g, r->prompt, pin, err);
-    if (!st) st = decode_checked(g, r->prompt + r->n_prompt - budget, budget, err);
+    sk_status st = decode_checked(g, r->prompt, pin, 0, err);
+    if (!st) st = decode_checked(g, r->prompt + r->n_prompt - budget, budget, 0, err);
     if (st) return st;
     if ((st = tr_reserve(sl, r->n_prompt, err))) return st;
     memcpy(sl->tr, r->prompt, sizeof(int32_t) * (size_t)r->n_prompt);
@@ -570,7 +570,7 @@ static sk_status prefill_prompt(srv_gen *g, sk_error *err) {
         sk_context_get_stats(sl->ctx, &cs);
         g->evicted0 = cs.n_evicted;
         g->n_prefill += r->n_prompt - reuse;
-        st = feed(g, r->prompt + reuse, r->n_prompt - reuse, err);
+        st = feed(g, r->prompt + reuse, r->n_prompt - reuse, 0, err);
     } else {
         gen_clear(g);
         st = rebuild(g, err);
@@ -839,7 +839,7 @@ void srv_gen_step(srv_gen *g) {
         return;
     }
     g->n_gen++;
-    if (feed(g, &t, 1, &err)) {
+    if (feed(g, &t, 1, 1, &err)) {
         gen_fail(g, &err, "length");
         return;
     }

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from test_server import Server
+from test_server import Server, server_pair
 
 PROMPTS = ["Write a haiku about rain.", "What is the tallest mountain in Europe?",
            "List three uses of copper.", "Describe a cat in two sentences."]
@@ -33,12 +33,8 @@ def metric(srv, name):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("batch")
-    alone = Server(tmp, "--slots", "1", "-t", "2", name="alone")
-    many = Server(tmp, "--slots", "4", "-t", "2", name="many")
-    yield alone, many
-    alone.stop()
-    many.stop()
+    """one slot alone, four slots batched"""
+    yield from server_pair(tmp_path_factory, "batch", ("--slots", "1", "-t", "2"), ("--slots", "4", "-t", "2"))
 
 
 def test_concurrent_replies_equal_lone_replies(servers):

@@ -12,7 +12,7 @@ pre-filled at once) gave different text and different log-probabilities
 attention split its keys by thread count)."""
 import pytest
 
-from test_server import Server
+from test_server import server_pair
 
 SYS = {"role": "system", "content": "You are a helpful assistant who answers in full sentences."}
 TURN1 = [SYS, {"role": "user", "content": "Name the arrondissements of Paris that touch the Seine."}]
@@ -32,13 +32,8 @@ def chat(srv, messages, **kw):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("det")
     # -t 1 is the fixture's default; the second server has two threads
-    a = Server(tmp, "--slots", "1", "-b", "16", name="a")
-    b = Server(tmp, "--slots", "1", "-t", "2", name="b")
-    yield a, b
-    a.stop()
-    b.stop()
+    yield from server_pair(tmp_path_factory, "det", ("--slots", "1", "-b", "16"), ("--slots", "1", "-t", "2"))
 
 
 def test_warm_cold_chunks_threads_agree(servers):

@@ -89,6 +89,16 @@ class Server:
         return requests.post(self.url + path, data=json.dumps(body), headers=h, timeout=60, **kw)
 
 
+def server_pair(tmp_path_factory, tag, *arg_sets):
+    """A module fixture's body: one server per argument tuple (logs named
+    TAG0, TAG1, ...), yielded as a tuple, stopped afterwards."""
+    tmp = tmp_path_factory.mktemp(tag)
+    servers = tuple(Server(tmp, *args, name=f"{tag}{i}") for i, args in enumerate(arg_sets))
+    yield servers
+    for s in servers:
+        s.stop()
+
+
 def raw(port, data, timeout=10):
     """Send raw bytes, return the whole response (until close or timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
