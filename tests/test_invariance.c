@@ -109,12 +109,14 @@ static void test_chunks_threads_q8_0(void **state) {
     check_kv(SK_KV_Q8_0, "q8_0");
 }
 
-/* Three streams: prompts of 150, 40 and 90 tokens (offsets into the same
- * id sequence), fed in chunks of 5, 1 and 17 per pass, then N_GEN greedy
- * tokens each, all through one sk_decode_batch per step; each stream's
- * logits after its prompt and after each token equal its solo run. */
-enum { N_SEQ = 3 };
-static const int seq_len[N_SEQ] = {N_PROMPT, 40, 90}, seq_chunk[N_SEQ] = {5, 1, 17}, seq_off[N_SEQ] = {0, 1000, 77};
+/* Eight streams (one session and 7 others): prompts of 1 to 150 tokens
+ * (offsets into the same id sequence), fed in chunks of 1 to 512 per pass,
+ * then N_GEN greedy tokens each, all through one sk_decode_batch per step;
+ * each stream's logits after its prompt and after each token equal its
+ * solo run (fed one token at a time on one thread). */
+enum { N_SEQ = 8 }; /* one session and 7 others sharing its passes */
+static const int seq_len[N_SEQ] = {N_PROMPT, 40, 90, 7, 64, 120, 1, 33},
+                 seq_chunk[N_SEQ] = {5, 1, 17, 7, 64, 32, 1, 512}, seq_off[N_SEQ] = {0, 1000, 77, 5, 300, 9, 42, 2024};
 
 static void test_batch_equals_alone(void **state) {
     (void)state;
@@ -142,7 +144,7 @@ static void test_batch_equals_alone(void **state) {
         sk_context_free(c);
     }
     sk_batch *b = NULL;
-    assert_int_equal(sk_batch_new(m, 2, 64, N_SEQ, &b, &err), SK_OK);
+    assert_int_equal(sk_batch_new(m, 2, 512, N_SEQ, &b, &err), SK_OK);
     sk_context *cs[N_SEQ];
     int fed[N_SEQ] = {0}, steps[N_SEQ] = {0}, passes = 0;
     /* stream 0 has a pool of its own, the others run on the batch's threads */
@@ -183,7 +185,7 @@ static void test_batch_equals_alone(void **state) {
     assert_int_equal(sk_decode_batch(b, twice, tt, nn, 2, &err), SK_ERR_INVALID);
     sk_context *one = new_ctx(m, SK_KV_F16, 1);
     assert_int_equal(sk_decode_batch(b, &one, tt, nn, 1, &err), SK_ERR_INVALID);
-    int big = 65;
+    int big = 513;
     assert_int_equal(sk_decode_batch(b, cs, tt, &big, 1, &err), SK_ERR_INVALID);
     sk_context_free(one);
     /* borrowing a batch's threads: its thread count or none, the same model */
