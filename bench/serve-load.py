@@ -163,8 +163,48 @@ def fairness(args, logdir):
           f"({b99 / a99:.2f}x); the paste took {paste_s:.1f} s")
 
 
+def plot(rows, png):
+    """Aggregate tokens/s against concurrent streams, one line per engine
+    (matplotlib: .venv-ref has it; without it, the CSV alone)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: no matplotlib: CSV only (.venv-ref/bin/python bench/serve-load.py --plot CSV draws it)",
+              file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e in dict.fromkeys(r["engine"] for r in rows):
+        xs = [r["clients"] for r in rows if r["engine"] == e]
+        ax.plot(xs, [r["agg_tps"] for r in rows if r["engine"] == e], marker="o", label=e)
+    ax.set_xlabel("concurrent streams (256-token replies)")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["clients"] for r in rows}), [str(n) for n in sorted({r["clients"] for r in rows})])
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(png, dpi=100, bbox_inches="tight")
+    print(f"wrote {png}")
+
+
+def read_csv(path):
+    with open(path) as f:
+        keys = f.readline().strip().split(",")
+        rows = []
+        for line in f:
+            v = line.strip().split(",")
+            r = dict(zip(keys, v))
+            for k in keys[1:]:
+                r[k] = float(r[k]) if "." in r[k] else int(r[k])
+            rows.append(r)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--plot", metavar="CSV", help="only draw CSV's PNG (next to it)")
     ap.add_argument("--fairness", action="store_true", help="only the pre-fill fairness check")
     ap.add_argument("--clients", default="1,2,4,8,16")
     ap.add_argument("--tokens", type=int, default=256)
@@ -175,6 +215,9 @@ def main():
     ap.add_argument("--peer", default=PEER)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "serve-load"))
     args = ap.parse_args()
+    if args.plot:
+        plot(read_csv(args.plot), os.path.splitext(args.plot)[0] + ".png")
+        return
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     logdir = args.out + "-logs"
     os.makedirs(logdir, exist_ok=True)
@@ -209,21 +252,7 @@ def main():
     if one:
         for n in sorted({r["clients"] for r in rows if r["engine"] == "sinkllm"}):
             print(f"sinkllm aggregate at {n} streams / one stream: {by[('sinkllm', n)]['agg_tps'] / one['agg_tps']:.2f}x")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for e in engines:
-            xs = [r["clients"] for r in rows if r["engine"] == e]
-            ax.plot(xs, [r["agg_tps"] for r in rows if r["engine"] == e], marker="o", label=e)
-        ax.set_xlabel("concurrent streams")
-        ax.set_ylabel("aggregate tokens/s")
-        ax.set_xscale("log", base=2)
-        ax.legend()
-        fig.savefig(args.out + ".png", dpi=100, bbox_inches="tight")
-    except ImportError:
-        print("note: no matplotlib: CSV only", file=sys.stderr)
+    plot(rows, args.out + ".png")
     print(f"wrote {args.out}.csv")
 
 
