@@ -106,7 +106,7 @@ def run_test(dst, name, timeout):
         cmd = [os.path.join(ROOT, ".venv/bin/python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                "tests/integration/test_server.py", "tests/integration/test_hostile.py",
                "tests/integration/test_cluster.py", "tests/integration/test_logprobs.py",
-               "tests/integration/test_embeddings.py",
+               "tests/integration/test_embeddings.py", "tests/integration/test_tools.py",
                "-k", name[len("pytest:"):]]
     else:
         raise SystemExit(f"catalogue error: unknown test '{name}'")
