@@ -67,7 +67,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
 PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
 CFLAGS += $(PKG_CFLAGS)
 
-.PHONY: all run test unit mutation asan fuzz deps model models golden bench clean venv refvenv cluster
+.PHONY: all run test unit mutation asan fuzz deps model models golden bench clean venv refvenv cluster shaped
 
 all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 
@@ -231,6 +231,21 @@ $(REFVENV)/.ok: scripts/requirements-ref.txt
 	python3 -m venv $(REFVENV)
 	$(REFVENV)/bin/pip install -q -r scripts/requirements-ref.txt
 	touch $@
+
+# Llama-3.2-shaped models with seeded random weights (issue 16 point 4):
+# SHAPE=1b or 3b, F16 written by a committed script, then quantized by
+# llama.cpp's own llama-quantize (the peer build) to the types people
+# download. Speed comparisons only: sh bench/tiers.sh with MODEL=one of them.
+SHAPE ?= 1b
+SHAPED_DIR = $(BUILD)/shaped
+SHAPED_TYPES = Q4_1 Q4_0 Q8_0 Q4_K_M
+.PHONY: shaped
+shaped: $(SMOLLM2) venv
+	$(VENV)/bin/python scripts/make_shaped_models.py --shape $(SHAPE) --smollm $(SMOLLM2) --out $(SHAPED_DIR)
+	q="$$(sh scripts/build-peer.sh)/bin/llama-quantize" && for t in $(SHAPED_TYPES); do \
+	  [ -f $(SHAPED_DIR)/llama32-$(SHAPE)-$$t.gguf ] || \
+	  "$$q" $(SHAPED_DIR)/llama32-$(SHAPE)-F16.gguf $(SHAPED_DIR)/llama32-$(SHAPE)-$$t.gguf $$t >/dev/null || exit 1; done
+	ls -l $(SHAPED_DIR)
 
 # llama.cpp's Python binding on the peer build (built on first use)
 PEERPY = PYTHONPATH="$$(sh scripts/build-peer.sh)/py" $(REFVENV)/bin/python
