@@ -614,6 +614,11 @@ sk_status srv_gen_sampler(srv_gen *g, sk_error *err) {
             (st = sk_sampler_set_grammar(g->smp, g->gm, t, err)))
             return st;
     }
+    if (r->tools.lazy) { /* set on the sampler when a call begins (tool_begins) */
+        const sk_token_trie *t = NULL;
+        if ((st = pool_trie(g->p, &t, err)) || (st = sk_grammar_matcher_new(r->tools.lazy, &g->gm_tool, err)))
+            return st;
+    }
     g->logits = malloc(sizeof(float) * (size_t)g->p->n_vocab);
     if (!g->logits) return sk_error_set(err, SK_ERR_NOMEM, "out of memory");
     if (r->logprobs) {
@@ -696,7 +701,33 @@ sk_status srv_gen_next_choice(srv_gen *g, sk_error *err) {
     sk_detok_init(&g->dt);
     reseed(g, k);
     if (g->gm) sk_grammar_matcher_reset(g->gm);
+    if (g->gm_tool && g->tool_on == 1) sk_sampler_set_grammar(g->smp, NULL, NULL, NULL);
+    g->tool_on = 0;
     return SK_OK;
+}
+
+/* Tool calls in auto mode: once the reply writes SRV_TOOL_OPEN (the last
+ * w bytes of the text are the newest token's), the calls' grammar
+ * constrains the rest, from that opening on: the matcher is advanced over
+ * what was written since and set on the sampler. A call whose opening
+ * text the grammar cannot continue stays unconstrained (the reply is then
+ * read back as content or calls as in any case). */
+static void tool_begins(srv_gen *g, size_t w) {
+    if (!g->gm_tool || g->tool_on) return;
+    static const char open[] = SRV_TOOL_OPEN;
+    const size_t k = sizeof open - 1;
+    size_t from = g->text_len > w + k ? g->text_len - w - k : 0;
+    const char *p = memmem(g->text + from, g->text_len - from, open, k);
+    if (!p) return;
+    size_t at = (size_t)(p - g->text);
+    const sk_token_trie *t = g->p->trie; /* built by srv_gen_sampler */
+    sk_grammar_matcher_reset(g->gm_tool);
+    sk_error err = {0};
+    if (sk_grammar_matcher_advance(g->gm_tool, g->text + at, g->text_len - at) &&
+        !sk_sampler_set_grammar(g->smp, g->gm_tool, t, &err))
+        g->tool_on = 1;
+    else
+        g->tool_on = -1;
 }
 
 /* Bytes at the end of the text that could start a stop string. */
@@ -815,7 +846,7 @@ void srv_gen_step(srv_gen *g) {
     }
     memcpy(g->logits, lg, sizeof(float) * (size_t)p->n_vocab);
     for (int i = 0; i < g->r.n_bias; i++) g->logits[g->r.bias_id[i]] += g->r.bias[i];
-    if (g->gm) { /* the mask, once per token (the sampler reuses it) */
+    if (g->gm || g->tool_on == 1) { /* the mask, once per token (the sampler reuses it) */
         double t0 = now_ms();
         sk_sampler_apply_grammar(g->smp, g->logits);
         g->mask_ms += now_ms() - t0;
@@ -839,6 +870,7 @@ void srv_gen_step(srv_gen *g) {
         return;
     }
     g->n_gen++;
+    tool_begins(g, w);
     if (feed(g, &t, 1, 1, &err)) {
         gen_fail(g, &err, "length");
         return;
@@ -888,6 +920,7 @@ void srv_gen_release(srv_gen *g) {
     char gram[64] = "";
     int64_t n_all = g->n_gen + g->n_gen_done;
     if (g->gm && n_all > 0) snprintf(gram, sizeof gram, " grammar %.3f ms/token", g->mask_ms / (double)n_all);
+    else if (g->tool_on == 1) snprintf(gram, sizeof gram, " tool call constrained (%.3f ms of masks)", g->mask_ms);
     fprintf(stderr, "serve: slot %d%s%s prompt %lld (prefill %lld) gen %lld %.1f tok/s%s %s%s\n",
             g->sl->idx, g->r.session[0] ? " session " : "", g->r.session, (long long)g->r.n_prompt,
             (long long)g->n_prefill, (long long)g->n_gen, g->tps, gram, g->finish ? g->finish : "-",
@@ -901,6 +934,8 @@ void srv_gen_free(srv_gen *g) {
     g->smp = NULL;
     sk_grammar_matcher_free(g->gm);
     g->gm = NULL;
+    sk_grammar_matcher_free(g->gm_tool);
+    g->gm_tool = NULL;
     free(g->logits);
     g->logits = NULL;
     free(g->lp_row);

@@ -88,6 +88,9 @@ typedef struct srv_gen {
     char evicted[SRV_SESSION_CAP]; /* the named session that had to leave it ("" if none) */
     sk_sampler *smp;
     sk_grammar_matcher *gm;  /* constrained output: r.grammar's matcher (NULL without) */
+    sk_grammar_matcher *gm_tool; /* r.tools.lazy's matcher (NULL without) */
+    int tool_on;             /*   1: it constrains the reply (a call began), -1: the call
+                                  began outside it (left unconstrained), 0: not yet */
     double mask_ms;          /*   time spent on its token masks */
     float *logits;           /* (n_vocab) scratch */
     float *lp_row;           /* (n_vocab) the logits the sampler saw, when logprobs are asked */

@@ -201,7 +201,15 @@ int srv_tools_parse(json_t *body, srv_tools *t, sk_grammar **grammar, srv_perr *
         return fail(e, 500, NULL, "out of memory");
     }
     t->block = b.b;
-    if (t->mode == SRV_TOOLS_AUTO) return 0;
+    if (t->mode == SRV_TOOLS_AUTO) {
+        if (*grammar) return 0;
+        srv_perr e2 = {0};
+        if (call_grammar(tools, t, NULL, &t->lazy, &e2) && e2.status != 400) {
+            *e = e2;
+            return -1;
+        }
+        return 0;
+    }
     if (*grammar)
         return fail(e, 400, "tool_choice", "'tool_choice' %s constrains the reply, as 'response_format', 'grammar' or 'json_schema' does: give one of them",
                     named ? "naming a function" : "\"required\"");
@@ -212,6 +220,7 @@ void srv_tools_free(srv_tools *t) {
     for (int i = 0; i < t->n; i++) free(t->names[i]);
     free(t->names);
     free(t->block);
+    sk_grammar_free(t->lazy);
     memset(t, 0, sizeof *t);
 }
 

@@ -51,12 +51,18 @@ typedef struct srv_tools {
     char **names;        /* (n) their function names (malloc'ed) */
     char *block;         /* the system-prompt text listing them (malloc'ed, NUL-terminated;
                             NULL when mode is OFF) */
+    sk_grammar *lazy;    /* AUTO: the calls' grammar, applied from the moment the reply
+                            writes SRV_TOOL_OPEN (NULL: none; see srv_tools_parse) */
 } srv_tools;
 
 /* Parse "tools", "tool_choice" and "parallel_tool_calls" of a chat body
  * into t (which must start zeroed). REQUIRED and NAMED compile the grammar
  * of the calls into *grammar, which must be NULL on entry (a request that
- * constrains its reply otherwise cannot also require a call: a 400).
+ * constrains its reply otherwise cannot also require a call: a 400). AUTO
+ * compiles the same grammar into t->lazy, for the reply from its first
+ * SRV_TOOL_OPEN on, unless *grammar is set (the reply is constrained
+ * already) or a function's parameters use a schema keyword outside the
+ * supported subset (then calls are read back unconstrained).
  * Every tool is {"type": "function", "function": {"name", "description",
  * "parameters", "strict"}}; names are 1-64 of [A-Za-z0-9_-], unique.
  * Returns 0 or -1 (e filled); free t with srv_tools_free either way. */

@@ -333,6 +333,39 @@ def test_auto_malformed_stays_content(srv, text):
     assert (content, calls, finish) == (text, [], "stop")
 
 
+def few_shot(question):
+    """A history of weather questions each answered by a call: SmolLM2
+    then calls on its own."""
+    msgs = [SYSTEM]
+    for city in ("Berlin", "Rome", "Oslo"):
+        msgs += [{"role": "user", "content": f"What is the weather in {city}?"},
+                 {"role": "assistant", "content": None, "tool_calls": [
+                     {"id": "c" + city, "type": "function", "function": {
+                         "name": "get_weather", "arguments": json.dumps({"city": city, "unit": "celsius"})}}]}]
+    return msgs + [{"role": "user", "content": question}]
+
+
+def test_auto_model_calls_constrained(srv):
+    """auto: the model's own call is read back; from its <tool_call> on the
+    calls' grammar constrains it (the server says so in its log)."""
+    before = srv.read_log().count("tool call constrained")
+    c = chat(srv, messages=few_shot("What is the weather in Paris?"), tools=TOOLS, parallel_tool_calls=False)
+    assert c["finish_reason"] == "tool_calls", c
+    (t,) = c["message"]["tool_calls"]
+    assert t["function"]["name"] == "get_weather"
+    args = json.loads(t["function"]["arguments"])
+    jsonschema.validate(args, SCHEMAS["get_weather"])
+    assert args["city"] == "Paris"
+    assert srv.read_log().count("tool call constrained") == before + 1
+    # a schema keyword outside the subset: the call is not constrained, the request is served
+    loose = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "pattern": "^[A-Z]"}}}}}
+    r = srv.post("/v1/chat/completions", {"messages": few_shot("Weather in Paris?"), "tools": [loose],
+                                          "temperature": 0, "max_tokens": 64})
+    assert r.status_code == 200, r.text
+    assert srv.read_log().count("tool call constrained") == before + 1
+
+
 def test_auto_without_a_call_and_none(srv):
     msgs = [SYSTEM, {"role": "user", "content": "Say hello."}]
     c = chat(srv, messages=msgs, tools=TOOLS, max_tokens=24)
