@@ -23,7 +23,7 @@ static const char *TRAIN_USAGE =
     "\n"
     "data:\n"
     "  -f, --data PATH        the training text (UTF-8, no NUL bytes)\n"
-    "      --vocab PATH       GGUF model whose tokenizer tokenizes the text and is\n"
+    "  -m, --vocab PATH       GGUF model whose tokenizer tokenizes the text and is\n"
     "                         copied into the export (default: the bundled SmolLM2,\n"
     "                         49,152 tokens; the embedding is then most of the model)\n"
     "      --val-frac X       held-out tail of the tokens (default 0.05)\n"
@@ -56,6 +56,8 @@ static const char *TRAIN_USAGE =
     "      --save PATH        checkpoint, written every --save-every steps, at the end\n"
     "                         and on Ctrl-C (crash-safe: a killed run resumes from it)\n"
     "      --save-every N     (default 100)\n"
+    "      --stop-at N        stop after step N as an interruption would (saved with\n"
+    "                         --save; continue with --resume): a long run in parts\n"
     "      --resume PATH      continue a checkpoint exactly (its model and schedule:\n"
     "                         model and optimisation flags are refused with it)\n"
     "      --export PATH      write the model as GGUF at the end\n"
@@ -90,7 +92,7 @@ int cmd_train(int argc, char **argv) {
     sk_train_params_default(&p);
     const char *data = NULL, *vocab = NULL, *csv = NULL, *save = NULL, *resume = NULL,
                *export = NULL;
-    int64_t threads = 0, eval_every = 100, eval_windows = 16, save_every = 100, v;
+    int64_t threads = 0, stop_at = 0, eval_every = 100, eval_windows = 16, save_every = 100, v;
     double val_frac = 0.05, x;
     int quiet = 0, f16 = 0, set_ffn = 0, set_kv = 0, set_lr_min = 0, set_warmup = 0;
     const char *model_flag = NULL; /* the first model/optimisation flag given */
@@ -111,7 +113,7 @@ int cmd_train(int argc, char **argv) {
         i++;
         int model_opt = 1;
         if (!strcmp(a, "-f") || !strcmp(a, "--data")) data = val, model_opt = 0;
-        else if (!strcmp(a, "--vocab")) vocab = val, model_opt = 0;
+        else if (!strcmp(a, "--vocab") || !strcmp(a, "-m") || !strcmp(a, "--model")) vocab = val, model_opt = 0;
         else if (!strcmp(a, "--csv")) csv = val, model_opt = 0;
         else if (!strcmp(a, "--save")) save = val, model_opt = 0;
         else if (!strcmp(a, "--resume")) resume = val, model_opt = 0;
@@ -130,6 +132,9 @@ int cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--eval-every")) {
             model_opt = 0;
             if (sk_cli_parse_i64(a, val, 0, INT64_MAX / 2, &eval_every)) return 2;
+        } else if (!strcmp(a, "--stop-at")) {
+            model_opt = 0;
+            if (sk_cli_parse_i64(a, val, 1, INT64_MAX / 2, &stop_at)) return 2;
         } else if (!strcmp(a, "--eval-windows")) {
             model_opt = 0;
             if (sk_cli_parse_i64(a, val, 0, 1 << 30, &eval_windows)) return 2;
@@ -299,6 +304,10 @@ int cmd_train(int argc, char **argv) {
     double t0 = sk_now_ms(), ema = NAN;
     const double tok_step = (double)tp->batch * tp->n_ctx;
     while (sk_trainer_steps_done(t) < tp->steps && !g_stop) {
+        if (stop_at && sk_trainer_steps_done(t) >= stop_at) {
+            g_stop = 2;
+            break;
+        }
         sk_train_stats st;
         if (sk_trainer_sample(t, d, batch, &err) || sk_trainer_step(t, batch, &st, &err)) {
             fprintf(stderr, "%serror: %s\n", tty ? "\n" : "", err.msg);
@@ -348,9 +357,9 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "error: %s\n", err.msg);
             goto out;
         }
-        fprintf(stderr, "interrupted at step %lld%s%s\n", (long long)sk_trainer_steps_done(t),
-                save ? ": saved to " : "", save ? save : "");
-        rc = 130;
+        fprintf(stderr, "%s at step %lld%s%s\n", g_stop == 2 ? "stopped" : "interrupted",
+                (long long)sk_trainer_steps_done(t), save ? ": saved to " : "", save ? save : "");
+        rc = g_stop == 2 ? 0 : 130;
         goto out;
     }
     if (export) {
