@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "train/net.h"
+#include "train/tmm.h"
 #include "train/tops.h"
 
 static uint64_t g_rng = 88172645463325252ull;
@@ -127,6 +128,59 @@ static void test_matmul(void **state) {
     sk_pool_free(pool);
     free(m.X), free(m.W), free(m.Y), free(m.c), free(dX), free(dW), free(nX), free(nW);
     free(X), free(W), free(c), free(Y), free(fX), free(fW);
+}
+
+/* ---- the matmul kernels: AVX2 twin vs scalar reference ------------------- */
+
+/* Every shape with a tail (in % 8, in % 32, odd row counts): the AVX2
+ * kernels against the reference (FMA vs separate rounding: relative 1e-6),
+ * and each kernel's result computed as one rectangle vs as pieces: the
+ * same bits (what makes results independent of the thread count). */
+static void test_mm_kernels(void **state) {
+    (void)state;
+    const tr_mm_kernels *ref = tr_mm_get_ref(), *simd = tr_mm_get_avx2();
+    if (!simd) print_message("  no AVX2: the reference alone (rectangle invariance)\n");
+    const int ins[] = {1, 7, 8, 16, 33, 64, 71, 128, 200};
+    double worst = 0;
+    for (size_t ii = 0; ii < sizeof ins / sizeof *ins; ii++) {
+        int in = ins[ii], n = 7, out = 13;
+        float *X = malloc(sizeof(float) * n * in), *W = malloc(sizeof(float) * out * in);
+        float *Y[3], *A[3];
+        for (int i = 0; i < n * in; i++) X[i] = (float)urand();
+        for (int i = 0; i < out * in; i++) W[i] = (float)urand();
+        for (int k = 0; k < 3; k++) {
+            Y[k] = calloc((size_t)n * out, sizeof(float));
+            A[k] = malloc(sizeof(float) * n * in);
+            for (int i = 0; i < n * in; i++) A[k][i] = (float)(0.5 * sin(i));
+        }
+        const tr_mm_kernels *ks[2] = {ref, simd};
+        for (int k = 0; k < 2; k++) {
+            if (!ks[k]) continue;
+            /* whole, then in pieces (rows 0..3 | 3..7, columns 0..5 | 5..13) */
+            ks[k]->fwd(X, W, Y[k], 0, n, 0, out, in, out);
+            ks[k]->fwd(X, W, Y[2], 0, 3, 0, 5, in, out);
+            ks[k]->fwd(X, W, Y[2], 0, 3, 5, out, in, out);
+            ks[k]->fwd(X, W, Y[2], 3, n, 0, out, in, out);
+            assert_memory_equal(Y[k], Y[2], sizeof(float) * n * out);
+            /* dX += dY W, dY = Y: all rows at once vs 3 + 4 rows, and over o in two blocks */
+            memcpy(A[2], A[k], sizeof(float) * n * in);
+            ks[k]->acc(A[k], in, Y[0], out, 1, W, 0, out, in, n);
+            ks[k]->acc(A[2], in, Y[0], out, 1, W, 0, 6, in, 3);
+            ks[k]->acc(A[2], in, Y[0], out, 1, W, 6, out, in, 3);
+            ks[k]->acc(A[2] + 3 * in, in, Y[0] + 3 * out, out, 1, W, 0, out, in, n - 3);
+            assert_memory_equal(A[k], A[2], sizeof(float) * n * in);
+        }
+        if (simd) {
+            double m = 0, e = 0;
+            for (int i = 0; i < n * out; i++) m = fmax(m, fabs(Y[0][i])), e = fmax(e, fabs(Y[0][i] - Y[1][i]));
+            for (int i = 0; i < n * in; i++) m = fmax(m, fabs(A[0][i])), e = fmax(e, fabs(A[0][i] - A[1][i]));
+            worst = fmax(worst, e / m);
+        }
+        free(X), free(W);
+        for (int k = 0; k < 3; k++) free(Y[k]), free(A[k]);
+    }
+    if (simd) print_message("  matmul kernels avx2 vs scalar: max rel err %.2e over 9 widths\n", worst);
+    assert_true(worst < 1e-6);
 }
 
 /* ---- RMSNorm -------------------------------------------------------------- */
@@ -353,7 +407,7 @@ static void test_net(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),  cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_mm_kernels),  cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu), cmocka_unit_test(test_xent),
         cmocka_unit_test(test_net),
     };

@@ -11,7 +11,8 @@
 #define TR_CAT(a, b) TR_CAT2(a, b)
 #define F(name) TR_CAT(name, SFX)
 
-#define TR_CHUNK 64 /* rows of logits computed at once: (TR_CHUNK, V) */
+#define TR_CHUNK 256 /* rows of logits computed at once: (TR_CHUNK, V); the output matrix is
+                        * read 3 times per chunk, so larger chunks read it less */
 
 struct F(tr_net) {
     tr_dims dm;

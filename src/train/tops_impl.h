@@ -1,8 +1,9 @@
 /* tops_impl.h - the body of the training ops (tops.h), for one real type.
  * Included by tops_f32.c and tops_f64.c with R (float, double), SFX (f32,
- * f64) and EXP (expf, exp) defined. Plain C: the compiler vectorizes the
- * inner loops it can (without -ffast-math it keeps our summation order),
- * so there is no SIMD twin to keep in step. */
+ * f64) and EXP (expf, exp) defined. Plain C, the compiler vectorizing what
+ * it can without changing our summation order (no -ffast-math). The f32
+ * build defines TR_MM_DISPATCH: its matmuls then go through tmm.h, which
+ * picks these loops (the reference) or their AVX2 twin. */
 #include <math.h>
 #include <string.h>
 
@@ -51,38 +52,52 @@ static void F(axpy)(R *y, R a, const R *x, int64_t n) {
 
 /* ---- matmul --------------------------------------------------------------- */
 
+/* The reference rectangles of tmm.h (plain C; the f32 build may dispatch to
+ * the AVX2 twin instead, tops_f32.c). */
+static void F(mm_fwd_ref)(const R *X, const R *W, R *Y, int64_t t0, int64_t t1, int64_t o0,
+                          int64_t o1, int64_t in, int64_t out) {
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t o = o0; o < o1; o++) Y[t * out + o] = F(dot)(X + t * in, W + o * in, in);
+}
+
+static void F(mm_acc_ref)(R *out, int64_t ostride, const R *c, int64_t crs, int64_t cs,
+                          const R *M, int64_t j0, int64_t j1, int64_t in, int64_t nr) {
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t j = j0; j < j1; j++) F(axpy)(out + r * ostride, c[r * crs + j * cs], M + j * in, in);
+}
+
+#ifdef TR_MM_DISPATCH
+#define MM_FWD (tr_mm_get()->fwd)
+#define MM_ACC (tr_mm_get()->acc)
+#else
+#define MM_FWD F(mm_fwd_ref)
+#define MM_ACC F(mm_acc_ref)
+#endif
+
 typedef struct F(mm_args) {
     R *Y, *dX, *dW;
     const R *X, *W, *dY;
     int64_t n, in, out;
 } F(mm_args);
 
-#define MM_BLOCK 32
+#define MM_BLOCK 32   /* rows of W per forward block (in cache while X streams) */
+#define MM_OBLOCK 128 /* rows of W per block of the input gradient */
+#define MM_TBLOCK 256 /* rows of X per block of the weight gradient (= TR_CHUNK of net_impl.h:
+                       * the logits gradient then reads the output matrix once per chunk) */
 
-/* Y[t][o] for o in [lo, hi), all t: W rows in blocks that stay in cache */
+/* Y[t][o] for o in [lo, hi), all t */
 static void F(mm_fwd_cols)(void *arg, int64_t lo, int64_t hi, int ith) {
     F(mm_args) *a = arg;
-    for (int64_t o0 = lo; o0 < hi; o0 += MM_BLOCK) {
-        int64_t o1 = o0 + MM_BLOCK < hi ? o0 + MM_BLOCK : hi;
-        for (int64_t t = 0; t < a->n; t++) {
-            const R *x = a->X + t * a->in;
-            R *y = a->Y + t * a->out;
-            for (int64_t o = o0; o < o1; o++) y[o] = F(dot)(x, a->W + o * a->in, a->in);
-        }
-    }
+    for (int64_t o0 = lo; o0 < hi; o0 += MM_BLOCK)
+        MM_FWD(a->X, a->W, a->Y, 0, a->n, o0, o0 + MM_BLOCK < hi ? o0 + MM_BLOCK : hi, a->in, a->out);
 }
 
 /* Y[t][o] for t in [lo, hi), all o */
 static void F(mm_fwd_rows)(void *arg, int64_t lo, int64_t hi, int ith) {
     F(mm_args) *a = arg;
-    for (int64_t o0 = 0; o0 < a->out; o0 += MM_BLOCK) {
-        int64_t o1 = o0 + MM_BLOCK < a->out ? o0 + MM_BLOCK : a->out;
-        for (int64_t t = lo; t < hi; t++) {
-            const R *x = a->X + t * a->in;
-            R *y = a->Y + t * a->out;
-            for (int64_t o = o0; o < o1; o++) y[o] = F(dot)(x, a->W + o * a->in, a->in);
-        }
-    }
+    for (int64_t o0 = 0; o0 < a->out; o0 += MM_BLOCK)
+        MM_FWD(a->X, a->W, a->Y, lo, hi, o0, o0 + MM_BLOCK < a->out ? o0 + MM_BLOCK : a->out, a->in,
+               a->out);
 }
 
 void F(tr_matmul)(sk_pool *pool, R *Y, const R *X, const R *W, int64_t n, int64_t in,
@@ -95,30 +110,17 @@ void F(tr_matmul)(sk_pool *pool, R *Y, const R *X, const R *W, int64_t n, int64_
 /* dX[t] += sum_o dY[t][o] W[o] for t in [lo, hi); o ascending for every t */
 static void F(mm_bwd_x)(void *arg, int64_t lo, int64_t hi, int ith) {
     F(mm_args) *a = arg;
-    for (int64_t o0 = 0; o0 < a->out; o0 += MM_BLOCK) {
-        int64_t o1 = o0 + MM_BLOCK < a->out ? o0 + MM_BLOCK : a->out;
-        for (int64_t t = lo; t < hi; t++) {
-            const R *dy = a->dY + t * a->out;
-            R *dx = a->dX + t * a->in;
-            for (int64_t o = o0; o < o1; o++)
-                if (dy[o] != 0) F(axpy)(dx, dy[o], a->W + o * a->in, a->in);
-        }
-    }
+    for (int64_t o0 = 0; o0 < a->out; o0 += MM_OBLOCK)
+        MM_ACC(a->dX + lo * a->in, a->in, a->dY + lo * a->out, a->out, 1, a->W, o0,
+               o0 + MM_OBLOCK < a->out ? o0 + MM_OBLOCK : a->out, a->in, hi - lo);
 }
 
 /* dW[o] += sum_t dY[t][o] X[t] for o in [lo, hi); t ascending for every o */
 static void F(mm_bwd_w)(void *arg, int64_t lo, int64_t hi, int ith) {
     F(mm_args) *a = arg;
-    for (int64_t t0 = 0; t0 < a->n; t0 += MM_BLOCK) {
-        int64_t t1 = t0 + MM_BLOCK < a->n ? t0 + MM_BLOCK : a->n;
-        for (int64_t o = lo; o < hi; o++) {
-            R *dw = a->dW + o * a->in;
-            for (int64_t t = t0; t < t1; t++) {
-                R g = a->dY[t * a->out + o];
-                if (g != 0) F(axpy)(dw, g, a->X + t * a->in, a->in);
-            }
-        }
-    }
+    for (int64_t t0 = 0; t0 < a->n; t0 += MM_TBLOCK)
+        MM_ACC(a->dW + lo * a->in, a->in, a->dY + lo, 1, a->out, a->X, t0,
+               t0 + MM_TBLOCK < a->n ? t0 + MM_TBLOCK : a->n, a->in, hi - lo);
 }
 
 void F(tr_matmul_bwd)(sk_pool *pool, R *dX, R *dW, const R *dY, const R *X, const R *W,
@@ -127,6 +129,9 @@ void F(tr_matmul_bwd)(sk_pool *pool, R *dX, R *dW, const R *dY, const R *X, cons
     if (dX) F(par_for)(pool, n, 1, F(mm_bwd_x), &a);
     if (dW) F(par_for)(pool, out, 1, F(mm_bwd_w), &a);
 }
+
+#undef MM_FWD
+#undef MM_ACC
 
 /* ---- RMSNorm -------------------------------------------------------------- */
 
@@ -359,7 +364,8 @@ static void F(xent_rows)(void *arg, int64_t lo, int64_t hi, int ith) {
         int32_t y = a->target[t];
         a->loss[t] = (R)(lse - (double)z[y]);
         if (a->scale == 0) continue;
-        for (int64_t j = 0; j < a->V; j++) z[j] = (R)exp((double)z[j] - lse) * a->scale;
+        R l = (R)lse;
+        for (int64_t j = 0; j < a->V; j++) z[j] = EXP(z[j] - l) * a->scale;
         z[y] -= a->scale;
     }
 }
