@@ -42,6 +42,9 @@ typedef struct sk_train_params {
     int tied;            /* 1: the output matrix is the token embedding (default 1) */
     int softmax1;        /* 1: +1 in every attention denominator (the "zero sink");
                             such a model cannot be exported yet */
+    int32_t sink_token;  /* >= 0: this token starts every sample (the paper's learnable
+                            sink: its embedding learns the sink role; take a control
+                            token the corpus never contains); -1: none (default) */
     double norm_eps;     /* RMSNorm epsilon (1e-5; rounded to F32, as GGUF stores it) */
     double rope_base;    /* RoPE base (10000) */
     /* the optimisation */
@@ -68,7 +71,7 @@ void sk_train_params_default(sk_train_params *p);
 /* Check every field: sizes in range, n_embd divisible by n_head with an
  * even head dimension, n_head divisible by n_head_kv, n_vocab 2..2^24,
  * finite rates with 0 <= lr_min <= lr, 0 <= warmup <= steps, betas in
- * [0, 1), clip >= 0, and activations that fit in memory's address range.
+ * [0, 1), clip >= 0, -1 <= sink_token < n_vocab, and activations that fit in memory's address range.
  * SK_ERR_INVALID with a message naming the field. */
 sk_status sk_train_params_validate(const sk_train_params *p, sk_error *err);
 
@@ -143,14 +146,16 @@ int64_t sk_train_data_n_tokens(const sk_train_data *d, int held_out);
 uint64_t sk_train_data_hash(const sk_train_data *d);
 
 /* Fill tokens (batch, n_ctx + 1) with windows of the training part at
- * offsets drawn from the trainer's generator (saved in checkpoints).
+ * offsets drawn from the trainer's generator (saved in checkpoints): n_ctx
+ * + 1 text tokens, or with a sink token, the sink then n_ctx text tokens.
  * SK_ERR_INVALID when the training part has fewer than n_ctx + 1 tokens or
  * an id >= n_vocab. */
 sk_status sk_trainer_sample(sk_trainer *t, const sk_train_data *d, int32_t *tokens, sk_error *err);
 
 /* Mean cross-entropy over the held-out part: consecutive windows of n_ctx
  * tokens (the first max_windows of them; max_windows <= 0: all), or one
- * shorter window when the part is shorter. SK_ERR_INVALID when it has
+ * shorter window when the part is shorter; with a sink token, each window
+ * is scored after the sink, as it was trained. SK_ERR_INVALID when it has
  * fewer than 2 tokens. Uses the trainer's buffers; no update. */
 sk_status sk_trainer_eval(sk_trainer *t, const sk_train_data *d, int max_windows, double *loss,
                           sk_error *err);
@@ -174,7 +179,9 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
 
 /* Write the model as a GGUF file of architecture llama: matrices in F32
  * (f16 = 0) or F16 (f16 = 1), norms in F32, hyper-parameters as llama.*
- * keys, and every tokenizer.* key of vocab's file copied as is (vocab must
+ * keys (with a sink token: llama.sink_token_id, which sk_model_load reads
+ * and sk_model_sink_token reports), and every tokenizer.* key of vocab's
+ * file copied as is (vocab must
  * be the model whose tokenizer made the corpus: its vocabulary size must
  * equal n_vocab). Written to path.tmp and renamed. SK_ERR_INVALID (vocab
  * size mismatch), SK_ERR_UNSUPPORTED (a softmax1 model: the inference

@@ -274,8 +274,13 @@ if [ -f "$MODEL" ]; then
     contains "train: non-UTF-8 error" "not UTF-8.*offset 3" "$TXT.err"
     printf 'A short text.' > "$TXT.short"
     check 1 "train: corpus shorter than a sample" $TR -f "$TXT.short"
-    contains "train: corpus shorter than a sample error" "fewer than --ctx + 1" "$TXT.err"
+    contains "train: corpus shorter than a sample error" "fewer than a sample (--ctx + 1)" "$TXT.err"
     check 1 "train: missing corpus" $TR -f /nonexistent
+    # the learnable sink token: every sample starts with it; the export names it
+    check 0 "train: --sink-token" $TR -f "$TXT.corpus" --sink-token "<|endoftext|>" --export "$TXT.gguf"
+    contains "train: sink token reported" "sink token 0" "$TXT.err"
+    check 0 "train: the sink-token export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    check 2 "train: a sink token of two tokens" $TR -f "$TXT.corpus" --sink-token "ab cd"
     check 2 "train: heads do not divide dim" "$SK" train -m "$MODEL" -f "$TXT.corpus" --dim 16 --heads 3 -q
     rm -f "$TXT".*.ckpt "$TXT.gguf"
     check 2 "chat: bad --keep" "$SK" chat --keep lots

@@ -12,6 +12,9 @@
  *   corrupt   truncated, extended, flipped-byte, foreign and missing
  *             checkpoints: a clear error, never a crash;
  *   corpus    empty, non-UTF-8, NUL, too short: clear errors;
+ *   sink      --sink-token: every sample and held-out window starts with
+ *             the sink, the export carries it (sk_model_sink_token), and
+ *             the engine's logits after the sink match the trainer's;
  *   export    the model exported to GGUF (F32) and loaded by the
  *             inference engine gives the trainer's logits (F32 reference
  *             arithmetic, F32 KV cache); F16 export within F16 rounding;
@@ -451,6 +454,76 @@ static void test_export(void **state) {
     sk_train_data_free(d);
 }
 
+static void test_sink(void **state) {
+    (void)state;
+    sk_model *vocab = test_model();
+    if (!vocab) skip();
+    const sk_tokenizer *tk = sk_model_tokenizer(vocab);
+    sk_train_params p;
+    tiny_params(&p);
+    p.n_vocab = sk_tokenizer_n_vocab(tk);
+    p.n_ctx = 16, p.batch = 3, p.steps = 4, p.warmup = 1;
+    p.sink_token = sk_token_lookup(tk, "<|endoftext|>", 13);
+    assert_true(p.sink_token >= 0);
+    sk_train_data *d;
+    sk_error e;
+    const char *text = "It was the best of times, it was the worst of times, it was the age of "
+                       "wisdom, it was the age of foolishness, it was the epoch of belief.";
+    assert_int_equal(sk_train_data_new(tk, text, strlen(text), 0.3, &d, &e), SK_OK);
+    sk_trainer *t;
+    assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
+    int32_t tok[3 * 17];
+    assert_int_equal(sk_trainer_sample(t, d, tok, NULL), SK_OK);
+    for (int b = 0; b < 3; b++) {
+        assert_int_equal(tok[b * 17], p.sink_token);
+        for (int i = 1; i < 17; i++) assert_int_not_equal(tok[b * 17 + i], p.sink_token);
+    }
+    run_steps(t, d, 4);
+    double vl;
+    assert_int_equal(sk_trainer_eval(t, d, 0, &vl, NULL), SK_OK);
+    assert_true(isfinite(vl) && vl > 0);
+    /* a checkpoint keeps it */
+    char path[128];
+    snprintf(path, sizeof path, "%s/s.ckpt", g_dir);
+    assert_int_equal(sk_trainer_save(t, path, 0, NULL), SK_OK);
+    sk_trainer *r;
+    assert_int_equal(sk_trainer_load(path, 1, &r, NULL, NULL), SK_OK);
+    assert_int_equal(sk_trainer_params(r)->sink_token, p.sink_token);
+    sk_trainer_free(r);
+    unlink(path);
+    /* the export: the key, and the engine's logits after the sink */
+    snprintf(path, sizeof path, "%s/s.gguf", g_dir);
+    assert_int_equal(sk_trainer_export(t, vocab, path, 0, &e), SK_OK);
+    sk_model *m;
+    if (sk_model_load(path, &m, &e)) fail_msg("load: %s", e.msg);
+    assert_int_equal(sk_model_sink_token(m), p.sink_token);
+    assert_int_equal(sk_model_sink_token(vocab), -1);
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    cp.n_threads = 1, cp.logits_all = 1, cp.precise = 1;
+    cp.cache.policy = SK_CACHE_DENSE, cp.cache.n_ctx = 32, cp.cache.kv_type = SK_KV_F32;
+    sk_context *c;
+    assert_int_equal(sk_context_new(m, &cp, &c, &e), SK_OK);
+    assert_int_equal(sk_decode(c, tok, 16, &e), SK_OK);
+    size_t V = (size_t)p.n_vocab;
+    float *lt = malloc(sizeof *lt * V * 16);
+    assert_int_equal(sk_trainer_logits(t, tok, 16, lt, NULL), SK_OK);
+    double worst = 0;
+    for (int i = 0; i < 16; i++)
+        for (size_t j = 0; j < V; j++) worst = fmax(worst, fabs((double)sk_logits_ith(c, i)[j] - lt[i * V + j]));
+    print_message("  sink token %d: held-out loss %.3f, export logits max |diff| %.2e\n", p.sink_token, vl, worst);
+    assert_true(worst < 1e-4);
+    free(lt);
+    sk_context_free(c);
+    sk_model_free(m);
+    unlink(path);
+    sk_trainer_free(t);
+    sk_train_data_free(d);
+    /* out of range */
+    p.sink_token = (int32_t)p.n_vocab;
+    assert_int_equal(sk_train_params_validate(&p, &e), SK_ERR_INVALID);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "/tmp/sk_train_XXXXXX");
@@ -466,7 +539,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule), cmocka_unit_test(test_params), cmocka_unit_test(test_adamw), cmocka_unit_test(test_step),
         cmocka_unit_test(test_overfit), cmocka_unit_test(test_resume), cmocka_unit_test(test_corrupt),
-        cmocka_unit_test(test_corpus), cmocka_unit_test(test_export),
+        cmocka_unit_test(test_corpus), cmocka_unit_test(test_sink), cmocka_unit_test(test_export),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

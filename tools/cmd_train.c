@@ -37,6 +37,9 @@ static const char *TRAIN_USAGE =
     "      --untied           a separate output matrix (default: tied to the embedding)\n"
     "      --softmax1         +1 in every attention denominator (the zero sink;\n"
     "                         not exportable yet)\n"
+    "      --sink-token TEXT  start every sample with this token (one token of the\n"
+    "                         vocabulary, e.g. '<|endoftext|>'): the paper's learnable\n"
+    "                         sink; written to the export as llama.sink_token_id\n"
     "optimisation:\n"
     "      --batch N          samples per step (default 8)\n"
     "      --steps N          steps (default 1000)\n"
@@ -91,7 +94,7 @@ int cmd_train(int argc, char **argv) {
     sk_train_params p;
     sk_train_params_default(&p);
     const char *data = NULL, *vocab = NULL, *csv = NULL, *save = NULL, *resume = NULL,
-               *export = NULL;
+               *export = NULL, *sink = NULL;
     int64_t threads = 0, stop_at = 0, eval_every = 100, eval_windows = 16, save_every = 100, v;
     double val_frac = 0.05, x;
     int quiet = 0, f16 = 0, set_ffn = 0, set_kv = 0, set_lr_min = 0, set_warmup = 0;
@@ -117,6 +120,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--csv")) csv = val, model_opt = 0;
         else if (!strcmp(a, "--save")) save = val, model_opt = 0;
         else if (!strcmp(a, "--resume")) resume = val, model_opt = 0;
+        else if (!strcmp(a, "--sink-token")) sink = val;
         else if (!strcmp(a, "--export")) export = val, model_opt = 0;
         else if (!strcmp(a, "--export-type")) {
             model_opt = 0;
@@ -257,6 +261,17 @@ int cmd_train(int argc, char **argv) {
         }
     } else {
         p.n_vocab = sk_tokenizer_n_vocab(tok);
+        if (sink) {
+            int32_t one[4];
+            int64_t k = 0;
+            if (sk_tokenize(tok, sink, strlen(sink), 0, 1, one, 4, &k, &err) || k != 1) {
+                fprintf(stderr, "error: --sink-token '%s' is %lld tokens of the vocabulary, not one\n",
+                        sink, (long long)k);
+                rc = 2;
+                goto out;
+            }
+            p.sink_token = one[0];
+        }
         if (sk_trainer_new(&p, (int)threads, &t, &err)) {
             fprintf(stderr, "error: %s\n", err.msg);
             rc = 2;
@@ -264,17 +279,19 @@ int cmd_train(int argc, char **argv) {
         }
     }
     const sk_train_params *tp = sk_trainer_params(t);
-    if (sk_train_data_n_tokens(d, 0) < tp->n_ctx + 1) {
-        fprintf(stderr, "error: %s: the training part has %lld tokens, fewer than --ctx + 1 = %d\n",
-                data, (long long)sk_train_data_n_tokens(d, 0), tp->n_ctx + 1);
+    if (sk_train_data_n_tokens(d, 0) < tp->n_ctx + (tp->sink_token < 0)) {
+        fprintf(stderr, "error: %s: the training part has %lld tokens, fewer than a sample (--ctx%s)\n",
+                data, (long long)sk_train_data_n_tokens(d, 0), tp->sink_token < 0 ? " + 1" : "");
         goto out;
     }
     int has_val = sk_train_data_n_tokens(d, 1) >= 2;
     double emb = (double)tp->n_vocab * tp->n_embd * (tp->tied ? 1 : 2);
-    fprintf(stderr, "model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %lld, %s%s: %.2fM "
+    char sk_note[48] = "";
+    if (tp->sink_token >= 0) snprintf(sk_note, sizeof sk_note, ", sink token %d", tp->sink_token);
+    fprintf(stderr, "model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %lld, %s%s%s: %.2fM "
             "parameters (%.2fM in the embedding%s)\n", tp->n_layer, tp->n_embd, tp->n_head,
             tp->n_head_kv, tp->n_ff, (long long)tp->n_vocab, tp->tied ? "tied" : "untied",
-            tp->softmax1 ? ", softmax1" : "", sk_trainer_n_params(t) / 1e6, emb / 1e6,
+            tp->softmax1 ? ", softmax1" : "", sk_note, sk_trainer_n_params(t) / 1e6, emb / 1e6,
             tp->tied ? "" : " and output");
     fprintf(stderr, "corpus: %lld tokens for training, %lld held out (%.0f ms to tokenize)\n",
             (long long)sk_train_data_n_tokens(d, 0), (long long)sk_train_data_n_tokens(d, 1),

@@ -3,8 +3,8 @@
  *
  * File layout, little-endian:
  *   "SKTRAIN1" | u32 version (1) | u32 0
- *   13 x i64: n_layer n_embd n_head n_head_kv n_ff n_vocab n_ctx tied softmax1
- *             batch steps warmup seed
+ *   14 x i64: n_layer n_embd n_head n_head_kv n_ff n_vocab n_ctx tied softmax1
+ *             batch steps warmup seed sink_token
  *   9 x f64:  norm_eps rope_base lr lr_min weight_decay beta1 beta2 adam_eps clip
  *   i64 steps done | u64 sample generator | u64 corpus hash | u64 n_params
  *   f32 weights (n_params) | f32 AdamW m (n_params) | f32 AdamW v (n_params)
@@ -20,7 +20,7 @@
 
 #define CKPT_MAGIC "SKTRAIN1"
 #define CKPT_VERSION 1u
-#define CKPT_N_INT 13
+#define CKPT_N_INT 14
 #define CKPT_N_REAL 9
 #define CKPT_HEADER (8 + 4 + 4 + 8 * CKPT_N_INT + 8 * CKPT_N_REAL + 8 * 4)
 
@@ -53,7 +53,7 @@ sk_status sk_trainer_save(const sk_trainer *t, const char *path, uint64_t data_h
     uint32_t ver[2] = {CKPT_VERSION, 0};
     int64_t iv[CKPT_N_INT] = {p->n_layer, p->n_embd, p->n_head, p->n_head_kv, p->n_ff, p->n_vocab,
                               p->n_ctx, p->tied, p->softmax1, p->batch, p->steps, p->warmup,
-                              (int64_t)p->seed};
+                              (int64_t)p->seed, p->sink_token};
     double rv[CKPT_N_REAL] = {p->norm_eps, p->rope_base, p->lr, p->lr_min, p->weight_decay,
                               p->beta1, p->beta2, p->adam_eps, p->clip};
     uint64_t tail[4] = {(uint64_t)t->step, t->rng, data_hash, t->n_params};
@@ -119,6 +119,11 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
     p.n_ff = (int)iv[4], p.n_vocab = iv[5], p.n_ctx = (int)iv[6], p.tied = (int)iv[7];
     p.softmax1 = (int)iv[8], p.batch = (int)iv[9], p.steps = iv[10], p.warmup = iv[11];
     p.seed = (uint64_t)iv[12];
+    if (iv[13] < -1 || iv[13] > INT32_MAX) {
+        fclose(f);
+        return sk_error_set(err, SK_ERR_FORMAT, "%s: checkpoint sink token out of range", path);
+    }
+    p.sink_token = (int32_t)iv[13];
     p.norm_eps = rv[0], p.rope_base = rv[1], p.lr = rv[2], p.lr_min = rv[3];
     p.weight_decay = rv[4], p.beta1 = rv[5], p.beta2 = rv[6], p.adam_eps = rv[7], p.clip = rv[8];
     sk_error e2;

@@ -94,13 +94,14 @@ static sk_status check_vocab(const sk_trainer *t, const int32_t *ids, int64_t n,
 }
 
 sk_status sk_trainer_sample(sk_trainer *t, const sk_train_data *d, int32_t *tokens, sk_error *err) {
-    const int64_t w = t->p.n_ctx + 1;
-    if (d->n_train < w)
+    const int64_t w = t->p.n_ctx + 1, sk = t->p.sink_token >= 0, nt = w - sk; /* text tokens */
+    if (d->n_train < nt)
         return sk_error_set(err, SK_ERR_INVALID, "the training part has %lld tokens, fewer than "
-                            "a sample of n_ctx + 1 = %lld", (long long)d->n_train, (long long)w);
+                            "a sample of %lld", (long long)d->n_train, (long long)nt);
     for (int b = 0; b < t->p.batch; b++) {
-        int64_t off = (int64_t)tr_rng_below(&t->rng, (uint64_t)(d->n_train - w + 1));
-        memcpy(tokens + b * w, d->ids + off, sizeof *tokens * (size_t)w);
+        int64_t off = (int64_t)tr_rng_below(&t->rng, (uint64_t)(d->n_train - nt + 1));
+        if (sk) tokens[b * w] = t->p.sink_token;
+        memcpy(tokens + b * w + sk, d->ids + off, sizeof *tokens * (size_t)nt);
     }
     return check_vocab(t, tokens, (int64_t)t->p.batch * w, err);
 }
@@ -113,15 +114,25 @@ sk_status sk_trainer_eval(sk_trainer *t, const sk_train_data *d, int max_windows
                                     (long long)nv);
     sk_status st = check_vocab(t, v, nv, err);
     if (st) return st;
-    const int T = t->p.n_ctx;
-    if (nv < T + 1) return sk_trainer_loss(t, v, 1, (int)nv - 1, loss, err);
-    int64_t nw = (nv - 1) / T;
+    const int T = t->p.n_ctx, sk = t->p.sink_token >= 0;
+    /* window w scores text tokens (w * T, (w + 1) * T] after their left
+     * neighbour, or with a sink [w * T, (w + 1) * T) after the sink */
+    if (nv < T + 1 - sk) {
+        if (!sk) return sk_trainer_loss(t, v, 1, (int)nv - 1, loss, err);
+        t->batch[0] = t->p.sink_token;
+        memcpy(t->batch + 1, v, sizeof *v * (size_t)nv);
+        return sk_trainer_loss(t, t->batch, 1, (int)nv, loss, err);
+    }
+    int64_t nw = (nv - 1 + sk) / T;
     if (max_windows > 0 && nw > max_windows) nw = max_windows;
     double sum = 0.0;
     for (int64_t w0 = 0; w0 < nw; w0 += t->p.batch) {
         int nb = (int)(nw - w0 < t->p.batch ? nw - w0 : t->p.batch);
-        for (int b = 0; b < nb; b++)
-            memcpy(t->batch + (int64_t)b * (T + 1), v + (w0 + b) * T, sizeof *v * (size_t)(T + 1));
+        for (int b = 0; b < nb; b++) {
+            int32_t *row = t->batch + (int64_t)b * (T + 1);
+            if (sk) row[0] = t->p.sink_token;
+            memcpy(row + sk, v + (w0 + b) * T, sizeof *v * (size_t)(T + 1 - sk));
+        }
         double l;
         if ((st = sk_trainer_loss(t, t->batch, nb, T, &l, err))) return st;
         sum += l * nb;

@@ -2,7 +2,8 @@
  * the inference side loads (sk_trainer_export).
  *
  * Metadata: general.architecture "llama", general.name, general.file_type,
- * the llama.* hyper-parameters, then every tokenizer.* key of the vocab
+ * the llama.* hyper-parameters (llama.sink_token_id for a model trained
+ * with a sink token), then every tokenizer.* key of the vocab
  * model's file, copied byte for byte (its key/value records are contiguous
  * in that file). Tensors in llama.cpp's names; GGUF lists a matrix (out,
  * in) as ne = [in, out]; data aligned to 32 bytes. */
@@ -142,7 +143,7 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
     w_raw(&w, "GGUF", 4);
     w_u32(&w, 3);
     w_u64(&w, (uint64_t)n_t);
-    w_u64(&w, 13 + n_tok_kv);
+    w_u64(&w, 13 + (p->sink_token >= 0) + n_tok_kv);
     char name[96];
     snprintf(name, sizeof name, "sinkllm-train %dL %dd", p->n_layer, p->n_embd);
     kv_str(&w, "general.architecture", "llama");
@@ -158,6 +159,7 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
     kv_f32(&w, "llama.attention.layer_norm_rms_epsilon", (float)p->norm_eps);
     kv_f32(&w, "llama.rope.freq_base", (float)p->rope_base);
     kv_u32(&w, "llama.vocab_size", (uint32_t)V);
+    if (p->sink_token >= 0) kv_u32(&w, "llama.sink_token_id", (uint32_t)p->sink_token);
     for (uint64_t i = 0; i < g->n_kv; i++) {
         if (!is_tok_key(g->kv[i].key)) continue;
         const uint8_t *s, *e;

@@ -31,6 +31,7 @@ void sk_train_params_default(sk_train_params *p) {
     p->adam_eps = 1e-8;
     p->clip = 1.0;
     p->seed = 1;
+    p->sink_token = -1;
 }
 
 #define RANGE(f, lo, hi)                                                                        \
@@ -65,6 +66,9 @@ sk_status sk_train_params_validate(const sk_train_params *p, sk_error *err) {
     if (p->n_head % p->n_head_kv != 0)
         return sk_error_set(err, SK_ERR_INVALID, "n_head %d is not divisible by n_head_kv %d",
                             p->n_head, p->n_head_kv);
+    if (p->sink_token < -1 || p->sink_token >= p->n_vocab)
+        return sk_error_set(err, SK_ERR_INVALID, "sink_token %d out of range -1..%lld", p->sink_token,
+                            (long long)p->n_vocab - 1);
     if (p->tied != 0 && p->tied != 1) return sk_error_set(err, SK_ERR_INVALID, "tied must be 0 or 1");
     if (p->softmax1 != 0 && p->softmax1 != 1)
         return sk_error_set(err, SK_ERR_INVALID, "softmax1 must be 0 or 1");
