@@ -282,7 +282,7 @@ $(BUILD)/pic/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(call isa_flags,$@) -c $< -o $@
 
-$(BUILD)/libsinkllm.map: include/sinkllm.h include/status.h scripts/gen-map.sh
+$(BUILD)/libsinkllm.map: include/sinkllm.h include/sinkllm_train.h include/status.h scripts/gen-map.sh
 	@mkdir -p $(dir $@)
 	sh scripts/gen-map.sh "$(CC)" > $@.tmp && mv $@.tmp $@
 $(BUILD)/$(SO_FILE): $(PIC_OBJ) $(BUILD)/libsinkllm.map
