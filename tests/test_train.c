@@ -317,10 +317,6 @@ static void test_params(void **state) {
     tiny_params(&p);
     sk_error e;
     assert_int_equal(sk_train_params_validate(&p, &e), SK_OK);
-    struct { void (*set)(sk_train_params *); const char *needle; } bad[] = {
-        {NULL, NULL},
-    };
-    (void)bad;
     sk_train_params q = p;
     q.n_head = 3;
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
@@ -516,6 +512,25 @@ static void test_sink(void **state) {
     free(lt);
     sk_context_free(c);
     sk_model_free(m);
+    /* the loader checks the key: the id patched to the vocabulary size */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    char *buf = malloc((size_t)n);
+    rewind(f);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    const char *key = "llama.sink_token_id";
+    char *at = memmem(buf, (size_t)n, key, strlen(key));
+    assert_non_null(at);
+    uint32_t bad = (uint32_t)p.n_vocab; /* after the key: u32 type, then the u32 value */
+    fseek(f, (long)(at - buf) + (long)strlen(key) + 4, SEEK_SET);
+    assert_int_equal(fwrite(&bad, 4, 1, f), 1);
+    fclose(f);
+    free(buf);
+    assert_int_equal(sk_model_load(path, &m, &e), SK_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "sink_token_id"));
+    print_message("  a sink token outside the vocabulary: %s\n", strstr(e.msg, "llama."));
     unlink(path);
     sk_trainer_free(t);
     sk_train_data_free(d);
