@@ -10,7 +10,8 @@
  *   resume    5 steps + save + load + 5 steps == 10 steps, bit for bit
  *             (weights and moments, through the file); 1 thread == 2;
  *   corrupt   truncated, extended, flipped-byte, foreign and missing
- *             checkpoints: a clear error, never a crash;
+ *             checkpoints, and a bit flipped in each of the first 400
+ *             bytes: a clear error, never a crash;
  *   corpus    empty, non-UTF-8, NUL, too short: clear errors;
  *   sink      --sink-token: every sample and held-out window starts with
  *             the sink, the export carries it (sk_model_sink_token), and
@@ -301,6 +302,18 @@ static void test_corrupt(void **state) {
         print_message("  %-20s -> %s\n", cases[i].what, e.msg + strlen(bad) + 2);
         free(c);
     }
+    /* every byte of the header and of the first weights flipped in turn:
+     * each a format error (shape checks or the checksum), never a crash */
+    int n_flip = 0;
+    for (long i = 0; i < 400 && i < n; i++) {
+        b[i] ^= 0x01;
+        write_bytes(bad, b, (size_t)n);
+        b[i] ^= 0x01;
+        sk_status st = sk_trainer_load(bad, 1, &r, NULL, &e);
+        if (st != SK_ERR_FORMAT || r) fail_msg("byte %ld flipped: status %d (%s)", i, st, e.msg);
+        n_flip++;
+    }
+    print_message("  %d single-bit flips in the first bytes: each refused\n", n_flip);
     snprintf(bad, sizeof bad, "%s/none.ckpt", g_dir);
     assert_int_equal(sk_trainer_load(bad, 1, &r, NULL, &e), SK_ERR_IO);
     assert_int_equal(sk_trainer_load(g_dir, 1, &r, NULL, &e), SK_ERR_FORMAT); /* a directory */
