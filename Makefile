@@ -49,7 +49,8 @@ APT_PKGS = build-essential pkg-config libmicrohttpd-dev libjansson-dev libedit-d
 #   src/kernels  tensor formats, packing, vector kernels, ops, thread pool, CPU features
 #   src/text     unicode, tokenizer, chat templates, sampler
 #   src/runtime  gguf, model, KV cache, forward pass (context), session files
-LAYERS    = kernels text runtime
+#   src/train    the trainer: forward and backward ops, AdamW, checkpoints, GGUF export
+LAYERS    = kernels text runtime train
 LIB_SRC   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 LIB_HDR   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.h)) $(wildcard include/*.h)
 LIB_OBJ   = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
@@ -296,7 +297,7 @@ $(BUILD)/pic/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC $(call isa_flags,$@) -c $< -o $@
 
-$(BUILD)/libsinkllm.map: include/sinkllm.h include/status.h scripts/gen-map.sh
+$(BUILD)/libsinkllm.map: include/sinkllm.h include/sinkllm_train.h include/status.h scripts/gen-map.sh
 	@mkdir -p $(dir $@)
 	sh scripts/gen-map.sh "$(CC)" > $@.tmp && mv $@.tmp $@
 $(BUILD)/$(SO_FILE): $(PIC_OBJ) $(BUILD)/libsinkllm.map

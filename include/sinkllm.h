@@ -73,6 +73,11 @@ uint64_t sk_model_n_params(const sk_model *m);
 const char *sk_model_desc(const sk_model *m);
 /* Chat template text (tokenizer.chat_template) or NULL. */
 const char *sk_model_chat_template(const sk_model *m);
+/* The token the model was pre-trained with at the start of every sample
+ * (<arch>.sink_token_id, written by sinkllm train --sink-token; checked to
+ * be in the vocabulary), -1 when none. The caches do not pin it on their
+ * own yet: feed it first (e.g. ppl --sink-token). */
+int32_t sk_model_sink_token(const sk_model *m);
 
 /* ---- tokenizer ----------------------------------------------------------
  * Byte-level BPE ("gpt2" vocabularies, with the pre-tokenizer the GGUF file

@@ -41,7 +41,7 @@ check 0 "version" "$SK" --version
 contains "version text" "sinkllm" "$TXT.out"
 check 2 "no command" "$SK"
 check 2 "unknown command" "$SK" frobnicate
-for c in run bench ppl plot attn chat serve; do
+for c in run bench ppl plot attn chat serve train; do
     check 0 "$c --help" "$SK" $c --help
     check 0 "$c --version" "$SK" $c --version
 done
@@ -90,6 +90,14 @@ check 2 "bench: dense depth beyond the largest ctx" "$SK" bench --depth 20000000
 contains "bench: dense depth beyond the largest ctx error" "use an evicting --cache" "$TXT.err"
 check 2 "attn: too many tokens" "$SK" attn -f "$TXT" --png x.png --tokens 99999
 check 2 "plot: no files" "$SK" plot -o x.png
+check 2 "train: no text" "$SK" train --steps 3
+check 2 "train: unknown flag" "$SK" train -f "$TXT" --bogus 1
+check 2 "train: steps 0" "$SK" train -f "$TXT" --steps 0
+check 2 "train: NaN learning rate" "$SK" train -f "$TXT" --lr nan
+check 2 "train: bad export type" "$SK" train -f "$TXT" --export-type q4
+check 2 "train: model flags with --resume" "$SK" train -f "$TXT" --resume x.ckpt --layers 2
+contains "train: model flags with --resume error" "cannot be given with --resume" "$TXT.err"
+check 2 "train: --softmax1 with --export" "$SK" train -f "$TXT" --softmax1 --export x.gguf
 if [ ! -f "$MODEL" ]; then
     if [ -n "${SINKLLM_MODEL:-}" ]; then
         fail=$((fail + 1)); echo "FAIL: model $MODEL not found (SINKLLM_MODEL is set: required)"
@@ -229,6 +237,52 @@ if [ -f "$MODEL" ]; then
     contains "chat: bad session name" "session names are" "$TXT.out"
     contains "chat: missing session" "No such file" "$TXT.out"
     rm -rf "$SD"
+    # train: a tiny model (the vocabulary's 49,152 rows are most of it)
+    TR="$SK train -m $MODEL --layers 1 --dim 16 --heads 2 --ctx 16 --batch 2 --steps 6 --warmup 2 -t 2 -q"
+    MOBY="$(dirname "$0")/../data/moby-dick.txt"
+    head -c 3000 "$MOBY" > "$TXT.corpus"
+    check 0 "train: a tiny run with CSV, checkpoint and export" $TR -f "$TXT.corpus" \
+        --csv "$TXT.tcsv" --save "$TXT.a.ckpt" --save-every 2 --export "$TXT.gguf" --eval-every 3
+    expect "train: CSV header + 6 steps, 2 held-out losses (steps 3, 6)" "a == 7 && b == 2" \
+        "$(wc -l < "$TXT.tcsv")" "$(awk -F, 'NR > 1 && $6 != ""' "$TXT.tcsv" | wc -l)"
+    contains "train: parameter count" "0.79M parameters" "$TXT.err"
+    check 0 "train: the export runs" "$SK" run -m "$TXT.gguf" -p "The" -n 4 --temp 0 -t 2
+    check 0 "train: the export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    # stopped at step 3 and resumed: the same checkpoint bytes as the run above
+    check 0 "train: --stop-at" $TR -f "$TXT.corpus" --save "$TXT.b.ckpt" --stop-at 3
+    contains "train: stopped" "stopped at step 3" "$TXT.err"
+    check 0 "train: --resume" "$SK" train -m "$MODEL" -f "$TXT.corpus" --resume "$TXT.b.ckpt" --save "$TXT.b.ckpt" -q -t 1
+    if cmp -s "$TXT.a.ckpt" "$TXT.b.ckpt"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: train: resumed run differs"; fi
+    # kill -9 after the first checkpoint, resume: again the same bytes
+    $TR -f "$TXT.corpus" --save "$TXT.c.ckpt" --save-every 1 --steps 6 >/dev/null 2>&1 &
+    kp=$!
+    n=0; while [ ! -f "$TXT.c.ckpt" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    kill -9 $kp 2>/dev/null; wait $kp 2>/dev/null
+    check 0 "train: resume after kill -9" "$SK" train -m "$MODEL" -f "$TXT.corpus" --resume "$TXT.c.ckpt" --save "$TXT.c.ckpt" -q -t 2
+    if cmp -s "$TXT.a.ckpt" "$TXT.c.ckpt"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: train: run resumed after kill -9 differs"; fi
+    head -c 6000 "$MOBY" | tail -c 3000 > "$TXT.other"
+    check 1 "train: resume on another corpus" "$SK" train -m "$MODEL" -f "$TXT.other" --resume "$TXT.a.ckpt" -q
+    contains "train: another corpus error" "another corpus" "$TXT.err"
+    printf 'X' | dd of="$TXT.a.ckpt" bs=1 seek=5000 conv=notrunc 2>/dev/null
+    check 1 "train: corrupt checkpoint" "$SK" train -m "$MODEL" -f "$TXT.corpus" --resume "$TXT.a.ckpt" -q
+    contains "train: corrupt checkpoint error" "checksum mismatch" "$TXT.err"
+    : > "$TXT.empty"
+    check 1 "train: empty corpus" $TR -f "$TXT.empty"
+    contains "train: empty corpus error" "empty" "$TXT.err"
+    printf 'abc\377def' > "$TXT.latin"
+    check 1 "train: non-UTF-8 corpus" $TR -f "$TXT.latin"
+    contains "train: non-UTF-8 error" "not UTF-8.*offset 3" "$TXT.err"
+    printf 'A short text.' > "$TXT.short"
+    check 1 "train: corpus shorter than a sample" $TR -f "$TXT.short"
+    contains "train: corpus shorter than a sample error" "fewer than a sample (--ctx + 1)" "$TXT.err"
+    check 1 "train: missing corpus" $TR -f /nonexistent
+    # the learnable sink token: every sample starts with it; the export names it
+    check 0 "train: --sink-token" $TR -f "$TXT.corpus" --sink-token "<|endoftext|>" --export "$TXT.gguf"
+    contains "train: sink token reported" "sink token 0" "$TXT.err"
+    check 0 "train: the sink-token export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    check 2 "train: a sink token of two tokens" $TR -f "$TXT.corpus" --sink-token "ab cd"
+    check 2 "train: heads do not divide dim" "$SK" train -m "$MODEL" -f "$TXT.corpus" --dim 16 --heads 3 -q
+    rm -f "$TXT".*.ckpt "$TXT.gguf"
     check 2 "chat: bad --keep" "$SK" chat --keep lots
     check 2 "chat: bad template" "$SK" chat --chat-template nope
 fi

@@ -8,7 +8,8 @@
 #     the shared library and prints what `sinkllm run --temp 0` prints;
 #   - `man -l` renders the page, with a section per command;
 #   - libsinkllm.so exports exactly the functions the installed sinkllm.h
-#     declares (nm -D --defined-only against the preprocessed header);
+#     and sinkllm_train.h declare (nm -D --defined-only against the
+#     preprocessed headers);
 #   - `make uninstall` removes every file it installed.
 set -u
 build=${1:-build}
@@ -45,7 +46,7 @@ readelf -d "$root/lib/libsinkllm.so.$version" | grep -q "SONAME.*\[libsinkllm.so
 # (SINKLLM_0 is the version node of the map)
 nm -D --defined-only "$root/lib/libsinkllm.so.$version" | awk '{sub(/@.*/, "", $NF); print $NF}' |
     grep -v '^SINKLLM_' | sort -u > "$tmp/syms"
-${CC:-cc} -E -P -I"$root/include/sinkllm" "$root/include/sinkllm/sinkllm.h" | tr '\n' ' ' |
+for h in sinkllm.h sinkllm_train.h; do ${CC:-cc} -E -P -I"$root/include/sinkllm" "$root/include/sinkllm/$h"; done | tr '\n' ' ' |
     grep -o '\bsk_[a-z0-9_]*[[:space:]]*(' | sed 's/[[:space:]]*($//' | sort -u > "$tmp/public"
 grep -v '^sk_' "$tmp/syms" > "$tmp/foreign"
 [ -s "$tmp/foreign" ] && bad "exported names outside sk_*: $(head -5 "$tmp/foreign" | tr '\n' ' ')" || ok
@@ -54,7 +55,8 @@ comm -23 "$tmp/syms" "$tmp/public" > "$tmp/internal"
 comm -13 "$tmp/syms" "$tmp/public" > "$tmp/missing"
 [ -s "$tmp/missing" ] && bad "declared but not exported: $(head -5 "$tmp/missing" | tr '\n' ' ')" || ok
 [ "$(wc -l < "$tmp/public")" -gt 50 ] && ok || bad "fewer than 50 public functions found in the header"
-for s in sk_model_load sk_context_new sk_decode sk_logits sk_tokenize sk_sampler_new sk_chat_render; do
+for s in sk_model_load sk_context_new sk_decode sk_logits sk_tokenize sk_sampler_new sk_chat_render \
+    sk_trainer_new sk_trainer_step sk_trainer_export; do
     grep -qx "$s" "$tmp/syms" && ok || bad "$s not exported"
 done
 
@@ -93,7 +95,7 @@ fi
 # the man page renders, with the description and every command
 MANWIDTH=80 MANPAGER=cat man -l "$root/share/man/man1/sinkllm.1" >"$tmp/man.txt" 2>"$tmp/man.err" &&
     [ ! -s "$tmp/man.err" ] && ok || { bad "man -l failed"; cat "$tmp/man.err"; }
-for s in "NAME" "SINKLLM RUN" "SINKLLM SERVE" "SINKLLM PPL" "--kv-type"; do
+for s in "NAME" "SINKLLM RUN" "SINKLLM SERVE" "SINKLLM PPL" "SINKLLM TRAIN" "--kv-type"; do
     grep -q -- "$s" "$tmp/man.txt" && ok || bad "man page lacks '$s'"
 done
 

@@ -88,5 +88,6 @@ int cmd_plot(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_serve(int argc, char **argv); /* cmd_serve.c: OpenAI-compatible HTTP server */
+int cmd_train(int argc, char **argv); /* cmd_train.c: pre-training (sinkllm_train.h) */
 
 #endif

@@ -17,6 +17,7 @@ static const char *USAGE =
     "  ppl      streaming perplexity of a text under a KV cache policy\n"
     "  plot     overlay the perplexity curves of several 'ppl --csv' runs\n"
     "  attn     draw attention maps (the attention-sink picture)\n"
+    "  train    pre-train a small LLaMA model from scratch; export it as GGUF\n"
     "\n"
     "'sinkllm COMMAND --help' for a command's options; 'sinkllm --version'.\n";
 
@@ -49,6 +50,7 @@ int main(int argc, char **argv) {
         {"attn", cmd_attn},
         {"chat", cmd_chat},
         {"serve", cmd_serve},
+        {"train", cmd_train},
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;

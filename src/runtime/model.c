@@ -288,6 +288,12 @@ static sk_status load_hparams(loader *ld, sk_model *m, sk_error *err) {
     int n_orig = ctx;
     if ((st = arch_int(ld, "rope.scaling.original_context_length", 0, &n_orig, err))) return st;
     m->n_ctx_orig = n_orig;
+    /* the token a model was pre-trained with at the start of every sample
+     * (sinkllm train --sink-token): checked against the vocabulary below */
+    m->sink_token = -1;
+    int sink = -1;
+    if ((st = arch_int(ld, "sink_token_id", 0, &sink, err))) return st;
+    m->sink_token = sink;
     static const char *const info[] = {"vocab_size", "rope.scaling.finetuned"};
     for (size_t i = 0; i < sizeof info / sizeof *info; i++) ld_kv(ld, info[i], key, sizeof key);
     hp->rope_neox = m->arch->rope_neox;
@@ -551,6 +557,9 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
         st = sk_error_set(err, SK_ERR_FORMAT,
                           "vocabulary has %lld tokens but token_embd.weight has %lld rows",
                           (long long)sk_tokenizer_n_vocab(m->tok), (long long)m->hp.n_vocab);
+    if (!st && m->sink_token >= m->hp.n_vocab)
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s.sink_token_id %d is not a token of the vocabulary "
+                          "of %lld", m->hp.arch, m->sink_token, (long long)m->hp.n_vocab);
     if (!st && gguf_find_kv(m->gguf, "tokenizer.chat_template")) {
         gguf_str t;
         if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL) == SK_OK &&
@@ -659,3 +668,4 @@ uint64_t sk_model_size(const sk_model *m) { return m->weight_bytes; }
 uint64_t sk_model_n_params(const sk_model *m) { return m->n_params; }
 const char *sk_model_desc(const sk_model *m) { return m->desc; }
 const char *sk_model_chat_template(const sk_model *m) { return m->chat_template; }
+int32_t sk_model_sink_token(const sk_model *m) { return m->sink_token; }

@@ -61,6 +61,7 @@ struct sk_model {
     char desc[96];
     char *chat_template;  /* NUL-terminated copy, or NULL */
     uint64_t fingerprint; /* FNV-1a over the header and tensor infos */
+    int32_t sink_token;   /* <arch>.sink_token_id (sinkllm train --sink-token), -1: none */
     void *pack_mem;       /* anonymous mapping that holds every packed tensor */
     size_t pack_size;
 };

@@ -1,0 +1,415 @@
+/* test_train_ops.c - the trainer's backward passes against finite
+ * differences, in double precision.
+ *
+ * Every op of src/train/tops.h: its f64 backward against central
+ * differences of its f64 forward (L = sum(c * Y) for a random c, step
+ * 1e-5: truncation error ~1e-10, so a wrong term shows as an error of
+ * order 1 while a correct one stays below 1e-6 relative), and its f32
+ * twin against the f64 op (forward and backward, F32 rounding). Then the
+ * whole network (src/train/net.h) the same way: every parameter of a tiny
+ * model (2 layers, GQA, tied and untied, with and without the zero sink)
+ * against central differences of the f64 mean loss, and the f32 network's
+ * gradient against the f64 one.
+ * Figure reported: the max relative error max|a - n| / max|n| per op. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "train/net.h"
+#include "train/tmm.h"
+#include "train/tops.h"
+
+static uint64_t g_rng = 88172645463325252ull;
+static double urand(void) { /* xorshift64, uniform in [-1, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (double)(g_rng >> 11) / 4503599627370496.0 - 1.0;
+}
+static double *rnd(size_t n, double s) {
+    double *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = urand() * s;
+    return p;
+}
+static float *tof(const double *x, size_t n) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)x[i];
+    return p;
+}
+/* max |a - b| / max |b| */
+static double relerr(const double *a, const double *b, size_t n) {
+    double e = 0, m = 1e-300;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, fabs(a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return e / m;
+}
+static double relerr_f(const float *a, const double *b, size_t n) {
+    double e = 0, m = 1e-300;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, fabs(a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return e / m;
+}
+
+/* An op as a function of its inputs: writes L = sum(c * Y). */
+typedef double (*loss_fn)(void *ctx);
+
+/* Central differences of fn over x[0..n) into num. */
+static void numgrad(loss_fn fn, void *ctx, double *x, size_t n, double *num) {
+    const double h = 1e-5;
+    for (size_t i = 0; i < n; i++) {
+        double x0 = x[i];
+        x[i] = x0 + h;
+        double lp = fn(ctx);
+        x[i] = x0 - h;
+        double lm = fn(ctx);
+        x[i] = x0;
+        num[i] = (lp - lm) / (2 * h);
+    }
+}
+static double dotc(const double *c, const double *y, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += c[i] * y[i];
+    return s;
+}
+
+#define CHECK(name, an, num, n, tol)                                                     \
+    do {                                                                                 \
+        double e_ = relerr(an, num, n);                                                  \
+        print_message("  %-28s f64 vs central differences: max rel err %.2e\n", name, e_); \
+        if (!(e_ < (tol))) fail_msg("%s: relative error %.3e above %.1e", name, e_, (double)(tol)); \
+    } while (0)
+#define CHECK32(name, a, b, n, tol)                                                      \
+    do {                                                                                 \
+        double e_ = relerr_f(a, b, n);                                                   \
+        print_message("  %-28s f32 vs f64: max rel err %.2e\n", name, e_);              \
+        if (!(e_ < (tol))) fail_msg("%s: f32 relative error %.3e above %.1e", name, e_, (double)(tol)); \
+    } while (0)
+
+/* ---- matmul --------------------------------------------------------------- */
+enum { MN = 5, MI = 7, MO = 9 };
+typedef struct { double *X, *W, *Y, *c; } mm_ctx;
+static double mm_loss(void *p) {
+    mm_ctx *m = p;
+    tr_matmul_f64(NULL, m->Y, m->X, m->W, MN, MI, MO);
+    return dotc(m->c, m->Y, MN * MO);
+}
+static void test_matmul(void **state) {
+    (void)state;
+    mm_ctx m = {rnd(MN * MI, 1), rnd(MO * MI, 1), calloc(MN * MO, 8), rnd(MN * MO, 1)};
+    double *dX = calloc(MN * MI, 8), *dW = calloc(MO * MI, 8), *nX = calloc(MN * MI, 8),
+           *nW = calloc(MO * MI, 8);
+    tr_matmul_bwd_f64(NULL, dX, dW, m.c, m.X, m.W, MN, MI, MO);
+    numgrad(mm_loss, &m, m.X, MN * MI, nX);
+    numgrad(mm_loss, &m, m.W, MO * MI, nW);
+    CHECK("matmul dX", dX, nX, MN * MI, 1e-8);
+    CHECK("matmul dW", dW, nW, MO * MI, 1e-8);
+    /* f32 twin, on a pool of 2 threads (split over rows and over columns) */
+    sk_pool *pool;
+    assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    float *X = tof(m.X, MN * MI), *W = tof(m.W, MO * MI), *c = tof(m.c, MN * MO);
+    float *Y = calloc(MN * MO, 4), *fX = calloc(MN * MI, 4), *fW = calloc(MO * MI, 4);
+    mm_loss(&m);
+    tr_matmul_f32(pool, Y, X, W, MN, MI, MO);
+    CHECK32("matmul Y", Y, m.Y, MN * MO, 1e-6);
+    tr_matmul_bwd_f32(pool, fX, fW, c, X, W, MN, MI, MO);
+    CHECK32("matmul dX", fX, dX, MN * MI, 1e-6);
+    CHECK32("matmul dW", fW, dW, MO * MI, 1e-6);
+    sk_pool_free(pool);
+    free(m.X), free(m.W), free(m.Y), free(m.c), free(dX), free(dW), free(nX), free(nW);
+    free(X), free(W), free(c), free(Y), free(fX), free(fW);
+}
+
+/* ---- the matmul kernels: AVX2 twin vs scalar reference ------------------- */
+
+/* Every shape with a tail (in % 8, in % 32, odd row counts): the AVX2
+ * kernels against the reference (FMA vs separate rounding: relative 1e-6),
+ * and each kernel's result computed as one rectangle vs as pieces: the
+ * same bits (what makes results independent of the thread count). */
+static void test_mm_kernels(void **state) {
+    (void)state;
+    const tr_mm_kernels *ref = tr_mm_get_ref(), *simd = tr_mm_get_avx2();
+    if (!simd) print_message("  no AVX2: the reference alone (rectangle invariance)\n");
+    const int ins[] = {1, 7, 8, 16, 33, 64, 71, 128, 200};
+    double worst = 0;
+    for (size_t ii = 0; ii < sizeof ins / sizeof *ins; ii++) {
+        int in = ins[ii], n = 7, out = 13;
+        float *X = malloc(sizeof(float) * n * in), *W = malloc(sizeof(float) * out * in);
+        float *Y[3], *A[3];
+        for (int i = 0; i < n * in; i++) X[i] = (float)urand();
+        for (int i = 0; i < out * in; i++) W[i] = (float)urand();
+        for (int k = 0; k < 3; k++) {
+            Y[k] = calloc((size_t)n * out, sizeof(float));
+            A[k] = malloc(sizeof(float) * n * in);
+            for (int i = 0; i < n * in; i++) A[k][i] = (float)(0.5 * sin(i));
+        }
+        const tr_mm_kernels *ks[2] = {ref, simd};
+        for (int k = 0; k < 2; k++) {
+            if (!ks[k]) continue;
+            /* whole, then in pieces (rows 0..3 | 3..7, columns 0..5 | 5..13) */
+            ks[k]->fwd(X, W, Y[k], 0, n, 0, out, in, out);
+            ks[k]->fwd(X, W, Y[2], 0, 3, 0, 5, in, out);
+            ks[k]->fwd(X, W, Y[2], 0, 3, 5, out, in, out);
+            ks[k]->fwd(X, W, Y[2], 3, n, 0, out, in, out);
+            assert_memory_equal(Y[k], Y[2], sizeof(float) * n * out);
+            /* dX += dY W, dY = Y: all rows at once vs 3 + 4 rows, and over o in two blocks */
+            memcpy(A[2], A[k], sizeof(float) * n * in);
+            ks[k]->acc(A[k], in, Y[0], out, 1, W, 0, out, in, n);
+            ks[k]->acc(A[2], in, Y[0], out, 1, W, 0, 6, in, 3);
+            ks[k]->acc(A[2], in, Y[0], out, 1, W, 6, out, in, 3);
+            ks[k]->acc(A[2] + 3 * in, in, Y[0] + 3 * out, out, 1, W, 0, out, in, n - 3);
+            assert_memory_equal(A[k], A[2], sizeof(float) * n * in);
+        }
+        if (simd) {
+            double m = 0, e = 0;
+            for (int i = 0; i < n * out; i++) m = fmax(m, fabs(Y[0][i])), e = fmax(e, fabs(Y[0][i] - Y[1][i]));
+            for (int i = 0; i < n * in; i++) m = fmax(m, fabs(A[0][i])), e = fmax(e, fabs(A[0][i] - A[1][i]));
+            worst = fmax(worst, e / m);
+        }
+        free(X), free(W);
+        for (int k = 0; k < 3; k++) free(Y[k]), free(A[k]);
+    }
+    if (simd) print_message("  matmul kernels avx2 vs scalar: max rel err %.2e over 9 widths\n", worst);
+    assert_true(worst < 1e-6);
+}
+
+/* ---- RMSNorm -------------------------------------------------------------- */
+enum { NN = 4, ND = 16 };
+typedef struct { double *X, *g, *Y, *r, *c; } norm_ctx;
+static double norm_loss(void *p) {
+    norm_ctx *m = p;
+    tr_rmsnorm_f64(NULL, m->Y, m->r, m->X, m->g, NN, ND, 1e-5);
+    return dotc(m->c, m->Y, NN * ND);
+}
+static void test_rmsnorm(void **state) {
+    (void)state;
+    norm_ctx m = {rnd(NN * ND, 1), rnd(ND, 1), calloc(NN * ND, 8), calloc(NN, 8), rnd(NN * ND, 1)};
+    double *dX = calloc(NN * ND, 8), *dg = calloc(ND, 8), *nX = calloc(NN * ND, 8), *ng = calloc(ND, 8);
+    norm_loss(&m);
+    tr_rmsnorm_bwd_f64(NULL, dX, dg, m.c, m.X, m.g, m.r, NN, ND);
+    numgrad(norm_loss, &m, m.X, NN * ND, nX);
+    numgrad(norm_loss, &m, m.g, ND, ng);
+    CHECK("rmsnorm dX", dX, nX, NN * ND, 1e-7);
+    CHECK("rmsnorm dg", dg, ng, ND, 1e-7);
+    float *X = tof(m.X, NN * ND), *g = tof(m.g, ND), *c = tof(m.c, NN * ND), *Y = calloc(NN * ND, 4),
+          *r = calloc(NN, 4), *fX = calloc(NN * ND, 4), *fg = calloc(ND, 4);
+    norm_loss(&m);
+    tr_rmsnorm_f32(NULL, Y, r, X, g, NN, ND, 1e-5);
+    CHECK32("rmsnorm Y", Y, m.Y, NN * ND, 1e-6);
+    tr_rmsnorm_bwd_f32(NULL, fX, fg, c, X, g, r, NN, ND);
+    CHECK32("rmsnorm dX", fX, dX, NN * ND, 1e-5);
+    CHECK32("rmsnorm dg", fg, dg, ND, 1e-5);
+    free(m.X), free(m.g), free(m.Y), free(m.r), free(m.c), free(dX), free(dg), free(nX), free(ng);
+    free(X), free(g), free(c), free(Y), free(r), free(fX), free(fg);
+}
+
+/* ---- RoPE ----------------------------------------------------------------- */
+enum { RT = 6, RH = 2, RD = 8 };
+typedef struct { double *X, *Y, *cs, *c; } rope_ctx;
+static double rope_loss(void *p) {
+    rope_ctx *m = p;
+    memcpy(m->Y, m->X, sizeof(double) * 2 * RT * RH * RD);
+    tr_rope_f64(m->Y, 2 * RT, RH, RD, RT, m->cs, 0);
+    return dotc(m->c, m->Y, 2 * RT * RH * RD);
+}
+static void test_rope(void **state) {
+    (void)state;
+    const size_t n = 2 * RT * RH * RD;
+    rope_ctx m = {rnd(n, 1), calloc(n, 8), calloc(RT * RD, 8), rnd(n, 1)};
+    tr_rope_table_f64(m.cs, RT, RD, 10000.0);
+    double *dX = malloc(n * 8), *nX = calloc(n, 8);
+    memcpy(dX, m.c, n * 8);
+    tr_rope_f64(dX, 2 * RT, RH, RD, RT, m.cs, 1);
+    numgrad(rope_loss, &m, m.X, n, nX);
+    CHECK("rope dX", dX, nX, n, 1e-8);
+    /* the table: t * base^(-2i/hd) */
+    for (int t = 0; t < RT; t++)
+        for (int i = 0; i < RD / 2; i++)
+            assert_true(fabs(m.cs[(t * RD / 2 + i) * 2] - cos(t * pow(10000.0, -2.0 * i / RD))) < 1e-15);
+    free(m.X), free(m.Y), free(m.cs), free(m.c), free(dX), free(nX);
+}
+
+/* ---- attention ------------------------------------------------------------ */
+enum { AB = 2, AT = 5, AH = 4, AK = 2, AD = 4 };
+typedef struct { double *Q, *K, *V, *O, *P, *c; int s1; } att_ctx;
+static double att_loss(void *p) {
+    att_ctx *m = p;
+    tr_attention_f64(NULL, m->O, m->P, m->Q, m->K, m->V, AB, AT, AH, AK, AD, m->s1);
+    return dotc(m->c, m->O, AB * AT * AH * AD);
+}
+static void att_case(int s1) {
+    const size_t nq = AB * AT * AH * AD, nk = AB * AT * AK * AD, np = AB * AH * AT * AT;
+    att_ctx m = {rnd(nq, 1.5), rnd(nk, 1.5), rnd(nk, 1), calloc(nq, 8), calloc(np, 8), rnd(nq, 1), s1};
+    double *dQ = calloc(nq, 8), *dK = calloc(nk, 8), *dV = calloc(nk, 8), *nQ = calloc(nq, 8),
+           *nK = calloc(nk, 8), *nV = calloc(nk, 8), *scr = calloc(AT, 8);
+    att_loss(&m);
+    /* each row of P sums to 1 (or less with the zero sink) */
+    for (int r = 0; r < AB * AH * AT; r++) {
+        double s = 0;
+        for (int j = 0; j < AT; j++) s += m.P[r * AT + j];
+        if (s1) assert_true(s < 1 && s > 0.1);
+        else assert_true(fabs(s - 1) < 1e-12);
+    }
+    tr_attention_bwd_f64(NULL, dQ, dK, dV, m.c, m.P, m.Q, m.K, m.V, AB, AT, AH, AK, AD, scr);
+    numgrad(att_loss, &m, m.Q, nq, nQ);
+    numgrad(att_loss, &m, m.K, nk, nK);
+    numgrad(att_loss, &m, m.V, nk, nV);
+    CHECK(s1 ? "attention+1 dQ" : "attention dQ", dQ, nQ, nq, 1e-7);
+    CHECK(s1 ? "attention+1 dK" : "attention dK", dK, nK, nk, 1e-7);
+    CHECK(s1 ? "attention+1 dV" : "attention dV", dV, nV, nk, 1e-7);
+    sk_pool *pool;
+    assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    float *Q = tof(m.Q, nq), *K = tof(m.K, nk), *V = tof(m.V, nk), *c = tof(m.c, nq),
+          *O = calloc(nq, 4), *P = calloc(np, 4), *fQ = calloc(nq, 4), *fK = calloc(nk, 4),
+          *fV = calloc(nk, 4), *fs = calloc(2 * AT, 4);
+    att_loss(&m);
+    tr_attention_f32(pool, O, P, Q, K, V, AB, AT, AH, AK, AD, s1);
+    CHECK32(s1 ? "attention+1 O" : "attention O", O, m.O, nq, 1e-5);
+    tr_attention_bwd_f32(pool, fQ, fK, fV, c, P, Q, K, V, AB, AT, AH, AK, AD, fs);
+    CHECK32(s1 ? "attention+1 dQ" : "attention dQ", fQ, dQ, nq, 1e-5);
+    CHECK32(s1 ? "attention+1 dK" : "attention dK", fK, dK, nk, 1e-5);
+    CHECK32(s1 ? "attention+1 dV" : "attention dV", fV, dV, nk, 1e-5);
+    sk_pool_free(pool);
+    free(m.Q), free(m.K), free(m.V), free(m.O), free(m.P), free(m.c);
+    free(dQ), free(dK), free(dV), free(nQ), free(nK), free(nV), free(scr);
+    free(Q), free(K), free(V), free(c), free(O), free(P), free(fQ), free(fK), free(fV), free(fs);
+}
+static void test_attention(void **state) {
+    (void)state;
+    att_case(0);
+    att_case(1);
+}
+
+/* ---- SwiGLU --------------------------------------------------------------- */
+enum { GN = 40 };
+typedef struct { double *A, *U, *S, *c; } glu_ctx;
+static double glu_loss(void *p) {
+    glu_ctx *m = p;
+    tr_swiglu_f64(NULL, m->S, m->A, m->U, GN);
+    return dotc(m->c, m->S, GN);
+}
+static void test_swiglu(void **state) {
+    (void)state;
+    glu_ctx m = {rnd(GN, 4), rnd(GN, 2), calloc(GN, 8), rnd(GN, 1)};
+    double *dA = calloc(GN, 8), *dU = calloc(GN, 8), *nA = calloc(GN, 8), *nU = calloc(GN, 8);
+    tr_swiglu_bwd_f64(NULL, dA, dU, m.c, m.A, m.U, GN);
+    numgrad(glu_loss, &m, m.A, GN, nA);
+    numgrad(glu_loss, &m, m.U, GN, nU);
+    CHECK("swiglu dA", dA, nA, GN, 1e-8);
+    CHECK("swiglu dU", dU, nU, GN, 1e-8);
+    float *A = tof(m.A, GN), *U = tof(m.U, GN), *c = tof(m.c, GN), *S = calloc(GN, 4),
+          *fA = calloc(GN, 4), *fU = calloc(GN, 4);
+    glu_loss(&m);
+    tr_swiglu_f32(NULL, S, A, U, GN);
+    CHECK32("swiglu S", S, m.S, GN, 1e-6);
+    tr_swiglu_bwd_f32(NULL, fA, fU, c, A, U, GN);
+    CHECK32("swiglu dA", fA, dA, GN, 1e-6);
+    CHECK32("swiglu dU", fU, dU, GN, 1e-6);
+    free(m.A), free(m.U), free(m.S), free(m.c), free(dA), free(dU), free(nA), free(nU);
+    free(A), free(U), free(c), free(S), free(fA), free(fU);
+}
+
+/* ---- cross-entropy -------------------------------------------------------- */
+enum { XN = 3, XV = 11 };
+typedef struct { double *Z, *W, *loss; int32_t tgt[XN]; } xent_ctx;
+static double xent_loss(void *p) {
+    xent_ctx *m = p;
+    memcpy(m->W, m->Z, sizeof(double) * XN * XV);
+    tr_xent_f64(NULL, m->W, m->loss, m->tgt, XN, XV, 0);
+    double s = 0;
+    for (int i = 0; i < XN; i++) s += m->loss[i];
+    return s / XN;
+}
+static void test_xent(void **state) {
+    (void)state;
+    xent_ctx m = {rnd(XN * XV, 3), calloc(XN * XV, 8), calloc(XN, 8), {3, 0, 10}};
+    double *dZ = malloc(XN * XV * 8), *nZ = calloc(XN * XV, 8);
+    memcpy(dZ, m.Z, XN * XV * 8);
+    tr_xent_f64(NULL, dZ, m.loss, m.tgt, XN, XV, 1.0 / XN);
+    /* the loss itself: logsumexp - z[target] */
+    double lse = 0;
+    for (int j = 0; j < XV; j++) lse += exp(m.Z[j]);
+    assert_true(fabs(m.loss[0] - (log(lse) - m.Z[3])) < 1e-12);
+    numgrad(xent_loss, &m, m.Z, XN * XV, nZ);
+    CHECK("cross-entropy dZ", dZ, nZ, XN * XV, 1e-8);
+    float *Z = tof(m.Z, XN * XV), *l = calloc(XN, 4);
+    tr_xent_f32(NULL, Z, l, m.tgt, XN, XV, 1.0f / XN);
+    CHECK32("cross-entropy dZ", Z, dZ, XN * XV, 1e-6);
+    free(m.Z), free(m.W), free(m.loss), free(dZ), free(nZ), free(Z), free(l);
+}
+
+/* ---- the whole network ---------------------------------------------------- */
+typedef struct { tr_net_f64 *n; int32_t *tok; int nb, nt; } net_ctx;
+static double net_loss(void *p) {
+    net_ctx *m = p;
+    return tr_net_loss_f64(m->n, m->tok, m->nt + 1, m->nb, m->nt, 0);
+}
+static void net_case(int tied, int softmax1) {
+    tr_dims dm = {.n_layer = 2, .d = 8, .nh = 2, .nkv = 1, .hd = 4, .ff = 12, .V = 11, .T = 5,
+                  .B = 2, .tied = tied, .softmax1 = softmax1, .eps = 1e-5, .rope_base = 10000.0};
+    tr_layout lay;
+    tr_layout_init(&dm, &lay);
+    size_t np = lay.n_params;
+    double *w = rnd(np, 0.5);
+    for (size_t i = 0; i < np; i++)
+        if (tr_layout_is_norm(&dm, &lay, i)) w[i] = 1 + 0.3 * w[i];
+    int32_t tok[2 * 6];
+    for (int i = 0; i < 12; i++) tok[i] = (int32_t)((urand() + 1) * 5.5) % 11;
+    tr_net_f64 *n;
+    assert_int_equal(tr_net_new_f64(&dm, w, NULL, &n, NULL), SK_OK);
+    /* a shorter batch than allocated (nb 2 of 2, nt 5 of 5; then 1 x 4) */
+    for (int shape = 0; shape < 2; shape++) {
+        net_ctx m = {n, tok, shape ? 1 : 2, shape ? 4 : 5};
+        double *num = calloc(np, 8), *an = malloc(np * 8);
+        tr_net_loss_f64(n, tok, m.nt + 1, m.nb, m.nt, 1);
+        memcpy(an, tr_net_grad_f64(n), np * 8);
+        numgrad(net_loss, &m, w, np, num);
+        char name[64];
+        snprintf(name, sizeof name, "net %s%s %dx%d (%zu params)", tied ? "tied" : "untied",
+                 softmax1 ? " +1" : "", m.nb, m.nt, np);
+        CHECK(name, an, num, np, 1e-6);
+        /* the f32 network on 2 threads against the f64 gradient */
+        if (shape == 0) {
+            float *wf = tof(w, np);
+            sk_pool *pool;
+            assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+            tr_net_f32 *nf;
+            assert_int_equal(tr_net_new_f32(&dm, wf, pool, &nf, NULL), SK_OK);
+            double lf = tr_net_loss_f32(nf, tok, m.nt + 1, m.nb, m.nt, 1);
+            double ld = tr_net_loss_f64(n, tok, m.nt + 1, m.nb, m.nt, 0);
+            assert_true(fabs(lf - ld) < 1e-5 * fabs(ld));
+            CHECK32(name, tr_net_grad_f32(nf), an, np, 1e-4);
+            tr_net_free_f32(nf);
+            sk_pool_free(pool);
+            free(wf);
+        }
+        free(num), free(an);
+    }
+    tr_net_free_f64(n);
+    free(w);
+}
+static void test_net(void **state) {
+    (void)state;
+    net_case(1, 0);
+    net_case(0, 0);
+    net_case(1, 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_mm_kernels),  cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu), cmocka_unit_test(test_xent),
+        cmocka_unit_test(test_net),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
