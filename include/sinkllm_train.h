@@ -41,7 +41,7 @@ typedef struct sk_train_params {
     int n_ctx;           /* tokens per training sample (256) */
     int tied;            /* 1: the output matrix is the token embedding (default 1) */
     int softmax1;        /* 1: +1 in every attention denominator (the "zero sink");
-                            such a model cannot be exported yet */
+                            exported as sink logits of 0 (attn_sinks) */
     int32_t sink_token;  /* >= 0: this token starts every sample (the paper's learnable
                             sink: its embedding learns the sink role; take a control
                             token the corpus never contains); -1: none (default) */
@@ -184,8 +184,9 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
  * file copied as is (vocab must
  * be the model whose tokenizer made the corpus: its vocabulary size must
  * equal n_vocab). Written to path.tmp and renamed. SK_ERR_INVALID (vocab
- * size mismatch), SK_ERR_UNSUPPORTED (a softmax1 model: the inference
- * side does not implement it yet), SK_ERR_IO. */
+ * size mismatch), SK_ERR_IO. A softmax1 model carries a sink logit of 0
+ * per head and layer (blk.N.attn_sinks.weight), which the engine adds to
+ * every attention denominator. */
 sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const char *path, int f16,
                             sk_error *err);
 

@@ -97,7 +97,6 @@ check 2 "train: NaN learning rate" "$SK" train -f "$TXT" --lr nan
 check 2 "train: bad export type" "$SK" train -f "$TXT" --export-type q4
 check 2 "train: model flags with --resume" "$SK" train -f "$TXT" --resume x.ckpt --layers 2
 contains "train: model flags with --resume error" "cannot be given with --resume" "$TXT.err"
-check 2 "train: --softmax1 with --export" "$SK" train -f "$TXT" --softmax1 --export x.gguf
 if [ ! -f "$MODEL" ]; then
     if [ -n "${SINKLLM_MODEL:-}" ]; then
         fail=$((fail + 1)); echo "FAIL: model $MODEL not found (SINKLLM_MODEL is set: required)"

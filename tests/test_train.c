@@ -34,6 +34,7 @@
 
 #include "sinkllm.h"
 #include "sinkllm_train.h"
+#include "runtime/model.h"
 #include "train/adamw.h"
 #include "util_model.h"
 
@@ -400,8 +401,10 @@ static void test_export(void **state) {
     const char *text = "The quick brown fox jumps over the lazy dog. A journey of a thousand miles "
                        "begins with a single step. All that glitters is not gold.";
     assert_int_equal(sk_train_data_new(tk, text, strlen(text), 0.0, &d, &e), SK_OK);
-    for (int tied = 1; tied >= 0; tied--) {
+    for (int v = 0; v < 3; v++) { /* tied, untied, tied with the zero sink (softmax1) */
+        int tied = v != 1;
         p.tied = tied;
+        p.softmax1 = v == 2;
         sk_trainer *t;
         assert_int_equal(sk_trainer_new(&p, 2, &t, NULL), SK_OK);
         run_steps(t, d, 8); /* trained weights, not the initial ones */
@@ -438,10 +441,29 @@ static void test_export(void **state) {
                     scale = fmax(scale, fabs((double)lt[i * V + j]));
                 }
             }
-            print_message("  export %s %s: %d tokens x %zu logits, max |engine - trainer| %.2e "
-                          "(max |logit| %.2f)\n", tied ? "tied" : "untied", f16 ? "F16" : "F32",
+            print_message("  export %s%s %s: %d tokens x %zu logits, max |engine - trainer| %.2e "
+                          "(max |logit| %.2f)\n", tied ? "tied" : "untied", p.softmax1 ? " softmax1" : "",
+                          f16 ? "F16" : "F32",
                           nt, V, worst, scale);
             assert_true(worst < (f16 ? 2e-2 : 1e-4) * fmax(1.0, scale));
+            if (p.softmax1 && !f16) { /* the zero sink: logits of 0 that matter */
+                double off = 0;
+                for (int l = 0; l < p.n_layer; l++) {
+                    const float *sk = m->layers[l].sinks.data;
+                    assert_non_null(sk);
+                    for (int h = 0; h < p.n_head; h++) assert_true(sk[h] == 0.0f);
+                    m->layers[l].sinks.data = NULL;
+                }
+                sk_context *c0;
+                if (sk_context_new(m, &cp, &c0, &e)) fail_msg("context: %s", e.msg);
+                assert_int_equal(sk_decode(c0, ids, nt, &e), SK_OK);
+                for (int i = 0; i < nt; i++)
+                    for (size_t j = 0; j < V; j++)
+                        off = fmax(off, fabs((double)sk_logits_ith(c0, i)[j] - lt[i * V + j]));
+                print_message("    (the same weights without the sink logits: %.2e away)\n", off);
+                assert_true(off > 100 * worst);
+                sk_context_free(c0);
+            }
             free(lt);
             sk_context_free(c);
             sk_model_free(m);
@@ -449,14 +471,9 @@ static void test_export(void **state) {
         unlink(path);
         sk_trainer_free(t);
     }
-    /* the zero sink is not implemented at inference: refused, not exported */
-    p.softmax1 = 1, p.tied = 1;
-    sk_trainer *t;
-    assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
-    assert_int_equal(sk_trainer_export(t, vocab, "/nonexistent/x.gguf", 0, &e), SK_ERR_UNSUPPORTED);
-    sk_trainer_free(t);
     /* a vocabulary of another size */
-    p.softmax1 = 0, p.n_vocab = 128;
+    sk_trainer *t;
+    p.softmax1 = 0, p.tied = 1, p.n_vocab = 128;
     assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
     assert_int_equal(sk_trainer_export(t, vocab, "/nonexistent/x.gguf", 0, &e), SK_ERR_INVALID);
     sk_trainer_free(t);

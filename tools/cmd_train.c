@@ -36,7 +36,7 @@ static const char *TRAIN_USAGE =
     "      --ctx N            tokens per sample (default 256)\n"
     "      --untied           a separate output matrix (default: tied to the embedding)\n"
     "      --softmax1         +1 in every attention denominator (the zero sink;\n"
-    "                         not exportable yet)\n"
+    "                         exported as attn_sinks logits of 0)\n"
     "      --sink-token TEXT  start every sample with this token (one token of the\n"
     "                         vocabulary, e.g. '<|endoftext|>'): the paper's learnable\n"
     "                         sink; written to the export as llama.sink_token_id\n"
@@ -206,11 +206,6 @@ int cmd_train(int argc, char **argv) {
     if (!set_ffn) p.n_ff = 3 * p.n_embd;
     if (!set_lr_min) p.lr_min = p.lr / 10;
     if (!set_warmup) p.warmup = p.steps / 10 < 100 ? p.steps / 10 : 100;
-    if (p.softmax1 && export) {
-        fprintf(stderr, "error: --export of a --softmax1 model: the inference side does not "
-                "implement the zero sink yet\n");
-        return 2;
-    }
     if (threads == 0) {
         sk_system_info si;
         sk_system_info_get(&si);
