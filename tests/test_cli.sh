@@ -95,6 +95,7 @@ check 2 "train: unknown flag" "$SK" train -f "$TXT" --bogus 1
 check 2 "train: steps 0" "$SK" train -f "$TXT" --steps 0
 check 2 "train: NaN learning rate" "$SK" train -f "$TXT" --lr nan
 check 2 "train: bad export type" "$SK" train -f "$TXT" --export-type q4
+check 2 "train: --softmax1 with --sink-logit" "$SK" train -f "$TXT" --softmax1 --sink-logit
 check 2 "train: model flags with --resume" "$SK" train -f "$TXT" --resume x.ckpt --layers 2
 contains "train: model flags with --resume error" "cannot be given with --resume" "$TXT.err"
 if [ ! -f "$MODEL" ]; then

@@ -118,6 +118,7 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
         BLK("ffn_gate.weight", b->wg, d, ff, f16);
         BLK("ffn_up.weight", b->wu, d, ff, f16);
         BLK("ffn_down.weight", b->wd, ff, d, f16);
+        if (p->sink_logit) BLK("attn_sinks.weight", b->sinks, p->n_head, 1, 0);
         if (p->softmax1) { /* the zero sink: a sink logit of 0 for every head */
             BLK("attn_sinks.weight", 0, p->n_head, 1, 0);
             ti[n_t - 1].zeros = 1;
