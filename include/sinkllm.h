@@ -76,7 +76,7 @@ const char *sk_model_chat_template(const sk_model *m);
 /* The token the model was pre-trained with at the start of every sample
  * (<arch>.sink_token_id, written by sinkllm train --sink-token; checked to
  * be in the vocabulary), -1 when none. The caches do not pin it on their
- * own yet: feed it first (e.g. ppl --sink-token). */
+ * own: feed it first with one sink (sinkllm ppl does). */
 int32_t sk_model_sink_token(const sk_model *m);
 
 /* ---- tokenizer ----------------------------------------------------------

@@ -41,7 +41,10 @@ typedef struct sk_train_params {
     int n_ctx;           /* tokens per training sample (256) */
     int tied;            /* 1: the output matrix is the token embedding (default 1) */
     int softmax1;        /* 1: +1 in every attention denominator (the "zero sink");
-                            such a model cannot be exported yet */
+                            exported as sink logits of 0 (attn_sinks) */
+    int sink_logit;      /* 1: one learnable logit per head and layer in every attention
+                            denominator, with no value (gpt-oss's form; init 0, no weight
+                            decay); exported as attn_sinks. Not with softmax1 */
     int32_t sink_token;  /* >= 0: this token starts every sample (the paper's learnable
                             sink: its embedding learns the sink role; take a control
                             token the corpus never contains); -1: none (default) */
@@ -71,7 +74,8 @@ void sk_train_params_default(sk_train_params *p);
 /* Check every field: sizes in range, n_embd divisible by n_head with an
  * even head dimension, n_head divisible by n_head_kv, n_vocab 2..2^24,
  * finite rates with 0 <= lr_min <= lr, 0 <= warmup <= steps, betas in
- * [0, 1), clip >= 0, -1 <= sink_token < n_vocab, and activations that fit in memory's address range.
+ * [0, 1), clip >= 0, -1 <= sink_token < n_vocab, softmax1 and sink_logit 0 or
+ * 1 and not both, and activations that fit in memory's address range.
  * SK_ERR_INVALID with a message naming the field. */
 sk_status sk_train_params_validate(const sk_train_params *p, sk_error *err);
 
@@ -184,8 +188,9 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
  * file copied as is (vocab must
  * be the model whose tokenizer made the corpus: its vocabulary size must
  * equal n_vocab). Written to path.tmp and renamed. SK_ERR_INVALID (vocab
- * size mismatch), SK_ERR_UNSUPPORTED (a softmax1 model: the inference
- * side does not implement it yet), SK_ERR_IO. */
+ * size mismatch), SK_ERR_IO. A softmax1 model carries a sink logit of 0
+ * per head and layer (blk.N.attn_sinks.weight), which the engine adds to
+ * every attention denominator. */
 sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const char *path, int f16,
                             sk_error *err);
 

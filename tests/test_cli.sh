@@ -95,9 +95,9 @@ check 2 "train: unknown flag" "$SK" train -f "$TXT" --bogus 1
 check 2 "train: steps 0" "$SK" train -f "$TXT" --steps 0
 check 2 "train: NaN learning rate" "$SK" train -f "$TXT" --lr nan
 check 2 "train: bad export type" "$SK" train -f "$TXT" --export-type q4
+check 2 "train: --softmax1 with --sink-logit" "$SK" train -f "$TXT" --softmax1 --sink-logit
 check 2 "train: model flags with --resume" "$SK" train -f "$TXT" --resume x.ckpt --layers 2
 contains "train: model flags with --resume error" "cannot be given with --resume" "$TXT.err"
-check 2 "train: --softmax1 with --export" "$SK" train -f "$TXT" --softmax1 --export x.gguf
 if [ ! -f "$MODEL" ]; then
     if [ -n "${SINKLLM_MODEL:-}" ]; then
         fail=$((fail + 1)); echo "FAIL: model $MODEL not found (SINKLLM_MODEL is set: required)"
@@ -248,6 +248,14 @@ if [ -f "$MODEL" ]; then
     contains "train: parameter count" "0.79M parameters" "$TXT.err"
     check 0 "train: the export runs" "$SK" run -m "$TXT.gguf" -p "The" -n 4 --temp 0 -t 2
     check 0 "train: the export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    # sink logits and a sink token in the export: ppl feeds the token first and
+    # pins it as the only sink, unless --sinks is given
+    check 0 "train: --sink-logit --sink-token export" $TR -f "$TXT.corpus" --sink-logit \
+        --sink-token '<|endoftext|>' --export "$TXT.s.gguf"
+    check 0 "ppl: a model with a sink token" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    contains "ppl: the model's sink token pinned" "pinned as the only sink" "$TXT.err"
+    check 0 "ppl: --sinks given" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2 --sinks 4
+    if grep -q "pinned" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
     # stopped at step 3 and resumed: the same checkpoint bytes as the run above
     check 0 "train: --stop-at" $TR -f "$TXT.corpus" --save "$TXT.b.ckpt" --stop-at 3
     contains "train: stopped" "stopped at step 3" "$TXT.err"
@@ -282,7 +290,7 @@ if [ -f "$MODEL" ]; then
     check 0 "train: the sink-token export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
     check 2 "train: a sink token of two tokens" $TR -f "$TXT.corpus" --sink-token "ab cd"
     check 2 "train: heads do not divide dim" "$SK" train -m "$MODEL" -f "$TXT.corpus" --dim 16 --heads 3 -q
-    rm -f "$TXT".*.ckpt "$TXT.gguf"
+    rm -f "$TXT".*.ckpt "$TXT.gguf" "$TXT.s.gguf"
     check 2 "chat: bad --keep" "$SK" chat --keep lots
     check 2 "chat: bad template" "$SK" chat --chat-template nope
 fi

@@ -22,7 +22,9 @@
 #include <cmocka.h>
 
 #include "sinkllm.h"
+#include "runtime/model.h"
 #include "util_model.h"
+#include "util_tiny.h"
 
 enum { N_PROMPT = 150, N_GEN = 6, SINKS = 4, WINDOW = 64 };
 
@@ -69,9 +71,7 @@ static void run(const sk_model *m, sk_kv_type kt, int chunk, int n_threads, floa
     sk_context_free(c);
 }
 
-static void check_kv(sk_kv_type kt, const char *name) {
-    sk_model *m = test_model();
-    if (!m) skip();
+static void check_kv_model(const sk_model *m, sk_kv_type kt, const char *name) {
     const int64_t nv = sk_model_hparams(m)->n_vocab;
     size_t sz = sizeof(float) * (size_t)nv * (N_GEN + 1);
     float *ref = malloc(sz), *got = malloc(sz);
@@ -97,6 +97,32 @@ static void check_kv(sk_kv_type kt, const char *name) {
         }
     free(ref);
     free(got);
+}
+
+static void check_kv(sk_kv_type kt, const char *name) {
+    sk_model *m = test_model();
+    if (!m) skip();
+    check_kv_model(m, kt, name);
+}
+
+/* The same with sink logits (attn_sinks) in every layer: a tiny random
+ * model (head_dim 32: the SIMD kernels), F16 and Q8_0 caches. */
+static void test_chunks_threads_sink_logits(void **state) {
+    (void)state;
+    tiny_opts o;
+    tiny_defaults(&o);
+    o.n_embd = 128;
+    o.attn_sinks = 1;
+    uint8_t *buf;
+    size_t n;
+    tiny_build(&o, &buf, &n);
+    sk_model *m = NULL;
+    sk_error err = {0};
+    if (sk_model_from_span(buf, n, &m, &err)) fail_msg("%s", err.msg);
+    check_kv_model(m, SK_KV_F16, "f16 (sink logits)");
+    check_kv_model(m, SK_KV_Q8_0, "q8_0 (sink logits)");
+    sk_model_free(m);
+    free(buf);
 }
 
 static void test_chunks_threads_f16(void **state) {
@@ -211,6 +237,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks_threads_f16),
         cmocka_unit_test(test_chunks_threads_q8_0),
+        cmocka_unit_test(test_chunks_threads_sink_logits),
         cmocka_unit_test(test_batch_equals_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -301,6 +301,82 @@ static void test_f16_and_q8_cache(void **state) {
     tiny_free(&t);
 }
 
+static tiny tiny_sinks(int n_embd, int sinks) {
+    tiny t;
+    tiny_opts o;
+    tiny_defaults(&o);
+    o.n_embd = n_embd;
+    o.attn_sinks = sinks;
+    size_t n;
+    tiny_build(&o, &t.buf, &n);
+    sk_error err = {0};
+    if (sk_model_from_span(t.buf, n, &t.m, &err)) fail_msg("%s", err.msg);
+    return t;
+}
+
+/* The logits after each of T tokens fed in chunks of B (F16 cache when kvt
+ * says so), into rows (T / B + ..., 64): only the last one is kept. */
+static void feed(const sk_model *m, int S, int W, int B, sk_kv_type kvt, const int32_t *toks, int64_t T,
+                 float *last) {
+    sk_context *c = ctx_new(m, S ? SK_CACHE_SINK : SK_CACHE_WINDOW, S, W, 0, B, kvt);
+    sk_error err = {0};
+    for (int64_t i = 0; i < T; i += B)
+        assert_int_equal(sk_decode(c, toks + i, T - i < B ? T - i : B, &err), SK_OK);
+    memcpy(last, sk_logits(c), 64 * sizeof(float));
+    sk_context_free(c);
+}
+
+/* Sink logits (attn_sinks, gpt-oss's form): a tiny model with random logits
+ * in [-2, 2] against the oracle on every policy path (per token F32, the
+ * chunked F16 path); logits of -inf give the bits of the model without them. */
+static void test_attn_sinks(void **state) {
+    (void)state;
+    tiny t = tiny_sinks(32, 1);
+    int Ss[] = {0, 4}, Ws[] = {7, 64};
+    double worst = 0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            int S = Ss[a], W = Ws[b];
+            worst = fmax(worst, run_vs_oracle(t.m, S ? SK_CACHE_SINK : SK_CACHE_WINDOW, S, W, 0, S + 2 * W + 9));
+        }
+    worst = fmax(worst, run_vs_oracle(t.m, SK_CACHE_DENSE, 0, 0, 64, 40));
+    printf("  sink logits, per-token F32 cache: max rel err vs oracle %.2g\n", worst);
+    tiny_free(&t);
+    tiny w = tiny_sinks(128, 1), none = tiny_sinks(128, 0), ninf = tiny_sinks(128, 2);
+    int64_t T = 200;
+    int32_t toks[200];
+    for (int64_t i = 0; i < T; i++) toks[i] = tok_at(i);
+    int configs[][3] = {{4, 7, 5}, {4, 64, 40}, {0, 9, 33}, {4, 30, 200}};
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        int S = configs[k][0], W = configs[k][1], B = configs[k][2];
+        sk_cache_params cp = {.policy = S ? SK_CACHE_SINK : SK_CACHE_WINDOW, .n_sinks = S, .n_window = W};
+        oracle *o = oracle_new(w.m, &cp, T);
+        double ref[64];
+        for (int64_t i = 0; i < T; i++) oracle_step(o, toks[i], ref);
+        oracle_free(o);
+        float chunked[64], one[64], a[64], b[64];
+        feed(w.m, S, W, B, SK_KV_F16, toks, T, chunked);
+        feed(w.m, S, W, 1, SK_KV_F16, toks, T, one);
+        double eo = rel_err(chunked, ref, 64);
+        printf("  sink logits, f16 S=%d W=%d chunk=%d: vs oracle %.2g, chunked == token by token: %s\n", S, W,
+               B, eo, memcmp(chunked, one, sizeof one) ? "no" : "yes");
+        assert_true(eo < 5e-3);
+        assert_memory_equal(chunked, one, sizeof one);
+        feed(none.m, S, W, B, SK_KV_F16, toks, T, a);
+        printf("    (the same model without sink logits: %.2g away)\n", rel_err(a, ref, 64));
+        assert_true(rel_err(a, ref, 64) > 0.01); /* they matter: 50x the error above */
+        for (int kvt = 0; kvt < 3; kvt++) { /* -inf: the old bits, every path */
+            sk_kv_type ty = kvt == 0 ? SK_KV_F16 : kvt == 1 ? SK_KV_F32 : SK_KV_Q8_0;
+            feed(none.m, S, W, B, ty, toks, T, a);
+            feed(ninf.m, S, W, B, ty, toks, T, b);
+            assert_memory_equal(a, b, sizeof a);
+        }
+    }
+    tiny_free(&w);
+    tiny_free(&none);
+    tiny_free(&ninf);
+}
+
 /* Attention level, at stream position ~1,000,000: keys stored rotated at
  * their stream positions + query rotated twice (sk_attend) equals attention
  * rebuilt from pre-RoPE keys rotated at cache positions, in double. */
@@ -323,6 +399,9 @@ static void test_no_drift_at_1m(void **state) {
     for (size_t pi = 0; pi < sizeof positions / sizeof *positions; pi++) {
         int64_t u = positions[pi], lo = u - W + 1;
         uint32_t seed = 7 + (uint32_t)pi;
+        /* odd positions: sink logits (attn_sinks) of a large and a small share */
+        static const float sink_logits[2] = {3.5f, -1.25f};
+        const float *sinks = pi % 2 ? sink_logits : NULL;
 #define RND() (seed = seed * 1664525u + 1013904223u, ((seed >> 8) / 16777216.0) * 2 - 1)
         /* pre-RoPE keys and values of the visible tokens, in cache order */
         int nvis = S + W;
@@ -355,7 +434,7 @@ static void test_no_drift_at_1m(void **state) {
         sk_rope_apply(qw, n_rep, hd, hd, 0, cs);
         sk_rope_table((double)(S + W - 1), hd, hp.rope_base, 1.0, cs);
         sk_rope_apply(qp, n_rep, hd, hd, 0, cs);
-        sk_attend(kv, 0, 0, n_rep, qw, qp, u, lo, out, att);
+        sk_attend(kv, 0, 0, n_rep, qw, qp, u, lo, sinks, out, att);
         /* the three steps with the keys split into P parts (threads, some
          * empty) and the columns into D slices: the bits of the one-piece
          * attention, whatever the split */
@@ -368,7 +447,7 @@ static void test_no_drift_at_1m(void **state) {
                 int64_t k1 = P == 7 && p >= 5 ? nk : (int64_t)nk * (p + 1) / P;
                 sk_attend_scores(kv, 0, 0, n_rep, qw, qp, u, lo, k0, k1, sc, (size_t)nk);
             }
-            for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, sc + (size_t)r * nk);
+            for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, sc + (size_t)r * nk, sk_attend_sink(sinks, r));
             int D = P < hd / 16 ? P : hd / 16;
             for (int d = 0; d < D; d++)
                 sk_attend_values(kv, 0, 0, n_rep, u, lo, sc, (size_t)nk, 16 * (hd / 16 * d / D),
@@ -403,7 +482,9 @@ static void test_no_drift_at_1m(void **state) {
                 sc[j] /= 8.0;
                 mx = fmax(mx, sc[j]);
             }
+            if (sinks) mx = fmax(mx, sinks[r]);
             for (int j = 0; j < nvis; j++) sum += (sc[j] = exp(sc[j] - mx));
+            if (sinks) sum += exp(sinks[r] - mx);
             for (int j = 0; j < nvis; j++)
                 for (int i = 0; i < hd; i++) o[i] += sc[j] / sum * vv[j][i];
             for (int i = 0; i < hd; i++) {
@@ -411,7 +492,8 @@ static void test_no_drift_at_1m(void **state) {
                 mo = fmax(mo, fabs(o[i]));
             }
         }
-        printf("  position %lld: attention rel err vs double oracle %.2g\n", (long long)u, md / mo);
+        printf("  position %lld%s: attention rel err vs double oracle %.2g\n", (long long)u,
+               sinks ? " (sink logits)" : "", md / mo);
         assert_true(md / mo < 1e-4);
         free(kpre);
         free(vv);
@@ -422,6 +504,7 @@ static void test_no_drift_at_1m(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sink_window_vs_oracle),
+        cmocka_unit_test(test_attn_sinks),
         cmocka_unit_test(test_other_policies_vs_oracle),
         cmocka_unit_test(test_chunked_prefill),
         cmocka_unit_test(test_chunked_f16_vs_oracle),

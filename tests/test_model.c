@@ -71,7 +71,7 @@ static void test_refusals(void **state) {
         expect_error(&o, keys[i].needle);
     }
     /* tensors: unknown ones, expert tensors, a missing one, a wrong shape */
-    const char *extra[] = {"blk.0.ffn_gate_exps.weight", "blk.1.attn_sinks.weight", "foo.weight",
+    const char *extra[] = {"blk.0.ffn_gate_exps.weight", "foo.weight",
                            "blk.0.layer_output_scale.weight", "rope_factors_long.weight"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
         tiny_defaults(&o);
@@ -79,6 +79,22 @@ static void test_refusals(void **state) {
         o.extra_ne0 = 4;
         o.extra_ne1 = 1;
         expect_error(&o, extra[i]);
+    }
+    /* sink logits (gpt-oss's attn_sinks): one per query head (4), finite or -inf */
+    tiny_defaults(&o);
+    o.extra_tensor = "blk.1.attn_sinks.weight";
+    o.extra_ne0 = 3;
+    o.extra_ne1 = 1;
+    expect_error(&o, "blk.1.attn_sinks.weight");
+    o.extra_ne0 = 4;
+    o.extra_value = NAN;
+    expect_error(&o, "blk.1.attn_sinks.weight[0] = nan");
+    o.extra_value = INFINITY;
+    expect_error(&o, "blk.1.attn_sinks.weight[0] = inf");
+    o.extra_value = 0.0f; /* random */
+    {
+        sk_error e2 = {0};
+        assert_int_equal(load_tiny(&o, &e2, NULL), SK_OK);
     }
     tiny_defaults(&o);
     o.extra_tensor = "rope_freqs.weight"; /* n_rot / 2 = 4 factors expected */

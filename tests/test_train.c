@@ -34,7 +34,9 @@
 
 #include "sinkllm.h"
 #include "sinkllm_train.h"
+#include "runtime/model.h"
 #include "train/adamw.h"
+#include "train/trainer.h"
 #include "util_model.h"
 
 static const char *TEXT =
@@ -206,11 +208,11 @@ static void run_steps(sk_trainer *t, sk_train_data *d, int n) {
 
 static char g_dir[64];
 
-static void test_resume(void **state) {
-    (void)state;
+static void resume_case(int sink_logit) {
     sk_train_params p;
     tiny_params(&p);
     p.steps = 10, p.warmup = 3, p.weight_decay = 0.1, p.clip = 0.5;
+    p.sink_logit = sink_logit;
     sk_train_data *d = text_data(0.2);
     sk_trainer *a, *b, *c, *r;
     assert_int_equal(sk_trainer_new(&p, 1, &a, NULL), SK_OK);
@@ -229,6 +231,7 @@ static void test_resume(void **state) {
     sk_error e;
     if (sk_trainer_load(path, 2, &r, &h, &e)) fail_msg("%s", e.msg);
     assert_true(h == sk_train_data_hash(d));
+    assert_int_equal(sk_trainer_params(r)->sink_logit, sink_logit);
     assert_int_equal(sk_trainer_steps_done(r), 5);
     run_steps(r, d, 5);
     assert_memory_equal(sk_trainer_weights(a), sk_trainer_weights(r), n * 4);
@@ -248,11 +251,17 @@ static void test_resume(void **state) {
     assert_int_equal(sk_trainer_eval(a, d, 0, &vl_a, NULL), SK_OK);
     assert_int_equal(sk_trainer_eval(r, d, 0, &vl_r, NULL), SK_OK);
     assert_true(vl_a == vl_r);
-    print_message("  resume: 5 + save/load + 5 steps == 10 steps, checkpoints equal (%ld bytes); "
-                  "1 thread == 2; held-out loss %.4f\n", bytes - 1, vl_a);
+    print_message("  resume%s: 5 + save/load + 5 steps == 10 steps, checkpoints equal (%ld bytes); "
+                  "1 thread == 2; held-out loss %.4f\n", sink_logit ? " (sink logits)" : "", bytes - 1, vl_a);
     sk_trainer_free(a), sk_trainer_free(b), sk_trainer_free(c), sk_trainer_free(r);
     sk_train_data_free(d);
     unlink(path), unlink(path2);
+}
+
+static void test_resume(void **state) {
+    (void)state;
+    resume_case(0);
+    resume_case(1);
 }
 
 static void write_bytes(const char *path, const unsigned char *b, size_t n) {
@@ -343,6 +352,11 @@ static void test_params(void **state) {
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
     q = p, q.n_vocab = 1;
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
+    q = p, q.sink_logit = 2;
+    assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
+    q = p, q.sink_logit = 1, q.softmax1 = 1;
+    assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
+    assert_non_null(strstr(e.msg, "exclude"));
     q = p, q.n_ctx = 8192, q.batch = 4096;
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
     assert_non_null(strstr(e.msg, "GB"));
@@ -400,11 +414,20 @@ static void test_export(void **state) {
     const char *text = "The quick brown fox jumps over the lazy dog. A journey of a thousand miles "
                        "begins with a single step. All that glitters is not gold.";
     assert_int_equal(sk_train_data_new(tk, text, strlen(text), 0.0, &d, &e), SK_OK);
-    for (int tied = 1; tied >= 0; tied--) {
+    /* tied, untied, tied with the zero sink (softmax1), tied with sink logits */
+    for (int v = 0; v < 4; v++) {
+        int tied = v != 1;
         p.tied = tied;
+        p.softmax1 = v == 2;
+        p.sink_logit = v == 3;
         sk_trainer *t;
         assert_int_equal(sk_trainer_new(&p, 2, &t, NULL), SK_OK);
         run_steps(t, d, 8); /* trained weights, not the initial ones */
+        if (p.sink_logit) { /* logits far from their start (0): -2.5 .. 2.1 */
+            const tr_layout *lay = tr_net_layout_f32(t->net);
+            for (int l = 0; l < p.n_layer; l++)
+                for (int h = 0; h < p.n_head; h++) t->w[lay->blk[l].sinks + h] += (float)(1.5 * (h - 1) - l);
+        }
         char path[128];
         snprintf(path, sizeof path, "%s/m.gguf", g_dir);
         for (int f16 = 0; f16 <= 1; f16++) {
@@ -438,10 +461,32 @@ static void test_export(void **state) {
                     scale = fmax(scale, fabs((double)lt[i * V + j]));
                 }
             }
-            print_message("  export %s %s: %d tokens x %zu logits, max |engine - trainer| %.2e "
-                          "(max |logit| %.2f)\n", tied ? "tied" : "untied", f16 ? "F16" : "F32",
+            print_message("  export %s%s %s: %d tokens x %zu logits, max |engine - trainer| %.2e "
+                          "(max |logit| %.2f)\n", tied ? "tied" : "untied",
+                          p.softmax1 ? " softmax1" : p.sink_logit ? " sink-logit" : "",
+                          f16 ? "F16" : "F32",
                           nt, V, worst, scale);
             assert_true(worst < (f16 ? 2e-2 : 1e-4) * fmax(1.0, scale));
+            if ((p.softmax1 || p.sink_logit) && !f16) { /* the sink logits matter */
+                double off = 0;
+                for (int l = 0; l < p.n_layer; l++) {
+                    const float *sk = m->layers[l].sinks.data;
+                    assert_non_null(sk);
+                    const tr_layout *lay = tr_net_layout_f32(t->net);
+                    for (int h = 0; h < p.n_head; h++)
+                        assert_true(sk[h] == (p.softmax1 ? 0.0f : t->w[lay->blk[l].sinks + h]));
+                    m->layers[l].sinks.data = NULL;
+                }
+                sk_context *c0;
+                if (sk_context_new(m, &cp, &c0, &e)) fail_msg("context: %s", e.msg);
+                assert_int_equal(sk_decode(c0, ids, nt, &e), SK_OK);
+                for (int i = 0; i < nt; i++)
+                    for (size_t j = 0; j < V; j++)
+                        off = fmax(off, fabs((double)sk_logits_ith(c0, i)[j] - lt[i * V + j]));
+                print_message("    (the same weights without the sink logits: %.2e away)\n", off);
+                assert_true(off > 100 * worst);
+                sk_context_free(c0);
+            }
             free(lt);
             sk_context_free(c);
             sk_model_free(m);
@@ -449,14 +494,9 @@ static void test_export(void **state) {
         unlink(path);
         sk_trainer_free(t);
     }
-    /* the zero sink is not implemented at inference: refused, not exported */
-    p.softmax1 = 1, p.tied = 1;
-    sk_trainer *t;
-    assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
-    assert_int_equal(sk_trainer_export(t, vocab, "/nonexistent/x.gguf", 0, &e), SK_ERR_UNSUPPORTED);
-    sk_trainer_free(t);
     /* a vocabulary of another size */
-    p.softmax1 = 0, p.n_vocab = 128;
+    sk_trainer *t;
+    p.softmax1 = 0, p.sink_logit = 0, p.tied = 1, p.n_vocab = 128;
     assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
     assert_int_equal(sk_trainer_export(t, vocab, "/nonexistent/x.gguf", 0, &e), SK_ERR_INVALID);
     sk_trainer_free(t);

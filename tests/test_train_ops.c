@@ -7,7 +7,7 @@
  * order 1 while a correct one stays below 1e-6 relative), and its f32
  * twin against the f64 op (forward and backward, F32 rounding). Then the
  * whole network (src/train/net.h) the same way: every parameter of a tiny
- * model (2 layers, GQA, tied and untied, with and without the zero sink)
+ * model (2 layers, GQA, tied and untied, with the zero sink, with sink logits)
  * against central differences of the f64 mean loss, and the f32 network's
  * gradient against the f64 one.
  * Figure reported: the max relative error max|a - n| / max|n| per op. */
@@ -241,44 +241,60 @@ static void test_rope(void **state) {
 
 /* ---- attention ------------------------------------------------------------ */
 enum { AB = 2, AT = 5, AH = 4, AK = 2, AD = 4 };
-typedef struct { double *Q, *K, *V, *O, *P, *c; int s1; } att_ctx;
+typedef struct { double *Q, *K, *V, *O, *P, *c, *S; int s1; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *m = p;
-    tr_attention_f64(NULL, m->O, m->P, m->Q, m->K, m->V, AB, AT, AH, AK, AD, m->s1);
+    tr_attention_f64(NULL, m->O, m->P, m->Q, m->K, m->V, AB, AT, AH, AK, AD, m->s1, m->S);
     return dotc(m->c, m->O, AB * AT * AH * AD);
 }
+/* s1: 0 vanilla, 1 the zero sink, 2 sink logits (one per head, in [-1.5, 1.5]) */
 static void att_case(int s1) {
     const size_t nq = AB * AT * AH * AD, nk = AB * AT * AK * AD, np = AB * AH * AT * AT;
-    att_ctx m = {rnd(nq, 1.5), rnd(nk, 1.5), rnd(nk, 1), calloc(nq, 8), calloc(np, 8), rnd(nq, 1), s1};
+    att_ctx m = {rnd(nq, 1.5), rnd(nk, 1.5), rnd(nk, 1), calloc(nq, 8), calloc(np, 8), rnd(nq, 1),
+                 s1 == 2 ? rnd(AH, 1.5) : NULL, s1 == 1};
     double *dQ = calloc(nq, 8), *dK = calloc(nk, 8), *dV = calloc(nk, 8), *nQ = calloc(nq, 8),
-           *nK = calloc(nk, 8), *nV = calloc(nk, 8), *scr = calloc(AT, 8);
+           *nK = calloc(nk, 8), *nV = calloc(nk, 8), *scr = calloc(AT + AB * AH, 8),
+           *dS = calloc(AH, 8), *nS = calloc(AH, 8);
+    const char *nm = s1 == 2 ? "attention+sink" : s1 ? "attention+1" : "attention";
+    char name[64];
+#define NM(what) (snprintf(name, sizeof name, "%s %s", nm, what), name)
     att_loss(&m);
     /* each row of P sums to 1 (or less with the zero sink) */
     for (int r = 0; r < AB * AH * AT; r++) {
         double s = 0;
         for (int j = 0; j < AT; j++) s += m.P[r * AT + j];
-        if (s1) assert_true(s < 1 && s > 0.1);
+        if (s1 == 1) assert_true(s < 1 && s > 0.1);
+        else if (s1 == 2) assert_true(s < 1 && s > 0);
         else assert_true(fabs(s - 1) < 1e-12);
     }
-    tr_attention_bwd_f64(NULL, dQ, dK, dV, m.c, m.P, m.Q, m.K, m.V, AB, AT, AH, AK, AD, scr);
+    tr_attention_bwd_f64(NULL, dQ, dK, dV, m.S ? dS : NULL, m.c, m.P, m.Q, m.K, m.V, AB, AT, AH, AK, AD,
+                         scr);
     numgrad(att_loss, &m, m.Q, nq, nQ);
     numgrad(att_loss, &m, m.K, nk, nK);
     numgrad(att_loss, &m, m.V, nk, nV);
-    CHECK(s1 ? "attention+1 dQ" : "attention dQ", dQ, nQ, nq, 1e-7);
-    CHECK(s1 ? "attention+1 dK" : "attention dK", dK, nK, nk, 1e-7);
-    CHECK(s1 ? "attention+1 dV" : "attention dV", dV, nV, nk, 1e-7);
+    CHECK(NM("dQ"), dQ, nQ, nq, 1e-7);
+    CHECK(NM("dK"), dK, nK, nk, 1e-7);
+    CHECK(NM("dV"), dV, nV, nk, 1e-7);
+    if (m.S) {
+        numgrad(att_loss, &m, m.S, AH, nS);
+        CHECK(NM("dsinks"), dS, nS, AH, 1e-7);
+    }
     sk_pool *pool;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
     float *Q = tof(m.Q, nq), *K = tof(m.K, nk), *V = tof(m.V, nk), *c = tof(m.c, nq),
           *O = calloc(nq, 4), *P = calloc(np, 4), *fQ = calloc(nq, 4), *fK = calloc(nk, 4),
-          *fV = calloc(nk, 4), *fs = calloc(2 * AT, 4);
+          *fV = calloc(nk, 4), *fs = calloc(2 * AT + AB * AH, 4), *S = m.S ? tof(m.S, AH) : NULL,
+          *fS = calloc(AH, 4);
     att_loss(&m);
-    tr_attention_f32(pool, O, P, Q, K, V, AB, AT, AH, AK, AD, s1);
-    CHECK32(s1 ? "attention+1 O" : "attention O", O, m.O, nq, 1e-5);
-    tr_attention_bwd_f32(pool, fQ, fK, fV, c, P, Q, K, V, AB, AT, AH, AK, AD, fs);
-    CHECK32(s1 ? "attention+1 dQ" : "attention dQ", fQ, dQ, nq, 1e-5);
-    CHECK32(s1 ? "attention+1 dK" : "attention dK", fK, dK, nk, 1e-5);
-    CHECK32(s1 ? "attention+1 dV" : "attention dV", fV, dV, nk, 1e-5);
+    tr_attention_f32(pool, O, P, Q, K, V, AB, AT, AH, AK, AD, s1 == 1, S);
+    CHECK32(NM("O"), O, m.O, nq, 1e-5);
+    tr_attention_bwd_f32(pool, fQ, fK, fV, S ? fS : NULL, c, P, Q, K, V, AB, AT, AH, AK, AD, fs);
+    CHECK32(NM("dQ"), fQ, dQ, nq, 1e-5);
+    CHECK32(NM("dK"), fK, dK, nk, 1e-5);
+    CHECK32(NM("dV"), fV, dV, nk, 1e-5);
+    if (S) CHECK32(NM("dsinks"), fS, dS, AH, 1e-5);
+#undef NM
+    free(m.S), free(dS), free(nS), free(S), free(fS);
     sk_pool_free(pool);
     free(m.Q), free(m.K), free(m.V), free(m.O), free(m.P), free(m.c);
     free(dQ), free(dK), free(dV), free(nQ), free(nK), free(nV), free(scr);
@@ -288,6 +304,7 @@ static void test_attention(void **state) {
     (void)state;
     att_case(0);
     att_case(1);
+    att_case(2);
 }
 
 /* ---- SwiGLU --------------------------------------------------------------- */
@@ -354,9 +371,11 @@ static double net_loss(void *p) {
     net_ctx *m = p;
     return tr_net_loss_f64(m->n, m->tok, m->nt + 1, m->nb, m->nt, 0);
 }
+/* softmax1: 1 the zero sink, 2 sink logits */
 static void net_case(int tied, int softmax1) {
     tr_dims dm = {.n_layer = 2, .d = 8, .nh = 2, .nkv = 1, .hd = 4, .ff = 12, .V = 11, .T = 5,
-                  .B = 2, .tied = tied, .softmax1 = softmax1, .eps = 1e-5, .rope_base = 10000.0};
+                  .B = 2, .tied = tied, .softmax1 = softmax1 == 1, .sink_logit = softmax1 == 2,
+                  .eps = 1e-5, .rope_base = 10000.0};
     tr_layout lay;
     tr_layout_init(&dm, &lay);
     size_t np = lay.n_params;
@@ -376,7 +395,7 @@ static void net_case(int tied, int softmax1) {
         numgrad(net_loss, &m, w, np, num);
         char name[64];
         snprintf(name, sizeof name, "net %s%s %dx%d (%zu params)", tied ? "tied" : "untied",
-                 softmax1 ? " +1" : "", m.nb, m.nt, np);
+                 softmax1 == 2 ? " +sink" : softmax1 ? " +1" : "", m.nb, m.nt, np);
         CHECK(name, an, num, np, 1e-6);
         /* the f32 network on 2 threads against the f64 gradient */
         if (shape == 0) {
@@ -403,6 +422,7 @@ static void test_net(void **state) {
     net_case(1, 0);
     net_case(0, 0);
     net_case(1, 1);
+    net_case(1, 2);
 }
 
 int main(void) {

@@ -138,8 +138,11 @@ static void forward(oracle *o, int64_t t, const int64_t *vis, int64_t nvis, doub
                 sc[j] = s / sqrt((double)hd);
                 if (sc[j] > mx) mx = sc[j];
             }
+            const float *sinks = Ly->sinks.data; /* attn_sinks: a logit with no value */
+            if (sinks && sinks[hh] > mx) mx = sinks[hh];
             double sum = 0;
             for (int64_t j = 0; j < nvis; j++) sum += (sc[j] = exp(sc[j] - mx));
+            if (sinks) sum += exp((double)sinks[hh] - mx);
             double *out = att + (size_t)hh * hd;
             memset(out, 0, sizeof(double) * hd);
             for (int64_t j = 0; j < nvis; j++) {

@@ -1,6 +1,7 @@
 /* util_tiny.c - see util_tiny.h. A minimal GGUF v3 writer. */
 #include "util_tiny.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
     int d = o->n_embd, hd = o->n_head > 0 ? d / o->n_head : d, ff = o->n_ff, nv = o->n_vocab;
     int nkv = o->n_head_kv > 0 ? o->n_head_kv * hd : hd;
     int wt = o->weight_type ? o->weight_type : SK_TYPE_F32;
-    tinfo *t = calloc((size_t)(4 + 9 * o->n_layer), sizeof *t);
+    tinfo *t = calloc((size_t)(4 + 10 * o->n_layer), sizeof *t);
     int nt = 0;
 #define ADD(nm, a, b, norm_) do { snprintf(t[nt].name, 64, "%s", nm); t[nt].ne0 = a; t[nt].ne1 = b; t[nt].norm = norm_; t[nt].type = norm_ ? SK_TYPE_F32 : wt; nt++; } while (0)
     ADD("token_embd.weight", d, nv, 0);
@@ -81,6 +82,11 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
 #undef L
     }
     if (o->extra_tensor) ADD(o->extra_tensor, o->extra_ne0, o->extra_ne1, 1);
+    for (int l = 0; o->attn_sinks && l < o->n_layer; l++) {
+        char nm[64];
+        snprintf(nm, 64, "blk.%d.attn_sinks.weight", l);
+        ADD(nm, o->n_head, 1, 2);
+    }
     if (o->omit_tensor)
         for (int i = 0; i < nt; i++)
             if (strcmp(t[i].name, o->omit_tensor) == 0) {
@@ -162,6 +168,8 @@ void tiny_build(const tiny_opts *o, uint8_t **buf, size_t *size) {
         float *x = malloc(sizeof(float) * (size_t)n);
         float scale = t[i].norm ? 0.0f : 1.0f / (float)t[i].ne0 * 3.0f;
         for (int64_t k = 0; k < n; k++) x[k] = t[i].norm ? 1.0f + 0.1f * frand(&seed) : frand(&seed) * scale * 2.0f;
+        if (t[i].norm == 2) /* sink logits */
+            for (int64_t k = 0; k < n; k++) x[k] = o->attn_sinks == 2 ? -INFINITY : 2.0f * frand(&seed);
         if (o->extra_tensor && strcmp(t[i].name, o->extra_tensor) == 0 && o->extra_value != 0.0f)
             for (int64_t k = 0; k < n; k++) x[k] = o->extra_value;
         if (t[i].type == SK_TYPE_F32) {

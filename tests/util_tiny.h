@@ -37,6 +37,9 @@ typedef struct tiny_opts {
     uint32_t extra_u32;
     float extra_f32;
     const char *extra_str;
+    int attn_sinks;          /* 1: a blk.N.attn_sinks.weight per layer, random logits in
+                                [-2, 2]; 2: every one -inf. Last in the file: the other
+                                weights are those of the model without them */
 } tiny_opts;
 
 void tiny_defaults(tiny_opts *o);

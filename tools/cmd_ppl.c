@@ -30,7 +30,9 @@ static const char *PPL_USAGE =
     "      --precise           reference arithmetic: F32 weights and activations, F32 KV,\n"
     "                          double sums (an oracle; many times slower)\n"
     "      --sink-token TEXT   feed this token (one token) n_sinks times first and use\n"
-    "                          them as the sinks (the paper's \"\\n\" sinks variant)\n"
+    "                          them as the sinks (the paper's \"\\n\" sinks variant); a model\n"
+    "                          with llama.sink_token_id gets its token fed first and pinned\n"
+    "                          as the only sink (sink, shift) unless --sinks is given\n"
     "      --score-every K     score only positions p with p % K == 0 (same positions for\n"
     "                          every policy; keeps recompute affordable)\n"
     "      --csv OUT           per-token NLL as CSV (pos,token,nll,rss_mb)\n"
@@ -196,6 +198,19 @@ int cmd_ppl(int argc, char **argv) {
             return 2;
         }
         n_pre = o.cache.n_sinks;
+    } else if (sk_model_sink_token(m) >= 0 &&
+               (o.cache.policy == SK_CACHE_SINK || o.cache.policy == SK_CACHE_SHIFT)) {
+        /* a model trained with a sink token (llama.sink_token_id): fed first
+         * and pinned as the only sink, unless --sinks says otherwise */
+        int sinks_given = 0;
+        for (int i = 0; i < argc; i++)
+            if (!strcmp(argv[i], "--sinks") || !strcmp(argv[i], "--keep")) sinks_given = 1;
+        if (!sinks_given) {
+            pre_tok = sk_model_sink_token(m);
+            o.cache.n_sinks = n_pre = 1;
+            fprintf(stderr, "note: the model's sink token %d (llama.sink_token_id) is fed first and "
+                    "pinned as the only sink\n", pre_tok);
+        }
     }
     int recompute = o.cache.policy == SK_CACHE_RECOMPUTE;
     sk_context_params cp;

@@ -36,7 +36,10 @@ static const char *TRAIN_USAGE =
     "      --ctx N            tokens per sample (default 256)\n"
     "      --untied           a separate output matrix (default: tied to the embedding)\n"
     "      --softmax1         +1 in every attention denominator (the zero sink;\n"
-    "                         not exportable yet)\n"
+    "                         exported as attn_sinks logits of 0)\n"
+    "      --sink-logit       a learnable logit per head and layer in every attention\n"
+    "                         denominator, no value (gpt-oss's form; exported as\n"
+    "                         attn_sinks); not with --softmax1\n"
     "      --sink-token TEXT  start every sample with this token (one token of the\n"
     "                         vocabulary, e.g. '<|endoftext|>'): the paper's learnable\n"
     "                         sink; written to the export as llama.sink_token_id\n"
@@ -109,6 +112,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = 1; continue; }
         if (!strcmp(a, "--untied")) { p.tied = 0; model_flag = model_flag ? model_flag : a; continue; }
         if (!strcmp(a, "--softmax1")) { p.softmax1 = 1; model_flag = model_flag ? model_flag : a; continue; }
+        if (!strcmp(a, "--sink-logit")) { p.sink_logit = 1; model_flag = model_flag ? model_flag : a; continue; }
         if (!val || a[0] != '-') {
             fprintf(stderr, "error: unknown or incomplete option '%s'\nsee 'sinkllm train --help'\n", a);
             return 2;
@@ -206,9 +210,9 @@ int cmd_train(int argc, char **argv) {
     if (!set_ffn) p.n_ff = 3 * p.n_embd;
     if (!set_lr_min) p.lr_min = p.lr / 10;
     if (!set_warmup) p.warmup = p.steps / 10 < 100 ? p.steps / 10 : 100;
-    if (p.softmax1 && export) {
-        fprintf(stderr, "error: --export of a --softmax1 model: the inference side does not "
-                "implement the zero sink yet\n");
+    if (p.softmax1 && p.sink_logit) {
+        fprintf(stderr, "error: --softmax1 and --sink-logit exclude each other (the zero sink is a sink "
+                "logit fixed at 0)\n");
         return 2;
     }
     if (threads == 0) {
@@ -291,7 +295,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %lld, %s%s%s: %.2fM "
             "parameters (%.2fM in the embedding%s)\n", tp->n_layer, tp->n_embd, tp->n_head,
             tp->n_head_kv, tp->n_ff, (long long)tp->n_vocab, tp->tied ? "tied" : "untied",
-            tp->softmax1 ? ", softmax1" : "", sk_note, sk_trainer_n_params(t) / 1e6, emb / 1e6,
+            tp->softmax1 ? ", softmax1" : tp->sink_logit ? ", sink logits" : "", sk_note, sk_trainer_n_params(t) / 1e6, emb / 1e6,
             tp->tied ? "" : " and output");
     fprintf(stderr, "corpus: %lld tokens for training, %lld held out (%.0f ms to tokenize)\n",
             (long long)sk_train_data_n_tokens(d, 0), (long long)sk_train_data_n_tokens(d, 1),

@@ -357,6 +357,7 @@ typedef struct attn_job {
     int n;
     int64_t u0;
     int capture; /* index into cap_layers, or -1 */
+    const float *sinks;       /* (n_head) the layer's sink logits, or NULL */
 } attn_job;
 
 /* record the head-averaged probabilities of one (token, KV head) */
@@ -401,7 +402,8 @@ static void attn_worker_multi(void *arg, int ith, int nth) {
             memcpy(qp + (size_t)i * qb, j->use_pfx[i0 + i] ? j->qp + off : j->q + off,
                    qb * sizeof(float));
         }
-        sk_attend_multi(j->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, j->lo + i0, ob, att);
+        sk_attend_multi(j->kv, j->layer, g, R, n_q, qw, qp, j->u0 + i0, j->lo + i0,
+                        j->sinks ? j->sinks + (size_t)g * R : NULL, ob, att);
         for (int i = 0; i < n_q; i++)
             memcpy(j->ao + (size_t)(i0 + i) * nq + (size_t)g * qb, ob + (size_t)i * qb,
                    qb * sizeof(float));
@@ -422,7 +424,8 @@ static void attn_worker(void *arg, int ith, int nth) {
         size_t off = (size_t)i * nq + (size_t)g * c->n_rep * hd;
         const float *qw = j->q + off;
         const float *qp = j->use_pfx[i] ? j->qp + off : qw;
-        sk_attend(j->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, j->lo[i], j->ao + off, att);
+        sk_attend(j->kv, j->layer, g, c->n_rep, qw, qp, j->u0 + i, j->lo[i],
+                  j->sinks ? j->sinks + (size_t)g * c->n_rep : NULL, j->ao + off, att);
         if (j->capture >= 0) capture(j, j->u0 + i, j->lo[i], att);
     }
 }
@@ -456,7 +459,8 @@ static void split_probs_item(const attn_job *j, long it) {
     sk_context *c = j->c;
     int GR = c->m->hp.n_head; /* (KV head, query of its group) rows per token */
     int i = (int)(it / GR);
-    sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride);
+    sk_attend_probs(j->kv, j->u0 + i, j->lo[i], c->sc + (size_t)(i * GR + it % GR) * c->sc_stride,
+                    sk_attend_sink(j->sinks, (int)(it % GR)));
 }
 
 static void split_values_item(const attn_job *j, long it) {
@@ -585,7 +589,7 @@ static void attention_prep(sk_context *c, int l, int n, int64_t u0, const attn_r
     const sk_layer *L = &m->layers[l];
     int hd = hp->head_dim, nr = hp->n_rot;
     size_t nq = (size_t)hp->n_head * hd, nkv = (size_t)hp->n_head_kv * hd;
-    attn_job aj = {c, r->q, r->qp, r->ao, c->kv, L->kv_layer, c->lo, c->use_pfx, n, u0, -1};
+    attn_job aj = {c, r->q, r->qp, r->ao, c->kv, L->kv_layer, c->lo, c->use_pfx, n, u0, -1, L->sinks.data};
     const float *cs = c->cs_win;
     if (L->swa) {
         static const uint8_t no_pfx[SK_MAX_BATCH]; /* the local window has no prefix */

@@ -390,8 +390,10 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
  * was batched or on the thread count:
  *   s_k   = scale * q . key_k             (vec.h's kq_f16: the same bits per
  *                                          key whatever else is scored)
- *   mx    = max over the visible keys     (exact)
- *   S     = exp_sum over the visible keys, in order, from the first
+ *   mx    = max over the visible keys     (exact), and the head's sink
+ *                                         logit s_h if the layer has one
+ *   S     = exp_sum over the visible keys, in order, from the first,
+ *           then + expf(s_h - mx) (a sink has no value vector)
  *   p_k   = exp(s_k - mx) * (1 / S)
  *   out_c = sum_k p_k v_k[c]              (in key order, prefix first)
  * Zero weights (keys a chunk masks) add exactly nothing. */
@@ -413,10 +415,13 @@ int64_t sk_attend_n_keys(const sk_kvcache *kv, int64_t u, int64_t lo) {
  * next to its prefix part first), so that the result does not depend on
  * where the prefix ends either: a cache with more pinned slots that has
  * not evicted anything gives the same bits. */
-static void softmax_row(float *a, int64_t n) {
+static void softmax_row(float *a, int64_t n, float sink) {
     const sk_vec_kernels *vk = sk_vec_get();
     float mx = vk->max(a, n);
-    float inv = 1.0f / vk->exp_sum(a, n, mx);
+    if (sink > mx) mx = sink;
+    float sum = vk->exp_sum(a, n, mx);
+    if (sink > -INFINITY) sum += expf(sink - mx); /* after the keys; none: the old bits */
+    float inv = 1.0f / sum;
     for (int64_t j = 0; j < n; j++) a[j] *= inv;
 }
 
@@ -454,9 +459,11 @@ void sk_attend_scores(const sk_kvcache *kv, int l, int g, int n_rep, const float
     }
 }
 
-void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row) {
-    softmax_row(row, sk_attend_n_keys(kv, u, lo));
+void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row, float sink) {
+    softmax_row(row, sk_attend_n_keys(kv, u, lo), sink);
 }
+
+float sk_attend_sink(const float *sinks, int r) { return sinks ? sinks[r] : -INFINITY; }
 
 void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, int64_t lo, const float *att,
                       size_t as, int c0, int c1, float *out) {
@@ -472,10 +479,10 @@ void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, 
 }
 
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win, const float *q_pfx, int64_t u,
-               int64_t lo, float *out, float *att) {
+               int64_t lo, const float *sinks, float *out, float *att) {
     int64_t nk = sk_attend_n_keys(kv, u, lo);
     sk_attend_scores(kv, l, g, n_rep, q_win, q_pfx, u, lo, 0, nk, att, (size_t)nk);
-    for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, att + (size_t)r * nk);
+    for (int r = 0; r < n_rep; r++) sk_attend_probs(kv, u, lo, att + (size_t)r * nk, sk_attend_sink(sinks, r));
     sk_attend_values(kv, l, g, n_rep, u, lo, att, (size_t)nk, 0, kv->head_dim, out);
 }
 
@@ -488,7 +495,8 @@ int sk_kvcache_multi_ok(const sk_kvcache *kv) {
  * belongs to token u0 + i; cells outside that token's visible set get zero
  * weight after the softmax. */
 void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, const float *q_win,
-                     const float *q_pfx, int64_t u0, const int64_t *lo, float *out, float *att) {
+                     const float *q_pfx, int64_t u0, const int64_t *lo, const float *sinks, float *out,
+                     float *att) {
     int hd = kv->head_dim, nrows = n_q * n_rep;
     int64_t S = kv->n_prefix, u_last = u0 + n_q - 1;
     int64_t n_pfx = u_last + 1 < S ? u_last + 1 : S;
@@ -518,7 +526,7 @@ void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, con
             float *a = att + (size_t)(i * n_rep + r) * ncols;
             int64_t nw = c1 - c0;
             if (c0 > vp) memmove(a + vp, a + c0, (size_t)nw * sizeof(float)); /* contiguous */
-            softmax_row(a, vp + nw);
+            softmax_row(a, vp + nw, sk_attend_sink(sinks, r));
             if (c0 > vp) {
                 memmove(a + c0, a + vp, (size_t)nw * sizeof(float));
                 for (int64_t j = vp; j < c0; j++) a[j] = 0.0f; /* masked: zero weight */

@@ -105,25 +105,31 @@ int64_t sk_kvcache_cached(const sk_kvcache *kv);
  *   out:   (n_rep, head_dim)
  *   att:   scratch of at least n_rep * (n_prefix + n_window) floats; holds
  *          the probabilities (n_rep, n_keys) afterwards
+ *   sinks: (n_rep) the sink logits of the group's query heads (attn_sinks:
+ *          each adds exp(sink) to its row's softmax denominator, no value),
+ *          or NULL: none (the same bits as sinks of -inf)
  * Visible keys: prefix slots [0, min(n_prefix, u + 1)) and window [lo, u]
  * (lo >= n_prefix, or empty when u < n_prefix), in that order. Every path
  * (this one, the three steps below, sk_attend_multi) computes with the
  * same arithmetic (kvcache.c), so a token's output has the same bits
  * however it was batched or split over threads. */
 void sk_attend(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
-               const float *q_pfx, int64_t u, int64_t lo, float *out, float *att);
+               const float *q_pfx, int64_t u, int64_t lo, const float *sinks, float *out, float *att);
 
 /* sk_attend in three steps, to split one query over threads:
  * scores of the visible keys [k0, k1) into att[r * as + k] (any split of
  * the keys gives the same scores); then each row r, once complete, to
- * probabilities (sk_attend_probs, n_keys = sk_attend_n_keys); then output
+ * probabilities (sk_attend_probs, n_keys = sk_attend_n_keys, with the row's
+ * sink logit or -INFINITY); then output
  * columns [c0, c1) (multiples of 16, or 0 and head_dim) from all of a
  * row's probabilities: out[r * head_dim + c]. */
 int64_t sk_attend_n_keys(const sk_kvcache *kv, int64_t u, int64_t lo);
 void sk_attend_scores(const sk_kvcache *kv, int l, int g, int n_rep, const float *q_win,
                       const float *q_pfx, int64_t u, int64_t lo, int64_t k0, int64_t k1, float *att,
                       size_t as);
-void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row);
+void sk_attend_probs(const sk_kvcache *kv, int64_t u, int64_t lo, float *row, float sink);
+/* Row r's sink logit for sk_attend_probs: sinks[r], or -INFINITY (none). */
+float sk_attend_sink(const float *sinks, int r);
 void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, int64_t lo,
                       const float *att, size_t as, int c0, int c1, float *out);
 
@@ -134,6 +140,7 @@ void sk_attend_values(const sk_kvcache *kv, int l, int g, int n_rep, int64_t u, 
  * Only for F16 storage (sk_kvcache_multi_ok). */
 int sk_kvcache_multi_ok(const sk_kvcache *kv);
 void sk_attend_multi(const sk_kvcache *kv, int l, int g, int n_rep, int n_q, const float *q_win,
-                     const float *q_pfx, int64_t u0, const int64_t *lo, float *out, float *att);
+                     const float *q_pfx, int64_t u0, const int64_t *lo, const float *sinks, float *out,
+                     float *att);
 
 #endif

@@ -388,10 +388,16 @@ static sk_status load_weights(loader *ld, sk_model *m, sk_error *err) {
             {"ffn_down.weight", ff, d, 0, 1, &L->w_down},
             {"ffn_down.bias", d, 1, 1, 0, &L->b_down},
             {"post_ffw_norm.weight", d, 1, 1, A->post_norms, &L->post_ffn_norm},
+            {"attn_sinks.weight", hp->n_head, 1, 1, 0, &L->sinks},
         };
         for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
             if ((st = bind(ld, T(w[i].suffix), w[i].ne0, w[i].ne1, w[i].vec, w[i].req, w[i].t, err)))
                 return st;
+        for (int h = 0; L->sinks.data && h < hp->n_head; h++) { /* -inf: no sink */
+            float s = ((const float *)L->sinks.data)[h];
+            if (isnan(s) || s == INFINITY)
+                return sk_error_set(err, SK_ERR_FORMAT, "blk.%d.attn_sinks.weight[%d] = %g", l, h, (double)s);
+        }
         if (!A->qk_norm && (L->q_norm.data || L->k_norm.data)) /* both or neither */
             if (!L->q_norm.data || !L->k_norm.data)
                 return sk_error_set(err, SK_ERR_FORMAT, "blk.%d: attn_q_norm and attn_k_norm come in pairs", l);

@@ -33,6 +33,9 @@ typedef struct sk_layer {
     sk_tensor w_down;     /* (n_embd, n_ff) */
     sk_tensor b_gate, b_up, b_down;   /* optional biases */
     sk_tensor post_ffn_norm;          /* (n_embd) F32 (post_norms) */
+    sk_tensor sinks;      /* (n_head) F32 attn_sinks: one logit per query head added to
+                             every softmax denominator, with no value (gpt-oss,
+                             sinkllm train --softmax1/--sink-logit); NULL: none */
     int swa;              /* 1: a local (sliding-window) layer */
     int kv_layer;         /* index of this layer in its cache (global or local) */
 } sk_layer;

@@ -52,7 +52,7 @@ sk_status sk_trainer_save(const sk_trainer *t, const char *path, uint64_t data_h
     wr w = {f, 0xcbf29ce484222325ULL, 0};
     uint32_t ver[2] = {CKPT_VERSION, 0};
     int64_t iv[CKPT_N_INT] = {p->n_layer, p->n_embd, p->n_head, p->n_head_kv, p->n_ff, p->n_vocab,
-                              p->n_ctx, p->tied, p->softmax1, p->batch, p->steps, p->warmup,
+                              p->n_ctx, p->tied, p->softmax1 | p->sink_logit << 1, p->batch, p->steps, p->warmup,
                               (int64_t)p->seed, p->sink_token};
     double rv[CKPT_N_REAL] = {p->norm_eps, p->rope_base, p->lr, p->lr_min, p->weight_decay,
                               p->beta1, p->beta2, p->adam_eps, p->clip};
@@ -117,7 +117,7 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
         }
     p.n_layer = (int)iv[0], p.n_embd = (int)iv[1], p.n_head = (int)iv[2], p.n_head_kv = (int)iv[3];
     p.n_ff = (int)iv[4], p.n_vocab = iv[5], p.n_ctx = (int)iv[6], p.tied = (int)iv[7];
-    p.softmax1 = (int)iv[8], p.batch = (int)iv[9], p.steps = iv[10], p.warmup = iv[11];
+    p.softmax1 = (int)(iv[8] & ~(int64_t)2), p.sink_logit = (int)(iv[8] >> 1 & 1), p.batch = (int)iv[9], p.steps = iv[10], p.warmup = iv[11];
     p.seed = (uint64_t)iv[12];
     if (iv[13] < -1 || iv[13] > INT32_MAX) {
         fclose(f);

@@ -6,7 +6,9 @@
  * with a sink token), then every tokenizer.* key of the vocab
  * model's file, copied byte for byte (its key/value records are contiguous
  * in that file). Tensors in llama.cpp's names; GGUF lists a matrix (out,
- * in) as ne = [in, out]; data aligned to 32 bytes. */
+ * in) as ne = [in, out]; data aligned to 32 bytes. A --softmax1 model
+ * carries blk.N.attn_sinks.weight of zeros: the inference side adds
+ * exp(0 - max) to every denominator, the trainer's zero sink. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,7 @@ typedef struct tinfo {
     size_t off;         /* in the weight vector */
     int64_t ne0, ne1;   /* ne1 = 1: a vector */
     int f16;            /* stored as F16 */
+    int zeros;          /* every element 0 (not in the weight vector) */
     uint64_t data_off;  /* in the data section */
 } tinfo;
 
@@ -86,9 +89,6 @@ static int is_tok_key(gguf_str k) { return k.len > 10 && memcmp(k.ptr, "tokenize
 sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const char *path, int f16,
                             sk_error *err) {
     const sk_train_params *p = &t->p;
-    if (p->softmax1)
-        return sk_error_set(err, SK_ERR_UNSUPPORTED, "a --softmax1 model cannot be exported yet: "
-                            "the inference side does not implement the zero sink");
     if (sk_tokenizer_n_vocab(sk_model_tokenizer(vocab)) != p->n_vocab)
         return sk_error_set(err, SK_ERR_INVALID, "the vocabulary model has %lld tokens, the trained "
                             "model %lld", (long long)sk_tokenizer_n_vocab(sk_model_tokenizer(vocab)),
@@ -97,7 +97,7 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
     const tr_layout *lay = tr_net_layout_f32(t->net);
     const int64_t d = p->n_embd, nq = d, nk = (int64_t)t->dm.nkv * t->dm.hd, ff = p->n_ff,
                   V = p->n_vocab;
-    int n_t = 0, cap = 3 + 9 * p->n_layer;
+    int n_t = 0, cap = 3 + 10 * p->n_layer;
     tinfo *ti = calloc((size_t)cap, sizeof *ti);
     if (!ti) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (export)");
 #define ADD(nm, o, a, b, h) (snprintf(ti[n_t].name, sizeof ti[n_t].name, "%s", nm), ti[n_t].off = (o), \
@@ -118,6 +118,11 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
         BLK("ffn_gate.weight", b->wg, d, ff, f16);
         BLK("ffn_up.weight", b->wu, d, ff, f16);
         BLK("ffn_down.weight", b->wd, ff, d, f16);
+        if (p->sink_logit) BLK("attn_sinks.weight", b->sinks, p->n_head, 1, 0);
+        if (p->softmax1) { /* the zero sink: a sink logit of 0 for every head */
+            BLK("attn_sinks.weight", 0, p->n_head, 1, 0);
+            ti[n_t - 1].zeros = 1;
+        }
 #undef BLK
     }
 #undef ADD
@@ -178,7 +183,10 @@ sk_status sk_trainer_export(const sk_trainer *t, const sk_model *vocab, const ch
     uint16_t *h = NULL;
     for (int i = 0; i < n_t && !w.bad; i++) {
         size_t n = (size_t)ti[i].ne0 * (size_t)ti[i].ne1;
-        if (ti[i].f16) {
+        if (ti[i].zeros) {
+            static const float z[64];
+            for (size_t k = 0; k < n; k += 64) w_raw(&w, z, (n - k < 64 ? n - k : 64) * 4);
+        } else if (ti[i].f16) {
             uint16_t *nh = realloc(h, n * sizeof *h);
             if (!nh) {
                 w.bad = 2;

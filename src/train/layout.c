@@ -18,6 +18,7 @@ void tr_layout_init(const tr_dims *dm, tr_layout *lay) {
         b->wg = o, o += ff * d;
         b->wu = o, o += ff * d;
         b->wd = o, o += d * ff;
+        if (dm->sink_logit) b->sinks = o, o += (size_t)dm->nh;
     }
     lay->out_norm = o, o += d;
     if (dm->tied) lay->output = lay->tok_embd;

@@ -25,12 +25,14 @@ typedef struct tr_dims {
     int T, B;                        /* tokens per sequence, sequences per batch */
     int tied;                        /* output matrix = token embedding */
     int softmax1;                    /* +1 in every attention denominator */
+    int sink_logit;                  /* a learnable logit per head in every denominator */
     double eps, rope_base;
 } tr_dims;
 
 /* Offsets (in elements) of one block's weights in the parameter vector. */
 typedef struct tr_block_off {
     size_t attn_norm, wq, wk, wv, wo, ffn_norm, wg, wu, wd;
+    size_t sinks; /* (nh) sink logits, after wd (sink_logit only) */
 } tr_block_off;
 
 #define TR_MAX_LAYERS 256

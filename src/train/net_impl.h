@@ -64,7 +64,7 @@ sk_status F(tr_net_new)(const tr_dims *dm, R *w, sk_pool *pool, F(tr_net) **out,
         {&n->hf, N * d}, {&n->lg, (size_t)TR_CHUNK * dm->V}, {&n->lrow, TR_CHUNK},
         {&n->dx, N * d}, {&n->dh, N * d}, {&n->dhf, N * d}, {&n->dq, N * nq}, {&n->dao, N * nq},
         {&n->dk, N * nk}, {&n->dv, N * nk}, {&n->da, N * ff}, {&n->du, N * ff}, {&n->ds, N * ff},
-        {&n->scr, nth * T},
+        {&n->scr, nth * T + (size_t)dm->B * dm->nh},
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
@@ -122,7 +122,8 @@ static void F(forward)(F(tr_net) *n, int nb, int nt) {
         F(tr_matmul)(P, v, h1, W + o->wv, N, d, nk);
         F(tr_rope)(q, N, dm->nh, dm->hd, nt, n->cs, 0);
         F(tr_rope)(k, N, dm->nkv, dm->hd, nt, n->cs, 0);
-        F(tr_attention)(P, ao, p, q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, dm->softmax1);
+        F(tr_attention)(P, ao, p, q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, dm->softmax1,
+                        dm->sink_logit ? W + o->sinks : NULL);
         F(tr_matmul)(P, xm, ao, W + o->wo, N, nq, d);
         for (int64_t i = 0; i < N * d; i++) xm[i] = x[i] + xm[i];
         F(tr_rmsnorm)(P, h2, n->rs2 + l * NL, xm, W + o->ffn_norm, N, dm->d, dm->eps);
@@ -177,8 +178,8 @@ static void F(backward)(F(tr_net) *n, int nb, int nt) {
         memset(n->dq, 0, sizeof(R) * (size_t)(N * nq));
         memset(n->dk, 0, sizeof(R) * (size_t)(N * nk));
         memset(n->dv, 0, sizeof(R) * (size_t)(N * nk));
-        F(tr_attention_bwd)(P, n->dq, n->dk, n->dv, n->dao, p, q, k, v, nb, nt, dm->nh, dm->nkv,
-                            dm->hd, n->scr);
+        F(tr_attention_bwd)(P, n->dq, n->dk, n->dv, dm->sink_logit ? G + o->sinks : NULL, n->dao, p,
+                            q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, n->scr);
         F(tr_rope)(n->dq, N, dm->nh, dm->hd, nt, n->cs, 1);
         F(tr_rope)(n->dk, N, dm->nkv, dm->hd, nt, n->cs, 1);
         memset(dh, 0, sizeof(R) * (size_t)(N * d));

@@ -43,14 +43,17 @@
     /* Causal attention of nb sequences of T tokens (rows b*T + t). Q (n, nh*hd),               \
      * K, V (n, nkv*hd) (grouped: query head h reads KV head h / (nh/nkv)); P (nb, nh, T, T)    \
      * receives the probabilities (row t, columns 0..t); O (n, nh*hd). softmax1: one more       \
-     * logit of 0 in every denominator, with no value (the "zero sink") */                      \
+     * logit of 0 in every denominator, with no value (the "zero sink"); sinks (nh) or NULL:   \
+     * head h's logit in every one of its denominators instead (sink logits, gpt-oss's form) */ \
     void tr_attention_##SFX(sk_pool *pool, R *O, R *P, const R *Q, const R *K, const R *V,      \
-                            int nb, int T, int nh, int nkv, int hd, int softmax1);              \
+                            int nb, int T, int nh, int nkv, int hd, int softmax1,               \
+                            const R *sinks);                                                    \
     /* dQ (n, nh*hd), dK, dV (n, nkv*hd) += the gradients of attention given dO and the         \
-     * forward's P; scratch: (n_threads, T) */                                                  \
-    void tr_attention_bwd_##SFX(sk_pool *pool, R *dQ, R *dK, R *dV, const R *dO, const R *P,    \
-                                const R *Q, const R *K, const R *V, int nb, int T, int nh,      \
-                                int nkv, int hd, R *scratch);                                   \
+     * forward's P; dsinks (nh) += the sink logits' gradients, or NULL; scratch:               \
+     * (n_threads * T + nb * nh) */                                                             \
+    void tr_attention_bwd_##SFX(sk_pool *pool, R *dQ, R *dK, R *dV, R *dsinks, const R *dO,     \
+                                const R *P, const R *Q, const R *K, const R *V, int nb, int T,  \
+                                int nh, int nkv, int hd, R *scratch);                           \
     /* S (n) = silu(A) * U with silu(a) = a / (1 + exp(-a)) */                                  \
     void tr_swiglu_##SFX(sk_pool *pool, R *S, const R *A, const R *U, int64_t n);               \
     /* dA, dU (n) += the gradients of swiglu given dS */                                        \

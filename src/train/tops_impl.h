@@ -223,7 +223,8 @@ void F(tr_rope)(R *X, int64_t n, int heads, int hd, int T, const R *cs, int inve
 
 typedef struct F(att_args) {
     R *O, *P, *dQ, *dK, *dV, *scr;
-    const R *Q, *K, *V, *dO, *Pc;
+    const R *Q, *K, *V, *dO, *Pc, *sinks;
+    R *dsk;   /* (nb, nh) the sink gradients of each item's rows */
     int nb, T, nh, nkv, hd, softmax1;
 } F(att_args);
 
@@ -238,12 +239,13 @@ static void F(att_fwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
         for (int t = 0; t < T; t++) {
             const R *q = a->Q + ((size_t)b * T + t) * nq + (size_t)h * hd;
             R *p = a->P + (((size_t)b * a->nh + h) * T + t) * T;
-            R mx = a->softmax1 ? 0 : -INFINITY;
+            R sk = a->sinks ? a->sinks[h] : a->softmax1 ? 0 : -INFINITY; /* the sink's logit */
+            R mx = sk;
             for (int j = 0; j <= t; j++) {
                 p[j] = F(dot)(q, a->K + ((size_t)b * T + j) * nk + (size_t)g * hd, hd) * scale;
                 if (p[j] > mx) mx = p[j];
             }
-            double sum = a->softmax1 ? (double)EXP(-mx) : 0.0;
+            double sum = sk > -INFINITY ? (double)EXP(sk - mx) : 0.0;
             for (int j = 0; j <= t; j++) {
                 p[j] = EXP(p[j] - mx);
                 sum += p[j];
@@ -261,16 +263,17 @@ static void F(att_fwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
 }
 
 void F(tr_attention)(sk_pool *pool, R *O, R *P, const R *Q, const R *K, const R *V, int nb,
-                     int T, int nh, int nkv, int hd, int softmax1) {
+                     int T, int nh, int nkv, int hd, int softmax1, const R *sinks) {
     F(att_args) a = {.O = O, .P = P, .Q = Q, .K = K, .V = V, .nb = nb, .T = T, .nh = nh,
-                     .nkv = nkv, .hd = hd, .softmax1 = softmax1};
+                     .nkv = nkv, .hd = hd, .softmax1 = softmax1, .sinks = sinks};
     F(par_for)(pool, (int64_t)nb * nh, 1, F(att_fwd_items), &a);
 }
 
 /* items (b, g) in [lo, hi): the KV head g of sequence b and its query heads,
  * so that dK and dV rows have one writer. With dp_j = do_t . v_j:
  *   ds_j = p_j (dp_j - sum_k p_k dp_k)   (also with the zero sink: its
- *   value is 0, so its dp is 0)
+ *   value is 0, so its dp is 0; a sink logit's gradient is that of its
+ *   score: p_sink (0 - sum_k p_k dp_k), p_sink = 1 - sum_j p_j)
  *   dq_t += scale sum_j ds_j k_j,  dk_j += scale ds_j q_t,  dv_j += p_j do_t */
 static void F(att_bwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
     F(att_args) *a = arg;
@@ -279,7 +282,8 @@ static void F(att_bwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
     R *dp = a->scr + (size_t)ith * T;
     for (int64_t it = lo; it < hi; it++) {
         int b = (int)(it / a->nkv), g = (int)(it % a->nkv);
-        for (int h = g * rep; h < (g + 1) * rep; h++)
+        for (int h = g * rep; h < (g + 1) * rep; h++) {
+            double dsk = 0;
             for (int t = 0; t < T; t++) {
                 size_t rq = ((size_t)b * T + t) * nq + (size_t)h * hd;
                 const R *p = a->Pc + (((size_t)b * a->nh + h) * T + t) * T;
@@ -297,16 +301,27 @@ static void F(att_bwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
                     F(axpy)(a->dQ + rq, ds, a->K + rk, hd);
                     F(axpy)(a->dK + rk, ds, a->Q + rq, hd);
                 }
+                if (a->dsk) {
+                    double ps = 1.0;
+                    for (int j = 0; j <= t; j++) ps -= p[j];
+                    dsk -= ps * s;
+                }
             }
+            if (a->dsk) a->dsk[(size_t)b * a->nh + h] = (R)dsk;
+        }
     }
 }
 
-void F(tr_attention_bwd)(sk_pool *pool, R *dQ, R *dK, R *dV, const R *dO, const R *P,
+void F(tr_attention_bwd)(sk_pool *pool, R *dQ, R *dK, R *dV, R *dsinks, const R *dO, const R *P,
                          const R *Q, const R *K, const R *V, int nb, int T, int nh, int nkv,
                          int hd, R *scratch) {
+    int nth = pool ? sk_pool_size(pool) : 1;
     F(att_args) a = {.dQ = dQ, .dK = dK, .dV = dV, .dO = dO, .Pc = P, .Q = Q, .K = K, .V = V,
-                     .nb = nb, .T = T, .nh = nh, .nkv = nkv, .hd = hd, .scr = scratch};
+                     .nb = nb, .T = T, .nh = nh, .nkv = nkv, .hd = hd, .scr = scratch,
+                     .dsk = dsinks ? scratch + (size_t)nth * T : NULL};
     F(par_for)(pool, (int64_t)nb * nkv, 1, F(att_bwd_items), &a);
+    for (int b = 0; dsinks && b < nb; b++) /* one writer per (b, h), summed in a fixed order */
+        for (int h = 0; h < nh; h++) dsinks[h] += a.dsk[(size_t)b * nh + h];
 }
 
 /* ---- SwiGLU --------------------------------------------------------------- */

@@ -72,6 +72,10 @@ sk_status sk_train_params_validate(const sk_train_params *p, sk_error *err) {
     if (p->tied != 0 && p->tied != 1) return sk_error_set(err, SK_ERR_INVALID, "tied must be 0 or 1");
     if (p->softmax1 != 0 && p->softmax1 != 1)
         return sk_error_set(err, SK_ERR_INVALID, "softmax1 must be 0 or 1");
+    if (p->sink_logit != 0 && p->sink_logit != 1)
+        return sk_error_set(err, SK_ERR_INVALID, "sink_logit must be 0 or 1");
+    if (p->softmax1 && p->sink_logit)
+        return sk_error_set(err, SK_ERR_INVALID, "softmax1 and sink_logit exclude each other");
     /* the biggest buffers: attention probabilities and a layer's FFN
      * activations, counted in floats, must stay far below the address space */
     double att = (double)p->n_layer * p->batch * p->n_head * p->n_ctx * p->n_ctx;
@@ -105,6 +109,7 @@ void tr_dims_from_params(const sk_train_params *p, tr_dims *dm) {
     dm->B = p->batch;
     dm->tied = p->tied;
     dm->softmax1 = p->softmax1;
+    dm->sink_logit = p->sink_logit;
     dm->eps = (double)(float)p->norm_eps; /* as GGUF stores it */
     dm->rope_base = (double)(float)p->rope_base;
 }
@@ -139,6 +144,7 @@ sk_status tr_trainer_alloc(const sk_train_params *p, int n_threads, sk_trainer *
     for (int l = 0; l < p->n_layer; l++) {
         memset(t->decay + lay.blk[l].attn_norm, 0, d);
         memset(t->decay + lay.blk[l].ffn_norm, 0, d);
+        if (p->sink_logit) memset(t->decay + lay.blk[l].sinks, 0, (size_t)p->n_head);
     }
     if ((st = sk_pool_new(n_threads, &t->pool, err)) ||
         (st = tr_net_new_f32(&t->dm, t->w, t->pool, &t->net, err))) {
@@ -167,6 +173,7 @@ sk_status sk_trainer_new(const sk_train_params *p, int n_threads, sk_trainer **o
     for (int l = 0; l < p->n_layer; l++) {
         const tr_block_off *b = &lay->blk[l];
         for (size_t i = 0; i < d; i++) t->w[b->attn_norm + i] = t->w[b->ffn_norm + i] = 1.0f;
+        for (int h = 0; p->sink_logit && h < p->n_head; h++) t->w[b->sinks + h] = 0.0f; /* softmax1's start */
         init_normal(t->w + b->wq, nq * d, s, &rng);
         init_normal(t->w + b->wk, nk * d, s, &rng);
         init_normal(t->w + b->wv, nk * d, s, &rng);
