@@ -7,6 +7,8 @@
  * compute with, vocabulary sizes against the embedding. */
 #include "model.h"
 
+#include "kernels/hash.h"
+
 #include <errno.h>
 #include <math.h>
 #include <fcntl.h>
@@ -147,12 +149,6 @@ static sk_tensor rows_view(const sk_tensor *w, int64_t r0, int64_t n) {
     v.data = (const char *)w->data + (size_t)r0 * w->row_size;
     v.ne[1] = n;
     return v;
-}
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
 }
 
 static int clip_len(gguf_str s) { return (int)(s.len > 48 ? 48 : s.len); }
@@ -586,15 +582,15 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     /* fingerprint: header + tensor infos (up to the data section) and a
      * sample of each tensor's bytes (start, middle, end), so that two
      * fine-tunes of one shape differ */
-    uint64_t h = 0xcbf29ce484222325ULL;
-    h = fnv1a(h, data, m->gguf->data_offset < size ? m->gguf->data_offset : size);
+    uint64_t h = SK_FNV_OFFSET;
+    h = sk_fnv1a(h, data, m->gguf->data_offset < size ? m->gguf->data_offset : size);
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
         const gguf_tensor *t = &m->gguf->tensors[i];
         size_t nb = (size_t)t->nbytes, k = nb < 64 ? nb : 64;
         const char *d = t->data;
-        h = fnv1a(h, d, k);
-        h = fnv1a(h, d + nb / 2 - (nb / 2 < k ? nb / 2 : k / 2), k);
-        h = fnv1a(h, d + nb - k, k);
+        h = sk_fnv1a(h, d, k);
+        h = sk_fnv1a(h, d + nb / 2 - (nb / 2 < k ? nb / 2 : k / 2), k);
+        h = sk_fnv1a(h, d + nb - k, k);
     }
     m->fingerprint = h;
     const char *ftn[] = {"F32", "F16", "Q4_0", "Q4_1", "?", "?", "?", "Q8_0", "Q5_0", "Q5_1",

@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/hash.h"
 #include "context.h"
 #include "session.h"
 #include "sinkllm.h"
@@ -57,12 +58,6 @@ typedef struct sess_header {
 } sess_header;
 
 _Static_assert(sizeof(sess_header) == 192, "session header is 192 bytes");
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 typedef struct sect {
     void *p;
@@ -110,14 +105,14 @@ static int row_count(void *arg, sk_kv_run r) {
 }
 static int row_sum(void *arg, sk_kv_run r) {
     rows_io *io = arg;
-    io->sum = fnv(io->sum, r.p, r.n);
+    io->sum = sk_fnv1a(io->sum, r.p, r.n);
     return 0;
 }
 static int row_write(void *arg, sk_kv_run r) { return fwrite(r.p, 1, r.n, ((rows_io *)arg)->f) != r.n; }
 static int row_read(void *arg, sk_kv_run r) {
     rows_io *io = arg;
     if (fread(r.p, 1, r.n, io->f) != r.n) return 1;
-    io->sum = fnv(io->sum, r.p, r.n);
+    io->sum = sk_fnv1a(io->sum, r.p, r.n);
     return 0;
 }
 
@@ -161,13 +156,13 @@ static int write_session(const sk_context *c, FILE *f, const void *blob, size_t 
     h.blob_bytes = blob_len;
     sect s[SESS_MAX_SECT];
     int ns = sections(c, blob, blob_len, with_logits, s);
-    rows_io io = {.f = f, .sum = 0xcbf29ce484222325ULL};
+    rows_io io = {.f = f, .sum = SK_FNV_OFFSET};
     for (int i = 0; i < ns; i++)
-        if (s[i].n) io.sum = fnv(io.sum, s[i].p, s[i].n);
+        if (s[i].n) io.sum = sk_fnv1a(io.sum, s[i].p, s[i].n);
     visit_rows(c, row_sum, &io);
     h.kv_bytes = live_bytes(c);
     h.checksum = 0;
-    h.checksum = fnv(io.sum, &h, sizeof h);
+    h.checksum = sk_fnv1a(io.sum, &h, sizeof h);
     if (fwrite(&h, sizeof h, 1, f) != 1) return 1;
     for (int i = 0; i < ns; i++)
         if (s[i].n && fwrite(s[i].p, 1, s[i].n, f) != s[i].n) return 1;
@@ -320,17 +315,17 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
     c->n_hist = h.n_hist;
     sect s[SESS_MAX_SECT];
     int ns = sections(c, blob, (size_t)h.blob_bytes, (int)h.has_logits, s);
-    rows_io io = {.f = f, .sum = 0xcbf29ce484222325ULL};
+    rows_io io = {.f = f, .sum = SK_FNV_OFFSET};
     for (int i = 0; i < ns && !st; i++) {
         st = read_all(f, s[i].p, s[i].n, name, err);
-        if (!st && s[i].n) io.sum = fnv(io.sum, s[i].p, s[i].n);
+        if (!st && s[i].n) io.sum = sk_fnv1a(io.sum, s[i].p, s[i].n);
     }
     if (!st && visit_rows(c, row_read, &io)) st = sk_error_set(err, SK_ERR_FORMAT, "%s: truncated session", name);
     if (!st && fgetc(f) != EOF)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: trailing bytes after the session", name);
     uint64_t want_sum = h.checksum;
     h.checksum = 0;
-    if (!st && fnv(io.sum, &h, sizeof h) != want_sum)
+    if (!st && sk_fnv1a(io.sum, &h, sizeof h) != want_sum)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: checksum mismatch (corrupt session)", name);
     /* the checksum is not a signature: a crafted file can carry any ids,
      * and recompute feeds the history back through the embedding */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/hash.h"
 #include "trainer.h"
 
 #define CKPT_MAGIC "SKTRAIN1"
@@ -23,12 +24,6 @@
 #define CKPT_N_INT 14
 #define CKPT_N_REAL 9
 #define CKPT_HEADER (8 + 4 + 4 + 8 * CKPT_N_INT + 8 * CKPT_N_REAL + 8 * 4)
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 typedef struct wr {
     FILE *f;
@@ -39,7 +34,7 @@ typedef struct wr {
 static void put(wr *w, const void *p, size_t n) {
     if (w->bad) return;
     if (fwrite(p, 1, n, w->f) != n) w->bad = 1;
-    w->h = fnv(w->h, p, n);
+    w->h = sk_fnv1a(w->h, p, n);
 }
 
 sk_status sk_trainer_save(const sk_trainer *t, const char *path, uint64_t data_hash, sk_error *err) {
@@ -49,7 +44,7 @@ sk_status sk_trainer_save(const sk_trainer *t, const char *path, uint64_t data_h
     FILE *f = fopen(tmp, "wb");
     if (!f) return sk_error_set(err, SK_ERR_IO, "%s: %s", tmp, strerror(errno));
     const sk_train_params *p = &t->p;
-    wr w = {f, 0xcbf29ce484222325ULL, 0};
+    wr w = {f, SK_FNV_OFFSET, 0};
     uint32_t ver[2] = {CKPT_VERSION, 0};
     int64_t iv[CKPT_N_INT] = {p->n_layer, p->n_embd, p->n_head, p->n_head_kv, p->n_ff, p->n_vocab,
                               p->n_ctx, p->tied, p->softmax1 | p->sink_logit << 1, p->batch, p->steps, p->warmup,
@@ -154,13 +149,13 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
         fclose(f);
         return st;
     }
-    uint64_t h = fnv(0xcbf29ce484222325ULL, hd, sizeof hd), want = 0;
+    uint64_t h = sk_fnv1a(SK_FNV_OFFSET, hd, sizeof hd), want = 0;
     float *bufs[3] = {t->w, t->m, t->v};
     int ok = 1;
     for (int i = 0; i < 3 && ok; i++) {
         size_t nb = sizeof(float) * t->n_params;
         if (fread(bufs[i], 1, nb, f) != nb) ok = 0;
-        else h = fnv(h, bufs[i], nb);
+        else h = sk_fnv1a(h, bufs[i], nb);
     }
     unsigned char extra;
     if (ok && (fread(&want, 1, sizeof want, f) != sizeof want || fread(&extra, 1, 1, f) == 1)) ok = 0;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/hash.h"
 #include "rng.h"
 #include "text/unicode.h"
 #include "trainer.h"
@@ -79,9 +80,7 @@ int64_t sk_train_data_n_tokens(const sk_train_data *d, int held_out) {
 }
 
 uint64_t sk_train_data_hash(const sk_train_data *d) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    const unsigned char *b = (const unsigned char *)d->ids;
-    for (size_t i = 0; i < sizeof *d->ids * (size_t)d->n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    uint64_t h = sk_fnv1a(SK_FNV_OFFSET, d->ids, sizeof *d->ids * (size_t)d->n);
     return (h ^ (uint64_t)d->n_train) * 0x100000001b3ULL;
 }
 
