@@ -23,8 +23,9 @@
 #include <cmocka.h>
 
 #include "train/net.h"
-#include "train/tmm.h"
+#include "train/tgemm.h"
 #include "train/tops.h"
+#include "train/tvec.h"
 
 static uint64_t g_rng = 88172645463325252ull;
 static double urand(void) { /* xorshift64, uniform in [-1, 1) */
@@ -101,7 +102,7 @@ enum { MN = 5, MI = 7, MO = 9 };
 typedef struct { double *X, *W, *Y, *c; } mm_ctx;
 static double mm_loss(void *p) {
     mm_ctx *m = p;
-    tr_matmul_f64(NULL, m->Y, m->X, m->W, MN, MI, MO);
+    tr_matmul_f64(NULL, NULL, m->Y, m->X, m->W, MN, MI, MO);
     return dotc(m->c, m->Y, MN * MO);
 }
 static void test_matmul(void **state) {
@@ -109,78 +110,247 @@ static void test_matmul(void **state) {
     mm_ctx m = {rnd(MN * MI, 1), rnd(MO * MI, 1), calloc(MN * MO, 8), rnd(MN * MO, 1)};
     double *dX = calloc(MN * MI, 8), *dW = calloc(MO * MI, 8), *nX = calloc(MN * MI, 8),
            *nW = calloc(MO * MI, 8);
-    tr_matmul_bwd_f64(NULL, dX, dW, m.c, m.X, m.W, MN, MI, MO);
+    tr_matmul_bwd_f64(NULL, NULL, dX, dW, m.c, m.X, m.W, MN, MI, MO);
     numgrad(mm_loss, &m, m.X, MN * MI, nX);
     numgrad(mm_loss, &m, m.W, MO * MI, nW);
     CHECK("matmul dX", dX, nX, MN * MI, 1e-8);
     CHECK("matmul dW", dW, nW, MO * MI, 1e-8);
     /* f32 twin, on a pool of 2 threads (split over rows and over columns) */
     sk_pool *pool;
+    tr_ws ws;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    assert_int_equal(tr_ws_init(&ws, 2, 1, NULL), SK_OK);
     float *X = tof(m.X, MN * MI), *W = tof(m.W, MO * MI), *c = tof(m.c, MN * MO);
     float *Y = calloc(MN * MO, 4), *fX = calloc(MN * MI, 4), *fW = calloc(MO * MI, 4);
     mm_loss(&m);
-    tr_matmul_f32(pool, Y, X, W, MN, MI, MO);
+    tr_matmul_f32(pool, &ws, Y, X, W, MN, MI, MO);
     CHECK32("matmul Y", Y, m.Y, MN * MO, 1e-6);
-    tr_matmul_bwd_f32(pool, fX, fW, c, X, W, MN, MI, MO);
+    tr_matmul_bwd_f32(pool, &ws, fX, fW, c, X, W, MN, MI, MO);
     CHECK32("matmul dX", fX, dX, MN * MI, 1e-6);
     CHECK32("matmul dW", fW, dW, MO * MI, 1e-6);
     sk_pool_free(pool);
+    tr_ws_free(&ws);
     free(m.X), free(m.W), free(m.Y), free(m.c), free(dX), free(dW), free(nX), free(nW);
     free(X), free(W), free(c), free(Y), free(fX), free(fW);
 }
 
-/* ---- the matmul kernels: AVX2 twin vs scalar reference ------------------- */
+/* ---- the blocked matrix product (tgemm.h): AVX2 kernel vs scalar twin ---- */
 
-/* Every shape with a tail (in % 8, in % 32, odd row counts): the AVX2
- * kernels against the reference (FMA vs separate rounding: relative 1e-6),
- * and each kernel's result computed as one rectangle vs as pieces: the
- * same bits (what makes results independent of the thread count). */
-static void test_mm_kernels(void **state) {
-    (void)state;
-    const tr_mm_kernels *ref = tr_mm_get_ref(), *simd = tr_mm_get_avx2();
-    if (!simd) print_message("  no AVX2: the reference alone (rectangle invariance)\n");
-    const int ins[] = {1, 7, 8, 16, 33, 64, 71, 128, 200};
-    double worst = 0;
-    for (size_t ii = 0; ii < sizeof ins / sizeof *ins; ii++) {
-        int in = ins[ii], n = 7, out = 13;
-        float *X = malloc(sizeof(float) * n * in), *W = malloc(sizeof(float) * out * in);
-        float *Y[3], *A[3];
-        for (int i = 0; i < n * in; i++) X[i] = (float)urand();
-        for (int i = 0; i < out * in; i++) W[i] = (float)urand();
-        for (int k = 0; k < 3; k++) {
-            Y[k] = calloc((size_t)n * out, sizeof(float));
-            A[k] = malloc(sizeof(float) * n * in);
-            for (int i = 0; i < n * in; i++) A[k][i] = (float)(0.5 * sin(i));
+/* C (M x N, row stride ldc) = C0 + A B in double */
+static void gemm_f64(int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B, const float *C0,
+                     double *C) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = C0[m * N + n];
+            for (int64_t k = 0; k < K; k++) s += (double)A.p[m * A.rs + k * A.cs] * B.p[k * B.rs + n * B.cs];
+            C[m * N + n] = s;
         }
-        const tr_mm_kernels *ks[2] = {ref, simd};
+}
+static float *frnd(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)urand();
+    return p;
+}
+static float *fdup(const float *x, size_t n) {
+    float *p = malloc(n * sizeof *p);
+    memcpy(p, x, n * sizeof *p);
+    return p;
+}
+/* equal as floats (+0 == -0) over C(m, n), n <= m only when lower */
+static int same_vals(const float *a, const float *b, int64_t M, int64_t N, int lower) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N && (!lower || n <= m); n++)
+            if (!(a[m * N + n] == b[m * N + n])) return 0;
+    return 1;
+}
+
+/* For shapes with tails in every dimension (the last ones crossing TG_MC,
+ * TG_KC and TG_NC) and the trainer's three operand layouts (X W^T, dY W,
+ * dY^T X): each kernel against the product in double (relative 1e-5 of
+ * max |C|); the product computed whole vs as four rectangles with K in two
+ * parts (acc), vs on a pool of 2 threads, and C = AB vs C = 0 + AB: the same
+ * bits (the single chain per element of tgemm.h). Then the triangle flags:
+ * the skipped terms are exact zeros, the kept elements unchanged. */
+static void test_gemm_kernels(void **state) {
+    (void)state;
+    const tg_kernels *ks[2] = {tg_get_ref(), tg_get_avx2()};
+    if (!ks[1]) print_message("  no AVX2: the scalar twin alone\n");
+    float *buf = aligned_alloc(64, 2 * TG_BUF_FLOATS * sizeof(float));
+    sk_pool *pool;
+    assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    const int sh[][3] = {{1, 1, 1},    {7, 15, 7},     {13, 17, 8},    {6, 16, 33},
+                         {25, 40, 71}, {100, 33, 300}, {200, 1030, 260}};
+    double worst[2] = {0, 0};
+    for (size_t si = 0; si < sizeof sh / sizeof *sh; si++)
+        for (int L = 0; L < 3; L++) {
+            const int64_t M = sh[si][0], N = sh[si][1], K = sh[si][2];
+            float *as = frnd((size_t)(M * K)), *bs = frnd((size_t)(K * N)), *C0 = frnd((size_t)(M * N));
+            tg_mat A = L == 2 ? (tg_mat){as, 1, M} : (tg_mat){as, K, 1};
+            tg_mat B = L == 0 ? (tg_mat){bs, 1, K} : (tg_mat){bs, N, 1};
+            double *Cd = malloc(sizeof(double) * M * N), mx = 0;
+            gemm_f64(M, N, K, A, B, C0, Cd);
+            for (int64_t i = 0; i < M * N; i++) mx = fmax(mx, fabs(Cd[i]));
+            for (int k = 0; k < 2; k++) {
+                if (!ks[k]) continue;
+                float *C1 = fdup(C0, M * N), *C2 = fdup(C0, M * N);
+                tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 1, TG_FULL);
+                double e = 0;
+                for (int64_t i = 0; i < M * N; i++) e = fmax(e, fabs(C1[i] - Cd[i]));
+                worst[k] = fmax(worst[k], e / mx);
+                /* four rectangles, K in two parts */
+                int64_t m1 = M / 3, n1 = N / 2 + 1 < N ? N / 2 + 1 : N, k1 = K / 2 + 1 < K ? K / 2 + 1 : K;
+                for (int r = 0; r < 4; r++) {
+                    int64_t mo = r & 1 ? m1 : 0, mh = r & 1 ? M - m1 : m1;
+                    int64_t no = r & 2 ? n1 : 0, nh = r & 2 ? N - n1 : n1;
+                    for (int kp = 0; kp < 2; kp++) {
+                        int64_t ko = kp ? k1 : 0, kh = kp ? K - k1 : k1;
+                        tg_mat Ap = {A.p + mo * A.rs + ko * A.cs, A.rs, A.cs};
+                        tg_mat Bp = {B.p + ko * B.rs + no * B.cs, B.rs, B.cs};
+                        tg_gemm_st(ks[k], buf, mh, nh, kh, Ap, Bp, C2 + mo * N + no, N, 1, TG_FULL);
+                    }
+                }
+                assert_memory_equal(C1, C2, sizeof(float) * M * N);
+                /* overwrite (C holds NaN) vs accumulate onto zeros */
+                for (int64_t i = 0; i < M * N; i++) C1[i] = NAN, C2[i] = 0;
+                tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 0, TG_FULL);
+                tg_gemm_st(ks[k], buf, M, N, K, A, B, C2, N, 1, TG_FULL);
+                assert_memory_equal(C1, C2, sizeof(float) * M * N);
+                if (ks[k] == tg_get()) { /* the pool's split (rows or columns) */
+                    memcpy(C2, C0, sizeof(float) * M * N);
+                    memcpy(C1, C0, sizeof(float) * M * N);
+                    tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 1, TG_FULL);
+                    tg_gemm(pool, buf, M, N, K, A, B, C2, N, 1);
+                    assert_memory_equal(C1, C2, sizeof(float) * M * N);
+                }
+                free(C1), free(C2);
+            }
+            free(as), free(bs), free(C0), free(Cd);
+        }
+    /* the triangles: T x T products with K = T (and T > TG_KC) */
+    const int Ts[] = {5, 37, 300};
+    for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+        const int64_t T = Ts[ti];
+        float *P = frnd((size_t)(T * T)), *U = frnd((size_t)(T * T)), *Bm = frnd((size_t)(T * T));
+        for (int64_t m = 0; m < T; m++)
+            for (int64_t j = 0; j < T; j++) {
+                if (j > m) P[m * T + j] = 0; /* lower */
+                if (j < m) U[m * T + j] = 0; /* upper */
+            }
         for (int k = 0; k < 2; k++) {
             if (!ks[k]) continue;
-            /* whole, then in pieces (rows 0..3 | 3..7, columns 0..5 | 5..13) */
-            ks[k]->fwd(X, W, Y[k], 0, n, 0, out, in, out);
-            ks[k]->fwd(X, W, Y[2], 0, 3, 0, 5, in, out);
-            ks[k]->fwd(X, W, Y[2], 0, 3, 5, out, in, out);
-            ks[k]->fwd(X, W, Y[2], 3, n, 0, out, in, out);
-            assert_memory_equal(Y[k], Y[2], sizeof(float) * n * out);
-            /* dX += dY W, dY = Y: all rows at once vs 3 + 4 rows, and over o in two blocks */
-            memcpy(A[2], A[k], sizeof(float) * n * in);
-            ks[k]->acc(A[k], in, Y[0], out, 1, W, 0, out, in, n);
-            ks[k]->acc(A[2], in, Y[0], out, 1, W, 0, 6, in, 3);
-            ks[k]->acc(A[2], in, Y[0], out, 1, W, 6, out, in, 3);
-            ks[k]->acc(A[2] + 3 * in, in, Y[0] + 3 * out, out, 1, W, 0, out, in, n - 3);
-            assert_memory_equal(A[k], A[2], sizeof(float) * n * in);
+            float *C1 = malloc(sizeof(float) * T * T), *C2 = malloc(sizeof(float) * T * T);
+            tg_mat B = {Bm, T, 1};
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){U, T, 1}, B, C1, T, 0, TG_FULL);
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){U, T, 1}, B, C2, T, 0, TG_C_LOWER);
+            assert_true(same_vals(C1, C2, T, T, 1));
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){P, T, 1}, B, C1, T, 0, TG_FULL);
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){P, T, 1}, B, C2, T, 0, TG_A_LOWER);
+            assert_true(same_vals(C1, C2, T, T, 0));
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){U, T, 1}, B, C1, T, 0, TG_FULL);
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){U, T, 1}, B, C2, T, 0, TG_A_UPPER);
+            assert_true(same_vals(C1, C2, T, T, 0));
+            /* transposed operands, accumulating (the attention backward's dV, dK) */
+            for (int64_t i = 0; i < T * T; i++) C1[i] = C2[i] = (float)(0.5 * sin((double)i));
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){P, 1, T}, B, C1, T, 1, TG_FULL);
+            tg_gemm_st(ks[k], buf, T, T, T, (tg_mat){P, 1, T}, B, C2, T, 1, TG_A_UPPER);
+            assert_true(same_vals(C1, C2, T, T, 0));
+            free(C1), free(C2);
         }
-        if (simd) {
-            double m = 0, e = 0;
-            for (int i = 0; i < n * out; i++) m = fmax(m, fabs(Y[0][i])), e = fmax(e, fabs(Y[0][i] - Y[1][i]));
-            for (int i = 0; i < n * in; i++) m = fmax(m, fabs(A[0][i])), e = fmax(e, fabs(A[0][i] - A[1][i]));
-            worst = fmax(worst, e / m);
-        }
-        free(X), free(W);
-        for (int k = 0; k < 3; k++) free(Y[k]), free(A[k]);
+        free(P), free(U), free(Bm);
     }
-    if (simd) print_message("  matmul kernels avx2 vs scalar: max rel err %.2e over 9 widths\n", worst);
-    assert_true(worst < 1e-6);
+    print_message("  gemm vs double, 7 shapes x 3 layouts: scalar twin %.2e, avx2 %.2e (max rel)\n",
+                  worst[0], worst[1]);
+    assert_true(worst[0] < 1e-5 && worst[1] < 1e-5);
+    sk_pool_free(pool);
+    free(buf);
+}
+
+/* ---- the row kernels (tvec.h): AVX2 set and scalar twin vs double -------- */
+
+static void test_row_kernels(void **state) {
+    (void)state;
+    const tv_kernels *ks[2] = {tv_get_ref(), tv_get_avx2()};
+    const int ns[] = {1, 5, 8, 13, 64, 257};
+    double worst[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        if (!ks[k]) continue;
+        const tv_kernels *tv = ks[k];
+        double w = 0;
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            const int n = ns[ni];
+            float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n),
+                  *g = malloc(sizeof(float) * n), *d = malloc(sizeof(float) * n),
+                  *e = malloc(sizeof(float) * n);
+            for (int i = 0; i < n; i++) x[i] = (float)(10 * urand()), g[i] = (float)urand(), d[i] = (float)urand();
+            /* max: exact */
+            float m = x[0];
+            for (int i = 1; i < n; i++) m = fmaxf(m, x[i]);
+            assert_true(tv->max(x, n) == m);
+            /* exp_sum over [-10, 10] and over [-100, 0] (underflow) */
+            for (int r = 0; r < 2; r++) {
+                if (r) for (int i = 0; i < n; i++) x[i] = (float)(50 * urand() - 50);
+                float mm = r ? 0.0f : m;
+                double s = 0;
+                for (int i = 0; i < n; i++) s += exp((double)(x[i] - mm)); /* the rounded argument */
+                float fs = tv->exp_sum(e, x, n, mm);
+                w = fmax(w, s > 1.2e-38 ? fabs(fs - s) / s : fabs(fs - s) * 1e30);
+                assert_true(fabs(tv->exp_sum(NULL, x, n, mm) - fs) == 0);
+                for (int i = 0; i < n; i++) {
+                    double t = exp((double)(x[i] - mm)); /* below FLT_MIN: absolute */
+                    w = fmax(w, t > 1.2e-38 ? fabs(e[i] - t) / t : fabs(e[i] - t) * 1e30);
+                }
+            }
+            /* dot, dot3, sumsq: relative to the sum of |terms| */
+            double s = 0, a = 0, s3 = 0, a3 = 0, q = 0;
+            for (int i = 0; i < n; i++) {
+                s += (double)x[i] * g[i], a += fabs((double)x[i] * g[i]);
+                s3 += (double)d[i] * g[i] * x[i], a3 += fabs((double)d[i] * g[i] * x[i]);
+                q += (double)x[i] * x[i];
+            }
+            w = fmax(w, fabs(tv->dot(x, g, n) - s) / a);
+            w = fmax(w, fabs(tv->dot3(d, g, x, n) - s3) / a3);
+            w = fmax(w, fabs(tv->sumsq(x, n) - q) / q);
+            /* elementwise: scale, dsoft, norm rows */
+            memcpy(y, d, sizeof(float) * n);
+            tv->scale(y, n, 0.37f);
+            for (int i = 0; i < n; i++) w = fmax(w, fabs(y[i] - d[i] * 0.37) / (fabs(d[i] * 0.37) + 1e-30));
+            memcpy(y, d, sizeof(float) * n);
+            tv->dsoft(y, g, n, 0.25f, 0.125f);
+            for (int i = 0; i < n; i++) {
+                double t = (double)g[i] * (d[i] - 0.25) * 0.125;
+                w = fmax(w, fabs(y[i] - t) / 0.25);
+            }
+            tv->norm_row(y, x, g, 0.3f, n);
+            for (int i = 0; i < n; i++) w = fmax(w, fabs(y[i] - (double)x[i] * 0.3 * g[i]) / 15);
+            memcpy(y, d, sizeof(float) * n);
+            tv->norm_bwd_row(y, d, g, x, 0.3f, 0.01f, n);
+            for (int i = 0; i < n; i++)
+                w = fmax(w, fabs(y[i] - (d[i] + 0.3 * g[i] * d[i] - 0.01 * x[i])) / 2);
+            memcpy(y, g, sizeof(float) * n);
+            tv->norm_dg_row(y, d, x, 0.3f, n);
+            for (int i = 0; i < n; i++) w = fmax(w, fabs(y[i] - (g[i] + (double)d[i] * x[i] * 0.3)) / 5);
+            /* SwiGLU over [-20, 20] */
+            for (int i = 0; i < n; i++) x[i] = (float)(20 * urand());
+            tv->swiglu(y, x, g, n);
+            for (int i = 0; i < n; i++) {
+                double sg = 1 / (1 + exp(-(double)x[i]));
+                w = fmax(w, fabs(y[i] - x[i] * sg * g[i]) / 20);
+            }
+            memcpy(y, d, sizeof(float) * n);
+            memcpy(e, g, sizeof(float) * n);
+            tv->swiglu_bwd(y, e, d, x, g, n);
+            for (int i = 0; i < n; i++) {
+                double xi = x[i], sg = 1 / (1 + exp(-xi));
+                w = fmax(w, fabs(y[i] - (d[i] + (double)d[i] * g[i] * sg * (1 + xi * (1 - sg)))) / 20);
+                w = fmax(w, fabs(e[i] - (g[i] + (double)d[i] * xi * sg)) / 20);
+            }
+            free(x), free(y), free(g), free(d), free(e);
+        }
+        worst[k] = w;
+    }
+    print_message("  row kernels vs double, 6 lengths: scalar twin %.2e, avx2 %.2e (max rel)\n",
+                  worst[0], worst[1]);
+    assert_true(worst[0] < 1e-6 && worst[1] < 1e-6);
 }
 
 /* ---- RMSNorm -------------------------------------------------------------- */
@@ -244,7 +414,7 @@ enum { AB = 2, AT = 5, AH = 4, AK = 2, AD = 4 };
 typedef struct { double *Q, *K, *V, *O, *P, *c, *S; int s1; } att_ctx;
 static double att_loss(void *p) {
     att_ctx *m = p;
-    tr_attention_f64(NULL, m->O, m->P, m->Q, m->K, m->V, AB, AT, AH, AK, AD, m->s1, m->S);
+    tr_attention_f64(NULL, NULL, m->O, m->P, m->Q, m->K, m->V, AB, AT, AH, AK, AD, m->s1, m->S);
     return dotc(m->c, m->O, AB * AT * AH * AD);
 }
 /* s1: 0 vanilla, 1 the zero sink, 2 sink logits (one per head, in [-1.5, 1.5]) */
@@ -267,7 +437,7 @@ static void att_case(int s1) {
         else if (s1 == 2) assert_true(s < 1 && s > 0);
         else assert_true(fabs(s - 1) < 1e-12);
     }
-    tr_attention_bwd_f64(NULL, dQ, dK, dV, m.S ? dS : NULL, m.c, m.P, m.Q, m.K, m.V, AB, AT, AH, AK, AD,
+    tr_attention_bwd_f64(NULL, NULL, dQ, dK, dV, m.S ? dS : NULL, m.c, m.P, m.Q, m.K, m.V, AB, AT, AH, AK, AD,
                          scr);
     numgrad(att_loss, &m, m.Q, nq, nQ);
     numgrad(att_loss, &m, m.K, nk, nK);
@@ -280,15 +450,17 @@ static void att_case(int s1) {
         CHECK(NM("dsinks"), dS, nS, AH, 1e-7);
     }
     sk_pool *pool;
+    tr_ws ws;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    assert_int_equal(tr_ws_init(&ws, 2, AT, NULL), SK_OK);
     float *Q = tof(m.Q, nq), *K = tof(m.K, nk), *V = tof(m.V, nk), *c = tof(m.c, nq),
           *O = calloc(nq, 4), *P = calloc(np, 4), *fQ = calloc(nq, 4), *fK = calloc(nk, 4),
           *fV = calloc(nk, 4), *fs = calloc(2 * AT + AB * AH, 4), *S = m.S ? tof(m.S, AH) : NULL,
           *fS = calloc(AH, 4);
     att_loss(&m);
-    tr_attention_f32(pool, O, P, Q, K, V, AB, AT, AH, AK, AD, s1 == 1, S);
+    tr_attention_f32(pool, &ws, O, P, Q, K, V, AB, AT, AH, AK, AD, s1 == 1, S);
     CHECK32(NM("O"), O, m.O, nq, 1e-5);
-    tr_attention_bwd_f32(pool, fQ, fK, fV, S ? fS : NULL, c, P, Q, K, V, AB, AT, AH, AK, AD, fs);
+    tr_attention_bwd_f32(pool, &ws, fQ, fK, fV, S ? fS : NULL, c, P, Q, K, V, AB, AT, AH, AK, AD, fs);
     CHECK32(NM("dQ"), fQ, dQ, nq, 1e-5);
     CHECK32(NM("dK"), fK, dK, nk, 1e-5);
     CHECK32(NM("dV"), fV, dV, nk, 1e-5);
@@ -296,6 +468,7 @@ static void att_case(int s1) {
 #undef NM
     free(m.S), free(dS), free(nS), free(S), free(fS);
     sk_pool_free(pool);
+    tr_ws_free(&ws);
     free(m.Q), free(m.K), free(m.V), free(m.O), free(m.P), free(m.c);
     free(dQ), free(dK), free(dV), free(nQ), free(nK), free(nV), free(scr);
     free(Q), free(K), free(V), free(c), free(O), free(P), free(fQ), free(fK), free(fV), free(fs);
@@ -427,7 +600,8 @@ static void test_net(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_mm_kernels),  cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_gemm_kernels),
+        cmocka_unit_test(test_row_kernels), cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu), cmocka_unit_test(test_xent),
         cmocka_unit_test(test_net),
     };

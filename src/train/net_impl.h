@@ -11,13 +11,19 @@
 #define TR_CAT(a, b) TR_CAT2(a, b)
 #define F(name) TR_CAT(name, SFX)
 
-#define TR_CHUNK 256 /* rows of logits computed at once: (TR_CHUNK, V); the output matrix is
-                        * read 3 times per chunk, so larger chunks read it less */
+/* Rows of logits computed at once, (chunk, V): about TR_CHUNK_FLOATS floats,
+ * at least 256 rows (the output matrix is read 3 times per chunk, so larger
+ * chunks read it less), at most the batch. The chunk changes no bit: each
+ * logit is its own product, and the output matrix's gradient one chain over
+ * the rows in order (tgemm.h). */
+#define TR_CHUNK_FLOATS ((int64_t)1 << 23)
 
 struct F(tr_net) {
     tr_dims dm;
     tr_layout lay;
     sk_pool *pool;
+    tr_ws ws;              /* the f32 ops' scratch (tops.h) */
+    int64_t chunk;         /* rows of logits at once */
     R *w;                  /* (n_params), borrowed */
     R *g;                  /* (n_params) */
     R *cs;                 /* (T, hd/2, 2) RoPE cos/sin */
@@ -32,9 +38,9 @@ struct F(tr_net) {
     R *ao;                 /* (n_layer, N, nh*hd) attention output */
     R *a, *u, *s;          /* (n_layer, N, ff) gate, up, silu(gate) * up */
     R *rsf, *hf;           /* (N), (N, d): final norm */
-    R *lg;                 /* (TR_CHUNK, V) logits, then their gradient */
-    R *lrow;               /* (TR_CHUNK) loss per row */
-    int32_t *tgt;          /* (TR_CHUNK) targets of the chunk */
+    R *lg;                 /* (chunk, V) logits, then their gradient */
+    R *lrow;               /* (chunk) loss per row */
+    int32_t *tgt;          /* (chunk) targets of the chunk */
     int32_t *in;           /* (N) input ids */
     /* backward scratch */
     R *dx, *dh, *dhf;      /* (N, d) */
@@ -55,13 +61,16 @@ sk_status F(tr_net_new)(const tr_dims *dm, R *w, sk_pool *pool, F(tr_net) **out,
     size_t L = (size_t)dm->n_layer, N = (size_t)dm->B * dm->T, d = (size_t)dm->d,
            nq = (size_t)dm->nh * dm->hd, nk = (size_t)dm->nkv * dm->hd, ff = (size_t)dm->ff,
            T = (size_t)dm->T, nth = pool ? (size_t)sk_pool_size(pool) : 1;
+    n->chunk = TR_CHUNK_FLOATS / dm->V;
+    if (n->chunk < 256) n->chunk = 256;
+    if (n->chunk > (int64_t)N) n->chunk = (int64_t)N;
     struct { R **p; size_t n; } bufs[] = {
         {&n->g, n->lay.n_params}, {&n->cs, T * (size_t)dm->hd},
         {&n->x, (L + 1) * N * d}, {&n->xm, L * N * d}, {&n->rs1, L * N}, {&n->rs2, L * N},
         {&n->h1, L * N * d}, {&n->h2, L * N * d}, {&n->q, L * N * nq}, {&n->k, L * N * nk},
         {&n->v, L * N * nk}, {&n->p, L * (size_t)dm->B * dm->nh * T * T}, {&n->ao, L * N * nq},
         {&n->a, L * N * ff}, {&n->u, L * N * ff}, {&n->s, L * N * ff}, {&n->rsf, N},
-        {&n->hf, N * d}, {&n->lg, (size_t)TR_CHUNK * dm->V}, {&n->lrow, TR_CHUNK},
+        {&n->hf, N * d}, {&n->lg, (size_t)n->chunk * dm->V}, {&n->lrow, (size_t)n->chunk},
         {&n->dx, N * d}, {&n->dh, N * d}, {&n->dhf, N * d}, {&n->dq, N * nq}, {&n->dao, N * nq},
         {&n->dk, N * nk}, {&n->dv, N * nk}, {&n->da, N * ff}, {&n->du, N * ff}, {&n->ds, N * ff},
         {&n->scr, nth * T + (size_t)dm->B * dm->nh},
@@ -69,9 +78,9 @@ sk_status F(tr_net_new)(const tr_dims *dm, R *w, sk_pool *pool, F(tr_net) **out,
     int ok = 1;
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (!(*bufs[i].p = calloc(bufs[i].n, sizeof(R)))) ok = 0;
-    n->tgt = calloc(TR_CHUNK, sizeof *n->tgt);
+    n->tgt = calloc((size_t)n->chunk, sizeof *n->tgt);
     n->in = calloc(N, sizeof *n->in);
-    if (!ok || !n->tgt || !n->in) {
+    if (!ok || !n->tgt || !n->in || tr_ws_init(&n->ws, (int)nth, dm->T, NULL)) {
         F(tr_net_free)(n);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (activations of a %zu x %zu batch)",
                             (size_t)dm->B, T);
@@ -89,6 +98,7 @@ void F(tr_net_free)(F(tr_net) *n) {
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(n->tgt);
     free(n->in);
+    tr_ws_free(&n->ws);
     free(n);
 }
 
@@ -117,20 +127,20 @@ static void F(forward)(F(tr_net) *n, int nb, int nt) {
           *a = n->a + l * NL * ff, *u = n->u + l * NL * ff, *s = n->s + l * NL * ff;
         R *p = n->p + (size_t)l * dm->B * dm->nh * dm->T * dm->T;
         F(tr_rmsnorm)(P, h1, n->rs1 + l * NL, x, W + o->attn_norm, N, dm->d, dm->eps);
-        F(tr_matmul)(P, q, h1, W + o->wq, N, d, nq);
-        F(tr_matmul)(P, k, h1, W + o->wk, N, d, nk);
-        F(tr_matmul)(P, v, h1, W + o->wv, N, d, nk);
+        F(tr_matmul)(P, &n->ws, q, h1, W + o->wq, N, d, nq);
+        F(tr_matmul)(P, &n->ws, k, h1, W + o->wk, N, d, nk);
+        F(tr_matmul)(P, &n->ws, v, h1, W + o->wv, N, d, nk);
         F(tr_rope)(q, N, dm->nh, dm->hd, nt, n->cs, 0);
         F(tr_rope)(k, N, dm->nkv, dm->hd, nt, n->cs, 0);
-        F(tr_attention)(P, ao, p, q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, dm->softmax1,
+        F(tr_attention)(P, &n->ws, ao, p, q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, dm->softmax1,
                         dm->sink_logit ? W + o->sinks : NULL);
-        F(tr_matmul)(P, xm, ao, W + o->wo, N, nq, d);
+        F(tr_matmul)(P, &n->ws, xm, ao, W + o->wo, N, nq, d);
         for (int64_t i = 0; i < N * d; i++) xm[i] = x[i] + xm[i];
         F(tr_rmsnorm)(P, h2, n->rs2 + l * NL, xm, W + o->ffn_norm, N, dm->d, dm->eps);
-        F(tr_matmul)(P, a, h2, W + o->wg, N, d, ff);
-        F(tr_matmul)(P, u, h2, W + o->wu, N, d, ff);
+        F(tr_matmul)(P, &n->ws, a, h2, W + o->wg, N, d, ff);
+        F(tr_matmul)(P, &n->ws, u, h2, W + o->wu, N, d, ff);
         F(tr_swiglu)(P, s, a, u, N * ff);
-        F(tr_matmul)(P, xn, s, W + o->wd, N, ff, d);
+        F(tr_matmul)(P, &n->ws, xn, s, W + o->wd, N, ff, d);
         for (int64_t i = 0; i < N * d; i++) xn[i] = xm[i] + xn[i];
     }
     F(tr_rmsnorm)(P, n->hf, n->rsf, n->x + (int64_t)dm->n_layer * NL * d, n->w + n->lay.out_norm,
@@ -164,28 +174,28 @@ static void F(backward)(F(tr_net) *n, int nb, int nt) {
         const R *p = n->p + (size_t)l * dm->B * dm->nh * dm->T * dm->T;
         /* x_next = xm + s Wd^T: dx flows to xm unchanged */
         memset(n->ds, 0, sizeof(R) * (size_t)(N * ff));
-        F(tr_matmul_bwd)(P, n->ds, G + o->wd, dx, s, W + o->wd, N, ff, d);
+        F(tr_matmul_bwd)(P, &n->ws, n->ds, G + o->wd, dx, s, W + o->wd, N, ff, d);
         memset(n->da, 0, sizeof(R) * (size_t)(N * ff));
         memset(n->du, 0, sizeof(R) * (size_t)(N * ff));
         F(tr_swiglu_bwd)(P, n->da, n->du, n->ds, a, u, N * ff);
         memset(dh, 0, sizeof(R) * (size_t)(N * d));
-        F(tr_matmul_bwd)(P, dh, G + o->wg, n->da, h2, W + o->wg, N, d, ff);
-        F(tr_matmul_bwd)(P, dh, G + o->wu, n->du, h2, W + o->wu, N, d, ff);
+        F(tr_matmul_bwd)(P, &n->ws, dh, G + o->wg, n->da, h2, W + o->wg, N, d, ff);
+        F(tr_matmul_bwd)(P, &n->ws, dh, G + o->wu, n->du, h2, W + o->wu, N, d, ff);
         F(tr_rmsnorm_bwd)(P, dx, G + o->ffn_norm, dh, xm, W + o->ffn_norm, n->rs2 + l * NL, N, dm->d);
         /* xm = x + ao Wo^T */
         memset(n->dao, 0, sizeof(R) * (size_t)(N * nq));
-        F(tr_matmul_bwd)(P, n->dao, G + o->wo, dx, ao, W + o->wo, N, nq, d);
+        F(tr_matmul_bwd)(P, &n->ws, n->dao, G + o->wo, dx, ao, W + o->wo, N, nq, d);
         memset(n->dq, 0, sizeof(R) * (size_t)(N * nq));
         memset(n->dk, 0, sizeof(R) * (size_t)(N * nk));
         memset(n->dv, 0, sizeof(R) * (size_t)(N * nk));
-        F(tr_attention_bwd)(P, n->dq, n->dk, n->dv, dm->sink_logit ? G + o->sinks : NULL, n->dao, p,
+        F(tr_attention_bwd)(P, &n->ws, n->dq, n->dk, n->dv, dm->sink_logit ? G + o->sinks : NULL, n->dao, p,
                             q, k, v, nb, nt, dm->nh, dm->nkv, dm->hd, n->scr);
         F(tr_rope)(n->dq, N, dm->nh, dm->hd, nt, n->cs, 1);
         F(tr_rope)(n->dk, N, dm->nkv, dm->hd, nt, n->cs, 1);
         memset(dh, 0, sizeof(R) * (size_t)(N * d));
-        F(tr_matmul_bwd)(P, dh, G + o->wq, n->dq, h1, W + o->wq, N, d, nq);
-        F(tr_matmul_bwd)(P, dh, G + o->wk, n->dk, h1, W + o->wk, N, d, nk);
-        F(tr_matmul_bwd)(P, dh, G + o->wv, n->dv, h1, W + o->wv, N, d, nk);
+        F(tr_matmul_bwd)(P, &n->ws, dh, G + o->wq, n->dq, h1, W + o->wq, N, d, nq);
+        F(tr_matmul_bwd)(P, &n->ws, dh, G + o->wk, n->dk, h1, W + o->wk, N, d, nk);
+        F(tr_matmul_bwd)(P, &n->ws, dh, G + o->wv, n->dv, h1, W + o->wv, N, d, nk);
         F(tr_rmsnorm_bwd)(P, dx, G + o->attn_norm, dh, x, W + o->attn_norm, n->rs1 + l * NL, N, dm->d);
     }
     F(embed_bwd)(G + n->lay.tok_embd, n->in, dx, N, d);
@@ -204,16 +214,16 @@ double F(tr_net_loss)(F(tr_net) *n, const int32_t *tok, int64_t stride, int nb, 
     const R *E = n->w + n->lay.output;
     R *dE = n->g + n->lay.output;
     double loss = 0.0;
-    for (int64_t r0 = 0; r0 < N; r0 += TR_CHUNK) {
-        int64_t c = N - r0 < TR_CHUNK ? N - r0 : TR_CHUNK;
+    for (int64_t r0 = 0; r0 < N; r0 += n->chunk) {
+        int64_t c = N - r0 < n->chunk ? N - r0 : n->chunk;
         for (int64_t i = 0; i < c; i++) {
             int64_t r = r0 + i, b = r / nt, t = r % nt;
             n->tgt[i] = tok[b * stride + t + 1];
         }
-        F(tr_matmul)(n->pool, n->lg, n->hf + r0 * d, E, c, d, V);
+        F(tr_matmul)(n->pool, &n->ws, n->lg, n->hf + r0 * d, E, c, d, V);
         F(tr_xent)(n->pool, n->lg, n->lrow, n->tgt, c, V, grad ? (R)(1.0 / (double)N) : 0);
         for (int64_t i = 0; i < c; i++) loss += n->lrow[i];
-        if (grad) F(tr_matmul_bwd)(n->pool, n->dhf + r0 * d, dE, n->lg, n->hf + r0 * d, E, c, d, V);
+        if (grad) F(tr_matmul_bwd)(n->pool, &n->ws, n->dhf + r0 * d, dE, n->lg, n->hf + r0 * d, E, c, d, V);
     }
     if (grad) {
         memset(n->dx, 0, sizeof(R) * (size_t)(N * d));
@@ -228,7 +238,7 @@ double F(tr_net_loss)(F(tr_net) *n, const int32_t *tok, int64_t stride, int nb, 
 void F(tr_net_logits)(F(tr_net) *n, const int32_t *tok, int nt, R *out) {
     for (int t = 0; t < nt; t++) n->in[t] = tok[t];
     F(forward)(n, 1, nt);
-    F(tr_matmul)(n->pool, out, n->hf, n->w + n->lay.output, nt, n->dm.d, n->dm.V);
+    F(tr_matmul)(n->pool, &n->ws, out, n->hf, n->w + n->lay.output, nt, n->dm.d, n->dm.V);
 }
 
 #undef F

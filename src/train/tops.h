@@ -19,14 +19,28 @@
 
 #include "kernels/threadpool.h"
 
+/* Scratch of the f32 ops, allocated once (tr_ws_init): per thread of the
+ * pool, the packed panels of the matrix product (TG_BUF_FLOATS of tgemm.h)
+ * and a (T, T) matrix of the attention backward. The f64 ops ignore it
+ * (NULL). */
+typedef struct tr_ws {
+    float *gemm; /* (nth, TG_BUF_FLOATS), 64-byte aligned */
+    float *att;  /* (nth, T * T) */
+    int nth, T;
+} tr_ws;
+
+/* For a pool of nth threads and sequences of up to T tokens. SK_ERR_NOMEM. */
+sk_status tr_ws_init(tr_ws *ws, int nth, int T, sk_error *err);
+void tr_ws_free(tr_ws *ws);
+
 #define TR_DECLARE_OPS(R, SFX)                                                                  \
     /* Y (n, out) = X (n, in) W^T, W (out, in) */                                               \
-    void tr_matmul_##SFX(sk_pool *pool, R *Y, const R *X, const R *W, int64_t n, int64_t in,    \
-                         int64_t out);                                                          \
+    void tr_matmul_##SFX(sk_pool *pool, const tr_ws *ws, R *Y, const R *X, const R *W,          \
+                         int64_t n, int64_t in, int64_t out);                                   \
     /* dX (n, in) += dY (n, out) W (skipped when dX is NULL);                                   \
      * dW (out, in) += dY^T X (skipped when dW is NULL) */                                      \
-    void tr_matmul_bwd_##SFX(sk_pool *pool, R *dX, R *dW, const R *dY, const R *X, const R *W,  \
-                             int64_t n, int64_t in, int64_t out);                               \
+    void tr_matmul_bwd_##SFX(sk_pool *pool, const tr_ws *ws, R *dX, R *dW, const R *dY,         \
+                             const R *X, const R *W, int64_t n, int64_t in, int64_t out);       \
     /* Y[t] = X[t] * r[t] * g with r[t] = 1 / sqrt(mean(X[t]^2) + eps) (sum in double);         \
      * rstd (n) receives r */                                                                   \
     void tr_rmsnorm_##SFX(sk_pool *pool, R *Y, R *rstd, const R *X, const R *g, int64_t n,      \
@@ -45,15 +59,16 @@
      * receives the probabilities (row t, columns 0..t); O (n, nh*hd). softmax1: one more       \
      * logit of 0 in every denominator, with no value (the "zero sink"); sinks (nh) or NULL:   \
      * head h's logit in every one of its denominators instead (sink logits, gpt-oss's form) */ \
-    void tr_attention_##SFX(sk_pool *pool, R *O, R *P, const R *Q, const R *K, const R *V,      \
-                            int nb, int T, int nh, int nkv, int hd, int softmax1,               \
-                            const R *sinks);                                                    \
+    void tr_attention_##SFX(sk_pool *pool, const tr_ws *ws, R *O, R *P, const R *Q,             \
+                            const R *K, const R *V, int nb, int T, int nh, int nkv, int hd,     \
+                            int softmax1, const R *sinks);                                      \
     /* dQ (n, nh*hd), dK, dV (n, nkv*hd) += the gradients of attention given dO and the         \
      * forward's P; dsinks (nh) += the sink logits' gradients, or NULL; scratch:               \
      * (n_threads * T + nb * nh) */                                                             \
-    void tr_attention_bwd_##SFX(sk_pool *pool, R *dQ, R *dK, R *dV, R *dsinks, const R *dO,     \
-                                const R *P, const R *Q, const R *K, const R *V, int nb, int T,  \
-                                int nh, int nkv, int hd, R *scratch);                           \
+    void tr_attention_bwd_##SFX(sk_pool *pool, const tr_ws *ws, R *dQ, R *dK, R *dV,            \
+                                R *dsinks, const R *dO, const R *P, const R *Q, const R *K,     \
+                                const R *V, int nb, int T, int nh, int nkv, int hd,             \
+                                R *scratch);                                                    \
     /* S (n) = silu(A) * U with silu(a) = a / (1 + exp(-a)) */                                  \
     void tr_swiglu_##SFX(sk_pool *pool, R *S, const R *A, const R *U, int64_t n);               \
     /* dA, dU (n) += the gradients of swiglu given dS */                                        \

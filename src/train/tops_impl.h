@@ -1,9 +1,11 @@
 /* tops_impl.h - the body of the training ops (tops.h), for one real type.
  * Included by tops_f32.c and tops_f64.c with R (float, double), SFX (f32,
  * f64) and EXP (expf, exp) defined. Plain C, the compiler vectorizing what
- * it can without changing our summation order (no -ffast-math). The f32
- * build defines TR_MM_DISPATCH: its matmuls then go through tmm.h, which
- * picks these loops (the reference) or their AVX2 twin. */
+ * it can without changing our summation order (no -ffast-math): the f64
+ * twin that the gradient checks difference. The f32 build defines TR_FAST
+ * and takes only RoPE and the thread split from here; its other ops
+ * (tops_f32.c) run on the blocked matrix product (tgemm.h) and the row
+ * kernels (tvec.h), each with a scalar twin. */
 #include <math.h>
 #include <string.h>
 
@@ -35,6 +37,34 @@ static void F(par_for)(sk_pool *pool, int64_t n, int64_t align, F(range_fn) fn, 
     sk_pool_run(pool, F(range_tramp), &j);
 }
 
+/* ---- RoPE ----------------------------------------------------------------- */
+
+void F(tr_rope_table)(R *cs, int T, int hd, double base) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < hd / 2; i++) {
+            double a = (double)t * pow(base, -2.0 * i / hd);
+            cs[((size_t)t * (hd / 2) + i) * 2] = (R)cos(a);
+            cs[((size_t)t * (hd / 2) + i) * 2 + 1] = (R)sin(a);
+        }
+}
+
+void F(tr_rope)(R *X, int64_t n, int heads, int hd, int T, const R *cs, int inverse) {
+    for (int64_t t = 0; t < n; t++) {
+        const R *c = cs + (size_t)(t % T) * hd;
+        for (int h = 0; h < heads; h++) {
+            R *v = X + (t * heads + h) * hd;
+            for (int i = 0; i < hd / 2; i++) {
+                R co = c[2 * i], si = inverse ? -c[2 * i + 1] : c[2 * i + 1];
+                R x0 = v[2 * i], x1 = v[2 * i + 1];
+                v[2 * i] = x0 * co - x1 * si;
+                v[2 * i + 1] = x0 * si + x1 * co;
+            }
+        }
+    }
+}
+
+#ifndef TR_FAST
+
 /* dot product in a fixed order: 8 interleaved partial sums, then a tree */
 static R F(dot)(const R *a, const R *b, int64_t n) {
     R s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -52,8 +82,6 @@ static void F(axpy)(R *y, R a, const R *x, int64_t n) {
 
 /* ---- matmul --------------------------------------------------------------- */
 
-/* The reference rectangles of tmm.h (plain C; the f32 build may dispatch to
- * the AVX2 twin instead, tops_f32.c). */
 static void F(mm_fwd_ref)(const R *X, const R *W, R *Y, int64_t t0, int64_t t1, int64_t o0,
                           int64_t o1, int64_t in, int64_t out) {
     for (int64_t t = t0; t < t1; t++)
@@ -66,13 +94,8 @@ static void F(mm_acc_ref)(R *out, int64_t ostride, const R *c, int64_t crs, int6
         for (int64_t j = j0; j < j1; j++) F(axpy)(out + r * ostride, c[r * crs + j * cs], M + j * in, in);
 }
 
-#ifdef TR_MM_DISPATCH
-#define MM_FWD (tr_mm_get()->fwd)
-#define MM_ACC (tr_mm_get()->acc)
-#else
 #define MM_FWD F(mm_fwd_ref)
 #define MM_ACC F(mm_acc_ref)
-#endif
 
 typedef struct F(mm_args) {
     R *Y, *dX, *dW;
@@ -100,7 +123,7 @@ static void F(mm_fwd_rows)(void *arg, int64_t lo, int64_t hi, int ith) {
                a->out);
 }
 
-void F(tr_matmul)(sk_pool *pool, R *Y, const R *X, const R *W, int64_t n, int64_t in,
+void F(tr_matmul)(sk_pool *pool, const tr_ws *ws, R *Y, const R *X, const R *W, int64_t n, int64_t in,
                   int64_t out) {
     F(mm_args) a = {.Y = Y, .X = X, .W = W, .n = n, .in = in, .out = out};
     if (out >= n) F(par_for)(pool, out, MM_BLOCK, F(mm_fwd_cols), &a);
@@ -123,8 +146,8 @@ static void F(mm_bwd_w)(void *arg, int64_t lo, int64_t hi, int ith) {
                t0 + MM_TBLOCK < a->n ? t0 + MM_TBLOCK : a->n, a->in, hi - lo);
 }
 
-void F(tr_matmul_bwd)(sk_pool *pool, R *dX, R *dW, const R *dY, const R *X, const R *W,
-                      int64_t n, int64_t in, int64_t out) {
+void F(tr_matmul_bwd)(sk_pool *pool, const tr_ws *ws, R *dX, R *dW, const R *dY, const R *X,
+                      const R *W, int64_t n, int64_t in, int64_t out) {
     F(mm_args) a = {.dX = dX, .dW = dW, .dY = dY, .X = X, .W = W, .n = n, .in = in, .out = out};
     if (dX) F(par_for)(pool, n, 1, F(mm_bwd_x), &a);
     if (dW) F(par_for)(pool, out, 1, F(mm_bwd_w), &a);
@@ -193,32 +216,6 @@ void F(tr_rmsnorm_bwd)(sk_pool *pool, R *dX, R *dg, const R *dY, const R *X, con
     F(par_for)(pool, d, 16, F(norm_bwd_cols), &a);
 }
 
-/* ---- RoPE ----------------------------------------------------------------- */
-
-void F(tr_rope_table)(R *cs, int T, int hd, double base) {
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < hd / 2; i++) {
-            double a = (double)t * pow(base, -2.0 * i / hd);
-            cs[((size_t)t * (hd / 2) + i) * 2] = (R)cos(a);
-            cs[((size_t)t * (hd / 2) + i) * 2 + 1] = (R)sin(a);
-        }
-}
-
-void F(tr_rope)(R *X, int64_t n, int heads, int hd, int T, const R *cs, int inverse) {
-    for (int64_t t = 0; t < n; t++) {
-        const R *c = cs + (size_t)(t % T) * hd;
-        for (int h = 0; h < heads; h++) {
-            R *v = X + (t * heads + h) * hd;
-            for (int i = 0; i < hd / 2; i++) {
-                R co = c[2 * i], si = inverse ? -c[2 * i + 1] : c[2 * i + 1];
-                R x0 = v[2 * i], x1 = v[2 * i + 1];
-                v[2 * i] = x0 * co - x1 * si;
-                v[2 * i + 1] = x0 * si + x1 * co;
-            }
-        }
-    }
-}
-
 /* ---- attention ------------------------------------------------------------ */
 
 typedef struct F(att_args) {
@@ -262,7 +259,7 @@ static void F(att_fwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void F(tr_attention)(sk_pool *pool, R *O, R *P, const R *Q, const R *K, const R *V, int nb,
+void F(tr_attention)(sk_pool *pool, const tr_ws *ws, R *O, R *P, const R *Q, const R *K, const R *V, int nb,
                      int T, int nh, int nkv, int hd, int softmax1, const R *sinks) {
     F(att_args) a = {.O = O, .P = P, .Q = Q, .K = K, .V = V, .nb = nb, .T = T, .nh = nh,
                      .nkv = nkv, .hd = hd, .softmax1 = softmax1, .sinks = sinks};
@@ -312,9 +309,9 @@ static void F(att_bwd_items)(void *arg, int64_t lo, int64_t hi, int ith) {
     }
 }
 
-void F(tr_attention_bwd)(sk_pool *pool, R *dQ, R *dK, R *dV, R *dsinks, const R *dO, const R *P,
-                         const R *Q, const R *K, const R *V, int nb, int T, int nh, int nkv,
-                         int hd, R *scratch) {
+void F(tr_attention_bwd)(sk_pool *pool, const tr_ws *ws, R *dQ, R *dK, R *dV, R *dsinks,
+                         const R *dO, const R *P, const R *Q, const R *K, const R *V, int nb, int T,
+                         int nh, int nkv, int hd, R *scratch) {
     int nth = pool ? sk_pool_size(pool) : 1;
     F(att_args) a = {.dQ = dQ, .dK = dK, .dV = dV, .dO = dO, .Pc = P, .Q = Q, .K = K, .V = V,
                      .nb = nb, .T = T, .nh = nh, .nkv = nkv, .hd = hd, .scr = scratch,
@@ -390,5 +387,7 @@ void F(tr_xent)(sk_pool *pool, R *Z, R *loss, const int32_t *target, int64_t n, 
     F(xent_args) a = {.Z = Z, .loss = loss, .target = target, .V = V, .scale = grad_scale};
     F(par_for)(pool, n, 1, F(xent_rows), &a);
 }
+
+#endif /* TR_FAST */
 
 #undef F

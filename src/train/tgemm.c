@@ -1,0 +1,179 @@
+/* tgemm.c - the blocked, packed f32 matrix product of the trainer (tgemm.h):
+ * packing, the loop nest, the split over threads, the scalar twin of the
+ * micro-kernel and the choice of kernels. */
+#include "tgemm.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "kernels/cpu.h"
+
+/* ---- the scalar twin of the micro-kernel --------------------------------- */
+
+/* A multiply then an add per term (ISO C: no contraction), k ascending. */
+static void ukr_ref(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
+    float t[TG_MR][TG_NR];
+    for (int i = 0; i < TG_MR; i++)
+        for (int j = 0; j < TG_NR; j++) t[i][j] = load ? c[i * ldc + j] : 0.0f;
+    for (int64_t k = 0; k < kc; k++, a += TG_MR, b += TG_NR)
+        for (int i = 0; i < TG_MR; i++) {
+            float ai = a[i];
+            for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
+        }
+    for (int i = 0; i < TG_MR; i++)
+        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = t[i][j];
+}
+
+static const tg_kernels g_ref = {ukr_ref, "scalar"};
+static const tg_kernels *g_kr;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void choose(void) {
+    g_kr = strcmp(sk_cpu_isa(), "scalar") != 0 && sk_cpu_has_avx2() ? tg_avx2_table() : &g_ref;
+}
+
+const tg_kernels *tg_get(void) {
+    pthread_once(&g_once, choose);
+    return g_kr;
+}
+const tg_kernels *tg_get_ref(void) { return &g_ref; }
+const tg_kernels *tg_get_avx2(void) { return sk_cpu_has_avx2() ? tg_avx2_table() : NULL; }
+
+/* ---- packing --------------------------------------------------------------- */
+
+/* Rows [i0, i0 + mc), k in [k0, k0 + kc) of A into micro-panels of TG_MR
+ * rows: pa[ir * kc + k * TG_MR + i] = A(i0 + ir + i, k0 + k), zero past mc. */
+static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+    for (int64_t ir = 0; ir < mc; ir += TG_MR) {
+        int mr = mc - ir < TG_MR ? (int)(mc - ir) : TG_MR;
+        float *d = pa + ir * kc;
+        const float *s = A.p + (i0 + ir) * A.rs + k0 * A.cs;
+        if (A.cs == 1) { /* rows contiguous: a transpose, read along the rows */
+            for (int i = 0; i < mr; i++) {
+                const float *r = s + i * A.rs;
+                for (int64_t k = 0; k < kc; k++) d[k * TG_MR + i] = r[k];
+            }
+            for (int i = mr; i < TG_MR; i++)
+                for (int64_t k = 0; k < kc; k++) d[k * TG_MR + i] = 0.0f;
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *col = s + k * A.cs;
+                int i = 0;
+                for (; i < mr; i++) d[k * TG_MR + i] = col[i * A.rs];
+                for (; i < TG_MR; i++) d[k * TG_MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Columns [j0, j0 + nc), k in [k0, k0 + kc) of B into micro-panels of
+ * TG_NR columns: pb[jr * kc + k * TG_NR + j] = B(k0 + k, j0 + jr + j), zero
+ * past nc. */
+static void pack_b(float *pb, tg_mat B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+    for (int64_t jr = 0; jr < nc; jr += TG_NR) {
+        int nr = nc - jr < TG_NR ? (int)(nc - jr) : TG_NR;
+        float *d = pb + jr * kc;
+        const float *s = B.p + k0 * B.rs + (j0 + jr) * B.cs;
+        if (B.cs == 1) { /* rows of B contiguous: TG_NR floats a step */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *r = s + k * B.rs;
+                int j = 0;
+                for (; j < nr; j++) d[k * TG_NR + j] = r[j];
+                for (; j < TG_NR; j++) d[k * TG_NR + j] = 0.0f;
+            }
+        } else { /* columns contiguous (B = W^T): a transpose, read along the columns */
+            for (int j = 0; j < nr; j++) {
+                const float *col = s + j * B.cs;
+                for (int64_t k = 0; k < kc; k++) d[k * TG_NR + j] = col[k * B.rs];
+            }
+            for (int j = nr; j < TG_NR; j++)
+                for (int64_t k = 0; k < kc; k++) d[k * TG_NR + j] = 0.0f;
+        }
+    }
+}
+
+/* ---- the loop nest --------------------------------------------------------- */
+
+void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t K, tg_mat A,
+                tg_mat B, float *C, int64_t ldc, int acc, int flags) {
+    if (!kr) kr = tg_get();
+    if (M <= 0 || N <= 0) return;
+    float *pa = buf, *pb = buf + (size_t)TG_MC * TG_KC;
+    for (int64_t jc = 0; jc < N; jc += TG_NC) {
+        int64_t nc = N - jc < TG_NC ? N - jc : TG_NC;
+        /* K = 0 still runs one (empty) block, so that C = 0 without acc */
+        for (int64_t pc = 0; pc < K || (pc == 0 && K == 0); pc += TG_KC) {
+            int64_t kc = K - pc < TG_KC ? K - pc : TG_KC;
+            int load = acc || pc > 0;
+            pack_b(pb, B, pc, kc, jc, nc);
+            for (int64_t ic = 0; ic < M; ic += TG_MC) {
+                int64_t mc = M - ic < TG_MC ? M - ic : TG_MC;
+                pack_a(pa, A, ic, mc, pc, kc);
+                for (int64_t jr = 0; jr < nc; jr += TG_NR) {
+                    int nr = nc - jr < TG_NR ? (int)(nc - jr) : TG_NR;
+                    for (int64_t ir = 0; ir < mc; ir += TG_MR) {
+                        int mr = mc - ir < TG_MR ? (int)(mc - ir) : TG_MR;
+                        int64_t m0 = ic + ir, n0 = jc + jr;
+                        if ((flags & TG_C_LOWER) && n0 > m0 + mr - 1) continue;
+                        int64_t klo = pc, khi = pc + kc;
+                        if ((flags & TG_A_LOWER) && khi > m0 + mr) khi = m0 + mr;
+                        if ((flags & TG_A_UPPER) && klo < m0) klo = m0;
+                        if (khi <= klo) {
+                            if (load) continue; /* nothing to add */
+                            klo = khi = pc;     /* C = 0 */
+                        }
+                        const float *a = pa + ir * kc + (klo - pc) * TG_MR;
+                        const float *b = pb + jr * kc + (klo - pc) * TG_NR;
+                        float *c = C + m0 * ldc + n0;
+                        if (mr == TG_MR && nr == TG_NR) {
+                            kr->ukr(khi - klo, a, b, c, ldc, load);
+                            continue;
+                        }
+                        float t[TG_MR * TG_NR] = {0};
+                        if (load)
+                            for (int i = 0; i < mr; i++) memcpy(t + i * TG_NR, c + i * ldc, sizeof(float) * nr);
+                        kr->ukr(khi - klo, a, b, t, TG_NR, load);
+                        for (int i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * TG_NR, sizeof(float) * nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- over the pool --------------------------------------------------------- */
+
+typedef struct gemm_job {
+    const tg_kernels *kr;
+    float *bufs;
+    int64_t M, N, K, ldc;
+    tg_mat A, B;
+    float *C;
+    int acc;
+} gemm_job;
+
+static void gemm_part(void *arg, int ith, int nth) {
+    gemm_job *j = arg;
+    float *buf = j->bufs + (size_t)ith * TG_BUF_FLOATS;
+    long lo, hi;
+    if (j->N >= j->M) { /* columns: each thread packs its own part of B, all of A */
+        sk_split_range((long)j->N, TG_NR, ith, nth, &lo, &hi);
+        if (hi <= lo) return;
+        tg_mat B = {j->B.p + lo * j->B.cs, j->B.rs, j->B.cs};
+        tg_gemm_st(j->kr, buf, j->M, hi - lo, j->K, j->A, B, j->C + lo, j->ldc, j->acc, TG_FULL);
+    } else {
+        sk_split_range((long)j->M, TG_MR, ith, nth, &lo, &hi);
+        if (hi <= lo) return;
+        tg_mat A = {j->A.p + lo * j->A.rs, j->A.rs, j->A.cs};
+        tg_gemm_st(j->kr, buf, hi - lo, j->N, j->K, A, j->B, j->C + lo * j->ldc, j->ldc, j->acc,
+                   TG_FULL);
+    }
+}
+
+void tg_gemm(sk_pool *pool, float *bufs, int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B,
+             float *C, int64_t ldc, int acc) {
+    gemm_job j = {tg_get(), bufs, M, N, K, ldc, A, B, C, acc};
+    /* below ~1 MFLOP a second thread costs more than it saves */
+    if (!pool || sk_pool_size(pool) == 1 || (double)M * N * K < 5e5) gemm_part(&j, 0, 1);
+    else sk_pool_run(pool, gemm_part, &j);
+}

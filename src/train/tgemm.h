@@ -1,0 +1,85 @@
+/* tgemm.h - the trainer's f32 matrix product: C (M x N) = or += A (M x K) B (K x N)
+ * for operands of any strides, cache-blocked with packed panels (GotoBLAS's
+ * loop nest) around a register-tiled micro-kernel of TG_MR x TG_NR outputs:
+ * the AVX2+FMA one (tgemm_avx2.c) or its scalar twin (tgemm.c), chosen once
+ * from the CPU tier (SINKLLM_ISA=scalar forces the twin).
+ *
+ * Loop nest: columns in blocks of TG_NC, then K in blocks of TG_KC (a
+ * (TG_KC, TG_NC) panel of B packed), rows in blocks of TG_MC (a (TG_MC,
+ * TG_KC) panel of A packed), then micro-tiles. Packing pads the edges with
+ * zeros; an edge tile runs the same micro-kernel on a tile-sized copy.
+ *
+ * One chain per element, whatever the blocking: the micro-kernel starts from
+ * C (accumulate, or any K block after the first) or from 0, and applies one
+ * fused multiply-add per k in ascending order (the scalar twin: a multiply
+ * then an add). Storing C after a K block and loading it for the next
+ * changes nothing, so C(m, n) = fma(A(m,K-1), B(K-1,n), ... fma(A(m,0),
+ * B(0,n), C0)) for every m, n, block sizes, tile position and split of the
+ * output over threads: a run on 1 thread and on 2 gives the same bits.
+ *
+ * Nothing is allocated here: the caller passes pack buffers (TG_BUF_FLOATS
+ * per thread, 64-byte aligned). */
+#ifndef SK_TRAIN_TGEMM_H
+#define SK_TRAIN_TGEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/threadpool.h"
+
+#define TG_MR 6    /* rows of a micro-tile */
+#define TG_NR 16   /* columns of a micro-tile (two AVX2 vectors) */
+#ifndef TG_KC
+#define TG_KC 256  /* K block: a B micro-panel (TG_KC x TG_NR) is 16 KiB, in L1 */
+#endif
+#ifndef TG_MC
+#define TG_MC 96   /* rows of a packed A block: 96 KiB, in L2 */
+#endif
+#ifndef TG_NC
+#define TG_NC 1024 /* columns of a packed B block: 1 MiB, in L2/L3 */
+#endif
+#define TG_BUF_FLOATS ((size_t)TG_MC * TG_KC + (size_t)TG_KC * TG_NC)
+
+/* A matrix view: element (r, c) at p[r * rs + c * cs] */
+typedef struct tg_mat {
+    const float *p;
+    int64_t rs, cs;
+} tg_mat;
+
+/* Structure of the product that lets whole micro-tiles or K ranges be
+ * skipped (the attention's triangles); skipped terms are exact zeros. */
+enum {
+    TG_FULL = 0,
+    TG_C_LOWER = 1, /* only C(m, n) with n <= m is wanted (the rest is left unspecified) */
+    TG_A_LOWER = 2, /* A(m, k) = 0 for k > m */
+    TG_A_UPPER = 4, /* A(m, k) = 0 for k < m */
+};
+
+typedef struct tg_kernels {
+    /* the TG_MR x TG_NR tile at c (row stride ldc) = (load ? c : 0) + a b over kc steps;
+     * a: kc x TG_MR (k-major), b: kc x TG_NR (k-major) */
+    void (*ukr)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load);
+    const char *name;
+} tg_kernels;
+
+/* The kernels in use (chosen on first call). */
+const tg_kernels *tg_get(void);
+/* The scalar twin. */
+const tg_kernels *tg_get_ref(void);
+/* The AVX2 kernels, NULL when the CPU lacks AVX2 and FMA. */
+const tg_kernels *tg_get_avx2(void);
+/* tgemm_avx2.c's table, whatever the CPU (call only where it has AVX2). */
+const tg_kernels *tg_avx2_table(void);
+
+/* One thread: C = (acc ? C : 0) + A B, A (M x K), B (K x N), C row stride ldc.
+ * buf: TG_BUF_FLOATS floats. kr NULL: tg_get(). */
+void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t K, tg_mat A,
+                tg_mat B, float *C, int64_t ldc, int acc, int flags);
+
+/* The same on the pool (NULL: one thread): the rows or the columns of C
+ * (the longer side) split over the threads, thread i packing into
+ * bufs + i * TG_BUF_FLOATS. flags must be TG_FULL. */
+void tg_gemm(sk_pool *pool, float *bufs, int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B,
+             float *C, int64_t ldc, int acc);
+
+#endif
