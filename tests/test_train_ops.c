@@ -258,6 +258,27 @@ static void test_gemm_kernels(void **state) {
         }
         free(P), free(U), free(Bm);
     }
+    /* the transposing packer: the same bits in both sets (a copy); the
+     * kernel reading A in place = the one reading it packed, bit for bit */
+    {
+        const int64_t ldw = 43, kc = 37; /* kc: 4 blocks of 8 and a tail */
+        float *w = frnd(TG_NR * ldw), *a = frnd(TG_MR * ldw), *ap = malloc(sizeof(float) * TG_MR * kc);
+        float *d[2], c[2][TG_MR * TG_NR], r[2][TG_MR * TG_NR];
+        for (int k = 0; k < 2; k++) d[k] = aligned_alloc(64, sizeof(float) * TG_NR * 40);
+        for (int64_t k = 0; k < kc; k++)
+            for (int i = 0; i < TG_MR; i++) ap[k * TG_MR + i] = a[i * ldw + k];
+        for (int k = 0; k < 2; k++) {
+            if (!ks[k]) continue;
+            ks[k]->pack_bt(d[k], w, ldw, kc);
+            for (int64_t kk = 0; kk < kc; kk++)
+                for (int j = 0; j < TG_NR; j++) assert_true(d[k][kk * TG_NR + j] == w[j * ldw + kk]);
+            for (int i = 0; i < TG_MR * TG_NR; i++) c[k][i] = r[k][i] = (float)urand();
+            ks[k]->ukr(kc, ap, d[k], c[k], TG_NR, 1);
+            ks[k]->ukr_rows(kc, a, ldw, d[k], r[k], TG_NR, 1);
+            assert_memory_equal(c[k], r[k], sizeof c[k]);
+        }
+        free(w), free(a), free(ap), free(d[0]), free(d[1]);
+    }
     print_message("  gemm vs double, 7 shapes x 3 layouts: scalar twin %.2e, avx2 %.2e (max rel)\n",
                   worst[0], worst[1]);
     assert_true(worst[0] < 1e-5 && worst[1] < 1e-5);

@@ -24,7 +24,26 @@ static void ukr_ref(int64_t kc, const float *a, const float *b, float *c, int64_
         for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = t[i][j];
 }
 
-static const tg_kernels g_ref = {ukr_ref, "scalar"};
+static void ukr_rows_ref(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                         int64_t ldc, int load) {
+    float t[TG_MR][TG_NR];
+    for (int i = 0; i < TG_MR; i++)
+        for (int j = 0; j < TG_NR; j++) t[i][j] = load ? c[i * ldc + j] : 0.0f;
+    for (int64_t k = 0; k < kc; k++, b += TG_NR)
+        for (int i = 0; i < TG_MR; i++) {
+            float ai = a[i * lda + k];
+            for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
+        }
+    for (int i = 0; i < TG_MR; i++)
+        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = t[i][j];
+}
+
+static void pack_bt_ref(float *d, const float *w, int64_t ldw, int64_t kc) {
+    for (int j = 0; j < TG_NR; j++)
+        for (int64_t k = 0; k < kc; k++) d[k * TG_NR + j] = w[j * ldw + k];
+}
+
+static const tg_kernels g_ref = {ukr_ref, ukr_rows_ref, pack_bt_ref, "scalar"};
 static const tg_kernels *g_kr;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -42,9 +61,11 @@ const tg_kernels *tg_get_avx2(void) { return sk_cpu_has_avx2() ? tg_avx2_table()
 /* ---- packing --------------------------------------------------------------- */
 
 /* Rows [i0, i0 + mc), k in [k0, k0 + kc) of A into micro-panels of TG_MR
- * rows: pa[ir * kc + k * TG_MR + i] = A(i0 + ir + i, k0 + k), zero past mc. */
-static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-    for (int64_t ir = 0; ir < mc; ir += TG_MR) {
+ * rows: pa[ir * kc + k * TG_MR + i] = A(i0 + ir + i, k0 + k), zero past mc;
+ * with tail_only, only a last panel of fewer than TG_MR rows. */
+static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                   int tail_only) {
+    for (int64_t ir = tail_only ? mc / TG_MR * TG_MR : 0; ir < mc; ir += TG_MR) {
         int mr = mc - ir < TG_MR ? (int)(mc - ir) : TG_MR;
         float *d = pa + ir * kc;
         const float *s = A.p + (i0 + ir) * A.rs + k0 * A.cs;
@@ -55,6 +76,8 @@ static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int6
             }
             for (int i = mr; i < TG_MR; i++)
                 for (int64_t k = 0; k < kc; k++) d[k * TG_MR + i] = 0.0f;
+        } else if (A.rs == 1 && mr == TG_MR) { /* columns contiguous: TG_MR floats a step */
+            for (int64_t k = 0; k < kc; k++) memcpy(d + k * TG_MR, s + k * A.cs, sizeof(float) * TG_MR);
         } else {
             for (int64_t k = 0; k < kc; k++) {
                 const float *col = s + k * A.cs;
@@ -69,19 +92,24 @@ static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int6
 /* Columns [j0, j0 + nc), k in [k0, k0 + kc) of B into micro-panels of
  * TG_NR columns: pb[jr * kc + k * TG_NR + j] = B(k0 + k, j0 + jr + j), zero
  * past nc. */
-static void pack_b(float *pb, tg_mat B, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
+static void pack_b(const tg_kernels *kr, float *pb, tg_mat B, int64_t k0, int64_t kc, int64_t j0,
+                   int64_t nc) {
     for (int64_t jr = 0; jr < nc; jr += TG_NR) {
         int nr = nc - jr < TG_NR ? (int)(nc - jr) : TG_NR;
         float *d = pb + jr * kc;
         const float *s = B.p + k0 * B.rs + (j0 + jr) * B.cs;
-        if (B.cs == 1) { /* rows of B contiguous: TG_NR floats a step */
+        if (B.cs == 1 && nr == TG_NR) { /* rows of B contiguous: TG_NR floats a step */
+            for (int64_t k = 0; k < kc; k++) memcpy(d + k * TG_NR, s + k * B.rs, sizeof(float) * TG_NR);
+        } else if (B.cs == 1) {
             for (int64_t k = 0; k < kc; k++) {
                 const float *r = s + k * B.rs;
                 int j = 0;
                 for (; j < nr; j++) d[k * TG_NR + j] = r[j];
                 for (; j < TG_NR; j++) d[k * TG_NR + j] = 0.0f;
             }
-        } else { /* columns contiguous (B = W^T): a transpose, read along the columns */
+        } else if (B.rs == 1 && nr == TG_NR) { /* B = W^T: a transpose */
+            kr->pack_bt(d, s, B.cs, kc);
+        } else {
             for (int j = 0; j < nr; j++) {
                 const float *col = s + j * B.cs;
                 for (int64_t k = 0; k < kc; k++) d[k * TG_NR + j] = col[k * B.rs];
@@ -99,16 +127,17 @@ void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t 
     if (!kr) kr = tg_get();
     if (M <= 0 || N <= 0) return;
     float *pa = buf, *pb = buf + (size_t)TG_MC * TG_KC;
+    const int direct = A.cs == 1; /* A's rows read in place (full panels) */
     for (int64_t jc = 0; jc < N; jc += TG_NC) {
         int64_t nc = N - jc < TG_NC ? N - jc : TG_NC;
         /* K = 0 still runs one (empty) block, so that C = 0 without acc */
         for (int64_t pc = 0; pc < K || (pc == 0 && K == 0); pc += TG_KC) {
             int64_t kc = K - pc < TG_KC ? K - pc : TG_KC;
             int load = acc || pc > 0;
-            pack_b(pb, B, pc, kc, jc, nc);
+            pack_b(kr, pb, B, pc, kc, jc, nc);
             for (int64_t ic = 0; ic < M; ic += TG_MC) {
                 int64_t mc = M - ic < TG_MC ? M - ic : TG_MC;
-                pack_a(pa, A, ic, mc, pc, kc);
+                pack_a(pa, A, ic, mc, pc, kc, direct);
                 for (int64_t jr = 0; jr < nc; jr += TG_NR) {
                     int nr = nc - jr < TG_NR ? (int)(nc - jr) : TG_NR;
                     for (int64_t ir = 0; ir < mc; ir += TG_MR) {
@@ -123,16 +152,20 @@ void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t 
                             klo = khi = pc;     /* C = 0 */
                         }
                         const float *a = pa + ir * kc + (klo - pc) * TG_MR;
+                        const float *ar = A.p + m0 * A.rs + klo; /* in place (direct) */
                         const float *b = pb + jr * kc + (klo - pc) * TG_NR;
                         float *c = C + m0 * ldc + n0;
+                        int rows = direct && mr == TG_MR;
                         if (mr == TG_MR && nr == TG_NR) {
-                            kr->ukr(khi - klo, a, b, c, ldc, load);
+                            if (rows) kr->ukr_rows(khi - klo, ar, A.rs, b, c, ldc, load);
+                            else kr->ukr(khi - klo, a, b, c, ldc, load);
                             continue;
                         }
                         float t[TG_MR * TG_NR] = {0};
                         if (load)
                             for (int i = 0; i < mr; i++) memcpy(t + i * TG_NR, c + i * ldc, sizeof(float) * nr);
-                        kr->ukr(khi - klo, a, b, t, TG_NR, load);
+                        if (rows) kr->ukr_rows(khi - klo, ar, A.rs, b, t, TG_NR, load);
+                        else kr->ukr(khi - klo, a, b, t, TG_NR, load);
                         for (int i = 0; i < mr; i++) memcpy(c + i * ldc, t + i * TG_NR, sizeof(float) * nr);
                     }
                 }

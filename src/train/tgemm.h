@@ -6,8 +6,10 @@
  *
  * Loop nest: columns in blocks of TG_NC, then K in blocks of TG_KC (a
  * (TG_KC, TG_NC) panel of B packed), rows in blocks of TG_MC (a (TG_MC,
- * TG_KC) panel of A packed), then micro-tiles. Packing pads the edges with
- * zeros; an edge tile runs the same micro-kernel on a tile-sized copy.
+ * TG_KC) panel of A packed, unless A's rows are contiguous: the kernel then
+ * reads them in place, and only a last panel of fewer than TG_MR rows is
+ * packed), then micro-tiles. Packing pads the edges with zeros; an edge tile
+ * runs the same micro-kernel on a tile-sized copy.
  *
  * One chain per element, whatever the blocking: the micro-kernel starts from
  * C (accumulate, or any K block after the first) or from 0, and applies one
@@ -59,6 +61,12 @@ typedef struct tg_kernels {
     /* the TG_MR x TG_NR tile at c (row stride ldc) = (load ? c : 0) + a b over kc steps;
      * a: kc x TG_MR (k-major), b: kc x TG_NR (k-major) */
     void (*ukr)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load);
+    /* the same with A in place: A(i, k) = a[i * lda + k] */
+    void (*ukr_rows)(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
+                     int64_t ldc, int load);
+    /* a B micro-panel from the columns of B = W^T: d[k * TG_NR + j] = w[j * ldw + k] for
+     * j < TG_NR, k < kc (a transpose; the same bits in both sets) */
+    void (*pack_bt)(float *d, const float *w, int64_t ldw, int64_t kc);
     const char *name;
 } tg_kernels;
 

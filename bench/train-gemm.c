@@ -1,0 +1,69 @@
+/* train-gemm.c - GFLOPS of the trainer's matrix products (src/train/tgemm.h)
+ * at the shapes of a training step, on 1 and 2 threads: Y = X W^T, dX += dY
+ * W and dW += dY^T X for each (rows, in, out), best of 5. Not part of make
+ * test. Build:
+ *   cc -O3 -std=c11 -D_GNU_SOURCE -Isrc -Iinclude bench/train-gemm.c build/libsinkllm.a -lm -pthread
+ * Usage: train-gemm [threads]   (default: 1, then 2)
+ * SINKLLM_ISA=scalar measures the scalar twin. On a machine shared with
+ * other work, the figure per thread-second of CPU time (cpu) is steadier
+ * than the wall-clock one: it leaves out the time the threads were not
+ * running. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "train/tgemm.h"
+#include "train/tops.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static float *rnd(size_t n) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / RAND_MAX - 0.5f;
+    return p;
+}
+
+int main(int argc, char **argv) {
+    int t0 = argc > 1 ? atoi(argv[1]) : 1, t1 = argc > 1 ? t0 : 2;
+    /* rows x in x out: the experiment's shape (4 x 256, ffn 768, V 4096, batch 8 x 256) */
+    const int shapes[][3] = {{2048, 256, 256}, {2048, 256, 768}, {2048, 768, 256}, {2048, 256, 4096}};
+    printf("kernels: %s\n", tg_get()->name);
+    for (int nth = t0; nth <= t1; nth++) {
+        sk_pool *pool;
+        tr_ws ws;
+        if (sk_pool_new(nth, &pool, NULL) || tr_ws_init(&ws, nth, 1, NULL)) return 1;
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            float *X = rnd((size_t)n * in), *W = rnd((size_t)out * in), *Y = rnd((size_t)n * out),
+                  *dX = rnd((size_t)n * in), *dW = rnd((size_t)out * in);
+            double fl = 2.0 * n * in * out, b[3] = {1e9, 1e9, 1e9}, c[3] = {1e9, 1e9, 1e9};
+            for (int r = 0; r < 7; r++)
+                for (int k = 0; k < 3; k++) {
+                    double t = now(), u = cpu();
+                    if (k == 0) tr_matmul_f32(pool, &ws, Y, X, W, n, in, out);
+                    if (k == 1) tr_matmul_bwd_f32(pool, &ws, dX, NULL, Y, X, W, n, in, out);
+                    if (k == 2) tr_matmul_bwd_f32(pool, &ws, NULL, dW, Y, X, W, n, in, out);
+                    if ((t = now() - t) < b[k]) b[k] = t;
+                    if ((u = (cpu() - u) / nth) < c[k]) c[k] = u;
+                }
+            printf("%d thread%s  %4d x %4d x %4d   Y=XW^T %5.1f (cpu %5.1f)   dX+=dY W %5.1f (%5.1f)   "
+                   "dW+=dY^T X %5.1f (%5.1f) GFLOPS\n", nth, nth > 1 ? "s" : " ", n, in, out,
+                   fl / b[0] / 1e9, fl / c[0] / 1e9, fl / b[1] / 1e9, fl / c[1] / 1e9, fl / b[2] / 1e9,
+                   fl / c[2] / 1e9);
+            free(X), free(W), free(Y), free(dX), free(dW);
+        }
+        tr_ws_free(&ws);
+        sk_pool_free(pool);
+    }
+    return 0;
+}
