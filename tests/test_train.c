@@ -35,6 +35,7 @@
 #include "sinkllm.h"
 #include "sinkllm_train.h"
 #include "runtime/model.h"
+#include "kernels/cpu.h"
 #include "train/adamw.h"
 #include "train/trainer.h"
 #include "util_model.h"
@@ -117,7 +118,39 @@ static void test_adamw(void **state) {
     assert_true(worst < 3e-7);
     /* the gradient norm: summed in double */
     const float g[4] = {3, 4, 0, 0};
-    assert_true(tr_grad_norm(g, 4) == 5.0);
+    double part[2];
+    assert_true(tr_grad_norm_scratch(4) <= 2 && tr_grad_norm(NULL, g, 4, part) == 5.0);
+    /* the AVX2 element loop == the scalar twin, bit for bit */
+    if (sk_cpu_has_avx2()) {
+        const size_t na = 1003;
+        float *aw[2], *am[2], *av[2], *ag = malloc(na * 4);
+        uint8_t *dec = malloc(na);
+        for (int k = 0; k < 2; k++) aw[k] = malloc(na * 4), am[k] = malloc(na * 4), av[k] = malloc(na * 4);
+        for (size_t i = 0; i < na; i++) {
+            ag[i] = (float)sin(3.0 * i), dec[i] = i % 3 != 0;
+            for (int k = 0; k < 2; k++)
+                aw[k][i] = (float)cos(1.0 * i), am[k][i] = (float)(0.01 * sin(i)), av[k][i] = (float)(1e-4 * (1 + cos(i)));
+        }
+        tr_adamw_k kk = {1 - 0.01 * 0.1, 0.9, 0.1, 0.95, 0.05, 0.7, 0.01, 1e-8, 1 - 0.9 * 0.9, 1 - 0.95 * 0.95};
+        tr_adamw_range_ref(&kk, aw[0], am[0], av[0], ag, dec, na);
+        tr_adamw_range_avx2(&kk, aw[1], am[1], av[1], ag, dec, na);
+        assert_memory_equal(aw[0], aw[1], na * 4);
+        assert_memory_equal(am[0], am[1], na * 4);
+        assert_memory_equal(av[0], av[1], na * 4);
+        for (int k = 0; k < 2; k++) free(aw[k]), free(am[k]), free(av[k]);
+        free(ag), free(dec);
+    }
+    /* blocks on a pool of 2 == one thread, bit for bit; vs a plain sum */
+    size_t n = 200003;
+    float *big = malloc(n * sizeof *big);
+    double *sc = malloc(tr_grad_norm_scratch(n) * sizeof *sc), ref = 0;
+    for (size_t i = 0; i < n; i++) big[i] = (float)sin((double)i), ref += (double)big[i] * big[i];
+    sk_pool *pool;
+    assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
+    double n1 = tr_grad_norm(NULL, big, n, sc), n2 = tr_grad_norm(pool, big, n, sc);
+    assert_true(n1 == n2 && fabs(n1 - sqrt(ref)) < 1e-12 * sqrt(ref));
+    sk_pool_free(pool);
+    free(big), free(sc);
 }
 
 /* The trainer's step applies the schedule, clipping and the decay mask:

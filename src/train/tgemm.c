@@ -65,6 +65,16 @@ const tg_kernels *tg_get_avx2(void) { return sk_cpu_has_avx2() ? tg_avx2_table()
  * with tail_only, only a last panel of fewer than TG_MR rows. */
 static void pack_a(float *pa, tg_mat A, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
                    int tail_only) {
+    if (A.rs == 1 && A.cs != 1 && !tail_only && mc % TG_MR == 0) {
+        /* columns contiguous (A = dY^T): along each column of A once, all
+         * panels at a time (a column of A may be a page away from the next) */
+        for (int64_t k = 0; k < kc; k++) {
+            const float *col = A.p + i0 + (k0 + k) * A.cs;
+            for (int64_t ir = 0; ir < mc; ir += TG_MR)
+                memcpy(pa + ir * kc + k * TG_MR, col + ir, sizeof(float) * TG_MR);
+        }
+        return;
+    }
     for (int64_t ir = tail_only ? mc / TG_MR * TG_MR : 0; ir < mc; ir += TG_MR) {
         int mr = mc - ir < TG_MR ? (int)(mc - ir) : TG_MR;
         float *d = pa + ir * kc;

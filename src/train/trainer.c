@@ -132,8 +132,9 @@ sk_status tr_trainer_alloc(const sk_train_params *p, int n_threads, sk_trainer *
     t->m = calloc(t->n_params, sizeof *t->m);
     t->v = calloc(t->n_params, sizeof *t->v);
     t->decay = malloc(t->n_params);
+    t->gn_part = malloc(sizeof *t->gn_part * tr_grad_norm_scratch(t->n_params));
     t->batch = calloc((size_t)p->batch * (p->n_ctx + 1), sizeof *t->batch);
-    if (!t->w || !t->m || !t->v || !t->decay || !t->batch) {
+    if (!t->w || !t->m || !t->v || !t->decay || !t->gn_part || !t->batch) {
         size_t np = t->n_params;
         sk_trainer_free(t);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (%zu parameters)", np);
@@ -196,6 +197,7 @@ void sk_trainer_free(sk_trainer *t) {
     free(t->m);
     free(t->v);
     free(t->decay);
+    free(t->gn_part);
     free(t->batch);
     free(t);
 }
@@ -219,7 +221,7 @@ sk_status sk_trainer_step(sk_trainer *t, const int32_t *tokens, sk_train_stats *
     if (s) return s;
     double loss = tr_net_loss_f32(t->net, tokens, p->n_ctx + 1, p->batch, p->n_ctx, 1);
     const float *g = tr_net_grad_f32(t->net);
-    double gn = tr_grad_norm(g, t->n_params);
+    double gn = tr_grad_norm(t->pool, g, t->n_params, t->gn_part);
     if (!isfinite(loss) || !isfinite(gn))
         return sk_error_set(err, SK_ERR_INVALID, "diverged at step %lld: loss %g, gradient norm %g "
                             "(lower the learning rate)", (long long)t->step + 1, loss, gn);

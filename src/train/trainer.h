@@ -18,6 +18,7 @@ struct sk_trainer {
     float *w;            /* (n_params) weights */
     float *m, *v;        /* (n_params) AdamW moments */
     uint8_t *decay;      /* (n_params) 1: weight decay applies (matrices, not norms) */
+    double *gn_part;     /* the gradient norm's block sums (adamw.h) */
     int32_t *batch;      /* (batch, n_ctx + 1) scratch of sk_trainer_eval */
     size_t n_params;
     int64_t step;        /* steps done */
