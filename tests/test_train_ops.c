@@ -168,8 +168,8 @@ static int same_vals(const float *a, const float *b, int64_t M, int64_t N, int l
  * TG_KC and TG_NC) and the trainer's three operand layouts (X W^T, dY W,
  * dY^T X): each kernel against the product in double (relative 1e-5 of
  * max |C|); the product computed whole vs as four rectangles with K in two
- * parts (acc), vs on a pool of 2 threads, and C = AB vs C = 0 + AB: the same
- * bits (the single chain per element of tgemm.h). Then the triangle flags:
+ * parts at TG_KC (acc), vs on a pool of 2 threads, and C = AB vs C = 0 + AB:
+ * the same bits (the per-element arithmetic of tgemm.h). Then the triangle flags:
  * the skipped terms are exact zeros, the kept elements unchanged. */
 static void test_gemm_kernels(void **state) {
     (void)state;
@@ -197,8 +197,8 @@ static void test_gemm_kernels(void **state) {
                 double e = 0;
                 for (int64_t i = 0; i < M * N; i++) e = fmax(e, fabs(C1[i] - Cd[i]));
                 worst[k] = fmax(worst[k], e / mx);
-                /* four rectangles, K in two parts */
-                int64_t m1 = M / 3, n1 = N / 2 + 1 < N ? N / 2 + 1 : N, k1 = K / 2 + 1 < K ? K / 2 + 1 : K;
+                /* four rectangles, K in two parts where it is longer than a K block */
+                int64_t m1 = M / 3, n1 = N / 2 + 1 < N ? N / 2 + 1 : N, k1 = K > TG_KC ? TG_KC : K;
                 for (int r = 0; r < 4; r++) {
                     int64_t mo = r & 1 ? m1 : 0, mh = r & 1 ? M - m1 : m1;
                     int64_t no = r & 2 ? n1 : 0, nh = r & 2 ? N - n1 : n1;

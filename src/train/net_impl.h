@@ -12,10 +12,11 @@
 #define F(name) TR_CAT(name, SFX)
 
 /* Rows of logits computed at once, (chunk, V): about TR_CHUNK_FLOATS floats,
- * at least 256 rows (the output matrix is read 3 times per chunk, so larger
- * chunks read it less), at most the batch. The chunk changes no bit: each
- * logit is its own product, and the output matrix's gradient one chain over
- * the rows in order (tgemm.h). */
+ * a multiple of 256 rows (the output matrix is read 3 times per chunk, so
+ * larger chunks read it less), at most the batch. The chunk changes no bit:
+ * each logit is its own product, and the output matrix's gradient adds the
+ * rows' terms in blocks of TG_KC = 256 (tgemm.h), which chunk boundaries
+ * respect. */
 #define TR_CHUNK_FLOATS ((int64_t)1 << 23)
 
 struct F(tr_net) {
@@ -61,7 +62,7 @@ sk_status F(tr_net_new)(const tr_dims *dm, R *w, sk_pool *pool, F(tr_net) **out,
     size_t L = (size_t)dm->n_layer, N = (size_t)dm->B * dm->T, d = (size_t)dm->d,
            nq = (size_t)dm->nh * dm->hd, nk = (size_t)dm->nkv * dm->hd, ff = (size_t)dm->ff,
            T = (size_t)dm->T, nth = pool ? (size_t)sk_pool_size(pool) : 1;
-    n->chunk = TR_CHUNK_FLOATS / dm->V;
+    n->chunk = TR_CHUNK_FLOATS / dm->V / 256 * 256;
     if (n->chunk < 256) n->chunk = 256;
     if (n->chunk > (int64_t)N) n->chunk = (int64_t)N;
     struct { R **p; size_t n; } bufs[] = {

@@ -10,32 +10,29 @@
 
 /* ---- the scalar twin of the micro-kernel --------------------------------- */
 
-/* A multiply then an add per term (ISO C: no contraction), k ascending. */
+/* A multiply then an add per term (ISO C: no contraction), k ascending from
+ * 0, then C added. */
 static void ukr_ref(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
-    float t[TG_MR][TG_NR];
-    for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) t[i][j] = load ? c[i * ldc + j] : 0.0f;
+    float t[TG_MR][TG_NR] = {{0}};
     for (int64_t k = 0; k < kc; k++, a += TG_MR, b += TG_NR)
         for (int i = 0; i < TG_MR; i++) {
             float ai = a[i];
             for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
         }
     for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = t[i][j];
+        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = load ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
 static void ukr_rows_ref(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
                          int64_t ldc, int load) {
-    float t[TG_MR][TG_NR];
-    for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) t[i][j] = load ? c[i * ldc + j] : 0.0f;
+    float t[TG_MR][TG_NR] = {{0}};
     for (int64_t k = 0; k < kc; k++, b += TG_NR)
         for (int i = 0; i < TG_MR; i++) {
             float ai = a[i * lda + k];
             for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
         }
     for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = t[i][j];
+        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = load ? c[i * ldc + j] + t[i][j] : t[i][j];
 }
 
 static void pack_bt_ref(float *d, const float *w, int64_t ldw, int64_t kc) {

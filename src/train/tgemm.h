@@ -11,13 +11,16 @@
  * packed), then micro-tiles. Packing pads the edges with zeros; an edge tile
  * runs the same micro-kernel on a tile-sized copy.
  *
- * One chain per element, whatever the blocking: the micro-kernel starts from
- * C (accumulate, or any K block after the first) or from 0, and applies one
- * fused multiply-add per k in ascending order (the scalar twin: a multiply
- * then an add). Storing C after a K block and loading it for the next
- * changes nothing, so C(m, n) = fma(A(m,K-1), B(K-1,n), ... fma(A(m,0),
- * B(0,n), C0)) for every m, n, block sizes, tile position and split of the
- * output over threads: a run on 1 thread and on 2 gives the same bits.
+ * The same arithmetic per element wherever it falls: for each K block
+ * [b TG_KC, (b + 1) TG_KC) of the call's K range in order, the micro-kernel
+ * sums the block's terms in a chain of fused multiply-adds from 0, k
+ * ascending (the scalar twin: a multiply then an add), and adds the sum to
+ * C (accumulate, or any block after the first) or stores it. So
+ * C(m, n) = ((C0 + s_0) + s_1) + ... whatever the tile position, the M and
+ * N blocking and the split of the output over threads: a run on 1 thread
+ * and on 2 gives the same bits. (C joins at the end so that its load
+ * overlaps the products.) Splitting K into several calls gives the same
+ * bits only at multiples of TG_KC.
  *
  * Nothing is allocated here: the caller passes pack buffers (TG_BUF_FLOATS
  * per thread, 64-byte aligned). */

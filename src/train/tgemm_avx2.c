@@ -3,11 +3,24 @@
  *
  * A 6 x 16 tile in 12 accumulators (6 rows x 2 vectors); a step of k loads
  * two vectors of B and broadcasts 6 values of A for 12 FMAs, so the two FMA
- * pipes, not the loads, set the pace. One FMA per term, k ascending, from C
- * or from 0: the chain tgemm.h states. */
+ * pipes, not the loads, set the pace. One FMA per term, k ascending, from 0,
+ * then C added (prefetched meanwhile): the arithmetic tgemm.h states. */
 #include <immintrin.h>
 
 #include "tgemm.h"
+
+/* c (+)= the 12 accumulators, row by row */
+static inline void store_tile(float *c, int64_t ldc, int load, __m256 c00, __m256 c01, __m256 c10,
+                              __m256 c11, __m256 c20, __m256 c21, __m256 c30, __m256 c31,
+                              __m256 c40, __m256 c41, __m256 c50, __m256 c51) {
+    __m256 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+    for (int i = 0; i < TG_MR; i++)
+        for (int h = 0; h < 2; h++) {
+            __m256 v = r[2 * i + h];
+            if (load) v = _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8 * h), v);
+            _mm256_storeu_ps(c + i * ldc + 8 * h, v);
+        }
+}
 
 #define STEP(o)                                                                                 \
     do {                                                                                        \
@@ -29,16 +42,12 @@
 
 static void ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-        c10 = _mm256_loadu_ps(c + 1 * ldc), c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-    }
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    if (load) /* C is added at the end: fetch it while the products run */
+        for (int i = 0; i < TG_MR; i++) {
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+        }
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4, a += 4 * TG_MR, b += 4 * TG_NR) {
         _mm_prefetch((const char *)(a + 4 * TG_MR * 4), _MM_HINT_T0);
@@ -48,12 +57,7 @@ static void ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64
         STEP(3);
     }
     for (; k < kc; k++, a += TG_MR, b += TG_NR) STEP(0);
-    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+    store_tile(c, ldc, load, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51);
 }
 
 /* A in place: row i at a + i * lda (three base pointers, lda as the index) */
@@ -78,16 +82,12 @@ static void ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64
 static void ukr_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
                           int64_t ldc, int load) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-        c10 = _mm256_loadu_ps(c + 1 * ldc), c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-    }
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    if (load) /* C is added at the end: fetch it while the products run */
+        for (int i = 0; i < TG_MR; i++) {
+            _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+        }
     const float *a0 = a, *a3 = a + 3 * lda;
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4, a0 += 4, a3 += 4, b += 4 * TG_NR) {
@@ -97,12 +97,7 @@ static void ukr_rows_avx2(int64_t kc, const float *a, int64_t lda, const float *
         STEP_ROWS(3);
     }
     for (; k < kc; k++, a0++, a3++, b += TG_NR) STEP_ROWS(0);
-    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+    store_tile(c, ldc, load, c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51);
 }
 
 /* 8 x 8 transposes: rows j0..j0+7 of w, 8 k at a time */
