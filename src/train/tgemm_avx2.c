@@ -10,17 +10,19 @@
 #include "tgemm.h"
 
 /* c (+)= the 12 accumulators, row by row */
-static inline void store_tile(float *c, int64_t ldc, int load, __m256 c00, __m256 c01, __m256 c10,
-                              __m256 c11, __m256 c20, __m256 c21, __m256 c30, __m256 c31,
-                              __m256 c40, __m256 c41, __m256 c50, __m256 c51) {
-    __m256 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-    for (int i = 0; i < TG_MR; i++)
-        for (int h = 0; h < 2; h++) {
-            __m256 v = r[2 * i + h];
-            if (load) v = _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8 * h), v);
-            _mm256_storeu_ps(c + i * ldc + 8 * h, v);
-        }
+#define STORE1(p, v) _mm256_storeu_ps((p), load ? _mm256_add_ps(_mm256_loadu_ps(p), (v)) : (v))
+__attribute__((always_inline)) static inline void
+store_tile(float *c, int64_t ldc, int load, __m256 c00, __m256 c01, __m256 c10, __m256 c11,
+           __m256 c20, __m256 c21, __m256 c30, __m256 c31, __m256 c40, __m256 c41, __m256 c50,
+           __m256 c51) {
+    STORE1(c + 0 * ldc, c00), STORE1(c + 0 * ldc + 8, c01);
+    STORE1(c + 1 * ldc, c10), STORE1(c + 1 * ldc + 8, c11);
+    STORE1(c + 2 * ldc, c20), STORE1(c + 2 * ldc + 8, c21);
+    STORE1(c + 3 * ldc, c30), STORE1(c + 3 * ldc + 8, c31);
+    STORE1(c + 4 * ldc, c40), STORE1(c + 4 * ldc + 8, c41);
+    STORE1(c + 5 * ldc, c50), STORE1(c + 5 * ldc + 8, c51);
 }
+#undef STORE1
 
 #define STEP(o)                                                                                 \
     do {                                                                                        \
