@@ -11,28 +11,29 @@
 /* ---- the scalar twin of the micro-kernel --------------------------------- */
 
 /* A multiply then an add per term (ISO C: no contraction), k ascending from
- * 0, then C added. */
+ * 0, then C added. Two rows at a time, so that the 32 sums stay in
+ * registers (8 SSE vectors) and the compiler vectorizes over the columns. */
+static inline void ukr_ref_2rows(int64_t kc, const float *a0, const float *a1, int64_t as,
+                                 const float *b, float *c0, float *c1, int load) {
+    float t0[TG_NR] = {0}, t1[TG_NR] = {0};
+    for (int64_t k = 0; k < kc; k++, b += TG_NR) {
+        float x0 = a0[k * as], x1 = a1[k * as];
+        for (int j = 0; j < TG_NR; j++) t0[j] += x0 * b[j];
+        for (int j = 0; j < TG_NR; j++) t1[j] += x1 * b[j];
+    }
+    for (int j = 0; j < TG_NR; j++) c0[j] = load ? c0[j] + t0[j] : t0[j];
+    for (int j = 0; j < TG_NR; j++) c1[j] = load ? c1[j] + t1[j] : t1[j];
+}
+
 static void ukr_ref(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
-    float t[TG_MR][TG_NR] = {{0}};
-    for (int64_t k = 0; k < kc; k++, a += TG_MR, b += TG_NR)
-        for (int i = 0; i < TG_MR; i++) {
-            float ai = a[i];
-            for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
-        }
-    for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = load ? c[i * ldc + j] + t[i][j] : t[i][j];
+    for (int i = 0; i < TG_MR; i += 2)
+        ukr_ref_2rows(kc, a + i, a + i + 1, TG_MR, b, c + i * ldc, c + (i + 1) * ldc, load);
 }
 
 static void ukr_rows_ref(int64_t kc, const float *a, int64_t lda, const float *b, float *c,
                          int64_t ldc, int load) {
-    float t[TG_MR][TG_NR] = {{0}};
-    for (int64_t k = 0; k < kc; k++, b += TG_NR)
-        for (int i = 0; i < TG_MR; i++) {
-            float ai = a[i * lda + k];
-            for (int j = 0; j < TG_NR; j++) t[i][j] += ai * b[j];
-        }
-    for (int i = 0; i < TG_MR; i++)
-        for (int j = 0; j < TG_NR; j++) c[i * ldc + j] = load ? c[i * ldc + j] + t[i][j] : t[i][j];
+    for (int i = 0; i < TG_MR; i += 2)
+        ukr_ref_2rows(kc, a + i * lda, a + (i + 1) * lda, 1, b, c + i * ldc, c + (i + 1) * ldc, load);
 }
 
 static void pack_bt_ref(float *d, const float *w, int64_t ldw, int64_t kc) {
