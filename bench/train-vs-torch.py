@@ -10,7 +10,7 @@ What it does:
   1. PyTorch in its own venv, .venv-torch (made if missing): the PyPI wheel
      of torch (pinned below) installed with --no-deps, plus its pure-Python
      dependencies. The Linux wheel is built for CUDA and would pull about
-     3 GB of nvidia-* packages; instead the CUDA libraries it links are
+     2 GB of nvidia-* packages and triton; instead the CUDA libraries it links are
      replaced by stubs compiled here (every function an error, no device:
      torch.cuda.is_available() is False), so `import torch` works on the CPU
      (MKL, oneDNN) from a download of the torch wheel alone.
