@@ -34,5 +34,14 @@ void tr_adamw_range_avx2(const tr_adamw_k *k, float *w, float *m, float *v, cons
         _mm_storeu_ps(v + i, _mm256_cvtpd_ps(vi));
         _mm_storeu_ps(w + i, _mm256_cvtpd_ps(wi));
     }
-    if (i < n) tr_adamw_range_ref(k, w + i, m + i, v + i, g + i, decay + i, n - i);
+    for (; i < n; i++) { /* the tail: tr_adamw_range_ref's loop (ISO C: no contraction) */
+        double gi = k->gs * g[i];
+        double mi = k->b1 * m[i] + k->c1 * gi;
+        double vi = k->b2 * v[i] + k->c2 * gi * gi;
+        double wi = w[i] * (decay[i] ? k->keep : 1.0);
+        wi -= k->lr * (mi / k->bc1) / (sqrt(vi / k->bc2) + k->eps);
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        w[i] = (float)wi;
+    }
 }
