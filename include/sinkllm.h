@@ -136,6 +136,11 @@ int32_t sk_tokenizer_eos(const sk_tokenizer *tok);
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok);
 /* Does tokenizing with add_special prepend BOS (tokenizer.ggml.add_bos_token)? */
 int sk_tokenizer_add_bos(const sk_tokenizer *tok);
+/* The token tokenizing with add_special puts first, before BOS: the sink
+ * token of a model trained with one (<arch>.sink_token_id, sinkllm train
+ * --sink-token), which sk_model_load sets; -1 when none. Chat rendering
+ * starts a conversation with it too. */
+int32_t sk_tokenizer_lead(const sk_tokenizer *tok);
 /* The fill-in-the-middle tokens: ids[0] prefix, ids[1] suffix, ids[2]
  * middle, each -1 when absent. From tokenizer.ggml.fim_pre/fim_suf/
  * fim_mid_token_id, else the first present of llama.cpp's texts for each

@@ -253,9 +253,11 @@ if [ -f "$MODEL" ]; then
     check 0 "train: --sink-logit --sink-token export" $TR -f "$TXT.corpus" --sink-logit \
         --sink-token '<|endoftext|>' --export "$TXT.s.gguf"
     check 0 "ppl: a model with a sink token" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
-    contains "ppl: the model's sink token pinned" "pinned as the only sink" "$TXT.err"
+    contains "ppl: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    check 0 "run: a model with a sink token" "$SK" run -m "$TXT.s.gguf" -p "The" -n 2 --temp 0 -t 2
+    contains "run: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
     check 0 "ppl: --sinks given" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2 --sinks 4
-    if grep -q "pinned" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
+    if grep -q "its only sink" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
     # stopped at step 3 and resumed: the same checkpoint bytes as the run above
     check 0 "train: --stop-at" $TR -f "$TXT.corpus" --save "$TXT.b.ckpt" --stop-at 3
     contains "train: stopped" "stopped at step 3" "$TXT.err"

@@ -547,6 +547,29 @@ static void test_sink(void **state) {
     if (sk_model_load(path, &m, &e)) fail_msg("load: %s", e.msg);
     assert_int_equal(sk_model_sink_token(m), p.sink_token);
     assert_int_equal(sk_model_sink_token(vocab), -1);
+    { /* every sequence starts with it, as in training: add_special and chat put it first */
+        const sk_tokenizer *tm = sk_model_tokenizer(m), *tv = sk_model_tokenizer(vocab);
+        assert_int_equal(sk_tokenizer_lead(tm), p.sink_token);
+        assert_int_equal(sk_tokenizer_lead(tv), -1);
+        int32_t a[32], b[32];
+        int64_t na = 0, nb = 0;
+        assert_int_equal(sk_tokenize(tm, "Call me Ishmael.", 16, 1, 0, a, 32, &na, &e), SK_OK);
+        assert_int_equal(sk_tokenize(tv, "Call me Ishmael.", 16, 1, 0, b, 32, &nb, &e), SK_OK);
+        assert_int_equal(na, nb + 1);
+        assert_int_equal(a[0], p.sink_token);
+        assert_memory_equal(a + 1, b, sizeof(int32_t) * (size_t)nb);
+        assert_int_equal(sk_tokenize(tm, "Call me Ishmael.", 16, 0, 0, a, 32, &na, &e), SK_OK);
+        assert_int_equal(na, nb); /* without add_special: the text alone */
+        sk_chat_msg msg = {.role = "user", .content = "Hi"};
+        assert_int_equal(sk_chat_render(tm, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN, a, 32, &na, &e), SK_OK);
+        assert_int_equal(sk_chat_render(tv, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN, b, 32, &nb, &e), SK_OK);
+        assert_int_equal(na, nb + 1);
+        assert_int_equal(a[0], p.sink_token);
+        assert_memory_equal(a + 1, b, sizeof(int32_t) * (size_t)nb);
+        assert_int_equal(sk_chat_render(tm, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN | SK_CHAT_CONTINUE, a, 32, &na,
+                                        &e), SK_OK);
+        assert_int_equal(na, nb); /* a continued conversation has it already */
+    }
     sk_context_params cp;
     sk_context_params_default(&cp);
     cp.n_threads = 1, cp.logits_all = 1, cp.precise = 1;

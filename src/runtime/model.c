@@ -562,6 +562,7 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     if (!st && m->sink_token >= m->hp.n_vocab)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s.sink_token_id %d is not a token of the vocabulary "
                           "of %lld", m->hp.arch, m->sink_token, (long long)m->hp.n_vocab);
+    if (!st && m->sink_token >= 0) st = sk_tokenizer_set_lead(m->tok, m->sink_token, err);
     if (!st && gguf_find_kv(m->gguf, "tokenizer.chat_template")) {
         gguf_str t;
         if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL) == SK_OK &&
