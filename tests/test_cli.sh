@@ -256,6 +256,10 @@ if [ -f "$MODEL" ]; then
     contains "ppl: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
     check 0 "run: a model with a sink token" "$SK" run -m "$TXT.s.gguf" -p "The" -n 2 --temp 0 -t 2
     contains "run: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    # attn: the share the sink logits take (1 - each row's sum) is > 0 in every layer
+    check 0 "attn: a model with sink logits" "$SK" attn -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 32 --png "$TXT.png" -t 2
+    set -- $(awk -F'|' '$2 ~ /^ [0-9]+ $/ { n++; if (!($6 > 0.001 && $6 < 1)) bad++ } END { print n + 0, bad + 0 }' "$TXT.out")
+    expect "attn: a sink-logit share in each layer" "a == 1 && b == 0" "$1" "$2"
     check 0 "ppl: --sinks given" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2 --sinks 4
     if grep -q "its only sink" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
     # stopped at step 3 and resumed: the same checkpoint bytes as the run above
