@@ -153,7 +153,7 @@ asan:
 # (still under ASan and UBSan): see the file (rm -rf build-fuzz after
 # changing it, objects do not depend on it).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS  = gguf session request tokenizer template grammar schema
+FUZZ_TARGETS  = gguf session request tokenizer template grammar schema checkpoint
 FUZZ_CC       = clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude $(PKG_CFLAGS)
 # what a harness links besides itself and the library
 FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c tools/server_tools.c tools/server_buf.c
@@ -181,6 +181,7 @@ fuzz: models tiny
 	./build-fuzz/fuzz_template -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_template) build-fuzz/corpus/template fuzz/corpus/template
 	./build-fuzz/fuzz_grammar -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_grammar) build-fuzz/corpus/grammar fuzz/corpus/grammar
 	./build-fuzz/fuzz_schema -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_schema) build-fuzz/corpus/schema fuzz/corpus/schema
+	./build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/checkpoint fuzz/corpus/checkpoint
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_SRC) build-fuzz/libsinkllm.a
 	$(FUZZ_CC) $< $(FUZZ_USES_$*) build-fuzz/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS) -o $@
 
