@@ -6,6 +6,7 @@
 #   make mutation  plant each catalogued bug in a copy, check the tests catch it
 #   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
 #   make bench   sinkllm bench next to llama.cpp (bench/vs-llamacpp.sh)
+#   make corpus  the pre-training corpus from pinned Debian packages (build/corpus/)
 
 CC      ?= cc
 BUILD   ?= build
@@ -213,6 +214,16 @@ test-long: all model venv
 	  -q -s tests/integration/test_server.py -k long_conversation
 	SINKLLM_SOAK_REQUESTS=10000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
 	  -q -s tests/integration/test_batching.py -k disconnects
+
+# ---- the pre-training corpus (issue 15, docs/training.md)
+# make corpus: English text of pinned Debian packages (apt-get download, each
+# .deb and both texts checked against their SHA-256 in the script) ->
+# build/corpus/train.txt and heldout.txt; nothing to do when both are there
+# with the right checksums.
+CORPUS_DIR ?= build/corpus
+.PHONY: corpus
+corpus:
+	@sh scripts/fetch-corpus.sh $(CORPUS_DIR)
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests,
