@@ -7,6 +7,7 @@
 #   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
 #   make bench   sinkllm bench next to llama.cpp (bench/vs-llamacpp.sh)
 #   make corpus  the pre-training corpus from pinned Debian packages (build/corpus/)
+#   make vocab   its 4,096-token BPE vocabulary, checked against data/vocab4k.gguf
 
 CC      ?= cc
 BUILD   ?= build
@@ -215,15 +216,29 @@ test-long: all model venv
 	SINKLLM_SOAK_REQUESTS=10000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
 	  -q -s tests/integration/test_batching.py -k disconnects
 
-# ---- the pre-training corpus (issue 15, docs/training.md)
+# ---- the pre-training corpus and its vocabulary (issue 15, docs/training.md)
 # make corpus: English text of pinned Debian packages (apt-get download, each
 # .deb and both texts checked against their SHA-256 in the script) ->
 # build/corpus/train.txt and heldout.txt; nothing to do when both are there
-# with the right checksums.
+# with the right checksums. make vocab: the 4,096-token byte-level BPE that
+# scripts/make_vocab.py trains on train.txt (.venv-ref: the tokenizers
+# package), a vocabulary-only GGUF for sinkllm train --vocab; the same bytes
+# as the committed data/vocab4k.gguf (which the tests read) or an error.
 CORPUS_DIR ?= build/corpus
-.PHONY: corpus
+VOCAB4K = data/vocab4k.gguf
+VOCAB4K_SHA256 = a37b2cd37e566b9bd14e7edceee04f7d8ea59a0a6491b4d2a274646b356ff4e0
+.PHONY: corpus vocab
 corpus:
 	@sh scripts/fetch-corpus.sh $(CORPUS_DIR)
+vocab: corpus refvenv
+	@if echo "$(VOCAB4K_SHA256)  $(CORPUS_DIR)/vocab4k.gguf" | sha256sum -c --status 2>/dev/null; then \
+	  echo "vocab: $(CORPUS_DIR)/vocab4k.gguf is present, checksum matches"; else \
+	  $(REFVENV)/bin/python scripts/make_vocab.py --corpus $(CORPUS_DIR)/train.txt --out $(CORPUS_DIR)/vocab4k.gguf && \
+	  if echo "$(VOCAB4K_SHA256)  $(CORPUS_DIR)/vocab4k.gguf" | sha256sum -c --status; then \
+	    echo "vocab: $(CORPUS_DIR)/vocab4k.gguf, SHA-256 $(VOCAB4K_SHA256) as recorded"; else \
+	    echo "vocab: $(CORPUS_DIR)/vocab4k.gguf has SHA-256 $$(sha256sum < $(CORPUS_DIR)/vocab4k.gguf | cut -c1-64)," \
+	      "the Makefile records $(VOCAB4K_SHA256)" >&2; exit 1; fi; fi
+	@cmp -s $(CORPUS_DIR)/vocab4k.gguf $(VOCAB4K) || { echo "vocab: $(VOCAB4K) differs from $(CORPUS_DIR)/vocab4k.gguf" >&2; exit 1; }
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests,
