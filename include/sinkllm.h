@@ -62,6 +62,14 @@ typedef struct sk_hparams {
 /* Load a GGUF file (read-only mmap). Validates the file, the hyper-parameters
  * against the tensor shapes, and the vocabulary. */
 sk_status sk_model_load(const char *path, sk_model **out, sk_error *err);
+/* Load only the tokenizer of a GGUF file (llama.cpp's vocab_only): a model
+ * file, or a vocabulary-only file (tokenizer.* keys, no tensors, such as
+ * scripts/make_vocab.py writes for sinkllm train --vocab). The model has
+ * its tokenizer and no weights: sk_model_tokenizer, sk_model_free,
+ * sk_model_hparams (n_vocab, arch and name when the file has them; zeros
+ * for the rest) and sk_trainer_export take it; sk_context_new, sk_batch_new
+ * and sk_store_open refuse it (SK_ERR_INVALID). */
+sk_status sk_model_load_vocab(const char *path, sk_model **out, sk_error *err);
 void sk_model_free(sk_model *m);
 const sk_hparams *sk_model_hparams(const sk_model *m);
 /* The model's tokenizer (for the tokenizer and chat calls below); owned by

@@ -296,7 +296,19 @@ if [ -f "$MODEL" ]; then
     check 0 "train: the sink-token export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
     check 2 "train: a sink token of two tokens" $TR -f "$TXT.corpus" --sink-token "ab cd"
     check 2 "train: heads do not divide dim" "$SK" train -m "$MODEL" -f "$TXT.corpus" --dim 16 --heads 3 -q
-    rm -f "$TXT".*.ckpt "$TXT.gguf" "$TXT.s.gguf"
+    # the experiment's vocabulary, a vocabulary-only GGUF (make vocab): trained on, exported, run
+    V4K="$(dirname "$0")/../data/vocab4k.gguf"
+    check 0 "train: --vocab a vocabulary-only GGUF, --sink-token" "$SK" train -m "$V4K" -f "$TXT.corpus" \
+        --layers 1 --dim 16 --heads 2 --ctx 16 --batch 2 --steps 6 --warmup 2 -t 2 -q \
+        --sink-token '<|endoftext|>' --export "$TXT.v.gguf"
+    contains "train: the 4,096-token vocabulary and its sink token" "vocab 4096, tied, sink token 0" "$TXT.err"
+    check 0 "train: the vocabulary-only export scores a text" "$SK" ppl -m "$TXT.v.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    contains "ppl: its sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    check 1 "run: a vocabulary-only GGUF is not a model" "$SK" run -m "$V4K" -p "The" -n 1
+    contains "run: the vocabulary-only error" "vocabulary-only file" "$TXT.err"
+    check 1 "train: --vocab missing" "$SK" train -m /nonexistent.gguf -f "$TXT.corpus" -q
+    contains "train: --vocab missing error" "cannot load the vocabulary" "$TXT.err"
+    rm -f "$TXT".*.ckpt "$TXT.gguf" "$TXT.s.gguf" "$TXT.v.gguf"
     check 2 "chat: bad --keep" "$SK" chat --keep lots
     check 2 "chat: bad template" "$SK" chat --chat-template nope
 fi
