@@ -239,6 +239,11 @@ vocab: corpus refvenv
 	    echo "vocab: $(CORPUS_DIR)/vocab4k.gguf has SHA-256 $$(sha256sum < $(CORPUS_DIR)/vocab4k.gguf | cut -c1-64)," \
 	      "the Makefile records $(VOCAB4K_SHA256)" >&2; exit 1; fi; fi
 	@cmp -s $(CORPUS_DIR)/vocab4k.gguf $(VOCAB4K) || { echo "vocab: $(VOCAB4K) differs from $(CORPUS_DIR)/vocab4k.gguf" >&2; exit 1; }
+# llama.cpp's ids for that vocabulary on lines of the corpus and moby-dick
+# (tests/golden/vocab4k.json, read by test_tokenizer; the peer build below)
+.PHONY: vocab-golden
+vocab-golden: corpus refvenv
+	$(PEERPY) scripts/make_vocab_golden.py --vocab $(VOCAB4K) --corpus $(CORPUS_DIR) --out tests/golden/vocab4k.json
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests,
