@@ -22,7 +22,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SK=${SINKLLM:-build/sinkllm}
 OUT=${OUT:-bench/out/pretrain}
-VOCAB=${VOCAB:-build/corpus/vocab.gguf}          # make corpus
+VOCAB=${VOCAB:-data/vocab4k.gguf}                # make vocab rebuilds it from the corpus
 DATA=${DATA:-build/corpus/train.txt}
 HELD=${HELD:-build/corpus/heldout.txt}
 MOBY=${MOBY:-data/moby-dick.txt}
