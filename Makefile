@@ -6,6 +6,8 @@
 #   make mutation  plant each catalogued bug in a copy, check the tests catch it
 #   make golden  regenerate tests/golden/ with llama.cpp (llama-cpp-python, needs network)
 #   make bench   sinkllm bench next to llama.cpp (bench/vs-llamacpp.sh)
+#   make corpus  the pre-training corpus from pinned Debian packages (build/corpus/)
+#   make vocab   its 4,096-token BPE vocabulary, checked against data/vocab4k.gguf
 
 CC      ?= cc
 BUILD   ?= build
@@ -153,7 +155,7 @@ asan:
 # (still under ASan and UBSan): see the file (rm -rf build-fuzz after
 # changing it, objects do not depend on it).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS  = gguf session request tokenizer template grammar schema
+FUZZ_TARGETS  = gguf session request tokenizer template grammar schema checkpoint
 FUZZ_CC       = clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude $(PKG_CFLAGS)
 # what a harness links besides itself and the library
 FUZZ_USES_request   = fuzz/fuzz_vocab.c tools/server_request.c tools/server_tools.c tools/server_buf.c
@@ -181,6 +183,7 @@ fuzz: models tiny
 	./build-fuzz/fuzz_template -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_template) build-fuzz/corpus/template fuzz/corpus/template
 	./build-fuzz/fuzz_grammar -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_grammar) build-fuzz/corpus/grammar fuzz/corpus/grammar
 	./build-fuzz/fuzz_schema -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTS_schema) build-fuzz/corpus/schema fuzz/corpus/schema
+	./build-fuzz/fuzz_checkpoint -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/checkpoint fuzz/corpus/checkpoint
 build-fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_SRC) build-fuzz/libsinkllm.a
 	$(FUZZ_CC) $< $(FUZZ_USES_$*) build-fuzz/libsinkllm.a $(PKG_LDLIBS) $(LDLIBS) -o $@
 
@@ -212,6 +215,35 @@ test-long: all model venv
 	  -q -s tests/integration/test_server.py -k long_conversation
 	SINKLLM_SOAK_REQUESTS=10000 SINKLLM_BIN=$(abspath $(BUILD))/sinkllm $(VENV)/bin/python -m pytest \
 	  -q -s tests/integration/test_batching.py -k disconnects
+
+# ---- the pre-training corpus and its vocabulary (issue 15, docs/training.md)
+# make corpus: English text of pinned Debian packages (apt-get download, each
+# .deb and both texts checked against their SHA-256 in the script) ->
+# build/corpus/train.txt and heldout.txt; nothing to do when both are there
+# with the right checksums. make vocab: the 4,096-token byte-level BPE that
+# scripts/make_vocab.py trains on train.txt (.venv-ref: the tokenizers
+# package), a vocabulary-only GGUF for sinkllm train --vocab; the same bytes
+# as the committed data/vocab4k.gguf (which the tests read) or an error.
+CORPUS_DIR ?= build/corpus
+VOCAB4K = data/vocab4k.gguf
+VOCAB4K_SHA256 = a37b2cd37e566b9bd14e7edceee04f7d8ea59a0a6491b4d2a274646b356ff4e0
+.PHONY: corpus vocab
+corpus:
+	@sh scripts/fetch-corpus.sh $(CORPUS_DIR)
+vocab: corpus refvenv
+	@if echo "$(VOCAB4K_SHA256)  $(CORPUS_DIR)/vocab4k.gguf" | sha256sum -c --status 2>/dev/null; then \
+	  echo "vocab: $(CORPUS_DIR)/vocab4k.gguf is present, checksum matches"; else \
+	  $(REFVENV)/bin/python scripts/make_vocab.py --corpus $(CORPUS_DIR)/train.txt --out $(CORPUS_DIR)/vocab4k.gguf && \
+	  if echo "$(VOCAB4K_SHA256)  $(CORPUS_DIR)/vocab4k.gguf" | sha256sum -c --status; then \
+	    echo "vocab: $(CORPUS_DIR)/vocab4k.gguf, SHA-256 $(VOCAB4K_SHA256) as recorded"; else \
+	    echo "vocab: $(CORPUS_DIR)/vocab4k.gguf has SHA-256 $$(sha256sum < $(CORPUS_DIR)/vocab4k.gguf | cut -c1-64)," \
+	      "the Makefile records $(VOCAB4K_SHA256)" >&2; exit 1; fi; fi
+	@cmp -s $(CORPUS_DIR)/vocab4k.gguf $(VOCAB4K) || { echo "vocab: $(VOCAB4K) differs from $(CORPUS_DIR)/vocab4k.gguf" >&2; exit 1; }
+# llama.cpp's ids for that vocabulary on lines of the corpus and moby-dick
+# (tests/golden/vocab4k.json, read by test_tokenizer; the peer build below)
+.PHONY: vocab-golden
+vocab-golden: corpus refvenv
+	$(PEERPY) scripts/make_vocab_golden.py --vocab $(VOCAB4K) --corpus $(CORPUS_DIR) --out tests/golden/vocab4k.json
 
 # ---- Python: integration tests (.venv) and reference tools (.venv-ref) ---
 # .venv holds what the integration tests need (pytest, openai, requests,

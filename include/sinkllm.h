@@ -62,6 +62,14 @@ typedef struct sk_hparams {
 /* Load a GGUF file (read-only mmap). Validates the file, the hyper-parameters
  * against the tensor shapes, and the vocabulary. */
 sk_status sk_model_load(const char *path, sk_model **out, sk_error *err);
+/* Load only the tokenizer of a GGUF file (llama.cpp's vocab_only): a model
+ * file, or a vocabulary-only file (tokenizer.* keys, no tensors, such as
+ * scripts/make_vocab.py writes for sinkllm train --vocab). The model has
+ * its tokenizer and no weights: sk_model_tokenizer, sk_model_free,
+ * sk_model_hparams (n_vocab, arch and name when the file has them; zeros
+ * for the rest) and sk_trainer_export take it; sk_context_new, sk_batch_new
+ * and sk_store_open refuse it (SK_ERR_INVALID). */
+sk_status sk_model_load_vocab(const char *path, sk_model **out, sk_error *err);
 void sk_model_free(sk_model *m);
 const sk_hparams *sk_model_hparams(const sk_model *m);
 /* The model's tokenizer (for the tokenizer and chat calls below); owned by
@@ -136,6 +144,11 @@ int32_t sk_tokenizer_eos(const sk_tokenizer *tok);
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok);
 /* Does tokenizing with add_special prepend BOS (tokenizer.ggml.add_bos_token)? */
 int sk_tokenizer_add_bos(const sk_tokenizer *tok);
+/* The token tokenizing with add_special puts first, before BOS: the sink
+ * token of a model trained with one (<arch>.sink_token_id, sinkllm train
+ * --sink-token), which sk_model_load sets; -1 when none. Chat rendering
+ * starts a conversation with it too. */
+int32_t sk_tokenizer_lead(const sk_tokenizer *tok);
 /* The fill-in-the-middle tokens: ids[0] prefix, ids[1] suffix, ids[2]
  * middle, each -1 when absent. From tokenizer.ggml.fim_pre/fim_suf/
  * fim_mid_token_id, else the first present of llama.cpp's texts for each

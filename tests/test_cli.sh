@@ -253,9 +253,15 @@ if [ -f "$MODEL" ]; then
     check 0 "train: --sink-logit --sink-token export" $TR -f "$TXT.corpus" --sink-logit \
         --sink-token '<|endoftext|>' --export "$TXT.s.gguf"
     check 0 "ppl: a model with a sink token" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
-    contains "ppl: the model's sink token pinned" "pinned as the only sink" "$TXT.err"
+    contains "ppl: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    check 0 "run: a model with a sink token" "$SK" run -m "$TXT.s.gguf" -p "The" -n 2 --temp 0 -t 2
+    contains "run: the model's sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    # attn: the share the sink logits take (1 - each row's sum) is > 0 in every layer
+    check 0 "attn: a model with sink logits" "$SK" attn -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 32 --png "$TXT.png" -t 2
+    set -- $(awk -F'|' '$2 ~ /^ [0-9]+ $/ { n++; if (!($6 > 0.001 && $6 < 1)) bad++ } END { print n + 0, bad + 0 }' "$TXT.out")
+    expect "attn: a sink-logit share in each layer" "a == 1 && b == 0" "$1" "$2"
     check 0 "ppl: --sinks given" "$SK" ppl -m "$TXT.s.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2 --sinks 4
-    if grep -q "pinned" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
+    if grep -q "its only sink" "$TXT.err"; then fail=$((fail + 1)); echo "FAIL: ppl: pinned despite --sinks"; else pass=$((pass + 1)); fi
     # stopped at step 3 and resumed: the same checkpoint bytes as the run above
     check 0 "train: --stop-at" $TR -f "$TXT.corpus" --save "$TXT.b.ckpt" --stop-at 3
     contains "train: stopped" "stopped at step 3" "$TXT.err"
@@ -290,7 +296,19 @@ if [ -f "$MODEL" ]; then
     check 0 "train: the sink-token export scores a text" "$SK" ppl -m "$TXT.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
     check 2 "train: a sink token of two tokens" $TR -f "$TXT.corpus" --sink-token "ab cd"
     check 2 "train: heads do not divide dim" "$SK" train -m "$MODEL" -f "$TXT.corpus" --dim 16 --heads 3 -q
-    rm -f "$TXT".*.ckpt "$TXT.gguf" "$TXT.s.gguf"
+    # the experiment's vocabulary, a vocabulary-only GGUF (make vocab): trained on, exported, run
+    V4K="$(dirname "$0")/../data/vocab4k.gguf"
+    check 0 "train: --vocab a vocabulary-only GGUF, --sink-token" "$SK" train -m "$V4K" -f "$TXT.corpus" \
+        --layers 1 --dim 16 --heads 2 --ctx 16 --batch 2 --steps 6 --warmup 2 -t 2 -q \
+        --sink-token '<|endoftext|>' --export "$TXT.v.gguf"
+    contains "train: the 4,096-token vocabulary and its sink token" "vocab 4096, tied, sink token 0" "$TXT.err"
+    check 0 "train: the vocabulary-only export scores a text" "$SK" ppl -m "$TXT.v.gguf" -f "$TXT.corpus" --tokens 64 -q -t 2
+    contains "ppl: its sink token pinned" "starts every sequence and is its only sink" "$TXT.err"
+    check 1 "run: a vocabulary-only GGUF is not a model" "$SK" run -m "$V4K" -p "The" -n 1
+    contains "run: the vocabulary-only error" "vocabulary-only file" "$TXT.err"
+    check 1 "train: --vocab missing" "$SK" train -m /nonexistent.gguf -f "$TXT.corpus" -q
+    contains "train: --vocab missing error" "cannot load the vocabulary" "$TXT.err"
+    rm -f "$TXT".*.ckpt "$TXT.gguf" "$TXT.s.gguf" "$TXT.v.gguf"
     check 2 "chat: bad --keep" "$SK" chat --keep lots
     check 2 "chat: bad template" "$SK" chat --chat-template nope
 fi

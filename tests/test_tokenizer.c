@@ -12,7 +12,9 @@
  *     malformed GGUF metadata (built in memory here);
  *   - with the real model (skipped when missing): tests/golden/tokens.json
  *     (written by llama.cpp) token for token plus the detokenized round
- *     trip, and all of moby-dick.txt (count from llama.cpp, and speed). */
+ *     trip, and all of moby-dick.txt (count from llama.cpp, and speed);
+ *   - the pre-training experiment's vocabulary (data/vocab4k.gguf, loaded
+ *     as sinkllm train --vocab loads it) against tests/golden/vocab4k.json. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1070,8 +1072,10 @@ static size_t check_cases(const sk_tokenizer *t, json_t *cases, const char *tag,
  * of llama.cpp's ids in rec; prints the speed */
 static void check_moby(const sk_tokenizer *t, json_t *rec, const char *tag) {
     const char *env = getenv("SINKLLM_CORPUS");
+    char own[4096]; /* the repository's copy (test_data_path's buffer is static) */
+    snprintf(own, sizeof own, "%s", test_data_path("../data/moby-dick.txt"));
     const char *paths[] = {env ? env : "", test_data_path("../../shared/data/moby-dick.txt"),
-                           "/work/shared/data/moby-dick.txt"};
+                           "/work/shared/data/moby-dick.txt", own};
     char *text = NULL;
     size_t len = 0;
     for (size_t i = 0; i < N_OF(paths) && !text; i++)
@@ -1148,6 +1152,36 @@ static json_t *load_golden(const char *rel) {
     json_t *root = json_load_file(path, JSON_ALLOW_NUL, &jerr);
     if (!root) fail_msg("%s: %s", path, jerr.text);
     return root;
+}
+
+/* The pre-training experiment's vocabulary: 4,096 byte-level BPE tokens
+ * trained on the corpus (scripts/make_vocab.py), a vocabulary-only GGUF,
+ * loaded with sk_model_load_vocab as sinkllm train --vocab loads it. The
+ * ids llama.cpp gives (tests/golden/vocab4k.json, by
+ * scripts/make_vocab_golden.py) for 260 lines of the corpus (training and
+ * held-out parts), 20 runs of lines, 40 paragraphs of moby-dick, the
+ * <|endoftext|> control token with and without parse_special, and the
+ * count and hash of the whole of moby-dick. Both files are committed: the
+ * test needs neither the corpus nor a model. */
+static void test_vocab4k_golden(void **state) {
+    (void)state;
+    const char *gpath = test_data_path("golden/vocab4k.json");
+    json_error_t jerr;
+    json_t *root = json_load_file(gpath, 0, &jerr);
+    if (!root) fail_msg("%s: %s", gpath, jerr.text);
+    sk_model *v = NULL;
+    sk_error err = {0};
+    if (sk_model_load_vocab(test_data_path("../data/vocab4k.gguf"), &v, &err)) fail_msg("%s", err.msg);
+    const sk_tokenizer *t = sk_model_tokenizer(v);
+    assert_int_equal(json_integer_value(json_object_get(root, "n_vocab")), sk_tokenizer_n_vocab(t));
+    json_t *cases = json_object_get(root, "cases");
+    assert_true(json_is_array(cases) && json_array_size(cases) > 300);
+    size_t n_tokens = 0, bad = check_cases(t, cases, "vocab4k", &n_tokens);
+    print_message("vocab4k: %zu cases, %zu tokens, %zu mismatches\n", json_array_size(cases), n_tokens, bad);
+    assert_int_equal(bad, 0);
+    check_moby(t, json_object_get(root, "moby"), "vocab4k");
+    sk_model_free(v);
+    json_decref(root);
 }
 
 static void test_gemma_golden(void **state) {
@@ -1277,6 +1311,7 @@ int main(void) {
         cmocka_unit_test_setup(test_pretok_golden, model_setup),
         cmocka_unit_test_setup_teardown(test_model_moby, model_setup, model_teardown),
         cmocka_unit_test_setup_teardown(test_gemma_golden, gemma_setup, gemma_teardown),
+        cmocka_unit_test(test_vocab4k_golden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -580,6 +580,29 @@ static void test_sink(void **state) {
     if (sk_model_load(path, &m, &e)) fail_msg("load: %s", e.msg);
     assert_int_equal(sk_model_sink_token(m), p.sink_token);
     assert_int_equal(sk_model_sink_token(vocab), -1);
+    { /* every sequence starts with it, as in training: add_special and chat put it first */
+        const sk_tokenizer *tm = sk_model_tokenizer(m), *tv = sk_model_tokenizer(vocab);
+        assert_int_equal(sk_tokenizer_lead(tm), p.sink_token);
+        assert_int_equal(sk_tokenizer_lead(tv), -1);
+        int32_t a[32], b[32];
+        int64_t na = 0, nb = 0;
+        assert_int_equal(sk_tokenize(tm, "Call me Ishmael.", 16, 1, 0, a, 32, &na, &e), SK_OK);
+        assert_int_equal(sk_tokenize(tv, "Call me Ishmael.", 16, 1, 0, b, 32, &nb, &e), SK_OK);
+        assert_int_equal(na, nb + 1);
+        assert_int_equal(a[0], p.sink_token);
+        assert_memory_equal(a + 1, b, sizeof(int32_t) * (size_t)nb);
+        assert_int_equal(sk_tokenize(tm, "Call me Ishmael.", 16, 0, 0, a, 32, &na, &e), SK_OK);
+        assert_int_equal(na, nb); /* without add_special: the text alone */
+        sk_chat_msg msg = {.role = "user", .content = "Hi"};
+        assert_int_equal(sk_chat_render(tm, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN, a, 32, &na, &e), SK_OK);
+        assert_int_equal(sk_chat_render(tv, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN, b, 32, &nb, &e), SK_OK);
+        assert_int_equal(na, nb + 1);
+        assert_int_equal(a[0], p.sink_token);
+        assert_memory_equal(a + 1, b, sizeof(int32_t) * (size_t)nb);
+        assert_int_equal(sk_chat_render(tm, SK_CHAT_CHATML, &msg, 1, SK_CHAT_ADD_GEN | SK_CHAT_CONTINUE, a, 32, &na,
+                                        &e), SK_OK);
+        assert_int_equal(na, nb); /* a continued conversation has it already */
+    }
     sk_context_params cp;
     sk_context_params_default(&cp);
     cp.n_threads = 1, cp.logits_all = 1, cp.precise = 1;
@@ -625,6 +648,123 @@ static void test_sink(void **state) {
     assert_int_equal(sk_train_params_validate(&p, &e), SK_ERR_INVALID);
 }
 
+/* ids of text with tok (no BOS, plain text) into ids[cap]; returns the count */
+static int64_t ids_of(const sk_tokenizer *tok, const char *text, int32_t *ids, int64_t cap) {
+    int64_t n = -1;
+    assert_int_equal(sk_tokenize(tok, text, strlen(text), 0, 0, ids, cap, &n, NULL), SK_OK);
+    return n;
+}
+
+/* The experiment's vocabulary, a vocabulary-only GGUF (data/vocab4k.gguf,
+ * scripts/make_vocab.py), as the trainer's --vocab: sk_model_load_vocab
+ * reads it (and the tokenizer alone of a model file, with the ids
+ * sk_model_load's tokenizer gives); an export trained on it carries its
+ * tokenizer and runs in the engine, the sink token included; sk_model_load
+ * refuses the file, sk_context_new and sk_store_open the weightless model. */
+static void test_vocab_only(void **state) {
+    (void)state;
+    const char *vpath = test_data_path("../data/vocab4k.gguf");
+    sk_model *v = NULL, *m = NULL;
+    sk_error e;
+    if (sk_model_load_vocab(vpath, &v, &e)) fail_msg("%s", e.msg);
+    const sk_tokenizer *tk = sk_model_tokenizer(v);
+    assert_int_equal(sk_tokenizer_n_vocab(tk), 4096);
+    assert_int_equal(sk_model_hparams(v)->n_vocab, 4096);
+    assert_int_equal(sk_model_hparams(v)->n_layer, 0);
+    assert_string_equal(sk_model_hparams(v)->arch, "llama");
+    assert_non_null(strstr(sk_model_desc(v), "vocabulary only"));
+    assert_int_equal(sk_model_sink_token(v), -1);
+    assert_int_equal(sk_tokenizer_bos(tk), 0);
+    assert_int_equal(sk_tokenizer_eos(tk), 0);
+    assert_int_equal(sk_tokenizer_add_bos(tk), 0);
+    int32_t sink = sk_token_lookup(tk, "<|endoftext|>", 13);
+    assert_int_equal(sink, 0);
+    assert_int_equal(sk_token_type(tk, sink), SK_TOKTYPE_CONTROL);
+    int32_t ids[256];
+    assert_true(ids_of(tk, "<|endoftext|>", ids, 256) > 1); /* plain text: never the token */
+
+    /* no weights: refused by the loader of models and by what runs one */
+    assert_int_equal(sk_model_load(vpath, &m, &e), SK_ERR_FORMAT);
+    assert_non_null(strstr(e.msg, "vocabulary-only"));
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    sk_context *c = NULL;
+    assert_int_equal(sk_context_new(v, &cp, &c, &e), SK_ERR_INVALID);
+    assert_non_null(strstr(e.msg, "without its weights"));
+    sk_batch *bt = NULL;
+    assert_int_equal(sk_batch_new(v, 1, 16, 1, &bt, &e), SK_ERR_INVALID);
+    sk_store *so = NULL;
+    assert_int_equal(sk_store_open(NULL, v, &so, &e), SK_ERR_INVALID);
+    assert_int_equal(sk_model_load_vocab("/nonexistent/v.gguf", &m, &e), SK_ERR_IO);
+    assert_null(m);
+
+    /* a model file read as a vocabulary: the tokenizer of sk_model_load */
+    sk_model *full = test_model();
+    if (full) {
+        sk_model *fv;
+        if (sk_model_load_vocab(test_model_path(), &fv, &e)) fail_msg("%s", e.msg);
+        int32_t a[256], b[256];
+        int64_t na = ids_of(sk_model_tokenizer(full), TEXT, a, 256), nb = ids_of(sk_model_tokenizer(fv), TEXT, b, 256);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, sizeof *a * (size_t)na);
+        assert_int_equal(sk_model_hparams(fv)->n_vocab, sk_model_hparams(full)->n_vocab);
+        assert_int_equal(sk_model_hparams(fv)->n_layer, 0);
+        sk_model_free(fv);
+    }
+
+    /* trained on it with the sink token, exported, run by the engine */
+    sk_train_params p;
+    tiny_params(&p);
+    p.n_vocab = sk_tokenizer_n_vocab(tk);
+    p.n_ctx = 16, p.batch = 2, p.steps = 4, p.warmup = 1, p.sink_token = sink;
+    const char *text = "In the beginning God created the heaven and the earth. And the earth was "
+                       "without form, and void; and darkness was upon the face of the deep.";
+    sk_train_data *d;
+    assert_int_equal(sk_train_data_new(tk, text, strlen(text), 0.0, &d, &e), SK_OK);
+    sk_trainer *t;
+    assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
+    run_steps(t, d, 4);
+    char path[128];
+    snprintf(path, sizeof path, "%s/v.gguf", g_dir);
+    if (sk_trainer_export(t, v, path, 0, &e)) fail_msg("export: %s", e.msg);
+    if (sk_model_load(path, &m, &e)) fail_msg("load: %s", e.msg);
+    const sk_tokenizer *mt = sk_model_tokenizer(m);
+    assert_int_equal(sk_tokenizer_n_vocab(mt), 4096);
+    assert_int_equal(sk_model_sink_token(m), sink);
+    int32_t a[256], b[256];
+    int64_t na = ids_of(tk, text, a, 256), nb = ids_of(mt, text, b, 256);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, sizeof *a * (size_t)na);
+    char pa[64], pb[64];
+    for (int32_t i = 0; i < 4096; i++) {
+        int la = sk_token_to_piece(tk, i, 1, pa, sizeof pa), lb = sk_token_to_piece(mt, i, 1, pb, sizeof pb);
+        assert_int_equal(la, lb);
+        assert_memory_equal(pa, pb, (size_t)la);
+        assert_int_equal(sk_token_type(tk, i), sk_token_type(mt, i));
+    }
+    /* the engine's logits after the sink token are the trainer's */
+    int32_t seq[17] = {sink};
+    memcpy(seq + 1, a, sizeof *a * 16);
+    cp.n_threads = 1, cp.logits_all = 1, cp.precise = 1;
+    cp.cache.policy = SK_CACHE_DENSE, cp.cache.n_ctx = 32, cp.cache.kv_type = SK_KV_F32;
+    assert_int_equal(sk_context_new(m, &cp, &c, &e), SK_OK);
+    assert_int_equal(sk_decode(c, seq, 16, &e), SK_OK);
+    float *lt = malloc(sizeof *lt * 4096 * 16);
+    assert_int_equal(sk_trainer_logits(t, seq, 16, lt, NULL), SK_OK);
+    double worst = 0;
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 4096; j++) worst = fmax(worst, fabs((double)sk_logits_ith(c, i)[j] - lt[i * 4096 + j]));
+    print_message("  vocab-only export: 4,096 tokens, logits max |diff| %.2e\n", worst);
+    assert_true(worst < 1e-4);
+    free(lt);
+    sk_context_free(c);
+    sk_model_free(m);
+    unlink(path);
+    sk_trainer_free(t);
+    sk_train_data_free(d);
+    sk_model_free(v);
+}
+
 static int setup(void **state) {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "/tmp/sk_train_XXXXXX");
@@ -641,6 +781,7 @@ int main(void) {
         cmocka_unit_test(test_schedule), cmocka_unit_test(test_params), cmocka_unit_test(test_adamw), cmocka_unit_test(test_step),
         cmocka_unit_test(test_overfit), cmocka_unit_test(test_resume), cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_corpus), cmocka_unit_test(test_sink), cmocka_unit_test(test_export),
+        cmocka_unit_test(test_vocab_only),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -120,7 +120,7 @@ const char *sk_cli_default_model(void) {
     return buf;
 }
 
-sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms) {
+sk_model *sk_cli_load_model(sk_cli *o, double *load_ms) {
     const char *path = o->model ? o->model : sk_cli_default_model();
     sk_error err = {0};
     sk_model *m = NULL;
@@ -132,6 +132,13 @@ sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms) {
         return NULL;
     }
     if (load_ms) *load_ms = sk_now_ms() - t0;
+    int32_t sink = sk_model_sink_token(m);
+    if (sink >= 0 && !o->sinks_set && o->cache.n_sinks != 1 &&
+        (o->cache.policy == SK_CACHE_SINK || o->cache.policy == SK_CACHE_SHIFT)) {
+        o->cache.n_sinks = 1;
+        fprintf(stderr, "note: the model's sink token %d (%s.sink_token_id) starts every sequence and is "
+                "its only sink (--sinks N keeps N)\n", (int)sink, sk_model_hparams(m)->arch);
+    }
     return m;
 }
 
@@ -244,6 +251,7 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
         } else if (GROUP(OPT_CACHE) && (IS("--sinks") || IS("--keep"))) {
             NEED_VALUE();
             if (parse_int(a, v, 0, SK_MAX_SINKS, &o->cache.n_sinks)) return 2;
+            o->sinks_set = 1;
         } else if (GROUP(OPT_CACHE) && IS("--window")) {
             NEED_VALUE();
             if (parse_int(a, v, 1, SK_MAX_CACHE_TOKENS, &o->cache.n_window)) return 2;

@@ -36,6 +36,7 @@ typedef struct sk_cli {
     sk_sampler_params sp;
     sk_cache_params cache;
     int cache_set;
+    int sinks_set;         /* --sinks/--keep given */
     /* bench */
     int pp, tg, reps;
     int csv;
@@ -64,8 +65,11 @@ int sk_cli_parse(sk_cli *o, const char *cmd, unsigned groups, int argc, char **a
 const char *sk_cli_default_model(void);
 
 /* Load the model named by o->model (or the default) and print a clear error
- * on failure (returns NULL). */
-sk_model *sk_cli_load_model(const sk_cli *o, double *load_ms);
+ * on failure (returns NULL). A model trained with a sink token
+ * (sk_model_sink_token) keeps only that token as its sink: o->cache.n_sinks
+ * becomes 1 unless --sinks was given (a note says so). The tokenizer puts
+ * the token first (sk_tokenizer_lead). */
+sk_model *sk_cli_load_model(sk_cli *o, double *load_ms);
 
 double sk_now_ms(void);
 

@@ -2,6 +2,7 @@
  * heads, for the first tokens of a text (the paper's Fig. 2). The column at
  * token 0 is the attention sink. Also prints, per layer, the mean share of
  * attention that queries pay to token 0 and to the first four tokens. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,21 +140,28 @@ int cmd_attn(int argc, char **argv) {
     }
     if (!rc) {
         printf("attention paid to the first tokens (mean over heads and over queries 16..%d):\n", n_tok - 1);
-        printf("| layer | token 0 | tokens 0-3 | uniform share of 4 tokens |\n| ---: | ---: | ---: | ---: |\n");
+        /* sink logit: what a layer's attn_sinks take, 1 - the row's sum (0 without them) */
+        printf("| layer | token 0 | tokens 0-3 | uniform share of 4 tokens | sink logit |\n"
+               "| ---: | ---: | ---: | ---: | ---: |\n");
         const float *mats[16];
         int rows[16], cols[16];
         char tbuf[16][32];
         const char *titles[16];
         for (int k = 0; k < nl; k++) {
             const float *M = buf + (size_t)k * n_tok * n_tok;
-            double s0 = 0, s4 = 0, uni = 0;
+            double s0 = 0, s4 = 0, uni = 0, sk = 0;
             int nq = 0;
             for (int u = 16; u < n_tok; u++, nq++) {
                 s0 += M[(size_t)u * n_tok];
                 for (int p = 0; p < 4; p++) s4 += M[(size_t)u * n_tok + p];
+                double row = 0;
+                for (int p = 0; p <= u; p++) row += M[(size_t)u * n_tok + p];
+                sk += 1 - row;
                 uni += 4.0 / (u + 1);
             }
-            if (nq) printf("| %d | %.3f | %.3f | %.3f |\n", layers[k], s0 / nq, s4 / nq, uni / nq);
+            if (nq)
+                printf("| %d | %.3f | %.3f | %.3f | %.3f |\n", layers[k], s0 / nq, s4 / nq, uni / nq,
+                       fabs(sk / nq) < 5e-4 ? 0.0 : sk / nq);
             mats[k] = M;
             rows[k] = cols[k] = n_tok;
             snprintf(tbuf[k], sizeof tbuf[k], "layer %d", layers[k]);

@@ -30,9 +30,10 @@ static const char *PPL_USAGE =
     "      --precise           reference arithmetic: F32 weights and activations, F32 KV,\n"
     "                          double sums (an oracle; many times slower)\n"
     "      --sink-token TEXT   feed this token (one token) n_sinks times first and use\n"
-    "                          them as the sinks (the paper's \"\\n\" sinks variant); a model\n"
-    "                          with llama.sink_token_id gets its token fed first and pinned\n"
-    "                          as the only sink (sink, shift) unless --sinks is given\n"
+    "                          them as the sinks (the paper's \"\\n\" sinks variant). A model\n"
+    "                          with llama.sink_token_id always gets its token fed first\n"
+    "                          (every window with recompute), never scored, and it is the\n"
+    "                          only sink (sink, shift) unless --sinks N keeps N\n"
     "      --score-every K     score only positions p with p % K == 0 (same positions for\n"
     "                          every policy; keeps recompute affordable)\n"
     "      --csv OUT           per-token NLL as CSV (pos,token,nll,rss_mb)\n"
@@ -175,6 +176,18 @@ int cmd_ppl(int argc, char **argv) {
         return 1;
     }
     free(text);
+    if (sk_tokenizer_lead(tok) >= 0) { /* fed once below, not looped with the text */
+        if (o.sink_token) {
+            fprintf(stderr, "error: --sink-token: the model has its own sink token %d (sink_token_id)\n",
+                    sk_tokenizer_lead(tok));
+            return 2;
+        }
+        memmove(ttoks, ttoks + 1, sizeof(int32_t) * (size_t)--n_text);
+        if (n_text < 2) {
+            fprintf(stderr, "error: text has fewer than 2 tokens\n");
+            return 1;
+        }
+    }
     int64_t N = o.ppl_tokens > 0 ? o.ppl_tokens : n_text;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)N);
     if (!toks) return 1;
@@ -198,19 +211,12 @@ int cmd_ppl(int argc, char **argv) {
             return 2;
         }
         n_pre = o.cache.n_sinks;
-    } else if (sk_model_sink_token(m) >= 0 &&
-               (o.cache.policy == SK_CACHE_SINK || o.cache.policy == SK_CACHE_SHIFT)) {
-        /* a model trained with a sink token (llama.sink_token_id): fed first
-         * and pinned as the only sink, unless --sinks says otherwise */
-        int sinks_given = 0;
-        for (int i = 0; i < argc; i++)
-            if (!strcmp(argv[i], "--sinks") || !strcmp(argv[i], "--keep")) sinks_given = 1;
-        if (!sinks_given) {
-            pre_tok = sk_model_sink_token(m);
-            o.cache.n_sinks = n_pre = 1;
-            fprintf(stderr, "note: the model's sink token %d (llama.sink_token_id) is fed first and "
-                    "pinned as the only sink\n", pre_tok);
-        }
+    } else if (sk_tokenizer_lead(tok) >= 0) {
+        /* a model trained with a sink token (llama.sink_token_id): the
+         * tokenizer put it first; it is fed first and never scored, and
+         * sk_cli_load_model made it the only sink unless --sinks was given */
+        pre_tok = sk_tokenizer_lead(tok);
+        n_pre = 1;
     }
     int recompute = o.cache.policy == SK_CACHE_RECOMPUTE;
     sk_context_params cp;
@@ -269,12 +275,14 @@ int cmd_ppl(int argc, char **argv) {
     /* position p (1 <= p < N) is the prediction of toks[p] */
 #define SCORED(p) ((p) % o.score_every == 0)
     if (recompute) {
-        int64_t W = o.cache.n_window;
+        /* the model's sink token (n_pre 1; --sink-token needs sink or shift)
+         * starts every window */
+        int64_t W = o.cache.n_window - n_pre > 1 ? o.cache.n_window - n_pre : 1;
         for (int64_t p = 1; p < N && !rc; p++) {
             if (!SCORED(p)) continue;
             int64_t lo = p - W > 0 ? p - W : 0;
             sk_context_reset(c);
-            if (sk_decode(c, toks + lo, p - lo, &err)) {
+            if ((n_pre && sk_decode(c, &pre_tok, 1, &err)) || sk_decode(c, toks + lo, p - lo, &err)) {
                 rc = 1;
                 break;
             }

@@ -273,6 +273,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.n_threads = o.n_threads;
     cfg.n_batch = o.n_batch;
     cfg.cache = o.cache;
+    cfg.sinks_set = o.sinks_set;
     if (cfg.cache.policy == SK_CACHE_SINK || cfg.cache.policy == SK_CACHE_WINDOW)
         cfg.cache.n_rollback = n_rollback;
     cfg.sp = o.sp;

@@ -23,9 +23,11 @@ static const char *TRAIN_USAGE =
     "\n"
     "data:\n"
     "  -f, --data PATH        the training text (UTF-8, no NUL bytes)\n"
-    "  -m, --vocab PATH       GGUF model whose tokenizer tokenizes the text and is\n"
-    "                         copied into the export (default: the bundled SmolLM2,\n"
-    "                         49,152 tokens; the embedding is then most of the model)\n"
+    "  -m, --vocab PATH       GGUF file whose tokenizer tokenizes the text and is\n"
+    "                         copied into the export: a model or a vocabulary-only\n"
+    "                         file (make vocab: 4,096 tokens; default: the bundled\n"
+    "                         SmolLM2, 49,152 tokens, then the embedding is most of\n"
+    "                         the model)\n"
     "      --val-frac X       held-out tail of the tokens (default 0.05)\n"
     "model:\n"
     "      --layers N         blocks (default 4)\n"
@@ -221,10 +223,16 @@ int cmd_train(int argc, char **argv) {
         threads = si.n_cores > 0 ? si.n_cores : 1;
     }
 
-    /* the tokenizer, then the corpus */
-    sk_cli o = {.model = vocab};
-    sk_model *vm = sk_cli_load_model(&o, NULL);
-    if (!vm) return 1;
+    /* the tokenizer (only: the weights of a model file are not read), then the corpus */
+    const char *vpath = vocab ? vocab : sk_cli_default_model();
+    sk_model *vm = NULL;
+    sk_error verr = {0};
+    if (sk_model_load_vocab(vpath, &vm, &verr)) {
+        fprintf(stderr, "error: cannot load the vocabulary: %s\n", verr.msg);
+        if (!vocab && access(vpath, F_OK) != 0)
+            fprintf(stderr, "hint: run 'make model' to fetch the default model\n");
+        return 1;
+    }
     const sk_tokenizer *tok = sk_model_tokenizer(vm);
     size_t len = 0;
     char *text = sk_cli_read_file(data, (size_t)1 << 31, &len);

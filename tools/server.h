@@ -28,6 +28,7 @@ typedef struct sk_server_config {
     int n_batch;             /* pre-fill chunk of one slot in one pass */
     int batch_tokens;        /* rows of one pass over all slots (512) */
     sk_cache_params cache;   /* cache of every slot */
+    int sinks_set;           /* cache.n_sinks was chosen: a model's sink token does not make it 1 */
     const char *api_key;     /* NULL or "": no authentication */
     const char *session_dir; /* NULL: sessions are not persisted (unless session_store) */
     const char *session_store; /* "redis://HOST:PORT[/DB]": sessions in Redis (replaces session_dir) */
@@ -61,7 +62,9 @@ int sk_server_port(const sk_server *s);
 
 /* Give the server its model (borrowed, must outlive the server): opens the
  * session store when a session directory is set (removing what crashed
- * saves left), creates the slot contexts, then /health answers 200.
+ * saves left), creates the slot contexts, then /health answers 200. A
+ * model trained with a sink token keeps only it as the sink (n_sinks 1)
+ * unless cfg.sinks_set.
  * Returns the failing status of the store or of sk_context_new. */
 sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err);
 

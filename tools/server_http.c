@@ -1369,6 +1369,9 @@ sk_status sk_server_set_model(sk_server *s, const sk_model *m, sk_error *err) {
                                                                sk_model_tokenizer(m), NULL);
     s->env.sp = s->cfg.sp;
     s->env.max_tokens = s->cfg.max_tokens;
+    if (sk_model_sink_token(m) >= 0 && !s->cfg.sinks_set &&
+        (s->cfg.cache.policy == SK_CACHE_SINK || s->cfg.cache.policy == SK_CACHE_SHIFT))
+        s->cfg.cache.n_sinks = 1; /* the token the tokenizer puts first (sk_tokenizer_lead) */
     sk_status st = srv_pool_set_model(&s->pool, m, s->env.kind, err);
     if (st) return st;
     s->loaded = 1;

@@ -520,9 +520,9 @@ static int token_ids(const srv_parse_env *env, json_t *a, const char *param, int
     return 0;
 }
 
-/* Fill in the middle: out = [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID
+/* Fill in the middle: out = [LEAD] [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID
  * (prefix-suffix-middle, the order llama.cpp's /infill builds), BOS when
- * the vocabulary adds one. prefix is consumed (freed); *out malloc'ed. */
+ * the vocabulary adds one, LEAD a sink token (sk_tokenizer_lead). prefix is consumed (freed); *out malloc'ed. */
 static int fim_prompt(const srv_parse_env *env, int32_t *prefix, int64_t n_prefix, json_t *suffix,
                       int32_t **out, int64_t *n_out, srv_perr *e) {
     int32_t fim[3], *suf = NULL;
@@ -531,10 +531,12 @@ static int fim_prompt(const srv_parse_env *env, int32_t *prefix, int64_t n_prefi
     int rc = tokenize_text(env, json_string_value(suffix), json_string_length(suffix), 0, 1,
                            "suffix", &suf, &n_suf, e);
     const int bos = sk_tokenizer_add_bos(env->tok);
-    int32_t *p = rc ? NULL : malloc(sizeof(int32_t) * (size_t)(n_prefix + n_suf + 4));
+    const int32_t lead = sk_tokenizer_lead(env->tok); /* a model's sink token */
+    int32_t *p = rc ? NULL : malloc(sizeof(int32_t) * (size_t)(n_prefix + n_suf + 5));
     if (!rc && !p) rc = fail(e, 500, NULL, "out of memory");
     if (!rc) {
         int64_t k = 0;
+        if (lead >= 0) p[k++] = lead;
         if (bos) p[k++] = sk_tokenizer_bos(env->tok);
         p[k++] = fim[0];
         memcpy(p + k, prefix, sizeof(int32_t) * (size_t)n_prefix);

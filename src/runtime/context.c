@@ -91,6 +91,9 @@ void sk_context_free(sk_context *c) {
 sk_status sk_context_new(const sk_model *m, const sk_context_params *params, sk_context **out,
                          sk_error *err) {
     *out = NULL;
+    if (m->vocab_only)
+        return sk_error_set(err, SK_ERR_INVALID, "the model was loaded without its weights "
+                            "(sk_model_load_vocab): nothing to run");
     const sk_hparams *hp = &m->hp;
     sk_status st = sk_context_params_validate(params, hp, err);
     if (st) return st;

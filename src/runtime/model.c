@@ -544,6 +544,9 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     sk_model *m = calloc(1, sizeof *m);
     if (!m) return sk_error_set(err, SK_ERR_NOMEM, "out of memory (model)");
     sk_status st = gguf_parse(data, size, &m->gguf, err);
+    if (!st && m->gguf->n_tensors == 0 && gguf_find_kv(m->gguf, "tokenizer.ggml.model"))
+        st = sk_error_set(err, SK_ERR_FORMAT, "no tensors: a vocabulary-only file (sinkllm train "
+                          "--vocab reads it; sk_model_load_vocab)");
     loader ld = {m->gguf, "", NULL, NULL};
     if (!st) {
         ld.kv_used = calloc(m->gguf->n_kv + 1, 1);
@@ -562,6 +565,7 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     if (!st && m->sink_token >= m->hp.n_vocab)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s.sink_token_id %d is not a token of the vocabulary "
                           "of %lld", m->hp.arch, m->sink_token, (long long)m->hp.n_vocab);
+    if (!st && m->sink_token >= 0) st = sk_tokenizer_set_lead(m->tok, m->sink_token, err);
     if (!st && gguf_find_kv(m->gguf, "tokenizer.chat_template")) {
         gguf_str t;
         if (gguf_get_str(m->gguf, "tokenizer.chat_template", &t, NULL) == SK_OK &&
@@ -609,9 +613,9 @@ sk_status sk_model_from_span(const void *data, uint64_t size, sk_model **out, sk
     return SK_OK;
 }
 
-sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
-    *out = NULL;
-    if (sk_cpu_error()) return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s", sk_cpu_error());
+/* Map path read-only (populate: read it all in now). */
+static sk_status map_file(const char *path, int populate, void **map_out, uint64_t *size_out,
+                          sk_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return sk_error_set(err, SK_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat sb;
@@ -631,24 +635,75 @@ sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
         return sk_error_set(err, SK_ERR_FORMAT, "%s: file too small to be GGUF (%lld bytes)", path,
                             (long long)sb.st_size);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | (sk_pack_enabled() ? MAP_POPULATE : 0), fd, 0);
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED) return sk_error_set(err, SK_ERR_IO, "%s: mmap: %s", path, strerror(e));
+    *map_out = map;
+    *size_out = (uint64_t)sb.st_size;
+    return SK_OK;
+}
+
+/* prefix err's message with the path */
+static void name_path(sk_error *err, const char *path, sk_status st) {
+    if (!err) return;
+    char tmp[SK_ERRMSG_LEN];
+    snprintf(tmp, sizeof tmp, "%s", err->msg);
+    sk_error_set(err, st, "%s: %s", path, tmp);
+}
+
+sk_status sk_model_load(const char *path, sk_model **out, sk_error *err) {
+    *out = NULL;
+    if (sk_cpu_error()) return sk_error_set(err, SK_ERR_UNSUPPORTED, "%s", sk_cpu_error());
+    void *map;
+    uint64_t size;
+    sk_status st = map_file(path, sk_pack_enabled(), &map, &size, err);
+    if (st) return st;
     sk_model *m;
-    sk_status st = sk_model_from_span(map, (uint64_t)sb.st_size, &m, err);
+    st = sk_model_from_span(map, size, &m, err);
     if (st) {
-        munmap(map, (size_t)sb.st_size);
-        if (err) {
-            char tmp[SK_ERRMSG_LEN];
-            snprintf(tmp, sizeof tmp, "%s", err->msg);
-            sk_error_set(err, st, "%s: %s", path, tmp);
-        }
+        munmap(map, (size_t)size);
+        name_path(err, path, st);
         return st;
     }
     m->map = map;
-    m->map_size = (uint64_t)sb.st_size;
+    m->map_size = size;
     drop_packed_originals(m);
+    *out = m;
+    return SK_OK;
+}
+
+sk_status sk_model_load_vocab(const char *path, sk_model **out, sk_error *err) {
+    *out = NULL;
+    void *map;
+    uint64_t size;
+    sk_status st = map_file(path, 0, &map, &size, err);
+    if (st) return st;
+    sk_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        munmap(map, (size_t)size);
+        return sk_error_set(err, SK_ERR_NOMEM, "out of memory (model)");
+    }
+    m->map = map;
+    m->map_size = size;
+    m->vocab_only = 1;
+    m->sink_token = -1;
+    m->hp.file_type = -1;
+    st = gguf_parse(map, size, &m->gguf, err);
+    if (!st) st = sk_tokenizer_from_gguf(m->gguf, &m->tok, err);
+    if (st) {
+        sk_model_free(m);
+        name_path(err, path, st);
+        return st;
+    }
+    gguf_str s;
+    if (gguf_find_kv(m->gguf, "general.architecture") &&
+        gguf_get_str(m->gguf, "general.architecture", &s, NULL) == SK_OK)
+        snprintf(m->hp.arch, sizeof m->hp.arch, "%.*s", clip_len(s), s.ptr);
+    if (gguf_find_kv(m->gguf, "general.name") && gguf_get_str(m->gguf, "general.name", &s, NULL) == SK_OK)
+        snprintf(m->hp.name, sizeof m->hp.name, "%.*s", (int)(s.len > 127 ? 127 : s.len), s.ptr);
+    m->hp.n_vocab = sk_tokenizer_n_vocab(m->tok);
+    snprintf(m->desc, sizeof m->desc, "vocabulary only, %lld tokens", (long long)m->hp.n_vocab);
     *out = m;
     return SK_OK;
 }

@@ -67,6 +67,7 @@ struct sk_model {
     int32_t sink_token;   /* <arch>.sink_token_id (sinkllm train --sink-token), -1: none */
     void *pack_mem;       /* anonymous mapping that holds every packed tensor */
     size_t pack_size;
+    int vocab_only;       /* sk_model_load_vocab: the tokenizer and no weights */
 };
 
 /* Validate hyper-parameters read from metadata (exposed for tests). */

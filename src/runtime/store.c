@@ -45,6 +45,9 @@ int sk_store_valid_name(const char *name) {
 sk_status sk_store_open(const char *dir, const sk_model *m, sk_store **out, sk_error *err) {
     *out = NULL;
     if ((dir && !dir[0]) || !m) return sk_error_set(err, SK_ERR_INVALID, "session store: empty directory or no model");
+    if (m->vocab_only)
+        return sk_error_set(err, SK_ERR_INVALID, "session store: the model was loaded without its "
+                            "weights (sk_model_load_vocab)");
     sk_store *st = calloc(1, sizeof *st);
     if (!st || (dir && !(st->dir = strdup(dir)))) {
         free(st);

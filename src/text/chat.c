@@ -98,7 +98,7 @@ static const char *const kind_names[SK_CHAT_N_KINDS] = {
 enum role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT };
 static const char *const role_names[] = {"system", "user", "assistant"};
 
-typedef enum { SEG_TEXT, SEG_MARK, SEG_BOS, SEG_VBOS, SEG_EOS } seg_type;
+typedef enum { SEG_TEXT, SEG_MARK, SEG_BOS, SEG_VBOS, SEG_EOS, SEG_LEAD } seg_type; /* LEAD: sk_tokenizer_lead */
 
 typedef struct seg {
     const char *s; /* not owned: a literal or message content */
@@ -285,6 +285,7 @@ static void layout(sk_chat_kind k, const sk_chat_msg *msgs, int n, int flags, se
     bool gen = flags & SK_CHAT_ADD_GEN, start = !(flags & SK_CHAT_CONTINUE);
     int first = n > 0 && role_of(msgs[0].role) == ROLE_SYSTEM; /* index of the first non-system message */
     const char *sys = first ? msgs[0].content : NULL;
+    if (start) seg_push(l, SEG_LEAD, NULL, 0); /* a model's sink token starts every conversation */
     switch (k) {
     case SK_CHAT_CHATML:
     case SK_CHAT_SMOLLM2:
@@ -529,16 +530,6 @@ static sk_status emit_mark(emitter *e, const char *s, size_t len, sk_error *err)
     return run_append(e, s, len, err);
 }
 
-/* Does the vocabulary put BOS before every text (add_bos_token)? The
- * tokenizer has no accessor, so tokenize "" with add_special and look. */
-static bool vocab_adds_bos(const sk_tokenizer *tok) {
-    int32_t ids[2];
-    int64_t m = 0;
-    int32_t bos = sk_tokenizer_bos(tok);
-    if (bos < 0 || sk_tokenize(tok, "", 0, 1, 0, ids, 2, &m, NULL) != SK_OK) return false;
-    if (m == 2) return true; /* BOS and EOS */
-    return m == 1 && ids[0] == bos && bos != sk_tokenizer_eos(tok);
-}
 
 static sk_status segs_to_ids(const sk_tokenizer *tok, sk_chat_kind k, const seg_list *l, int32_t *out, int64_t cap,
                              int64_t *n_out, sk_error *err) {
@@ -551,7 +542,10 @@ static sk_status segs_to_ids(const sk_tokenizer *tok, sk_chat_kind k, const seg_
         case SEG_TEXT: st = run_append(&e, s->s, s->len, err); break;
         case SEG_MARK: st = emit_mark(&e, s->s, s->len, err); break;
         case SEG_VBOS:
-            if (vocab_adds_bos(tok)) st = emit_id(&e, bos, err);
+            if (sk_tokenizer_add_bos(tok) && bos >= 0) st = emit_id(&e, bos, err);
+            break;
+        case SEG_LEAD:
+            if (sk_tokenizer_lead(tok) >= 0) st = emit_id(&e, sk_tokenizer_lead(tok), err);
             break;
         case SEG_BOS:
             if (bos >= 0) st = emit_id(&e, bos, err); /* a vocabulary without BOS: none */
@@ -618,7 +612,7 @@ sk_status sk_chat_render_text(sk_chat_kind k, const sk_chat_msg *msgs, int n_msg
         size_t len = l.v[i].len;
         if (l.v[i].type == SEG_BOS) s = bos_text(k), len = strlen(s);
         else if (l.v[i].type == SEG_EOS) s = eos_text(k), len = strlen(s);
-        else if (l.v[i].type == SEG_VBOS) len = 0;
+        else if (l.v[i].type == SEG_VBOS || l.v[i].type == SEG_LEAD) len = 0;
         if (len > SIZE_MAX - 1 - total) {
             free(l.v);
             return sk_error_set(err, SK_ERR_INVALID, "chat: prompt too long");

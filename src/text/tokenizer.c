@@ -199,6 +199,7 @@ struct sk_tokenizer {
     char byte_enc[256][2];  /* GPT-2 byte encoder, as UTF-8 */
     unsigned char byte_enc_len[256];
     int32_t bos, eos, eot, unk, pad;
+    int32_t lead;           /* put first by add_special, before BOS (a model's sink token); -1 none */
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle; -1 when absent */
     bool add_bos, add_eos, add_space_prefix;
 };
@@ -589,6 +590,7 @@ sk_status sk_tokenizer_new(const sk_vocab_init *init, sk_tokenizer **out, sk_err
     t->eos = init->eos;
     t->unk = init->unk;
     t->pad = init->pad;
+    t->lead = -1;
     t->add_bos = init->add_bos != 0;
     t->add_eos = init->add_eos != 0;
     t->add_space_prefix = init->add_space_prefix != 0;
@@ -1545,6 +1547,7 @@ sk_status sk_tokenize(const sk_tokenizer *tok, const char *text, size_t len, int
     frag_list fl = {0};
     sk_status st = partition(tok, text, len, parse_special != 0, &fl, err);
     if (st) return st;
+    if (add_special && tok->lead >= 0) emit(&s, tok->lead);
     if (add_special && tok->add_bos) emit(&s, tok->bos);
     bool prev_special = true; /* SPM: a space goes before text at the start or after a special token */
     for (size_t i = 0; i < fl.n && st == SK_OK; i++) {
@@ -1605,6 +1608,14 @@ int32_t sk_tokenizer_bos(const sk_tokenizer *tok) { return tok ? tok->bos : -1; 
 int32_t sk_tokenizer_eos(const sk_tokenizer *tok) { return tok ? tok->eos : -1; }
 int32_t sk_tokenizer_eot(const sk_tokenizer *tok) { return tok ? tok->eot : -1; }
 int sk_tokenizer_add_bos(const sk_tokenizer *tok) { return tok && tok->add_bos; }
+int32_t sk_tokenizer_lead(const sk_tokenizer *tok) { return tok ? tok->lead : -1; }
+
+sk_status sk_tokenizer_set_lead(sk_tokenizer *tok, int32_t id, sk_error *err) {
+    if (!tok || id < -1 || id >= tok->n_vocab)
+        return sk_error_set(err, SK_ERR_INVALID, "tokenizer: lead token %d is not in the vocabulary", (int)id);
+    tok->lead = id;
+    return SK_OK;
+}
 
 int sk_tokenizer_fim(const sk_tokenizer *tok, int32_t ids[3]) {
     for (int i = 0; i < 3; i++) ids[i] = tok ? tok->fim[i] : -1;

@@ -74,6 +74,11 @@ void sk_tokenizer_free(sk_tokenizer *tok);
  * by their texts (sk_tokenizer_fim). */
 void sk_tokenizer_set_fim(sk_tokenizer *t, const int32_t ids[3]);
 
+/* Make add_special put token id first, before BOS (-1: nothing; the
+ * default). The loader sets a model's sink token here, so that every
+ * sequence starts with it as in training. id out of range: SK_ERR_INVALID. */
+sk_status sk_tokenizer_set_lead(sk_tokenizer *t, int32_t id, sk_error *err);
+
 /* SK_STRIP_* flags of token id (0 for none, a bad id or no flags at all). */
 int sk_tokenizer_token_strip(const sk_tokenizer *tok, int32_t id);
 

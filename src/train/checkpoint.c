@@ -85,12 +85,13 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
         fclose(f);
         return sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm training checkpoint", path);
     }
-    uint32_t ver;
+    uint32_t ver, zero;
     memcpy(&ver, hd + 8, 4);
-    if (ver != CKPT_VERSION) {
+    memcpy(&zero, hd + 12, 4);
+    if (ver != CKPT_VERSION || zero != 0) {
         fclose(f);
-        return sk_error_set(err, SK_ERR_FORMAT, "%s: checkpoint version %u (this build reads %u)",
-                            path, ver, CKPT_VERSION);
+        return sk_error_set(err, SK_ERR_FORMAT, "%s: checkpoint version %u.%u (this build reads %u.0)",
+                            path, ver, zero, CKPT_VERSION);
     }
     if (got < sizeof hd) {
         fclose(f);

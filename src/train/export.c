@@ -68,8 +68,25 @@ typedef struct tinfo {
     uint64_t data_off;  /* in the data section */
 } tinfo;
 
+/* The end of the value of a key/value record, from the parsed value
+ * (strings and arrays point into the span); NULL for an array of arrays,
+ * whose end the parse does not keep. */
+static const uint8_t *value_end(const gguf_kv *kv) {
+    static const unsigned size[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    const uint8_t *v = (const uint8_t *)kv->key.ptr + kv->key.len + 4; /* after the type */
+    if (kv->type == GGUF_TYPE_STRING) return (const uint8_t *)kv->v.s.ptr + kv->v.s.len;
+    if (kv->type != GGUF_TYPE_ARRAY) return v + size[kv->type];
+    const gguf_arr *a = &kv->v.a;
+    if (a->n == 0) return v + 12; /* element type, count */
+    if (a->type == GGUF_TYPE_STRING) return (const uint8_t *)a->strs[a->n - 1].ptr + a->strs[a->n - 1].len;
+    if (a->type == GGUF_TYPE_ARRAY) return NULL;
+    return a->data + a->n * size[a->type];
+}
+
 /* The byte span [start, end) of key/value record i of g: from its key's
- * length field to the start of the next record or of the tensor infos. */
+ * length field to the end of its value (or, for an array of arrays, the
+ * start of the next record or of the tensor infos: in a file without
+ * tensors the last record is followed by the padding before the data). */
 static void kv_span(const gguf_ctx *g, uint64_t i, const uint8_t **start, const uint8_t **end) {
     const uint8_t *s = (const uint8_t *)g->kv[i].key.ptr - 8, *e = g->base + g->data_offset;
     for (uint64_t j = 0; j < g->n_kv; j++) {
@@ -80,8 +97,9 @@ static void kv_span(const gguf_ctx *g, uint64_t i, const uint8_t **start, const 
         const uint8_t *o = (const uint8_t *)g->tensors[j].name.ptr - 8;
         if (o > s && o < e) e = o;
     }
+    const uint8_t *ve = value_end(&g->kv[i]);
     *start = s;
-    *end = e;
+    *end = ve && ve <= e ? ve : e;
 }
 
 static int is_tok_key(gguf_str k) { return k.len > 10 && memcmp(k.ptr, "tokenizer.", 10) == 0; }

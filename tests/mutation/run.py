@@ -89,6 +89,8 @@ def targets(tests):
             t.add(f"{BUILD}/tests/{name}")
         else:  # cli, pytest: the binary and the examples (make all)
             t.add("all")
+            if name.startswith("pytest:"):  # the Python binding's library
+                t.add("shared")
     return sorted(t)
 
 
@@ -103,10 +105,12 @@ def run_test(dst, name, timeout):
         cmd = ["sh", "tests/test_cli.sh", BUILD]
     elif name.startswith("pytest:"):
         env["SINKLLM_BIN"] = os.path.join(dst, BUILD, "sinkllm")
+        env["SINKLLM_LIB"] = os.path.join(dst, BUILD, "libsinkllm.so")
         cmd = [os.path.join(ROOT, ".venv/bin/python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                "tests/integration/test_server.py", "tests/integration/test_hostile.py",
                "tests/integration/test_cluster.py", "tests/integration/test_logprobs.py",
                "tests/integration/test_embeddings.py", "tests/integration/test_tools.py",
+               "tests/integration/test_sink_token.py",
                "-k", name[len("pytest:"):]]
     else:
         raise SystemExit(f"catalogue error: unknown test '{name}'")
