@@ -14,9 +14,10 @@ What it does:
      replaced by stubs compiled here (every function an error, no device:
      torch.cuda.is_available() is False), so `import torch` works on the CPU
      (MKL, oneDNN) from a download of the torch wheel alone.
-  2. The vocabulary: --vocab GGUF, or --vocab-size N: the first N tokens of
-     the bundled SmolLM2 vocabulary and the merges among them, written as a
-     tiny model by scripts/make_tiny_models.py (cached in build/bench/).
+  2. The vocabulary: --vocab GGUF (a model or a vocabulary-only file); by
+     default data/vocab4k.gguf (make vocab); or --vocab-size N: the first N
+     tokens of the bundled SmolLM2 vocabulary and the merges among them,
+     written as a tiny model by scripts/make_tiny_models.py (build/bench/).
   3. Ours: `build/sinkllm train` for K steps; its CSV gives the time of
      every step; tokens/s over steps 2..K (step 1 warms the caches).
   4. PyTorch: the same network written in torch (RMSNorm, RoPE on pairs
@@ -318,9 +319,10 @@ def rate(ends, tok_step):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--vocab", help="GGUF whose tokenizer to use")
-    ap.add_argument("--vocab-size", type=int, default=4096,
-                    help="without --vocab: cut the SmolLM2 vocabulary to N tokens (default 4096)")
+    ap.add_argument("--vocab", help="GGUF whose tokenizer to use (default: data/vocab4k.gguf, the "
+                    "experiment's 4,096-token vocabulary, where it exists)")
+    ap.add_argument("--vocab-size", type=int,
+                    help="instead: cut the SmolLM2 vocabulary to N tokens (data/vocab4k.gguf missing: 4096)")
     ap.add_argument("--data", default=os.path.join(ROOT, "data", "moby-dick.txt"))
     ap.add_argument("--data-bytes", type=int, default=300000, help="first bytes of --data (default 300000)")
     ap.add_argument("--layers", type=int, default=4)
@@ -352,6 +354,10 @@ def main():
         run(["make", "-C", ROOT, "-o", ".venv/.ok", a.sinkllm.replace(ROOT + "/", ""), "build/libsinkllm.so"])
     # the vocabulary
     vocab = a.vocab
+    vocab4k = os.path.join(ROOT, "data", "vocab4k.gguf")
+    if not vocab and not a.vocab_size and os.path.exists(vocab4k):
+        vocab = vocab4k
+    a.vocab_size = a.vocab_size or 4096
     if not vocab:
         vocab = os.path.join(a.out, f"vocab{a.vocab_size}.gguf")
         if not os.path.exists(vocab):
@@ -375,10 +381,13 @@ def main():
         fh.write(raw)
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), SINKLLM_LIB=lib)
     ids_json = os.path.join(a.out, "ids.json")
-    subprocess.run([TORCH_PY, "-c", "import json, sinkllm, sys; m = sinkllm.Model(sys.argv[1]); "
-                    "t = m.tokenizer if hasattr(m, 'tokenizer') else m; "
-                    "json.dump({'ids': list(t.tokenize(open(sys.argv[2], 'rb').read(), False, False)), "
-                    "'n_vocab': t.n_vocab}, open(sys.argv[3], 'w'))", vocab, data, ids_json],
+    # the tokenizer alone, as `train --vocab` loads it (a vocabulary-only GGUF has no weights)
+    subprocess.run([TORCH_PY, "-c", "import json, sys, sinkllm, sinkllm._lib as sl; L = sl.lib(); "
+                    "L.sk_model_load_vocab.argtypes = L.sk_model_load.argtypes; "
+                    "L.sk_model_load_vocab.restype = L.sk_model_load.restype; "
+                    "L.sk_model_load = L.sk_model_load_vocab; m = sinkllm.Model(sys.argv[1]); "
+                    "json.dump({'ids': list(m.tokenize(open(sys.argv[2], 'rb').read(), False, False)), "
+                    "'n_vocab': m.n_vocab}, open(sys.argv[3], 'w'))", vocab, data, ids_json],
                    check=True, env=env)
     tk = json.load(open(ids_json))
     ids, a.n_vocab = tk["ids"], tk["n_vocab"]
