@@ -71,6 +71,7 @@ L.append("Four small LLaMA-architecture models trained from scratch by `sinkllm 
          " shape, context, seed and token budget, differing only in where attention may park its unused share"
          " (docs/training.md). Rerun: `make corpus && sh bench/pretrain.sh` (resumable). Configuration:\n")
 L.append("```\n" + cfg + "\n```\n")
+L.append("What the figures show at this scale, and what they do not: docs/training.md, \"The experiment\".\n")
 L.append("### Training\n")
 L.append("| variant | steps | tokens | final train loss (mean of the last 10 steps) | held-out loss | tokens/s |")
 L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
