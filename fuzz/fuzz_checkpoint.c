@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_file.h"
 #include "sinkllm_train.h"
 
 #define N_SEED 4
@@ -37,25 +38,9 @@
 
 static uint8_t *g_seed[N_SEED];
 static size_t g_seed_n[N_SEED];
-static uint8_t *g_buf, *g_back;
+static uint8_t *g_buf;
 static size_t g_cap;
 static char g_path[64], g_path2[64];
-
-#ifdef __clang__
-__attribute__((no_sanitize("coverage"), noinline))
-#endif
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
-
-static size_t read_file(const char *path, uint8_t *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, cap, f);
-    fclose(f);
-    return n;
-}
 
 static void die(const char *what, const sk_error *e) {
     fprintf(stderr, "fuzz_checkpoint: %s: %s\n", what, e ? e->msg : "");
@@ -81,9 +66,7 @@ static void init(void) {
         if (sk_trainer_step(t, tok, NULL, &e)) die("step", &e); /* non-zero AdamW moments */
         if (sk_trainer_save(t, g_path, 0x1234, &e)) die("save", &e);
         sk_trainer_free(t);
-        g_seed[k] = malloc(1 << 20);
-        if (!g_seed[k]) die("out of memory", NULL);
-        g_seed_n[k] = read_file(g_path, g_seed[k], 1 << 20);
+        if (!(g_seed[k] = fuzz_slurp(g_path, &g_seed_n[k]))) die("seed checkpoint unreadable", NULL);
         if (g_seed_n[k] < HEADER + 8) die("seed checkpoint too short", NULL);
         if (g_seed_n[k] > g_cap) g_cap = g_seed_n[k];
         const char *sd = getenv("FUZZ_CHECKPOINT_SEEDS");
@@ -97,8 +80,7 @@ static void init(void) {
         }
     }
     g_cap += 4096;
-    g_buf = malloc(g_cap), g_back = malloc(g_cap);
-    if (!g_buf || !g_back) die("out of memory", NULL);
+    if (!(g_buf = malloc(g_cap))) die("out of memory", NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -112,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n > g_seed_n[k]) memset(g_buf + g_seed_n[k], 0, n - g_seed_n[k]);
     memcpy(g_buf, data + 1, body < n ? body : n);
     if (!keep_sum && n >= HEADER + 8) { /* reseal: FNV-1a of everything before the last 8 bytes */
-        uint64_t h = fnv(0xcbf29ce484222325ULL, g_buf, n - 8);
+        uint64_t h = fuzz_fnv(0xcbf29ce484222325ULL, g_buf, n - 8);
         memcpy(g_buf + n - 8, &h, 8);
     }
     if (n >= OFF_INT + 8 * 10) { /* batch (field 9) and context (field 6): see the contract above */
@@ -132,8 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     if (sk_trainer_save(t, g_path2, dh, &e)) die("save", &e);
-    size_t m = read_file(g_path2, g_back, g_cap);
-    if (m != n || memcmp(g_back, g_buf, n) != 0) die("a loaded checkpoint saves to other bytes", NULL);
+    size_t m;
+    uint8_t *back = fuzz_slurp(g_path2, &m);
+    if (!back) die("read back", NULL);
+    if (m != n || memcmp(back, g_buf, n) != 0) die("a loaded checkpoint saves to other bytes", NULL);
+    free(back);
     const sk_train_params *p = sk_trainer_params(t);
     size_t nt = (size_t)p->batch * (size_t)(p->n_ctx + 1);
     int32_t *tok = malloc(sizeof(int32_t) * nt);

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_file.h"
 #include "sinkllm.h"
 
 #define N_POL 5
@@ -47,17 +48,6 @@ static size_t g_seed_n[N_SEED];
 static uint8_t *g_buf;            /* (max g_seed_n) the file of one input */
 static char g_path[64];
 
-/* the harness's own checksum loop is not code under test: no coverage
- * callbacks on its compare per byte (the loader's copy keeps them); not
- * inlined, where the attribute would not follow it */
-#ifdef __clang__
-__attribute__((no_sanitize("coverage"), noinline))
-#endif
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 static sk_context *new_ctx(sk_model *m, sk_cache_policy pol) {
     sk_context_params p;
     sk_context_params_default(&p);
@@ -74,22 +64,6 @@ static sk_context *new_ctx(sk_model *m, sk_cache_policy pol) {
         exit(1);
     }
     return c;
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = len > 0 ? malloc((size_t)len) : NULL;
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = b ? (size_t)len : 0;
-    return b;
 }
 
 /* the scratch session file goes with the process (libFuzzer and
@@ -126,7 +100,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
             int32_t t = (int32_t)((i * 31 + 7) % 64);
             if (sk_decode(g_c[k], &t, 1, &err)) fprintf(stderr, "fuzz_session: seed: %s\n", err.msg);
         }
-        if (sk_context_save(g_c[k], g_path, "blob", 4, &err) || !(g_seed[k] = slurp(g_path, &g_seed_n[k]))) {
+        if (sk_context_save(g_c[k], g_path, "blob", 4, &err) || !(g_seed[k] = fuzz_slurp(g_path, &g_seed_n[k]))) {
             fprintf(stderr, "fuzz_session: seed %s %s: %s\n", g_mod_name[k / N_POL], sk_cache_policy_name(pol),
                     err.msg);
             exit(1);
@@ -160,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(b, data + 1, size - 1 < n ? size - 1 : n);
     if (n >= HDR) {
         memset(b + OFF_CHECKSUM, 0, 8);
-        uint64_t h = fnv(fnv(0xcbf29ce484222325ULL, b + HDR, n - HDR), b, HDR);
+        uint64_t h = fuzz_fnv(fuzz_fnv(0xcbf29ce484222325ULL, b + HDR, n - HDR), b, HDR);
         memcpy(b + OFF_CHECKSUM, &h, 8);
     }
     FILE *f = fopen(g_path, "wb");

@@ -16,41 +16,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fuzz_file.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 
 static size_t g_count;
 
-/* one file: read whole, hand to the harness; 0, or -1 if unreadable */
+/* one file: read whole (an exact-size buffer, so that reading past the
+ * input is caught), hand to the harness; 0, or -1 if unreadable */
 static int run_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 4096, n = 0;
-    uint8_t *b = malloc(cap);
-    while (b) {
-        if (n == cap) {
-            uint8_t *nb = realloc(b, cap *= 2);
-            if (!nb) break;
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = !b || ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return -1;
-    }
-    /* an exact-size copy, so that reading past the input is caught */
-    uint8_t *in = malloc(n ? n : 1);
-    if (!in) {
-        free(b);
-        return -1;
-    }
-    memcpy(in, b, n);
-    free(b);
+    size_t n;
+    uint8_t *in = fuzz_slurp(path, &n);
+    if (!in) return -1;
     LLVMFuzzerTestOneInput(in, n);
     free(in);
     g_count++;
