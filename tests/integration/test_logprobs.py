@@ -8,21 +8,14 @@ continuation. Chat and completions, streamed and not, in OpenAI's shapes.
 """
 import json
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 import requests
 
-from test_server import MODEL, ROOT, Server
+from test_server import MODEL, Server, import_binding
 
-LIB = os.environ.get("SINKLLM_LIB", os.path.join(ROOT, "build", "libsinkllm.so"))
-if not LIB:
-    pytest.skip("SINKLLM_LIB is empty (sanitizer build)", allow_module_level=True)
-os.environ["SINKLLM_LIB"] = LIB
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import sinkllm  # noqa: E402
+sinkllm = import_binding()
 
 TEXT = "The whale surfaced near the ship, and the sailors"
 N_GEN = 8

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -27,6 +28,19 @@ BIN = os.environ.get("SINKLLM_BIN", os.path.join(ROOT, "build", "sinkllm"))
 MODEL = os.environ.get("SINKLLM_MODEL",
                        os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
 KEY = "test-key-1234"
+
+
+def import_binding():
+    """The library's Python binding (python/sinkllm) on $SINKLLM_LIB, default
+    build/libsinkllm.so. Call at module level: an empty SINKLLM_LIB (a
+    sanitizer build, which has no shared library) skips the calling module."""
+    lib = os.environ.get("SINKLLM_LIB", os.path.join(ROOT, "build", "libsinkllm.so"))
+    if not lib:
+        pytest.skip("SINKLLM_LIB is empty (sanitizer build)", allow_module_level=True)
+    os.environ["SINKLLM_LIB"] = lib
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import sinkllm
+    return sinkllm
 
 
 def free_port():

@@ -6,20 +6,14 @@ is trained here, in a few seconds, on the start of Moby-Dick.
 """
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import requests
 
-from test_server import BIN, MODEL, ROOT, Server
+from test_server import BIN, MODEL, ROOT, Server, import_binding
 
-LIB = os.environ.get("SINKLLM_LIB", os.path.join(ROOT, "build", "libsinkllm.so"))
-if not LIB:
-    pytest.skip("SINKLLM_LIB is empty (sanitizer build)", allow_module_level=True)
-os.environ["SINKLLM_LIB"] = LIB
-sys.path.insert(0, os.path.join(ROOT, "python"))
-import sinkllm  # noqa: E402
+sinkllm = import_binding()
 
 TEXT = "Call me Ishmael. Some years ago"
 
