@@ -98,17 +98,22 @@ report() {
     "$PY" bench/pretrain_report.py "$OUT" docs/results.md
 }
 
-cat > "$OUT/config.txt" <<CFG
+# the settings the report prints: written by the steps that use them
+# (train, eval), so that a report alone never describes other settings
+config() {
+    cat > "$OUT/config.txt" <<CFG
 layers=$LAYERS dim=$DIM heads=$HEADS kv_heads=$KV_HEADS ctx=$CTX batch=$BATCH steps=$STEPS lr=$LR warmup=$WARMUP seed=$SEED
 tokens_per_variant=$((STEPS * BATCH * CTX)) eval_cache=$CACHE eval_tokens=$EVAL_TOKENS threads=$T
 vocab=$VOCAB data=$DATA heldout=$HELD
 machine=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores
 CFG
+}
+
 [ $# -eq 0 ] && set -- train eval report
 for step in "$@"; do
     case $step in
-    train) for v in $VARIANTS; do train "$v"; done ;;
-    eval) evaluate ;;
+    train) config; for v in $VARIANTS; do train "$v"; done ;;
+    eval) config; evaluate ;;
     report) report ;;
     *) echo "usage: sh bench/pretrain.sh [train] [eval] [report]" >&2; exit 2 ;;
     esac
