@@ -127,8 +127,10 @@ static void check_set(const char *isa, const sk_vec_kernels *simd) {
 
 /* exp_sum and max: every element within 2 ulp-ish (2.5e-7 relative) of
  * expf, the sum within 1e-6 relative, on a sweep of the whole useful range
- * [-104, 0] and ragged lengths; max exact. */
-static void check_softmax(const char *isa, const sk_vec_kernels *simd) {
+ * [-104, 0] and ragged lengths; max exact. With bits set (AVX2, whose exp
+ * is libm's: vec_avx2.c), every element and the sum are the reference's
+ * bits. */
+static void check_softmax(const char *isa, const sk_vec_kernels *simd, int bits) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int64_t ns[] = {0, 1, 15, 16, 17, 100, 2048, 20001};
     for (size_t b = 0; b < sizeof ns / sizeof *ns; b++) {
@@ -139,6 +141,14 @@ static void check_softmax(const char *isa, const sk_vec_kernels *simd) {
         float m1 = ref->max(a, n), m2 = simd->max(a, n);
         assert_true(m1 == m2);
         float s2 = simd->exp_sum(x, n, m2);
+        if (bits) {
+            float *y = malloc(sizeof(float) * (size_t)(n + 1));
+            memcpy(y, a, sizeof(float) * (size_t)n);
+            float s1 = ref->exp_sum(y, n, m1);
+            if (memcmp(&s1, &s2, sizeof s1) || memcmp(x, y, sizeof(float) * (size_t)n))
+                fail_msg("%s exp_sum n=%lld: not the reference's bits (sum %.9g vs %.9g)", isa, (long long)n, s2, s1);
+            free(y);
+        }
         double sum = 0;
         for (int64_t j = 0; j < n; j++) {
             float want = expf(a[j] - m1);
@@ -152,7 +162,7 @@ static void check_softmax(const char *isa, const sk_vec_kernels *simd) {
     }
 }
 
-static void check_swiglu(const char *isa, const sk_vec_kernels *simd) {
+static void check_swiglu(const char *isa, const sk_vec_kernels *simd, int bits) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int64_t n = 1000;
     float g1[1000], g2[1000], u[1000];
@@ -163,6 +173,7 @@ static void check_swiglu(const char *isa, const sk_vec_kernels *simd) {
     g1[3] = g2[3] = 0.0f;
     ref->swiglu(g1, u, n);
     simd->swiglu(g2, u, n);
+    if (bits && memcmp(g1, g2, sizeof g1)) fail_msg("%s swiglu: not the reference's bits", isa);
     for (int64_t i = 0; i < n; i++)
         if (fabsf(g1[i] - g2[i]) > 5e-7f * fabsf(g1[i]) + 1e-30f)
             fail_msg("%s swiglu[%lld] %g vs %g", isa, (long long)i, g2[i], g1[i]);
@@ -197,6 +208,66 @@ static void check_geglu(const char *isa, const sk_vec_kernels *simd) {
     print_message("  %s geglu worst |diff| / |x u| %.3g\n", isa, worst);
 }
 
+/* AVX2's exp is libm's (vec_avx2.c): exp_sum and SwiGLU give the
+ * reference's bits on every 61st float of exp's whole finite range, every
+ * float within 2^16 ulps of libm's path boundaries (-103.97, 88.72) and of
+ * 0, and the specials (+-0, +-inf, NaN, subnormals). exp_sum sees x - 0
+ * (x <= 0, its contract); SwiGLU exp(-g) for every g, so both signs. */
+static void test_exp_libm(void **state) {
+    sk_isa tier = util_tier(state, "test_exp_libm");
+    if (tier != SK_ISA_AVX2) {
+        print_message("  %s: exp within 2 ulp of libm (check_softmax), not its bits\n", sk_isa_name(tier));
+        return;
+    }
+    sk_vec_kernels t;
+    sk_vec_fill(&t, tier);
+    const sk_vec_kernels *ref = sk_vec_get_ref();
+    enum { B = 4096 };
+    static float x[B], y[B], u[B];
+    for (int i = 0; i < B; i++) u[i] = 1.0f + (float)i / B;
+    size_t k = 0, n_all = 0;
+    /* bit patterns: [0, +inf] and [-0, -inf], strided, plus dense windows */
+    const uint32_t lo_hi[][3] = {
+        {0x00000000u, 0x7f800000u, 61}, {0x80000000u, 0xff800000u, 61},    /* strided, both signs */
+        {0x42cfe368u - 65536, 0x42cfe368u + 65536, 1},                      /* +-103.97 */
+        {0xc2cfe368u - 65536, 0xc2cfe368u + 65536, 1},
+        {0x42b17217u - 65536, 0x42b17217u + 65536, 1},                      /* +-88.72 */
+        {0xc2b17217u - 65536, 0xc2b17217u + 65536, 1},
+        {0x00000000u, 0x00010000u, 1}, {0x80000000u, 0x80010000u, 1},      /* subnormals near 0 */
+        {0x3f800000u - 65536, 0x3f800000u + 65536, 1},                      /* +-1 */
+        {0xbf800000u - 65536, 0xbf800000u + 65536, 1},
+        {0x7fc00000u, 0x7fc00010u, 1}, {0xffc00000u, 0xffc00010u, 1},      /* NaNs */
+    };
+    for (size_t w = 0; w < sizeof lo_hi / sizeof *lo_hi; w++)
+        for (uint64_t b = lo_hi[w][0]; b <= lo_hi[w][1]; b += lo_hi[w][2]) {
+            uint32_t v = (uint32_t)b;
+            memcpy(&x[k++], &v, 4);
+            if (k < B && b + lo_hi[w][2] <= lo_hi[w][1]) continue;
+            n_all += k;
+            float g1[B], g2[B];
+            memcpy(g1, x, sizeof(float) * k);
+            memcpy(g2, x, sizeof(float) * k);
+            ref->swiglu(g1, u, (int64_t)k);
+            t.swiglu(g2, u, (int64_t)k);
+            if (memcmp(g1, g2, sizeof(float) * k))
+                for (size_t i = 0; i < k; i++)
+                    if (memcmp(&g1[i], &g2[i], 4) && !(isnan(g1[i]) && isnan(g2[i])))
+                        fail_msg("avx2 swiglu(%a) = %a, reference %a", x[i], g2[i], g1[i]);
+            size_t m = 0; /* exp_sum: the non-positive ones */
+            for (size_t i = 0; i < k; i++)
+                if (!(x[i] > 0)) y[m++] = x[i];
+            memcpy(g1, y, sizeof(float) * m);
+            memcpy(g2, y, sizeof(float) * m);
+            float s1 = ref->exp_sum(g1, (int64_t)m, 0.0f), s2 = t.exp_sum(g2, (int64_t)m, 0.0f);
+            for (size_t i = 0; i < m; i++)
+                if (memcmp(&g1[i], &g2[i], 4) && !(isnan(g1[i]) && isnan(g2[i])))
+                    fail_msg("avx2 exp(%a) = %a, libm %a", y[i], g2[i], g1[i]);
+            if (memcmp(&s1, &s2, 4) && !(isnan(s1) && isnan(s2))) fail_msg("avx2 exp_sum %a vs %a", s2, s1);
+            k = 0;
+        }
+    print_message("  avx2 exp: libm's bits on %zu inputs\n", n_all);
+}
+
 /* The table of each tier (util_tiers.h): the dispatcher's fill, compared
  * with the reference. */
 static void test_tier(void **state) {
@@ -205,8 +276,8 @@ static void test_tier(void **state) {
     sk_vec_fill(&t, tier);
     const char *isa = sk_isa_name(tier);
     check_set(isa, &t);
-    check_softmax(isa, &t);
-    check_swiglu(isa, &t);
+    check_softmax(isa, &t, tier == SK_ISA_AVX2);
+    check_swiglu(isa, &t, tier == SK_ISA_AVX2);
     check_geglu(isa, &t);
 }
 
@@ -222,10 +293,9 @@ static void test_dispatch(void **state) {
     if (sk_cpu_level() == SK_ISA_SCALAR) {
         assert_true(sel->kq_f16 == ref->kq_f16 && sel->max == ref->max && sel->swiglu == ref->swiglu &&
                     sel->geglu == ref->geglu);
-    } else { /* AVX2: kq, av, max, GELU-tanh; AVX-512 also exp_sum and SwiGLU */
+    } else { /* every entry its own on AVX2 and AVX-512 */
         assert_true(sel->kq_f16 != ref->kq_f16 && sel->av_f16 != ref->av_f16 && sel->max != ref->max &&
-                    sel->geglu != ref->geglu);
-        assert_true((sel->swiglu != ref->swiglu) == (sk_cpu_level() >= SK_ISA_AVX512VNNI));
+                    sel->geglu != ref->geglu && sel->exp_sum != ref->exp_sum && sel->swiglu != ref->swiglu);
     }
 }
 
@@ -233,6 +303,7 @@ int main(void) {
     sk_quant_init();
     const struct CMUnitTest tests[] = {
         UTIL_TIER_TESTS(test_tier),
+        UTIL_TIER_TESTS(test_exp_libm),
         cmocka_unit_test(test_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,8 +25,10 @@ typedef struct sk_vec_kernels {
     void (*av_f16)(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a,
                    size_t as, float *out, size_t os);
     /* Softmax numerator in place: a[j] = exp(a[j] - mx) for j < n (mx >= every
-     * a[j]); returns the sum of the new a[j]. The SIMD versions use a
-     * polynomial exp within 2 ulp of expf (tests/test_vec.c). */
+     * a[j]); returns the sum of the new a[j]. The reference uses libm's
+     * expf and sums in double in order; AVX2 gives its bits (libm's expf
+     * computed 8 wide), AVX-512 a polynomial exp within 2 ulp of expf
+     * (tests/test_vec.c). */
     float (*exp_sum)(float *a, int64_t n, float mx);
     /* max of a[0..n), -inf for n = 0 */
     float (*max)(const float *a, int64_t n);

@@ -4,10 +4,12 @@
  * them, sk_attend_multi): blocked kernels that widen 8 keys (values) at a
  * time into a float tile, reuse it for every query, and return the
  * reference's bits, so that attention does not depend on how tokens were
- * batched. max over 8 lanes; GELU-tanh with a polynomial exp. Each
+ * batched. max over 8 lanes; exp_sum and SwiGLU with libm's expf computed 8
+ * wide (the same bits); GELU-tanh with a polynomial exp. Each
  * kernel's scalar twin is in vec_ref.c and tests/test_vec.c compares them. */
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "simd256.h"
 #include "vec_impl.h"
@@ -138,11 +140,7 @@ static void av_f16(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, co
 }
 
 /* ---- max --------------------------------------------------------------------
- * Exact whatever the order. exp_sum and SwiGLU stay the reference's (libm
- * expf): a polynomial exp within 2 ulp moves SmolLM2's logits against
- * llama.cpp past test_golden's limits (measured: 2-4 greedy failures from
- * either one), so they are left to a change of the reference and the
- * goldens together. */
+ * Exact whatever the order. */
 
 /* max_ps(acc, x) keeps acc where x is NaN, as the reference's x > mx does */
 static float vmax(const float *a, int64_t n) {
@@ -156,6 +154,102 @@ static float vmax(const float *a, int64_t n) {
     mx = _mm_cvtss_f32(h);
     for (; j < n; j++) mx = a[j] > mx ? a[j] : mx;
     return mx;
+}
+
+/* ---- exp with libm's bits: exp_sum and SwiGLU ----------------------------------
+ * The reference computes these with libm's expf, and a polynomial exp
+ * within 2 ulp of it moved SmolLM2's logits against llama.cpp past
+ * test_golden's limits (measured: 2-4 greedy failures from either kernel).
+ * So here expf is computed the way the C library computes it (glibc 2.28
+ * and later, after Arm's optimized routines; Debian 12 runs it as
+ * __expf_fma), four lanes at a time in double precision:
+ *   x 32 / ln2 = k + r, k an integer (adding 1.5 2^52 rounds it; k is then
+ *   the low bits of the sum), |r| <= 1/2;
+ *   exp(x) = 2^(k/32) 2^(r/32), 2^(k/32) = 2^(k mod 32 / 32) from a table,
+ *   its exponent raised by k div 32 (the table holds each entry's bits less
+ *   (i << 47), so that adding k << 47 does both), 2^(r/32) by the cubic
+ *   1 + c2 r + (c1 + c0 r) r^2 (the routine's minimax coefficients), and
+ *   one rounding of the double product to float.
+ * The double arithmetic leaves such a margin that its rounding to float is
+ * libm's on every input of libm's plain path, x in [-0x1.9fe368p6,
+ * 0x1.62e42ep6]; tests/test_vec.c compares the two on every 61st float of
+ * that range and on all of [-1, 1]'s neighbourhood of the boundaries.
+ * Lanes outside it (libm returns 0 through its underflow code below
+ * -103.97, +inf above 88.72; NaN) take libm's expf itself. So exp_sum and
+ * SwiGLU give the reference's bits: every tier-2 path keeps the goldens. */
+static const uint64_t g_exp2_tab[32] = { /* bits(2^(i/32)) - (i << 47) */
+    0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
+    0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
+    0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
+    0x3feebfdad5362a27ULL, 0x3feeb42b569d4f82ULL, 0x3feeab07dd485429ULL, 0x3feea47eb03a5585ULL,
+    0x3feea09e667f3bcdULL, 0x3fee9f75e8ec5f74ULL, 0x3feea11473eb0187ULL, 0x3feea589994cce13ULL,
+    0x3feeace5422aa0dbULL, 0x3feeb737b0cdc5e5ULL, 0x3feec49182a3f090ULL, 0x3feed503b23e255dULL,
+    0x3feee89f995ad3adULL, 0x3feeff76f2fb5e47ULL, 0x3fef199bdd85529cULL, 0x3fef3720dcef9069ULL,
+    0x3fef5818dcfba487ULL, 0x3fef7c97337b9b5fULL, 0x3fefa4afa2a490daULL, 0x3fefd0765b6e4540ULL,
+};
+
+/* expf of 4 floats in libm's plain path (see above) */
+INLINE __m128 expf4_libm(__m128 x) {
+    const __m256d inv = _mm256_set1_pd(0x1.71547652b82fep+0 * 32), shift = _mm256_set1_pd(0x1.8p+52);
+    const __m256d xd = _mm256_cvtps_pd(x);
+    __m256d kd = _mm256_fmadd_pd(xd, inv, shift);
+    const __m256i ki = _mm256_castpd_si256(kd);
+    kd = _mm256_sub_pd(kd, shift);
+    const __m256d r = _mm256_fmsub_pd(xd, inv, kd);
+    __m256i t = _mm256_i64gather_epi64((const long long *)g_exp2_tab, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    t = _mm256_add_epi64(t, _mm256_slli_epi64(ki, 47));
+    const __m256d c0 = _mm256_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32),
+                  c1 = _mm256_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32), c2 = _mm256_set1_pd(0x1.62e42ff0c52d6p-1 / 32);
+    const __m256d z = _mm256_fmadd_pd(c0, r, c1), r2 = _mm256_mul_pd(r, r);
+    __m256d y = _mm256_fmadd_pd(c2, r, _mm256_set1_pd(1.0));
+    y = _mm256_fmadd_pd(z, r2, y);
+    return _mm256_cvtpd_ps(_mm256_mul_pd(y, _mm256_castsi256_pd(t)));
+}
+
+/* expf of 8 floats at p into o (p may be o): libm's bits */
+INLINE void expf8_libm(const float *p, float *o) {
+    const __m256 x = _mm256_loadu_ps(p);
+    const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-0x1.9fe368p6f), _CMP_GE_OQ),
+                                    _mm256_cmp_ps(x, _mm256_set1_ps(0x1.62e42ep6f), _CMP_LE_OQ));
+    if (_mm256_movemask_ps(ok) != 0xFF) { /* a lane off libm's plain path (rare): libm for all 8 */
+        float t[8];
+        _mm256_storeu_ps(t, x);
+        for (int i = 0; i < 8; i++) o[i] = expf(t[i]);
+        return;
+    }
+    _mm_storeu_ps(o, expf4_libm(_mm256_castps256_ps128(x)));
+    _mm_storeu_ps(o + 4, expf4_libm(_mm256_extractf128_ps(x, 1)));
+}
+
+/* The reference's exp_sum: a[j] = expf(a[j] - mx), summed in double in
+ * order (the sum is a chain of dependent adds: its order is the
+ * reference's, the exps around it run 8 wide). */
+static float exp_sum(float *a, int64_t n, float mx) {
+    const __m256 m = _mm256_set1_ps(mx);
+    int64_t j = 0;
+    double sum = 0.0;
+    for (; j + 8 <= n; j += 8) {
+        _mm256_storeu_ps(a + j, _mm256_sub_ps(_mm256_loadu_ps(a + j), m));
+        expf8_libm(a + j, a + j);
+        for (int i = 0; i < 8; i++) sum += a[j + i];
+    }
+    for (; j < n; j++) sum += (a[j] = expf(a[j] - mx));
+    return (float)sum;
+}
+
+/* The reference's SwiGLU, g / (1 + expf(-g)) * u, operation for operation */
+static void swiglu(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        float e[8];
+        _mm256_storeu_ps(e, _mm256_xor_ps(x, sign));
+        expf8_libm(e, e);
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, _mm256_loadu_ps(e))),
+                                              _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 /* ---- GELU-tanh ----------------------------------------------------------------
@@ -205,10 +299,12 @@ static void geglu(float *g, const float *u, int64_t n) {
     }
 }
 
-/* Override the AVX2 entries of t (see vec_impl.h): kq_f16, av_f16, max, geglu. */
+/* Override the AVX2 entries of t (see vec_impl.h): all six. */
 void sk_vec_register_avx2(sk_vec_kernels *t) {
     t->kq_f16 = kq_f16;
     t->av_f16 = av_f16;
+    t->exp_sum = exp_sum;
     t->max = vmax;
+    t->swiglu = swiglu;
     t->geglu = geglu;
 }

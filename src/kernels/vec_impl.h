@@ -20,8 +20,7 @@ void sk_vec_ref_fill(sk_vec_kernels *t);
 void sk_vec_fill(sk_vec_kernels *t, int isa);
 
 /* Override the entries each instruction set accelerates; the caller must
- * have checked the CPU (sk_cpu_has_*, cpu.h). AVX2: kq_f16, av_f16;
- * AVX-512: all five. */
+ * have checked the CPU (sk_cpu_has_*, cpu.h). Both override every entry. */
 void sk_vec_register_avx2(sk_vec_kernels *t);
 void sk_vec_register_avx512(sk_vec_kernels *t);
 
