@@ -26,7 +26,8 @@ typedef struct sk_vec_kernels {
                    size_t as, float *out, size_t os);
     /* Softmax numerator in place: a[j] = exp(a[j] - mx) for j < n (mx >= every
      * a[j]); returns the sum of the new a[j]. The reference uses libm's
-     * expf and sums in double in order; AVX2 gives its bits (libm's expf
+     * expf and sums in double (eight interleaved partial sums, vec_ref.c);
+     * AVX2 gives its bits (libm's expf
      * computed 8 wide), AVX-512 a polynomial exp within 2 ulp of expf
      * (tests/test_vec.c). */
     float (*exp_sum)(float *a, int64_t n, float mx);

@@ -252,18 +252,23 @@ INLINE void expf8_libm(const float *p, float *o) {
     _mm_storeu_ps(o + 4, expf4_libm(_mm256_extractf128_ps(x, 1)));
 }
 
-/* The reference's exp_sum: a[j] = expf(a[j] - mx), summed in double in
- * order (the sum is a chain of dependent adds: its order is the
- * reference's, the exps around it run 8 wide). */
+/* The reference's exp_sum: a[j] = expf(a[j] - mx), summed in double in the
+ * reference's order: lanes 0-3 and 4-7 of each block of 8 into two 4-lane
+ * accumulators (the partial sums p0..p3, p4..p7), joined as
+ * ((p0 + p4) + (p2 + p6)) + ((p1 + p5) + (p3 + p7)), then the tail. */
 static float exp_sum(float *a, int64_t n, float mx) {
     const __m256 m = _mm256_set1_ps(mx);
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
     int64_t j = 0;
-    double sum = 0.0;
     for (; j + 8 <= n; j += 8) {
         _mm256_storeu_ps(a + j, _mm256_sub_ps(_mm256_loadu_ps(a + j), m));
         expf8_libm(a + j, a + j);
-        for (int i = 0; i < 8; i++) sum += a[j + i];
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm_loadu_ps(a + j)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm_loadu_ps(a + j + 4)));
     }
+    const __m256d t = _mm256_add_pd(lo, hi); /* p0+p4, p1+p5, p2+p6, p3+p7 */
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+    double sum = _mm_cvtsd_f64(h) + _mm_cvtsd_f64(_mm_unpackhi_pd(h, h));
     for (; j < n; j++) sum += (a[j] = expf(a[j] - mx));
     return (float)sum;
 }

@@ -33,9 +33,17 @@ void sk_vec_av_f16_ref(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep
     }
 }
 
+/* The sum in double, in eight interleaved partial sums (p_i over j = i
+ * mod 8 of the whole blocks of 8, in order), joined as ((p0 + p4) + (p2 +
+ * p6)) + ((p1 + p5) + (p3 + p7)), then the tail in order: one order that a
+ * SIMD twin can follow with two 4-lane accumulators. */
 static float exp_sum_ref(float *a, int64_t n, float mx) {
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; j++) sum += (a[j] = expf(a[j] - mx));
+    double p[8] = {0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int i = 0; i < 8; i++) p[i] += (a[j + i] = expf(a[j + i] - mx));
+    double sum = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
+    for (; j < n; j++) sum += (a[j] = expf(a[j] - mx));
     return (float)sum;
 }
 

@@ -392,7 +392,7 @@ static void seg_values(const kv_seg *sg, int hd, int n_rep, const float *att, si
  *                                          key whatever else is scored)
  *   mx    = max over the visible keys     (exact), and the head's sink
  *                                         logit s_h if the layer has one
- *   S     = exp_sum over the visible keys, in order, from the first,
+ *   S     = exp_sum over the visible keys, from the first (vec.h),
  *           then + expf(s_h - mx) (a sink has no value vector)
  *   p_k   = exp(s_k - mx) * (1 / S)
  *   out_c = sum_k p_k v_k[c]              (in key order, prefix first)
