@@ -117,40 +117,56 @@ static void kq_f16_blocked(int64_t n, int hd, const uint16_t *K, int nq, const f
 }
 
 /* columns [0, w) of rows [j0, j0 + nb) of V (F16, row stride vs) widened
- * into vb (8, w) floats */
+ * into vb (nb, w) floats */
 static void widen8(const uint16_t *V, size_t vs, int64_t j0, int nb, int w, float *vb) {
     for (int j = 0; j < nb; j++)
         for (int c = 0; c < w; c += 8) _mm256_store_ps(vb + j * w + c, VF_LOADH(V + (size_t)(j0 + j) * vs + c));
 }
 
-/* out_i[c .. c + 8 NV) += a_i[j] V_j for the tile's rows j in order: NV
- * accumulators, one broadcast weight per row */
-INLINE void av_chunk(const int NV, int nb, int hd, const float *vb, const float *ai, float *oi, int c) {
-    __m256 acc[8];
-    for (int t = 0; t < NV; t++) acc[t] = _mm256_loadu_ps(oi + c + 8 * t);
+/* out_i[c .. c + 8 NV) += a_i[j] V_j for the NQ queries i of the tile and
+ * its rows j in order: NQ x NV accumulators, each widened value vector
+ * loaded once for the NQ queries, one broadcast weight per (query, row) */
+INLINE void av_tile(const int NQ, const int NV, int nb, int hd, const float *vb, const float *a, size_t as,
+                    float *o, size_t os, int c) {
+    __m256 acc[2][8];
+    for (int k = 0; k < NQ; k++)
+        for (int t = 0; t < NV; t++) acc[k][t] = _mm256_loadu_ps(o + (size_t)k * os + c + 8 * t);
     for (int j = 0; j < nb; j++) {
-        const __m256 w = _mm256_broadcast_ss(ai + j);
-        for (int t = 0; t < NV; t++)
-            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(w, _mm256_load_ps(vb + j * hd + c + 8 * t)));
+        __m256 v[8];
+        for (int t = 0; t < NV; t++) v[t] = _mm256_load_ps(vb + j * hd + c + 8 * t);
+        for (int k = 0; k < NQ; k++) {
+            const __m256 w = _mm256_broadcast_ss(a + (size_t)k * as + j);
+            for (int t = 0; t < NV; t++) acc[k][t] = _mm256_add_ps(acc[k][t], _mm256_mul_ps(w, v[t]));
+        }
     }
-    for (int t = 0; t < NV; t++) _mm256_storeu_ps(oi + c + 8 * t, acc[t]);
+    for (int k = 0; k < NQ; k++)
+        for (int t = 0; t < NV; t++) _mm256_storeu_ps(o + (size_t)k * os + c + 8 * t, acc[k][t]);
 }
 
 /* out[i * os + d] += sum_j a[i * as + j] V[j * vs + d], d < w: values
- * widened 8 rows at a time; per query, 64 (or 16) output columns stay in
- * registers over the 8 rows. w % 16 == 0, w <= 256. */
+ * widened VB rows at a time; queries two at a time over 32 columns (or
+ * one over 64), the rest 16 columns at a time. w % 16 == 0, w <= 256. */
+#define VB 16
 static void av_f16_blocked(int64_t n, int w, const uint16_t *V, size_t vs, int nq, const float *a,
                            size_t as, float *out, size_t os) {
-    _Alignas(32) float vb[8 * 256];
-    for (int64_t j0 = 0; j0 < n; j0 += 8) {
-        const int nb = n - j0 < 8 ? (int)(n - j0) : 8;
+    _Alignas(32) float vb[VB * 256];
+    for (int64_t j0 = 0; j0 < n; j0 += VB) {
+        const int nb = n - j0 < VB ? (int)(n - j0) : VB;
         widen8(V, vs, j0, nb, w, vb);
-        for (int i = 0; i < nq; i++) {
+        int i = 0;
+        for (; i + 2 <= nq; i += 2) {
             const float *ai = a + (size_t)i * as + j0;
             float *oi = out + (size_t)i * os;
             int c = 0;
-            for (; c + 64 <= w; c += 64) av_chunk(8, nb, w, vb, ai, oi, c);
-            for (; c < w; c += 16) av_chunk(2, nb, w, vb, ai, oi, c);
+            for (; c + 32 <= w; c += 32) av_tile(2, 4, nb, w, vb, ai, as, oi, os, c);
+            for (; c < w; c += 16) av_tile(2, 2, nb, w, vb, ai, as, oi, os, c);
+        }
+        if (i < nq) {
+            const float *ai = a + (size_t)i * as + j0;
+            float *oi = out + (size_t)i * os;
+            int c = 0;
+            for (; c + 64 <= w; c += 64) av_tile(1, 8, nb, w, vb, ai, as, oi, os, c);
+            for (; c < w; c += 16) av_tile(1, 2, nb, w, vb, ai, as, oi, os, c);
         }
     }
 }
