@@ -31,7 +31,7 @@
 #include "kernels/quant_impl.h"
 #include "util_tiers.h"
 
-static const int TYPES[] = {SK_TYPE_Q4_0, SK_TYPE_Q4_1, SK_TYPE_Q8_0};
+static const int TYPES[] = {SK_TYPE_Q4_0, SK_TYPE_Q4_1, SK_TYPE_Q5_0, SK_TYPE_Q8_0};
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ULL;
 static float frand(void) { /* roughly gaussian: sum of uniforms */
@@ -84,6 +84,8 @@ static void test_supported(void **state) {
     (void)state;
     assert_true(sk_pack_supported(SK_TYPE_Q4_1, 576, 192));
     assert_true(sk_pack_supported(SK_TYPE_Q8_0, 576, 49152));
+    assert_true(sk_pack_supported(SK_TYPE_Q5_0, 640, 1024));
+    assert_false(sk_pack_supported(SK_TYPE_Q5_1, 640, 1024));
     assert_false(sk_pack_supported(SK_TYPE_Q4_1, 576, 100)); /* rows % 16 */
     assert_false(sk_pack_supported(SK_TYPE_Q4_1, 48, 16));   /* n % 32 */
     assert_false(sk_pack_supported(SK_TYPE_Q4_K, 256, 16));

@@ -46,7 +46,8 @@ const sk_pack_kernels *sk_pack_get_ref(void) {
 }
 
 int sk_pack_supported(int type, int64_t n, int64_t rows) {
-    if (type != SK_TYPE_Q4_0 && type != SK_TYPE_Q4_1 && type != SK_TYPE_Q8_0) return 0;
+    if (type != SK_TYPE_Q4_0 && type != SK_TYPE_Q4_1 && type != SK_TYPE_Q5_0 && type != SK_TYPE_Q8_0)
+        return 0;
     return n > 0 && n % SK_QK == 0 && rows > 0 && rows % SK_PACK_ROWS == 0;
 }
 
@@ -56,7 +57,7 @@ void sk_pack_group(int type, int64_t n, const void *src, size_t src_rs, void *ds
     const int64_t nb = n / SK_QK;
     const size_t bs = sk_type_get_ref(type)->size;
     const int nq = type == SK_TYPE_Q8_0 ? 8 : 4;        /* 4-byte groups per row-block */
-    const int qoff = type == SK_TYPE_Q4_1 ? 4 : 2;       /* quants after d (and m) */
+    const int qoff = type == SK_TYPE_Q5_0 ? 6 : type == SK_TYPE_Q4_1 ? 4 : 2; /* quants after d (m, qh) */
     const uint32_t flip = type == SK_TYPE_Q8_0 ? 0x80808080u : 0; /* i8 -> u8 + 128 */
     /* row by row: the source is read in order, the group (<= a few tens of
      * KB) stays in cache while it fills */
@@ -66,6 +67,15 @@ void sk_pack_group(int type, int64_t n, const void *src, size_t src_rs, void *ds
         for (int64_t i = 0; i < nb; i++, b += bs, o += sk_pack_block_bytes(type)) {
             memcpy(o + 2 * r, b, 2); /* d leads every block */
             if (type == SK_TYPE_Q4_1) memcpy(o + 32 + 2 * r, b + 2, 2);
+            if (type == SK_TYPE_Q5_0) { /* fifth bits by register: bit k of hb[r][j] = qh bit 4k + j */
+                uint32_t qh;
+                memcpy(&qh, b + 2, 4);
+                for (int j = 0; j < 4; j++) {
+                    uint8_t v = 0;
+                    for (int k = 0; k < 8; k++) v |= (uint8_t)(((qh >> (4 * k + j)) & 1) << k);
+                    o[32 + 4 * r + j] = v;
+                }
+            }
             uint8_t *q = o + sk_pack_head_bytes(type) + 4 * r;
             for (int k = 0; k < nq; k++) {
                 uint32_t v;
@@ -97,6 +107,12 @@ void sk_unpack_row(int type, int64_t n, const void *group, int r, void *dst) {
             for (int j = 0; j < 16; j++) b[4 + j] = q[sk_pack_qpos(r, j)];
         } else if (type == SK_TYPE_Q4_0) {
             for (int j = 0; j < 16; j++) b[2 + j] = q[sk_pack_qpos(r, j)];
+        } else if (type == SK_TYPE_Q5_0) {
+            uint32_t qh = 0;
+            for (int j = 0; j < 4; j++)
+                for (int k = 0; k < 8; k++) qh |= (uint32_t)((o[32 + 4 * r + j] >> k) & 1) << (4 * k + j);
+            memcpy(b + 2, &qh, 4);
+            for (int j = 0; j < 16; j++) b[6 + j] = q[sk_pack_qpos(r, j)];
         } else {
             for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(q[sk_pack_qpos(r, j)] ^ 0x80);
         }

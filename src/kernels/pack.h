@@ -1,6 +1,6 @@
 /* pack.h - interleaved ("packed") weight layouts for the matmul.
  *
- * At load, a Q4_0, Q4_1 or Q8_0 matrix whose row count is a multiple of 16
+ * At load, a Q4_0, Q4_1, Q5_0 or Q8_0 matrix whose row count is a multiple of 16
  * is copied into groups of 16 rows interleaved block by block, so that one
  * 512-bit register holds four weight bytes of each of the 16 rows and a
  * single vpdpbusd multiplies them with four activation bytes broadcast from
@@ -11,24 +11,29 @@
  * Group g (rows 16g .. 16g+15), block i (elements 32i .. 32i+31):
  *   Q4_0x16  { f16 d[16];            u8 qs[4][16][4]; }  288 bytes
  *   Q4_1x16  { f16 d[16]; f16 m[16]; u8 qs[4][16][4]; }  320 bytes
+ *   Q5_0x16  { f16 d[16]; u8 hb[16][4]; u8 qs[4][16][4]; }  352 bytes
  *   Q8_0x16  { f16 d[16];            u8 qs[8][16][4]; }  544 bytes
- * qs[k][r][j] is byte 4k + j of row r's block i. For the 4-bit formats that
+ * qs[k][r][j] is byte 4k + j of row r's block i. For the nibble formats that
  * byte holds element 4k + j (low nibble) and 4k + j + 16 (high nibble); for
  * Q8_0 it is element 4k + j plus 128 (unsigned, as vpdpbusd wants).
  * Register k of a block therefore pairs with activation bytes 4k .. 4k+3,
- * k < 8, in every format (for nibbles: k < 4 low, k >= 4 high).
+ * k < 8, in every format (for nibbles: k < 4 low, k >= 4 high). Q5_0's
+ * fifth bits are regrouped by register: bit k of hb[r][j] is the fifth bit
+ * of the element that register k holds in byte j of row r (bit 4k + j of
+ * the file's qh), so register k's bits are one shift and one mask away.
  *
  * Every weight then reads w = u * d + m with u unsigned and
- *   Q4_0: m = -8 d,  Q4_1: m = m,  Q8_0: m = -128 d,
- * so one kernel serves all three: with activations in Q8P (f32 scale, the
+ *   Q4_0: m = -8 d,  Q4_1: m = m,  Q5_0: m = -16 d,  Q8_0: m = -128 d,
+ * so one kernel serves all four: with activations in Q8P (f32 scale, the
  * exact integer sum of the block's quants)
  *   x_r . y = sum_i d_r dy_i (sum_e u_re q_e - K sum_i) + [Q4_1] m_r dy_i sum_i
- * with K = 8 (Q4_0), 0 (Q4_1), 128 (Q8_0): the corrections are exact
- * integers.
+ * with K = 8 (Q4_0), 0 (Q4_1), 16 (Q5_0), 128 (Q8_0): the corrections are
+ * exact integers.
  *
  * The packed kernels run on the avx2 tier and up (cpu.h): pack_avx2.c
  * takes a group as two 8-row halves with vpmaddubsw, pack_avx512.c whole
- * with vpdpbusd; both give the same bits (the same exact integer dots, the
+ * with vpdpbusd (Q5_0 runs pack_avx2.c's kernel on that tier too: no
+ * AVX-512 twin yet); both give the same bits (the same exact integer dots, the
  * same float operations per block) and, for every column, the same bits
  * whatever the column count and the column's place in a tile (batch
  * invariance: decode and pre-fill agree). pack_ref.c holds the scalar
@@ -76,8 +81,8 @@ const sk_pack_kernels *sk_pack_get_ref(void);
  * SINKLLM_NOPACK not set. Decided once. */
 int sk_pack_enabled(void);
 
-/* 1 if matrices of this type and shape can be packed (type Q4_0, Q4_1 or
- * Q8_0, n % 32 == 0, rows % 16 == 0, rows > 0). */
+/* 1 if matrices of this type and shape can be packed (type Q4_0, Q4_1,
+ * Q5_0 or Q8_0, n % 32 == 0, rows % 16 == 0, rows > 0). */
 int sk_pack_supported(int type, int64_t n, int64_t rows);
 
 /* Bytes of one packed group of 16 rows of n elements. */

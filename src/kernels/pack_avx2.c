@@ -14,6 +14,11 @@
  *     2 * 15 * 127 = 3810 and the eight products of a block are summed in
  *     16 bits (<= 30480, no saturation, no wrap), widened once per block;
  *     Q4_0's -8 * sum(q) is added after widening.
+ *   - Q5_0: u <= 31, a lane is at most 2 * 31 * 127 = 7874, so the products
+ *     are summed in 16 bits four at a time (<= 31496) and widened twice per
+ *     block; -16 * sum(q) is added after widening. Register k's fifth bits
+ *     are bit k of each hb byte: a 16-bit shift by 4 - k (or k - 4) puts
+ *     them at bit 4 without crossing a byte, and a mask keeps them.
  *   - Q8_0: the stored u = w + 128 would saturate vpmaddubsw (2 * 255 * 127),
  *     so the kernel flips it back to the file's signed w and multiplies |w|
  *     by sign(w) * q (<= 2 * 128 * 127 = 32512 per lane), widening each
@@ -50,8 +55,8 @@ static inline __m256i bcast32(const int8_t *p) {
 INLINE void half_tile(const int type, const int nc, int64_t nb, const uint8_t *w, int h,
                       const char *y, size_t ys, float *s, size_t ss) {
     const int hb = sk_pack_head_bytes(type), bb = sk_pack_block_bytes(type);
-    const int K = type == SK_TYPE_Q4_0 ? 8 : 0; /* Q8_0 is made signed below */
-    const __m256i low4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const int K = type == SK_TYPE_Q4_0 ? 8 : type == SK_TYPE_Q5_0 ? 16 : 0; /* Q8_0 is made signed below */
+    const __m256i low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16), ones = _mm256_set1_epi16(1);
     __m256 acc[NC];
     UNROLL
     for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
@@ -76,6 +81,14 @@ INLINE void half_tile(const int type, const int nc, int64_t nb, const uint8_t *w
                 wv[k] = _mm256_and_si256(raw, low4);
                 wv[k + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
             }
+            if (type == SK_TYPE_Q5_0) {
+                const __m256i fifth = _mm256_loadu_si256((const __m256i *)(o + 32 + 32 * h));
+                UNROLL
+                for (int k = 0; k < 8; k++) {
+                    const __m256i t = k <= 4 ? _mm256_slli_epi16(fifth, 4 - k) : _mm256_srli_epi16(fifth, k - 4);
+                    wv[k] = _mm256_or_si256(wv[k], _mm256_and_si256(t, bit4));
+                }
+            }
         }
         UNROLL
         for (int c = 0; c < nc; c++) {
@@ -88,6 +101,16 @@ INLINE void half_tile(const int type, const int nc, int64_t nb, const uint8_t *w
                     __m256i p = _mm256_maddubs_epi16(wa[k], _mm256_sign_epi8(bcast32(yb->qs + 4 * k), wv[k]));
                     d = _mm256_add_epi32(d, _mm256_madd_epi16(p, ones));
                 }
+            } else if (type == SK_TYPE_Q5_0) {
+                __m256i p0 = _mm256_maddubs_epi16(wv[0], bcast32(yb->qs)),
+                        p1 = _mm256_maddubs_epi16(wv[4], bcast32(yb->qs + 16));
+                UNROLL
+                for (int k = 1; k < 4; k++) {
+                    p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(wv[k], bcast32(yb->qs + 4 * k)));
+                    p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(wv[k + 4], bcast32(yb->qs + 16 + 4 * k)));
+                }
+                d = _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
+                d = _mm256_add_epi32(d, _mm256_set1_epi32(-K * yb->sum));
             } else {
                 __m256i p = _mm256_maddubs_epi16(wv[0], bcast32(yb->qs));
                 UNROLL
@@ -129,6 +152,12 @@ INLINE void half_tile(const int type, const int nc, int64_t nb, const uint8_t *w
     }
 
 SK_PACK_GEMMS(TYPE_GEMM)
+TYPE_GEMM(gemm_q5_0, SK_TYPE_Q5_0)
+
+void sk_pack_gemm_q5_0_avx2(int64_t nb, int64_t ng, int nc, const uint8_t *w, size_t gs, const char *y,
+                            size_t ys, float *s, size_t ss) {
+    gemm_q5_0(nb, ng, nc, w, gs, y, ys, s, ss);
+}
 
 /* Per block: |x| max of 32 floats, d = max / 127, q = round(x / d) half away
  * from zero as trunc(x * (1 / d) + copysign(0.5, .)), sum of q: the

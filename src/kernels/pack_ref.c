@@ -25,9 +25,13 @@ void sk_q8p_quantize_ref(const float *x, sk_block_q8p *y, int64_t n) {
 }
 
 /* Unsigned quant of element e (0..31) of row r in a packed group-block. */
-static int unsigned_quant(int type, const uint8_t *q, int r, int e) {
+static int unsigned_quant(int type, const uint8_t *o, int r, int e) {
+    const uint8_t *q = o + sk_pack_head_bytes(type);
     if (type == SK_TYPE_Q8_0) return q[sk_pack_qpos(r, e)];
-    return e < 16 ? q[sk_pack_qpos(r, e)] & 15 : q[sk_pack_qpos(r, e - 16)] >> 4;
+    int u = e < 16 ? q[sk_pack_qpos(r, e)] & 15 : q[sk_pack_qpos(r, e - 16)] >> 4;
+    if (type == SK_TYPE_Q5_0) /* element e = 4k + j sits in register k, byte j */
+        u |= ((o[32 + 4 * r + e % 4] >> (e / 4)) & 1) << 4;
+    return u;
 }
 
 /* s[c * ss + 16 g + r] = W_{16 g + r} . y_c from the packed bytes, block by
@@ -35,7 +39,7 @@ static int unsigned_quant(int type, const uint8_t *q, int r, int e) {
 void sk_packed_gemm_ref(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,
                         const void *y, size_t ys, float *s, size_t ss) {
     const int64_t nb = n / SK_QK;
-    const int K = type == SK_TYPE_Q4_0 ? 8 : type == SK_TYPE_Q8_0 ? 128 : 0;
+    const int K = type == SK_TYPE_Q4_0 ? 8 : type == SK_TYPE_Q5_0 ? 16 : type == SK_TYPE_Q8_0 ? 128 : 0;
     for (int64_t g = 0; g < ng; g++)
         for (int c = 0; c < nc; c++) {
             const sk_block_q8p *yb = (const sk_block_q8p *)((const char *)y + (size_t)c * ys);
@@ -48,7 +52,7 @@ void sk_packed_gemm_ref(int type, int64_t n, int64_t ng, int nc, const void *w, 
                     memcpy(&dh, o + 2 * r, 2);
                     int32_t dot = -K * yb[i].sum;
                     for (int e = 0; e < SK_QK; e++)
-                        dot += unsigned_quant(type, o + sk_pack_head_bytes(type), r, e) * yb[i].qs[e];
+                        dot += unsigned_quant(type, o, r, e) * yb[i].qs[e];
                     acc += (float)dot * (sk_f16_to_f32(dh) * yb[i].d);
                     if (type == SK_TYPE_Q4_1) {
                         memcpy(&mh, o + 32 + 2 * r, 2);
