@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "train/tgemm.h"
+#include "train/tgemm_avx2.h"
 
 static double cpu(void) {
     struct timespec t;
@@ -64,20 +65,7 @@ __attribute__((target("f16c"))) static float from_f16(uint16_t h) { return _cvts
     __m256 b0 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(b + (o) * TG_NR))),              \
            b1 = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(b + (o) * TG_NR + 8)))
 
-#define FMAS(o)                                                                                    \
-    __m256 x;                                                                                      \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 0);                                                  \
-    c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);                          \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 1);                                                  \
-    c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);                          \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 2);                                                  \
-    c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);                          \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 3);                                                  \
-    c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);                          \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 4);                                                  \
-    c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);                          \
-    x = _mm256_broadcast_ss(a + (o) * TG_MR + 5);                                                  \
-    c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51)
+#define FMAS(o) TG_AVX2_FMAS(a, o, b0, b1)
 
 /* the library kernel's loop (4 steps unrolled, A prefetched) and store, with
  * B in a 16-bit form: a (kc x TG_MR) f32, b (kc x TG_NR) 16-bit, c = a b */

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "tgemm.h"
+#include "tgemm_avx2.h"
 
 /* c (+)= the 12 accumulators, row by row */
 #define STORE1(p, v) _mm256_storeu_ps((p), load ? _mm256_add_ps(_mm256_loadu_ps(p), (v)) : (v))
@@ -27,19 +28,7 @@ store_tile(float *c, int64_t ldc, int load, __m256 c00, __m256 c01, __m256 c10, 
 #define STEP(o)                                                                                 \
     do {                                                                                        \
         __m256 b0 = _mm256_load_ps(b + (o) * TG_NR), b1 = _mm256_load_ps(b + (o) * TG_NR + 8);  \
-        __m256 x;                                                                               \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 0);                                           \
-        c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);                   \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 1);                                           \
-        c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);                   \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 2);                                           \
-        c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);                   \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 3);                                           \
-        c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);                   \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 4);                                           \
-        c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);                   \
-        x = _mm256_broadcast_ss(a + (o) * TG_MR + 5);                                           \
-        c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);                   \
+        TG_AVX2_FMAS(a, o, b0, b1);                                                             \
     } while (0)
 
 static void ukr_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
