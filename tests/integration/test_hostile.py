@@ -200,13 +200,19 @@ def test_idle_keepalive_closed_long_generation_kept(serve):
         idle = time.time() - t
     print(f"idle kept-alive connection closed after {idle:.2f} s")
     assert rest == b"" and 1.5 < idle < 4.0, (rest, idle)
-    # a non-streaming generation, silent on the socket for more than 2 s
-    t = time.time()
-    r = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 200,
-                                   "ignore_eos": True})
-    took = time.time() - t
-    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 200
-    assert took > 2.5, f"the generation took {took:.1f} s: too short to test --idle-timeout"
+    # a non-streaming generation, silent on the socket for more than 2 s:
+    # the reply length doubles until one generation outlasts the idle
+    # timeout, whatever this machine's speed
+    n, took = 250, 0.0
+    while took <= 3.0 and n <= 16000:
+        t = time.time()
+        r = s.post("/v1/completions", {"prompt": "Once upon a time", "max_tokens": n,
+                                       "ignore_eos": True})
+        took = time.time() - t
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == n
+        n *= 2
+    print(f"a {n // 2}-token generation, silent for {took:.1f} s, was kept")
+    assert took > 3.0, f"the generation took {took:.1f} s: too short to test --idle-timeout"
     assert s.stop() == 0, s.read_log()
 
 
