@@ -32,8 +32,7 @@
  *
  * The packed kernels run on the avx2 tier and up (cpu.h): pack_avx2.c
  * takes a group as two 8-row halves with vpmaddubsw, pack_avx512.c whole
- * with vpdpbusd (Q5_0 runs pack_avx2.c's kernel on that tier too: no
- * AVX-512 twin yet); both give the same bits (the same exact integer dots, the
+ * with vpdpbusd; both give the same bits (the same exact integer dots, the
  * same float operations per block) and, for every column, the same bits
  * whatever the column count and the column's place in a tile (batch
  * invariance: decode and pre-fill agree). pack_ref.c holds the scalar

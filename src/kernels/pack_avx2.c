@@ -152,12 +152,6 @@ INLINE void half_tile(const int type, const int nc, int64_t nb, const uint8_t *w
     }
 
 SK_PACK_GEMMS(TYPE_GEMM)
-TYPE_GEMM(gemm_q5_0, SK_TYPE_Q5_0)
-
-void sk_pack_gemm_q5_0_avx2(int64_t nb, int64_t ng, int nc, const uint8_t *w, size_t gs, const char *y,
-                            size_t ys, float *s, size_t ss) {
-    gemm_q5_0(nb, ng, nc, w, gs, y, ys, s, ss);
-}
 
 /* Per block: |x| max of 32 floats, d = max / 127, q = round(x / d) half away
  * from zero as trunc(x * (1 / d) + copysign(0.5, .)), sum of q: the

@@ -1,7 +1,8 @@
 /* pack_avx512.c - AVX-512 VNNI kernels over the packed layouts (pack.h).
  *
  * One 16-row group at a time; the four (nibbles) or eight (Q8_0) 64-byte
- * quant registers of a block are expanded once and used for NC activation
+ * quant registers of a block are expanded once (Q5_0: with its fifth bits
+ * or-ed in at bit 4, u <= 31) and used for NC activation
  * columns: per column, 8 vpdpbusd with the activation's 4-byte groups
  * broadcast from memory give the 16 rows' integer block dots, started from
  * -K * sum(q) (the exact offset correction), then one convert and one or
@@ -29,10 +30,9 @@ static inline __m512i bcast32(const int8_t *p) {
  * type, nc are constants in each instantiation. */
 INLINE void group_tile(const int type, const int nc, int64_t nb, const uint8_t *w, const char *y,
                        size_t ys, float *s, size_t ss) {
-    const int hb = type == SK_TYPE_Q4_1 ? 64 : 32;
-    const int bb = hb + (type == SK_TYPE_Q8_0 ? 512 : 256);
-    const int K = type == SK_TYPE_Q4_0 ? 8 : type == SK_TYPE_Q8_0 ? 128 : 0;
-    const __m512i low4 = _mm512_set1_epi8(15);
+    const int hb = sk_pack_head_bytes(type), bb = sk_pack_block_bytes(type);
+    const int K = type == SK_TYPE_Q4_0 ? 8 : type == SK_TYPE_Q5_0 ? 16 : type == SK_TYPE_Q8_0 ? 128 : 0;
+    const __m512i low4 = _mm512_set1_epi8(15), bit4 = _mm512_set1_epi8(16);
     __m512 acc[NC];
     UNROLL
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
@@ -52,6 +52,14 @@ INLINE void group_tile(const int type, const int nc, int64_t nb, const uint8_t *
                 __m512i raw = _mm512_loadu_si512(q + 64 * k);
                 wv[k] = _mm512_and_si512(raw, low4);
                 wv[k + 4] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+            }
+            if (type == SK_TYPE_Q5_0) { /* register k's fifth bits: bit k of each hb byte, to bit 4 */
+                const __m512i fifth = _mm512_loadu_si512(o + 32);
+                UNROLL
+                for (int k = 0; k < 8; k++) {
+                    const __m512i t = k <= 4 ? _mm512_slli_epi16(fifth, 4 - k) : _mm512_srli_epi16(fifth, k - 4);
+                    wv[k] = _mm512_ternarylogic_epi32(wv[k], t, bit4, 0xf8); /* wv | (t & bit4) */
+                }
             }
         }
         UNROLL

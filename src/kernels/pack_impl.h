@@ -25,27 +25,23 @@ static inline int sk_pack_block_bytes(int type) { return sk_pack_head_bytes(type
  * the quants of a packed group-block: qs[b / 4][r][b % 4]. */
 static inline size_t sk_pack_qpos(int r, int b) { return (size_t)(b / 4) * 64 + (size_t)r * 4 + (size_t)(b % 4); }
 
-/* The AVX2 Q5_0 product over nb blocks per row (pack_avx2.c), which the
- * AVX-512 tier runs as well. */
-void sk_pack_gemm_q5_0_avx2(int64_t nb, int64_t ng, int nc, const uint8_t *w, size_t gs, const char *y,
-                            size_t ys, float *s, size_t ss);
-
 /* In an instruction-set file whose macro TYPE_GEMM(name, type) defines
  *   static void name(int64_t nb, int64_t ng, int nc, const uint8_t *w,
  *                    size_t gs, const char *y, size_t ys, float *s, size_t ss)
  * (nb blocks per row, the rest as sk_packed_gemm_fn): the per-type
- * instances of Q4_0, Q4_1 and Q8_0, and packed_gemm, the sk_packed_gemm_fn
- * that picks among them and sk_pack_gemm_q5_0_avx2. */
+ * instances of Q4_0, Q4_1, Q5_0 and Q8_0, and packed_gemm, the
+ * sk_packed_gemm_fn that picks among them. */
 #define SK_PACK_GEMMS(TYPE_GEMM)                                                                   \
     TYPE_GEMM(gemm_q4_0, SK_TYPE_Q4_0)                                                             \
     TYPE_GEMM(gemm_q4_1, SK_TYPE_Q4_1)                                                             \
+    TYPE_GEMM(gemm_q5_0, SK_TYPE_Q5_0)                                                             \
     TYPE_GEMM(gemm_q8_0, SK_TYPE_Q8_0)                                                             \
     static void packed_gemm(int type, int64_t n, int64_t ng, int nc, const void *w, size_t gs,     \
                             const void *y, size_t ys, float *s, size_t ss) {                       \
         const int64_t nb = n / SK_QK;                                                              \
         if (type == SK_TYPE_Q4_1) gemm_q4_1(nb, ng, nc, w, gs, y, ys, s, ss);                      \
         else if (type == SK_TYPE_Q4_0) gemm_q4_0(nb, ng, nc, w, gs, y, ys, s, ss);                 \
-        else if (type == SK_TYPE_Q5_0) sk_pack_gemm_q5_0_avx2(nb, ng, nc, w, gs, y, ys, s, ss);    \
+        else if (type == SK_TYPE_Q5_0) gemm_q5_0(nb, ng, nc, w, gs, y, ys, s, ss);                 \
         else gemm_q8_0(nb, ng, nc, w, gs, y, ys, s, ss);                                           \
     }
 

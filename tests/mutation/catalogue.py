@@ -477,4 +477,9 @@ MUTANTS = [
          find="a = _mm512_add_ps(a, _mm512_or_ps(half, _mm512_and_ps(a, sign)));",
          replace="a = _mm512_add_ps(a, _mm512_and_ps(a, sign));",
          tests=["test_pack", "test_golden"]),
+    dict(id="avx512-pack-q5_0-fifth-bit", file="src/kernels/pack_avx512.c", isa="avx512_vnni",
+         what="AVX-512 packed kernel: Q5_0's fifth bits of register 0 dropped",
+         find="wv[k] = _mm512_ternarylogic_epi32(wv[k], t, bit4, 0xf8);",
+         replace="if (k != 0) wv[k] = _mm512_ternarylogic_epi32(wv[k], t, bit4, 0xf8);",
+         tests=["test_pack", "test_gemma"]),
 ]
