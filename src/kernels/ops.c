@@ -8,10 +8,19 @@
 #include <string.h>
 
 void sk_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    double ss = 0.0; /* double accumulation: the mean must not depend on n's size */
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    /* double accumulation (the mean must not depend on n's size) in eight
+     * interleaved partial sums, p[k] over i = k mod 8, combined in a fixed
+     * tree: eight independent chains the compiler vectorizes (one chain was
+     * a serial add per element, 4% of Gemma 3's pre-fill), the same bits
+     * for a row whatever the batch or thread count */
+    double p[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) p[k] += (double)x[i + k] * x[i + k];
+    for (int k = 0; i < n; i++, k++) p[k] += (double)x[i] * x[i];
+    double ss = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
     float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    for (i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
 void sk_rope_table(double pos, int n_rot, double base, double scale, float *cs) {
