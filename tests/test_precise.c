@@ -139,7 +139,7 @@ static void nll_diff(const double *got, json_t *want, size_t n, double *worst, d
  * diff| at most 0.51, 0.073 on average. The 8-bit activations make single
  * tokens noisy (a near-tie flips), so the mean is the binding bound. */
 #define FAST_PPL_TOL 0.011  /* |PPL / oracle - 1|, the "about 1%" */
-#define FAST_NLL_TOL 1.0       /* max per-token |nll - oracle| (measured 0.51 on AVX2 and AVX-512) */
+#define FAST_NLL_TOL 1.0       /* max per-token |nll - oracle| (measured 0.51 on AVX2, 0.73 on AVX-512) */
 #define LONG_NLL_TOL 1.5       /* the dense 2,200 tokens' (measured 0.77-0.86 on AVX2, 1.03 on AVX-512, Zen 4) */
 #define FAST_NLL_MEAN_TOL 0.1  /* mean per-token |nll - oracle| (measured 0.073, dense 0.061) */
 static void test_ppl_sink_vs_f64(void **state) {
