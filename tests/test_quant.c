@@ -600,11 +600,11 @@ static void k_make_y(int64_t n, int kind, uint64_t seed, sk_block_q8_K *y) {
 }
 
 /* NR weight rows x NC activation rows of one kind: every instruction set's
- * vec_dot (each pair) and gemm (the whole tile: NR = 11 covers a full group
- * of 8 rows and an edge, NC = 5 a full 4-column group and an edge)
- * against the reference vec_dot */
+ * vec_dot (each pair) and gemm (the whole tile: NR = 19 covers a full group
+ * of 16 rows (AVX-512), two of 8 (AVX2) and an edge; NC = 11 a full 8-column
+ * tile, two of 4 and an edge) against the reference vec_dot */
 static void check_k(int type, int64_t n, int kind, uint64_t seed, int64_t *n_exact, int64_t *n_all) {
-    enum { NR = 11, NC = 5, SS = NR + 2 };
+    enum { NR = 19, NC = 11, SS = NR + 2 };
     const sk_type_traits *rt = &g_ref[type];
     const size_t xs = sk_row_size(type, n) + 6, ys = sk_row_size(SK_TYPE_Q8_K, n) + 4; /* odd strides */
     char *xq = xmalloc(xs * NR), *yq = xmalloc(ys * NC);

@@ -105,6 +105,9 @@ void sk_quant_register_avx512(sk_type_traits *table);
 void sk_quant_register_k_avx2(sk_type_traits *table);
 /* quant_k8_avx2.c: the AVX2 8-row Q4_K/Q6_K gemm (called by the above) */
 void sk_quant_register_k8_avx2(sk_type_traits *table);
+/* quant_k16_avx512.c: the AVX-512 16-row Q4_K/Q6_K gemm (called by the
+ * AVX-512 register function) */
+void sk_quant_register_k16_avx512(sk_type_traits *table);
 void sk_quant_register_k_avx512(sk_type_traits *table);
 
 #endif

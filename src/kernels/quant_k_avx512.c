@@ -30,4 +30,5 @@
  * AVX2 ones). */
 void sk_quant_register_k_avx512(sk_type_traits *t) {
     k_register(t);
+    sk_quant_register_k16_avx512(t); /* pre-fill: 16 rows at a time (quant_k16_avx512.c) */
 }
