@@ -2,10 +2,12 @@
  *
  * The dispatch hooks, in the style of quant_impl.h: sk_vec_fill (vec.c)
  * fills a table with sk_vec_ref_fill, then calls sk_vec_register_avx2 if
- * the tier (cpu.h) is at least SK_ISA_AVX2 and sk_vec_register_avx512 if
- * it is at least SK_ISA_AVX512VNNI. Each register function replaces only the entries
- * it accelerates, so the result is always a complete table. The SIMD
- * kernels call the reference kq/av below for shapes they do not handle. */
+ * the tier (cpu.h) is at least SK_ISA_AVX2: every tier above runs the AVX2
+ * kernels, the reference's bits (16-key AVX-512 versions with a
+ * polynomial exp measured slower on Zen 4, which splits 512-bit operations
+ * in two: SmolLM2 tg64 after 2,048 tokens 111-122 vs 150-157 tokens/s, and
+ * gave other bits on every tier). The SIMD kernels call the reference
+ * kq/av below for shapes they do not handle. */
 #ifndef SK_VEC_IMPL_H
 #define SK_VEC_IMPL_H
 
@@ -19,10 +21,9 @@ void sk_vec_ref_fill(sk_vec_kernels *t);
  * CPU has. The caller must have checked the CPU (sk_cpu_has_isa). */
 void sk_vec_fill(sk_vec_kernels *t, int isa);
 
-/* Override the entries each instruction set accelerates; the caller must
- * have checked the CPU (sk_cpu_has_*, cpu.h). Both override every entry. */
+/* Override every entry with the AVX2 kernels; the caller must have checked
+ * the CPU (sk_cpu_has_*, cpu.h). */
 void sk_vec_register_avx2(sk_vec_kernels *t);
-void sk_vec_register_avx512(sk_vec_kernels *t);
 
 /* The reference kq_f16 and av_f16 (contracts in vec.h), for fallbacks. */
 void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,

@@ -1,5 +1,5 @@
 /* vec_ref.c - scalar reference of the attention kernels (vec.h): the
- * definition the SIMD twins in vec_avx2.c and vec_avx512.c must agree with
+ * definition the SIMD twins in vec_avx2.c must agree with
  * (tests/test_vec.c), and their fallback for shapes they do not handle. */
 #include <math.h>
 
