@@ -9,7 +9,9 @@
  * Redis, keys (PREFIX = "sinkllm:"):
  *   PREFIX s:ID     the session bytes (sk_store_encode), SET atomically,
  *                   EX ttl when --session-ttl is set
- *   PREFIX lru      sorted set: ID -> last use (unix seconds)
+ *   PREFIX lru      sorted set: ID -> last use (unix seconds to the
+ *                   microsecond: whole seconds tied within a second and
+ *                   the cap then went by name, not by age)
  *   PREFIX size     hash: ID -> bytes
  * Each save is one MULTI/EXEC of the three; the cap pops the lowest scores
  * of lru; members whose key Redis expired are dropped from lru and size
@@ -210,7 +212,7 @@ static void redis_tidy(srv_store *s) {
     if (!conn(s, &e)) return;
     if (s->o.ttl_s > 0) {
         char t[32];
-        snprintf(t, sizeof t, "%.0f", now_s() - s->o.ttl_s);
+        snprintf(t, sizeof t, "%.6f", now_s() - s->o.ttl_s);
         redisReply *r = checked(s, redisCommand(s->rc, "ZRANGEBYSCORE " KEY_PREFIX "lru -inf %s", t),
                                 "ZRANGEBYSCORE", &e);
         if (r) {
@@ -240,7 +242,7 @@ static sk_status redis_save(srv_store *s, const char *id, const void *buf, size_
     if (!conn(s, err)) return SK_ERR_IO;
     /* one transaction: the bytes, the use time and the size, or none */
     char t[32], n[32], ttl[32]; /* numbers as text: hiredis formats only plain conversions */
-    snprintf(t, sizeof t, "%.0f", now_s());
+    snprintf(t, sizeof t, "%.6f", now_s());
     snprintf(n, sizeof n, "%zu", len);
     snprintf(ttl, sizeof ttl, "%.0f", s->o.ttl_s);
     redisAppendCommand(s->rc, "MULTI");
@@ -363,7 +365,7 @@ sk_status srv_store_load(srv_store *s, const char *id, sk_context *c, sk_session
             if (!st) st = sk_store_load_bytes(s->st, id, r->str, r->len, c, info, err);
             if (!st && s->rc) { /* used now: a new lease on its TTL */
                 char t[32], ttl[32];
-                snprintf(t, sizeof t, "%.0f", now_s());
+                snprintf(t, sizeof t, "%.6f", now_s());
                 snprintf(ttl, sizeof ttl, "%.0f", s->o.ttl_s);
                 redisReply *x = redisCommand(s->rc, "ZADD " KEY_PREFIX "lru %s %s", t, id);
                 if (x) freeReplyObject(x);
