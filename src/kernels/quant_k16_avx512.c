@@ -37,7 +37,9 @@
 #include "kernels/quant_impl.h"
 
 #define KB 8  /* super-blocks per chunk */
-#define NC 8  /* columns per tile: 3 accumulators each, 24 of the 32 registers */
+#define NC 8  /* columns per tile: acc, sq, sm/so and dot each, all 32 registers, so the compiler
+                * spills a few; NC 4 measured the same (Gemma 3 pp512 1,370-1,492 vs 1,516-1,531
+                * tokens/s, a 1B-shaped Q4_K_M pp256 213-214 vs 208-212) */
 #define K16_INLINE static inline __attribute__((always_inline))
 #define U8 _Pragma("GCC unroll 8")
 
@@ -53,9 +55,16 @@ static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 static inline int32_t pair16(int a, int b) { return (int32_t)(uint16_t)(int16_t)a | (int32_t)((uint32_t)(uint16_t)(int16_t)b << 16); }
 
-/* dword gather at byte offset o of the rm rows' block i (rows past rm: 0) */
-K16_INLINE __m512i gather(__mmask16 live, __m512i idx, const char *base, size_t o) {
-    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, base + o, 1);
+/* The dword at byte offset o of each live row's block (rows past rm: 0),
+ * row r at base + r xs: one gather with 32-bit offsets idx = r xs, or, for
+ * rows too long for those (xs > INT32_MAX / 16: a row of over 160 million
+ * elements, no real model), 16 plain loads. */
+K16_INLINE __m512i gather(__mmask16 live, __m512i idx, const char *base, size_t o, size_t xs) {
+    if (xs <= INT32_MAX / 16) return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, base + o, 1);
+    _Alignas(64) int32_t v[16] = {0};
+    for (int r = 0; r < 16; r++)
+        if ((live >> r) & 1) memcpy(&v[r], base + (size_t)r * xs + o, 4);
+    return _mm512_load_si512(v);
 }
 
 /* ---- widening ---------------------------------------------------------------- */
@@ -69,7 +78,7 @@ static void q4_K_widen16(const char *x, size_t xs, int rm, int64_t i0, int64_t n
         const char *bi = x + (size_t)(i0 + i) * sizeof(sk_block_q4_K);
         U8 for (int k = 0; k < 4; k++) /* nibble bytes 32k..: sub-blocks 2k (low) and 2k + 1 (high) */
             U8 for (int t = 0; t < 8; t++) {
-                const __m512i v = gather(live, idx, bi, offsetof(sk_block_q4_K, qs) + 32 * (size_t)k + 4 * (size_t)t);
+                const __m512i v = gather(live, idx, bi, offsetof(sk_block_q4_K, qs) + 32 * (size_t)k + 4 * (size_t)t, xs);
                 w->q[i][2 * k][t] = _mm512_and_si512(v, m4);
                 w->q[i][2 * k + 1][t] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
@@ -105,9 +114,9 @@ static void q6_K_widen16(const char *x, size_t xs, int rm, int64_t i0, int64_t n
         U8 for (int h = 0; h < 2; h++)
             U8 for (int t = 0; t < 8; t++) {
                 const size_t o = 4 * (size_t)t;
-                const __m512i ql0 = gather(live, idx, bi, offsetof(sk_block_q6_K, ql) + 64 * (size_t)h + o);
-                const __m512i ql1 = gather(live, idx, bi, offsetof(sk_block_q6_K, ql) + 64 * (size_t)h + 32 + o);
-                const __m512i qh = gather(live, idx, bi, offsetof(sk_block_q6_K, qh) + 32 * (size_t)h + o);
+                const __m512i ql0 = gather(live, idx, bi, offsetof(sk_block_q6_K, ql) + 64 * (size_t)h + o, xs);
+                const __m512i ql1 = gather(live, idx, bi, offsetof(sk_block_q6_K, ql) + 64 * (size_t)h + 32 + o, xs);
+                const __m512i qh = gather(live, idx, bi, offsetof(sk_block_q6_K, qh) + 32 * (size_t)h + o, xs);
                 w->q[i][4 * h][t] = _mm512_or_si512(_mm512_and_si512(ql0, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 4), m2));
                 w->q[i][4 * h + 1][t] = _mm512_or_si512(_mm512_and_si512(ql1, m4), _mm512_and_si512(_mm512_slli_epi16(qh, 2), m2));
                 w->q[i][4 * h + 2][t] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0, 4), m4), _mm512_and_si512(qh, m2));
