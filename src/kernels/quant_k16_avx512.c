@@ -35,6 +35,7 @@
 
 #include "kernels/quant.h"
 #include "kernels/quant_impl.h"
+#include "simd256.h"
 
 #define KB 8  /* super-blocks per chunk */
 #define NC 8  /* columns per tile: acc, sq, sm/so and dot each, all 32 registers, so the compiler
@@ -50,8 +51,6 @@ typedef struct {
     float d[KB][16];     /* [super-block][row] d; 0 for rows past the group */
     float dmin[KB][16];  /* Q4_K's dmin */
 } k16_rows;
-
-static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 static inline int32_t pair16(int a, int b) { return (int32_t)(uint16_t)(int16_t)a | (int32_t)((uint32_t)(uint16_t)(int16_t)b << 16); }
 
@@ -137,10 +136,27 @@ static void q6_K_widen16(const char *x, size_t xs, int rm, int64_t i0, int64_t n
 
 /* ---- tiles: 16 rows x rn columns over super-blocks [0, nb) of the chunk ---- */
 
-static inline __m512i bcast(const void *p) {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
+static inline __m512i bcast(const void *p) { return _mm512_set1_epi32((int)ld_u32(p)); }
+
+/* sq[c] += scale * (dwords t0 .. t0+nt-1 of sub-block j of super-block i,
+ * dotted with column c's bytes 32j + 4t..): the integer dot of one scale
+ * group (Q4_K: a sub-block, nt = 8; Q6_K: half of one, nt = 4) */
+K16_INLINE void scaled_dot(const k16_rows *w, int64_t i, int j, int t0, const int nt, __m512i scale, const int rn,
+                           const sk_block_q8_K *const y[NC], __m512i sq[NC]) {
+    __m512i dot[NC];
+    U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_setzero_si512();
+    U8 for (int t = t0; t < t0 + nt; t++) {
+        const __m512i q = _mm512_load_si512(&w->q[i][j][t]);
+        U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_dpbusd_epi32(dot[c], q, bcast(y[c][i].qs + 32 * j + 4 * t));
+    }
+    U8 for (int c = 0; c < rn; c++) sq[c] = _mm512_add_epi32(sq[c], _mm512_mullo_epi32(dot[c], scale));
+}
+
+/* o[c] += off_j . (bsum_2j, bsum_2j+1) of column c: Q4_K m_j (bsum_2j +
+ * bsum_2j+1), Q6_K sc_2j bsum_2j + sc_2j+1 bsum_2j+1 */
+K16_INLINE void offset_dot(const k16_rows *w, int64_t i, int j, const int rn, const sk_block_q8_K *const y[NC],
+                           __m512i o[NC]) {
+    U8 for (int c = 0; c < rn; c++) o[c] = _mm512_dpwssd_epi32(o[c], w->off[i][j], bcast(y[c][i].bsums + 2 * j));
 }
 
 K16_INLINE void q4_K_tile16(const k16_rows *w, int64_t nb, const int rn, const sk_block_q8_K *const y[NC],
@@ -149,16 +165,8 @@ K16_INLINE void q4_K_tile16(const k16_rows *w, int64_t nb, const int rn, const s
         __m512i sq[NC], sm[NC];
         U8 for (int c = 0; c < rn; c++) sq[c] = sm[c] = _mm512_setzero_si512();
         U8 for (int j = 0; j < 8; j++) {
-            __m512i dot[NC];
-            U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_setzero_si512();
-            U8 for (int t = 0; t < 8; t++) {
-                const __m512i q = _mm512_load_si512(&w->q[i][j][t]);
-                U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_dpbusd_epi32(dot[c], q, bcast(y[c][i].qs + 32 * j + 4 * t));
-            }
-            U8 for (int c = 0; c < rn; c++) {
-                sq[c] = _mm512_add_epi32(sq[c], _mm512_mullo_epi32(dot[c], w->sc[i][j]));
-                sm[c] = _mm512_dpwssd_epi32(sm[c], w->off[i][j], bcast(y[c][i].bsums + 2 * j)); /* m_j (bsum_2j + bsum_2j+1) */
-            }
+            scaled_dot(w, i, j, 0, 8, w->sc[i][j], rn, y, sq);
+            offset_dot(w, i, j, rn, y, sm);
         }
         const __m512 d = _mm512_load_ps(w->d[i]), dmin = _mm512_load_ps(w->dmin[i]);
         U8 for (int c = 0; c < rn; c++) {
@@ -176,17 +184,9 @@ K16_INLINE void q6_K_tile16(const k16_rows *w, int64_t nb, const int rn, const s
         __m512i sq[NC], so[NC];
         U8 for (int c = 0; c < rn; c++) sq[c] = so[c] = _mm512_setzero_si512();
         U8 for (int j = 0; j < 8; j++) {
-            U8 for (int u = 0; u < 2; u++) { /* group 2j + u: dwords 4u..4u+3 */
-                __m512i dot[NC];
-                U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_setzero_si512();
-                U8 for (int t = 4 * u; t < 4 * u + 4; t++) {
-                    const __m512i q = _mm512_load_si512(&w->q[i][j][t]);
-                    U8 for (int c = 0; c < rn; c++) dot[c] = _mm512_dpbusd_epi32(dot[c], q, bcast(y[c][i].qs + 32 * j + 4 * t));
-                }
-                U8 for (int c = 0; c < rn; c++) sq[c] = _mm512_add_epi32(sq[c], _mm512_mullo_epi32(dot[c], w->sc[i][2 * j + u]));
-            }
-            /* sc_2j bsum_2j + sc_2j+1 bsum_2j+1 */
-            U8 for (int c = 0; c < rn; c++) so[c] = _mm512_dpwssd_epi32(so[c], w->off[i][j], bcast(y[c][i].bsums + 2 * j));
+            U8 for (int u = 0; u < 2; u++) /* group 2j + u: dwords 4u..4u+3 */
+                scaled_dot(w, i, j, 4 * u, 4, w->sc[i][2 * j + u], rn, y, sq);
+            offset_dot(w, i, j, rn, y, so);
         }
         const __m512 d = _mm512_load_ps(w->d[i]);
         U8 for (int c = 0; c < rn; c++) {
