@@ -59,6 +59,11 @@ typedef struct sk_train_params {
     double weight_decay; /* AdamW decoupled decay of the matrices (0.1; not the norms) */
     double beta1, beta2, adam_eps; /* 0.9, 0.95, 1e-8 */
     double clip;         /* clip the global gradient norm to this; 0: no clipping (1.0) */
+    int bf16;            /* 1: mixed precision: the matrix products (linear maps and
+                            attention, forward and backward) on operands rounded to BF16,
+                            summed in F32 (AVX512-BF16's VDPBF16PS where the CPU has it, a
+                            scalar twin with the same bits elsewhere); weights, gradients
+                            and AdamW state stay F32. 0: F32 throughout (default) */
     uint64_t seed;       /* weights and sample draws (1) */
 } sk_train_params;
 
@@ -96,6 +101,9 @@ sk_status sk_trainer_new(const sk_train_params *p, int n_threads, sk_trainer **o
 void sk_trainer_free(sk_trainer *t);
 
 const sk_train_params *sk_trainer_params(const sk_trainer *t);
+/* The matrix-product kernels a step runs (static): "avx2" or "scalar" in
+ * F32, "bf16-avx512" or "bf16-scalar" (the slow twin) with bf16. */
+const char *sk_trainer_kernels(const sk_trainer *t);
 /* Number of weights (the token embedding counted once when tied). */
 uint64_t sk_trainer_n_params(const sk_trainer *t);
 /* Steps done so far (0 for a new trainer; restored by sk_trainer_load). */

@@ -195,13 +195,13 @@ static void test_step(void **state) {
     sk_trainer_free(t);
 }
 
-static void test_overfit(void **state) {
-    (void)state;
+static void overfit_case(int bf16) {
     sk_train_params p;
     tiny_params(&p);
     /* one window, the whole text from its first byte: every prediction has
      * its full left context, so the text can be learnt to zero loss */
     p.n_ctx = (int)strlen(TEXT) - 1, p.batch = 1, p.steps = 150, p.warmup = 10;
+    p.bf16 = bf16;
     sk_trainer *t;
     assert_int_equal(sk_trainer_new(&p, 1, &t, NULL), SK_OK);
     sk_train_data *d = text_data(0);
@@ -220,13 +220,19 @@ static void test_overfit(void **state) {
     }
     double full;
     assert_int_equal(sk_trainer_eval(t, d, 0, &full, NULL), SK_ERR_INVALID); /* nothing held out */
-    print_message("  overfit (%llu params, V 128): loss by step%s\n",
-                  (unsigned long long)sk_trainer_n_params(t), line);
+    print_message("  overfit (%llu params, V 128%s): loss by step%s\n",
+                  (unsigned long long)sk_trainer_n_params(t), bf16 ? ", bf16 products" : "", line);
     assert_true(fabs(first - log(128.0)) < 0.1);
     assert_true(last < 0.05);
     free(tok);
     sk_train_data_free(d);
     sk_trainer_free(t);
+}
+
+static void test_overfit(void **state) {
+    (void)state;
+    overfit_case(0);
+    overfit_case(1);
 }
 
 static void run_steps(sk_trainer *t, sk_train_data *d, int n) {
@@ -241,11 +247,12 @@ static void run_steps(sk_trainer *t, sk_train_data *d, int n) {
 
 static char g_dir[64];
 
-static void resume_case(int sink_logit) {
+static void resume_case(int sink_logit, int bf16) {
     sk_train_params p;
     tiny_params(&p);
     p.steps = 10, p.warmup = 3, p.weight_decay = 0.1, p.clip = 0.5;
     p.sink_logit = sink_logit;
+    p.bf16 = bf16;
     sk_train_data *d = text_data(0.2);
     sk_trainer *a, *b, *c, *r;
     assert_int_equal(sk_trainer_new(&p, 1, &a, NULL), SK_OK);
@@ -265,6 +272,7 @@ static void resume_case(int sink_logit) {
     if (sk_trainer_load(path, 2, &r, &h, &e)) fail_msg("%s", e.msg);
     assert_true(h == sk_train_data_hash(d));
     assert_int_equal(sk_trainer_params(r)->sink_logit, sink_logit);
+    assert_int_equal(sk_trainer_params(r)->bf16, bf16);
     assert_int_equal(sk_trainer_steps_done(r), 5);
     run_steps(r, d, 5);
     assert_memory_equal(sk_trainer_weights(a), sk_trainer_weights(r), n * 4);
@@ -284,8 +292,9 @@ static void resume_case(int sink_logit) {
     assert_int_equal(sk_trainer_eval(a, d, 0, &vl_a, NULL), SK_OK);
     assert_int_equal(sk_trainer_eval(r, d, 0, &vl_r, NULL), SK_OK);
     assert_true(vl_a == vl_r);
-    print_message("  resume%s: 5 + save/load + 5 steps == 10 steps, checkpoints equal (%ld bytes); "
-                  "1 thread == 2; held-out loss %.4f\n", sink_logit ? " (sink logits)" : "", bytes - 1, vl_a);
+    print_message("  resume%s%s: 5 + save/load + 5 steps == 10 steps, checkpoints equal (%ld bytes); "
+                  "1 thread == 2; held-out loss %.4f\n", sink_logit ? " (sink logits)" : "",
+                  bf16 ? " (bf16 products)" : "", bytes - 1, vl_a);
     sk_trainer_free(a), sk_trainer_free(b), sk_trainer_free(c), sk_trainer_free(r);
     sk_train_data_free(d);
     unlink(path), unlink(path2);
@@ -293,8 +302,9 @@ static void resume_case(int sink_logit) {
 
 static void test_resume(void **state) {
     (void)state;
-    resume_case(0);
-    resume_case(1);
+    resume_case(0, 0);
+    resume_case(1, 0);
+    resume_case(0, 1);
 }
 
 static void write_bytes(const char *path, const unsigned char *b, size_t n) {
@@ -390,6 +400,9 @@ static void test_params(void **state) {
     q = p, q.sink_logit = 1, q.softmax1 = 1;
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
     assert_non_null(strstr(e.msg, "exclude"));
+    q = p, q.bf16 = 2;
+    assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
+    assert_non_null(strstr(e.msg, "bf16"));
     q = p, q.n_ctx = 8192, q.batch = 4096;
     assert_int_equal(sk_train_params_validate(&q, &e), SK_ERR_INVALID);
     assert_non_null(strstr(e.msg, "GB"));

@@ -119,7 +119,7 @@ static void test_matmul(void **state) {
     sk_pool *pool;
     tr_ws ws;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
-    assert_int_equal(tr_ws_init(&ws, 2, 1, NULL), SK_OK);
+    assert_int_equal(tr_ws_init(&ws, 2, 1, 0, NULL), SK_OK);
     float *X = tof(m.X, MN * MI), *W = tof(m.W, MO * MI), *c = tof(m.c, MN * MO);
     float *Y = calloc(MN * MO, 4), *fX = calloc(MN * MI, 4), *fW = calloc(MO * MI, 4);
     mm_loss(&m);
@@ -136,13 +136,25 @@ static void test_matmul(void **state) {
 
 /* ---- the blocked matrix product (tgemm.h): AVX2 kernel vs scalar twin ---- */
 
-/* C (M x N, row stride ldc) = C0 + A B in double */
+/* x rounded to BF16 (tg_bf16), as a float */
+static float bf16r(float x) {
+    uint32_t u = tg_bf16(x) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* C (M x N, row stride ldc) = C0 + A B in double; bf16: of the operands
+ * rounded to BF16 */
 static void gemm_f64(int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B, const float *C0,
-                     double *C) {
+                     double *C, int bf16) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = C0[m * N + n];
-            for (int64_t k = 0; k < K; k++) s += (double)A.p[m * A.rs + k * A.cs] * B.p[k * B.rs + n * B.cs];
+            for (int64_t k = 0; k < K; k++) {
+                float a = A.p[m * A.rs + k * A.cs], b = B.p[k * B.rs + n * B.cs];
+                s += bf16 ? (double)bf16r(a) * bf16r(b) : (double)a * b;
+            }
             C[m * N + n] = s;
         }
 }
@@ -171,10 +183,7 @@ static int same_vals(const float *a, const float *b, int64_t M, int64_t N, int l
  * parts at TG_KC (acc), vs on a pool of 2 threads, and C = AB vs C = 0 + AB:
  * the same bits (the per-element arithmetic of tgemm.h). Then the triangle flags:
  * the skipped terms are exact zeros, the kept elements unchanged. */
-static void test_gemm_kernels(void **state) {
-    (void)state;
-    const tg_kernels *ks[2] = {tg_get_ref(), tg_get_avx2()};
-    if (!ks[1]) print_message("  no AVX2: the scalar twin alone\n");
+static void gemm_check(const tg_kernels *ks[2], int bf16) {
     float *buf = aligned_alloc(64, 2 * TG_BUF_FLOATS * sizeof(float));
     sk_pool *pool;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
@@ -188,12 +197,14 @@ static void test_gemm_kernels(void **state) {
             tg_mat A = L == 2 ? (tg_mat){as, 1, M} : (tg_mat){as, K, 1};
             tg_mat B = L == 0 ? (tg_mat){bs, 1, K} : (tg_mat){bs, N, 1};
             double *Cd = malloc(sizeof(double) * M * N), mx = 0;
-            gemm_f64(M, N, K, A, B, C0, Cd);
+            gemm_f64(M, N, K, A, B, C0, Cd, bf16);
             for (int64_t i = 0; i < M * N; i++) mx = fmax(mx, fabs(Cd[i]));
+            float *Cs[2] = {NULL, NULL};
             for (int k = 0; k < 2; k++) {
                 if (!ks[k]) continue;
                 float *C1 = fdup(C0, M * N), *C2 = fdup(C0, M * N);
                 tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 1, TG_FULL);
+                Cs[k] = fdup(C1, M * N);
                 double e = 0;
                 for (int64_t i = 0; i < M * N; i++) e = fmax(e, fabs(C1[i] - Cd[i]));
                 worst[k] = fmax(worst[k], e / mx);
@@ -219,11 +230,14 @@ static void test_gemm_kernels(void **state) {
                     memcpy(C2, C0, sizeof(float) * M * N);
                     memcpy(C1, C0, sizeof(float) * M * N);
                     tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 1, TG_FULL);
-                    tg_gemm(pool, buf, M, N, K, A, B, C2, N, 1);
+                    tg_gemm(pool, ks[k], buf, M, N, K, A, B, C2, N, 1);
                     assert_memory_equal(C1, C2, sizeof(float) * M * N);
                 }
                 free(C1), free(C2);
             }
+            /* BF16: the SIMD kernels give the scalar twin's bits */
+            if (bf16 && Cs[0] && Cs[1]) assert_memory_equal(Cs[0], Cs[1], sizeof(float) * M * N);
+            free(Cs[0]), free(Cs[1]);
             free(as), free(bs), free(C0), free(Cd);
         }
     /* the triangles: T x T products with K = T (and T > TG_KC) */
@@ -258,9 +272,8 @@ static void test_gemm_kernels(void **state) {
         }
         free(P), free(U), free(Bm);
     }
-    /* the transposing packer: the same bits in both sets (a copy); the
-     * kernel reading A in place = the one reading it packed, bit for bit */
-    {
+    if (!bf16) { /* the transposing packer: the same bits in both sets (a copy); the
+                  * kernel reading A in place = the one reading it packed, bit for bit */
         const int64_t ldw = 43, kc = 37; /* kc: 4 blocks of 8 and a tail */
         float *w = frnd(TG_NR * ldw), *a = frnd(TG_MR * ldw), *ap = malloc(sizeof(float) * TG_MR * kc);
         float *d[2], c[2][TG_MR * TG_NR], r[2][TG_MR * TG_NR];
@@ -279,11 +292,120 @@ static void test_gemm_kernels(void **state) {
         }
         free(w), free(a), free(ap), free(d[0]), free(d[1]);
     }
-    print_message("  gemm vs double, 7 shapes x 3 layouts: scalar twin %.2e, avx2 %.2e (max rel)\n",
-                  worst[0], worst[1]);
+    print_message("  gemm vs double%s, 7 shapes x 3 layouts: %s %.2e, %s %.2e (max rel)\n",
+                  bf16 ? " (of the BF16-rounded operands)" : "", ks[0]->name, worst[0],
+                  ks[1] ? ks[1]->name : "-", worst[1]);
     assert_true(worst[0] < 1e-5 && worst[1] < 1e-5);
     sk_pool_free(pool);
     free(buf);
+}
+
+static void test_gemm_kernels(void **state) {
+    (void)state;
+    const tg_kernels *ks[2] = {tg_get_ref(), tg_get_avx2()};
+    if (!ks[1]) print_message("  no AVX2: the scalar twin alone\n");
+    gemm_check(ks, 0);
+}
+
+/* 32 random bits (a separate stream from urand's) */
+static uint64_t g_lcg = 1;
+static uint32_t rbits(void) {
+    g_lcg = g_lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(g_lcg >> 32);
+}
+
+/* a float from raw bits */
+static float fbits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* BF16 mixed precision (tgemm.h): the conversions on edge values (ties,
+ * subnormals, FLT_MIN, overflow to infinity, NaN) and every tail length;
+ * the micro-kernels on operands over the whole exponent range (flushes,
+ * overflow) against the scalar twin, bit for bit; then the loop nest as
+ * test_gemm_kernels checks F32, plus the SIMD result = the twin's bits. */
+static void test_gemm_bf16(void **state) {
+    (void)state;
+    const tg_kernels *ks[2] = {tg_get_bf16_ref(), tg_get_bf16_avx512()};
+    if (!ks[1]) print_message("  no AVX512-BF16: the scalar twin alone (the SIMD set skipped)\n");
+    /* tg_bf16 itself: known values */
+    assert_int_equal(tg_bf16(1.0f), 0x3F80);
+    assert_int_equal(tg_bf16(fbits(0x3F808000u)), 0x3F80); /* tie to even (down) */
+    assert_int_equal(tg_bf16(fbits(0x3F818000u)), 0x3F82); /* tie to even (up) */
+    assert_int_equal(tg_bf16(fbits(0x3F808001u)), 0x3F81);
+    assert_int_equal(tg_bf16(fbits(0x00400000u)), 0x0000); /* subnormal to zero */
+    assert_int_equal(tg_bf16(fbits(0x80000001u)), 0x8000);
+    assert_int_equal(tg_bf16(fbits(0x7F7FFFFFu)), 0x7F80); /* FLT_MAX rounds to infinity */
+    assert_int_equal(tg_bf16(fbits(0x7FC00000u)), 0x7FC0);
+    assert_int_equal(tg_bf16(fbits(0x7F800001u)) & 0x7FC0, 0x7FC0); /* NaN stays NaN, quiet */
+    /* the conversions: every table against tg_pair, lengths 1..70 */
+    enum { NX = 72 };
+    float x0[NX], x1[NX];
+    const uint32_t edge[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x00800000u,
+                             0x80800000u, 0x3F808000u, 0x3F818000u, 0x7F7FFFFFu, 0xFF7FFFFFu,
+                             0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x7F800001u, 0x3F7FFFFFu};
+    for (int i = 0; i < NX; i++) {
+        uint32_t u = rbits();
+        x0[i] = i < (int)(sizeof edge / sizeof *edge) ? fbits(edge[i]) : fbits(u);
+        x1[i] = i % 3 ? (float)urand() : fbits(edge[(i * 7) % (sizeof edge / sizeof *edge)]);
+    }
+    for (int k = 0; k < 2; k++) {
+        if (!ks[k]) continue;
+        for (int64_t n = 1; n <= 70; n++) {
+            uint32_t d[NX + 1], want[NX + 1];
+            for (int i = 0; i <= NX; i++) d[i] = 0xDEADBEEFu;
+            ks[k]->cvt_pairs(d, x0, x1, n);
+            for (int64_t i = 0; i < n; i++) assert_int_equal(d[i], tg_pair(x0[i], x1[i]));
+            assert_int_equal(d[n], 0xDEADBEEFu);
+            ks[k]->cvt_pairs(d, x1, NULL, n);
+            for (int64_t i = 0; i < n; i++) assert_int_equal(d[i], tg_pair(x1[i], 0.0f));
+            for (int i = 0; i <= NX; i++) d[i] = 0xDEADBEEFu;
+            ks[k]->cvt_row(d, x0, n);
+            for (int64_t p = 0; 2 * p < n; p++) want[p] = tg_pair(x0[2 * p], 2 * p + 1 < n ? x0[2 * p + 1] : 0.0f);
+            assert_memory_equal(d, want, sizeof *d * (size_t)((n + 1) / 2));
+            assert_int_equal(d[(n + 1) / 2], 0xDEADBEEFu);
+        }
+    }
+    /* the micro-kernels: pairs of random finite BF16 over every exponent
+     * (sums that flush, overflow, cancel), k-major vs rows, C loaded or not */
+    if (ks[1]) {
+        enum { KP = 37 };
+        uint32_t a[KP * TG_MR], ar[TG_MR * KP], b[KP * TG_NR];
+        for (int round = 0; round < 200; round++) {
+            /* biased exponents: all; around 1; products near FLT_MIN (sums that
+             * flush); a narrow band around 1 (long carries) */
+            const int base[4] = {0, 112, 58, 124}, span = (int[4]){0xFF, 0x1F, 12, 6}[round % 4];
+            for (int i = 0; i < KP * TG_MR + KP * TG_NR; i++) {
+                uint32_t v = 0;
+                for (int h = 0; h < 2; h++) {
+                    uint32_t r = rbits() >> 1;
+                    uint32_t e = (uint32_t)base[round % 4] + r % (uint32_t)span;
+                    uint32_t w = (r >> 10 & 0x8000u) | e << 7 | (r >> 20 & 0x7Fu);
+                    v |= w << (16 * h);
+                }
+                if (i < KP * TG_MR) a[i] = v;
+                else b[i - KP * TG_MR] = v;
+            }
+            for (int q = 0; q < KP; q++)
+                for (int i = 0; i < TG_MR; i++) ar[i * KP + q] = a[q * TG_MR + i];
+            float c[2][2][TG_MR * TG_NR];
+            for (int load = 0; load < 2; load++) {
+                for (int i = 0; i < TG_MR * TG_NR; i++)
+                    c[0][0][i] = c[0][1][i] = c[1][0][i] = c[1][1][i] =
+                        round % 2 ? (float)urand() : fbits(0x00000010u);
+                for (int k = 0; k < 2; k++) {
+                    ks[k]->ukr_p(KP - round % 5, a, b, c[k][0], TG_NR, load);
+                    ks[k]->ukr_rows_p(KP - round % 5, ar, KP, b, c[k][1], TG_NR, load);
+                }
+                assert_memory_equal(c[0][0], c[1][0], sizeof c[0][0]);
+                assert_memory_equal(c[0][0], c[0][1], sizeof c[0][0]);
+                assert_memory_equal(c[1][0], c[1][1], sizeof c[0][0]);
+            }
+        }
+    }
+    gemm_check(ks, 1);
 }
 
 /* ---- the row kernels (tvec.h): AVX2 set and scalar twin vs double -------- */
@@ -473,7 +595,7 @@ static void att_case(int s1) {
     sk_pool *pool;
     tr_ws ws;
     assert_int_equal(sk_pool_new(2, &pool, NULL), SK_OK);
-    assert_int_equal(tr_ws_init(&ws, 2, AT, NULL), SK_OK);
+    assert_int_equal(tr_ws_init(&ws, 2, AT, 0, NULL), SK_OK);
     float *Q = tof(m.Q, nq), *K = tof(m.K, nk), *V = tof(m.V, nk), *c = tof(m.c, nq),
           *O = calloc(nq, 4), *P = calloc(np, 4), *fQ = calloc(nq, 4), *fK = calloc(nk, 4),
           *fV = calloc(nk, 4), *fs = calloc(2 * AT + AB * AH, 4), *S = m.S ? tof(m.S, AH) : NULL,
@@ -603,6 +725,16 @@ static void net_case(int tied, int softmax1) {
             assert_true(fabs(lf - ld) < 1e-5 * fabs(ld));
             CHECK32(name, tr_net_grad_f32(nf), an, np, 1e-4);
             tr_net_free_f32(nf);
+            /* BF16 products: within BF16's rounding (8 bits) of the f64 gradient */
+            tr_dims db = dm;
+            db.bf16 = 1;
+            assert_int_equal(tr_net_new_f32(&db, wf, pool, &nf, NULL), SK_OK);
+            lf = tr_net_loss_f32(nf, tok, m.nt + 1, m.nb, m.nt, 1);
+            assert_true(fabs(lf - ld) < 1e-2 * fabs(ld));
+            char nb[80];
+            snprintf(nb, sizeof nb, "%s bf16", name);
+            CHECK32(nb, tr_net_grad_f32(nf), an, np, 3e-2);
+            tr_net_free_f32(nf);
             sk_pool_free(pool);
             free(wf);
         }
@@ -621,7 +753,7 @@ static void test_net(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_gemm_kernels),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_gemm_kernels), cmocka_unit_test(test_gemm_bf16),
         cmocka_unit_test(test_row_kernels), cmocka_unit_test(test_rmsnorm), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu), cmocka_unit_test(test_xent),
         cmocka_unit_test(test_net),

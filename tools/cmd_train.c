@@ -53,6 +53,9 @@ static const char *TRAIN_USAGE =
     "      --warmup N         linear warm-up steps (default min(100, steps / 10))\n"
     "      --weight-decay X   AdamW decay of the matrices (default 0.1)\n"
     "      --clip X           clip the gradient norm (default 1; 0: off)\n"
+    "      --bf16             mixed precision: matrix products on BF16 operands, F32\n"
+    "                         sums, weights and optimizer (fast with AVX512-BF16;\n"
+    "                         elsewhere a scalar twin, same bits, slow)\n"
     "  -s, --seed N           weights and samples (default 1)\n"
     "run:\n"
     "  -t, --threads N        threads (default: all cores)\n"
@@ -115,6 +118,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(a, "--untied")) { p.tied = 0; model_flag = model_flag ? model_flag : a; continue; }
         if (!strcmp(a, "--softmax1")) { p.softmax1 = 1; model_flag = model_flag ? model_flag : a; continue; }
         if (!strcmp(a, "--sink-logit")) { p.sink_logit = 1; model_flag = model_flag ? model_flag : a; continue; }
+        if (!strcmp(a, "--bf16")) { p.bf16 = 1; model_flag = model_flag ? model_flag : a; continue; }
         if (!val || a[0] != '-') {
             fprintf(stderr, "error: unknown or incomplete option '%s'\nsee 'sinkllm train --help'\n", a);
             return 2;
@@ -312,6 +316,12 @@ int cmd_train(int argc, char **argv) {
             "clip %g, %lld threads%s\n", (long long)tp->steps, tp->batch, tp->n_ctx, tp->lr,
             tp->lr_min, (long long)tp->warmup, tp->weight_decay, tp->clip, (long long)threads,
             resume ? "" : "");
+    const char *kern = sk_trainer_kernels(t);
+    fprintf(stderr, "precision: %s (matrix products: %s)\n",
+            tp->bf16 ? "BF16 products, F32 sums, weights and optimizer" : "F32", kern);
+    if (tp->bf16 && !strcmp(kern, "bf16-scalar"))
+        fprintf(stderr, "note: no AVX512-BF16 in use (CPU or SINKLLM_ISA): --bf16 runs the scalar "
+                "twin, the same bits far slower than F32\n");
     if (resume) fprintf(stderr, "resumed at step %lld\n", (long long)sk_trainer_steps_done(t));
     if (csv) {
         int append = resume && access(csv, F_OK) == 0;

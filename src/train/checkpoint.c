@@ -3,8 +3,9 @@
  *
  * File layout, little-endian:
  *   "SKTRAIN1" | u32 version (1) | u32 0
- *   14 x i64: n_layer n_embd n_head n_head_kv n_ff n_vocab n_ctx tied softmax1
+ *   14 x i64: n_layer n_embd n_head n_head_kv n_ff n_vocab n_ctx tied flags
  *             batch steps warmup seed sink_token
+ *             (flags: softmax1 | sink_logit << 1 | bf16 << 2)
  *   9 x f64:  norm_eps rope_base lr lr_min weight_decay beta1 beta2 adam_eps clip
  *   i64 steps done | u64 sample generator | u64 corpus hash | u64 n_params
  *   f32 weights (n_params) | f32 AdamW m (n_params) | f32 AdamW v (n_params)
@@ -47,7 +48,7 @@ sk_status sk_trainer_save(const sk_trainer *t, const char *path, uint64_t data_h
     wr w = {f, SK_FNV_OFFSET, 0};
     uint32_t ver[2] = {CKPT_VERSION, 0};
     int64_t iv[CKPT_N_INT] = {p->n_layer, p->n_embd, p->n_head, p->n_head_kv, p->n_ff, p->n_vocab,
-                              p->n_ctx, p->tied, p->softmax1 | p->sink_logit << 1, p->batch, p->steps, p->warmup,
+                              p->n_ctx, p->tied, p->softmax1 | p->sink_logit << 1 | p->bf16 << 2, p->batch, p->steps, p->warmup,
                               (int64_t)p->seed, p->sink_token};
     double rv[CKPT_N_REAL] = {p->norm_eps, p->rope_base, p->lr, p->lr_min, p->weight_decay,
                               p->beta1, p->beta2, p->adam_eps, p->clip};
@@ -113,7 +114,13 @@ sk_status sk_trainer_load(const char *path, int n_threads, sk_trainer **out, uin
         }
     p.n_layer = (int)iv[0], p.n_embd = (int)iv[1], p.n_head = (int)iv[2], p.n_head_kv = (int)iv[3];
     p.n_ff = (int)iv[4], p.n_vocab = iv[5], p.n_ctx = (int)iv[6], p.tied = (int)iv[7];
-    p.softmax1 = (int)(iv[8] & ~(int64_t)2), p.sink_logit = (int)(iv[8] >> 1 & 1), p.batch = (int)iv[9], p.steps = iv[10], p.warmup = iv[11];
+    if (iv[8] & ~(int64_t)7) {
+        fclose(f);
+        return sk_error_set(err, SK_ERR_FORMAT, "%s: checkpoint flags 0x%llx unknown", path,
+                            (unsigned long long)iv[8]);
+    }
+    p.softmax1 = (int)(iv[8] & 1), p.sink_logit = (int)(iv[8] >> 1 & 1), p.bf16 = (int)(iv[8] >> 2 & 1);
+    p.batch = (int)iv[9], p.steps = iv[10], p.warmup = iv[11];
     p.seed = (uint64_t)iv[12];
     if (iv[13] < -1 || iv[13] > INT32_MAX) {
         fclose(f);

@@ -26,6 +26,7 @@ typedef struct tr_dims {
     int tied;                        /* output matrix = token embedding */
     int softmax1;                    /* +1 in every attention denominator */
     int sink_logit;                  /* a learnable logit per head in every denominator */
+    int bf16;                        /* the f32 net's matrix products on BF16 operands */
     double eps, rope_base;
 } tr_dims;
 

@@ -81,7 +81,7 @@ sk_status F(tr_net_new)(const tr_dims *dm, R *w, sk_pool *pool, F(tr_net) **out,
         if (!(*bufs[i].p = calloc(bufs[i].n, sizeof(R)))) ok = 0;
     n->tgt = calloc((size_t)n->chunk, sizeof *n->tgt);
     n->in = calloc(N, sizeof *n->in);
-    if (!ok || !n->tgt || !n->in || tr_ws_init(&n->ws, (int)nth, dm->T, NULL)) {
+    if (!ok || !n->tgt || !n->in || tr_ws_init(&n->ws, (int)nth, dm->T, dm->bf16, NULL)) {
         F(tr_net_free)(n);
         return sk_error_set(err, SK_ERR_NOMEM, "out of memory (activations of a %zu x %zu batch)",
                             (size_t)dm->B, T);

@@ -22,6 +22,16 @@
  * overlaps the products.) Splitting K into several calls gives the same
  * bits only at multiples of TG_KC.
  *
+ * BF16 mixed precision (the tg_get_bf16 tables): A and B are rounded to
+ * BF16 as they are packed (tg_bf16: nearest even, subnormals to zero) and
+ * each K block is taken in pairs of k (2q, 2q + 1) from the block's start
+ * (the pair past an odd K padded with zero); per pair, from 0 and q
+ * ascending, s = ftz(s + a(2q+1) b(2q+1)) then s = ftz(s + a(2q) b(2q)),
+ * each rounded once (the product of two BF16 is exact in F32), ftz a
+ * result below FLT_MIN to a signed zero: AVX512-BF16's VDPBF16PS, whose
+ * bits the scalar twin reproduces. C joins as above, in F32. Weights,
+ * gradients and C stay F32: only the products' operands are narrowed.
+ *
  * Nothing is allocated here: the caller passes pack buffers (TG_BUF_FLOATS
  * per thread, 64-byte aligned). */
 #ifndef SK_TRAIN_TGEMM_H
@@ -61,6 +71,7 @@ enum {
 };
 
 typedef struct tg_kernels {
+    /* ---- F32 tables (NULL in the BF16 ones) ---- */
     /* the TG_MR x TG_NR tile at c (row stride ldc) = (load ? c : 0) + a b over kc steps;
      * a: kc x TG_MR (k-major), b: kc x TG_NR (k-major) */
     void (*ukr)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load);
@@ -70,8 +81,32 @@ typedef struct tg_kernels {
     /* a B micro-panel from the columns of B = W^T: d[k * TG_NR + j] = w[j * ldw + k] for
      * j < TG_NR, k < kc (a transpose; the same bits in both sets) */
     void (*pack_bt)(float *d, const float *w, int64_t ldw, int64_t kc);
+    /* ---- BF16 tables (NULL in the F32 ones): operands in BF16 pairs ---- */
+    /* the tile = (load ? c : 0) + a b over kp pairs of k (the BF16 arithmetic above);
+     * a: kp x TG_MR pairs (k-major), b: kp x TG_NR pairs */
+    void (*ukr_p)(int64_t kp, const uint32_t *a, const uint32_t *b, float *c, int64_t ldc,
+                  int load);
+    /* the same with A's rows at a + i * lda (pairs) */
+    void (*ukr_rows_p)(int64_t kp, const uint32_t *a, int64_t lda, const uint32_t *b, float *c,
+                       int64_t ldc, int load);
+    /* d[i] = tg_pair(x0[i], x1 ? x1[i] : 0) for i < n */
+    void (*cvt_pairs)(uint32_t *d, const float *x0, const float *x1, int64_t n);
+    /* d[p] = tg_pair(x[2p], x[2p + 1]) for p < (n + 1) / 2, x[n] read as 0 */
+    void (*cvt_row)(uint32_t *d, const float *x, int64_t n);
     const char *name;
 } tg_kernels;
+
+/* F32 to BF16: round to nearest even; below FLT_MIN (zero, subnormal) a
+ * signed zero; NaN stays NaN (quiet). */
+static inline uint32_t tg_bf16(float f) {
+    uint32_t u;
+    __builtin_memcpy(&u, &f, 4);
+    if ((u & 0x7F800000u) == 0) return (u >> 16) & 0x8000u;
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u >> 16) | 0x40u;
+    return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+/* a pair of k: the even term in the low half */
+static inline uint32_t tg_pair(float even, float odd) { return tg_bf16(even) | tg_bf16(odd) << 16; }
 
 /* The kernels in use (chosen on first call). */
 const tg_kernels *tg_get(void);
@@ -82,6 +117,15 @@ const tg_kernels *tg_get_avx2(void);
 /* tgemm_avx2.c's table, whatever the CPU (call only where it has AVX2). */
 const tg_kernels *tg_avx2_table(void);
 
+/* BF16 mixed precision: the AVX512-BF16 kernels where the tier in use is
+ * avx512 or above and the CPU has AVX512_BF16, the scalar twin (the same
+ * bits, far slower) otherwise. */
+const tg_kernels *tg_get_bf16(void);
+const tg_kernels *tg_get_bf16_ref(void);
+/* The AVX512-BF16 kernels, NULL when the CPU lacks them (whatever SINKLLM_ISA). */
+const tg_kernels *tg_get_bf16_avx512(void);
+const tg_kernels *tg_bf16_avx512_table(void);
+
 /* One thread: C = (acc ? C : 0) + A B, A (M x K), B (K x N), C row stride ldc.
  * buf: TG_BUF_FLOATS floats. kr NULL: tg_get(). */
 void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t K, tg_mat A,
@@ -89,8 +133,8 @@ void tg_gemm_st(const tg_kernels *kr, float *buf, int64_t M, int64_t N, int64_t 
 
 /* The same on the pool (NULL: one thread): the rows or the columns of C
  * (the longer side) split over the threads, thread i packing into
- * bufs + i * TG_BUF_FLOATS. flags must be TG_FULL. */
-void tg_gemm(sk_pool *pool, float *bufs, int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B,
+ * bufs + i * TG_BUF_FLOATS. flags must be TG_FULL. kr NULL: tg_get(). */
+void tg_gemm(sk_pool *pool, const tg_kernels *kr, float *bufs, int64_t M, int64_t N, int64_t K, tg_mat A, tg_mat B,
              float *C, int64_t ldc, int acc);
 
 #endif

@@ -124,5 +124,6 @@ static void pack_bt_avx2(float *d, const float *w, int64_t ldw, int64_t kc) {
     }
 }
 
-static const tg_kernels g_avx2 = {ukr_avx2, ukr_rows_avx2, pack_bt_avx2, "avx2"};
+static const tg_kernels g_avx2 = {.ukr = ukr_avx2, .ukr_rows = ukr_rows_avx2, .pack_bt = pack_bt_avx2,
+                                  .name = "avx2"};
 const tg_kernels *tg_avx2_table(void) { return &g_avx2; }

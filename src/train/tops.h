@@ -24,13 +24,16 @@
  * and a (T, T) matrix of the attention backward. The f64 ops ignore it
  * (NULL). */
 typedef struct tr_ws {
+    const struct tg_kernels *kr; /* the matrix products' kernels: F32, or BF16 (mixed precision) */
     float *gemm; /* (nth, TG_BUF_FLOATS), 64-byte aligned */
     float *att;  /* (nth, T * T) */
     int nth, T;
 } tr_ws;
 
-/* For a pool of nth threads and sequences of up to T tokens. SK_ERR_NOMEM. */
-sk_status tr_ws_init(tr_ws *ws, int nth, int T, sk_error *err);
+/* For a pool of nth threads and sequences of up to T tokens; bf16: the
+ * matrix products (linear maps and attention) on BF16 operands (tgemm.h's
+ * mixed precision). SK_ERR_NOMEM. */
+sk_status tr_ws_init(tr_ws *ws, int nth, int T, int bf16, sk_error *err);
 void tr_ws_free(tr_ws *ws);
 
 #define TR_DECLARE_OPS(R, SFX)                                                                  \

@@ -22,8 +22,9 @@
 #define TR_FAST 1
 #include "tops_impl.h"
 
-sk_status tr_ws_init(tr_ws *ws, int nth, int T, sk_error *err) {
+sk_status tr_ws_init(tr_ws *ws, int nth, int T, int bf16, sk_error *err) {
     memset(ws, 0, sizeof *ws);
+    ws->kr = bf16 ? tg_get_bf16() : tg_get();
     size_t g = (size_t)nth * TG_BUF_FLOATS * sizeof(float), a = (size_t)nth * T * T * sizeof(float);
     ws->gemm = aligned_alloc(64, (g + 63) / 64 * 64);
     ws->att = aligned_alloc(64, (a + 63) / 64 * 64);
@@ -48,15 +49,15 @@ void tr_ws_free(tr_ws *ws) {
 void tr_matmul_f32(sk_pool *pool, const tr_ws *ws, float *Y, const float *X, const float *W,
                    int64_t n, int64_t in, int64_t out) {
     /* Y (n, out) = X (n, in) . W^T: B(k, o) = W[o * in + k] */
-    tg_gemm(pool, ws->gemm, n, out, in, (tg_mat){X, in, 1}, (tg_mat){W, 1, in}, Y, out, 0);
+    tg_gemm(pool, ws->kr, ws->gemm, n, out, in, (tg_mat){X, in, 1}, (tg_mat){W, 1, in}, Y, out, 0);
 }
 
 void tr_matmul_bwd_f32(sk_pool *pool, const tr_ws *ws, float *dX, float *dW, const float *dY,
                        const float *X, const float *W, int64_t n, int64_t in, int64_t out) {
     /* dX (n, in) += dY (n, out) . W (out, in) */
-    if (dX) tg_gemm(pool, ws->gemm, n, in, out, (tg_mat){dY, out, 1}, (tg_mat){W, in, 1}, dX, in, 1);
+    if (dX) tg_gemm(pool, ws->kr, ws->gemm, n, in, out, (tg_mat){dY, out, 1}, (tg_mat){W, in, 1}, dX, in, 1);
     /* dW (out, in) += dY^T (out, n) . X (n, in): A(o, t) = dY[t * out + o] */
-    if (dW) tg_gemm(pool, ws->gemm, out, in, n, (tg_mat){dY, 1, out}, (tg_mat){X, in, 1}, dW, in, 1);
+    if (dW) tg_gemm(pool, ws->kr, ws->gemm, out, in, n, (tg_mat){dY, 1, out}, (tg_mat){X, in, 1}, dW, in, 1);
 }
 
 /* ---- RMSNorm --------------------------------------------------------------- */
@@ -141,7 +142,7 @@ static void att_fwd_items(void *arg, int64_t lo, int64_t hi, int ith) {
         const float *v = a->V + (size_t)b * T * nk + (size_t)g * hd;
         float *P = a->P + ((size_t)b * a->nh + h) * T * T;
         float *o = a->O + (size_t)b * T * nq + (size_t)h * hd;
-        tg_gemm_st(NULL, buf, T, T, hd, (tg_mat){q, nq, 1}, (tg_mat){k, 1, nk}, P, T, 0, TG_C_LOWER);
+        tg_gemm_st(a->ws->kr, buf, T, T, hd, (tg_mat){q, nq, 1}, (tg_mat){k, 1, nk}, P, T, 0, TG_C_LOWER);
         float sk = a->sinks ? a->sinks[h] : a->softmax1 ? 0 : -INFINITY; /* the sink's logit */
         for (int t = 0; t < T; t++) {
             float *p = P + (size_t)t * T;
@@ -153,7 +154,7 @@ static void att_fwd_items(void *arg, int64_t lo, int64_t hi, int ith) {
             tv->scale(p, t + 1, 1.0f / sum);
             memset(p + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
         }
-        tg_gemm_st(NULL, buf, T, hd, T, (tg_mat){P, T, 1}, (tg_mat){v, nk, 1}, o, nq, 0, TG_A_LOWER);
+        tg_gemm_st(a->ws->kr, buf, T, hd, T, (tg_mat){P, T, 1}, (tg_mat){v, nk, 1}, o, nq, 0, TG_A_LOWER);
     }
 }
 
@@ -183,7 +184,7 @@ static void att_bwd_items(void *arg, int64_t lo, int64_t hi, int ith) {
             const float *dout = a->dO + (size_t)b * T * nq + (size_t)h * hd;
             float *dq = a->dQ + (size_t)b * T * nq + (size_t)h * hd;
             const float *P = a->Pc + ((size_t)b * a->nh + h) * T * T;
-            tg_gemm_st(NULL, buf, T, T, hd, (tg_mat){dout, nq, 1}, (tg_mat){v, 1, nk}, dS, T, 0,
+            tg_gemm_st(a->ws->kr, buf, T, T, hd, (tg_mat){dout, nq, 1}, (tg_mat){v, 1, nk}, dS, T, 0,
                        TG_C_LOWER);
             double dsk = 0;
             for (int t = 0; t < T; t++) {
@@ -200,13 +201,13 @@ static void att_bwd_items(void *arg, int64_t lo, int64_t hi, int ith) {
             }
             if (a->dsk) a->dsk[(size_t)b * a->nh + h] = (float)dsk;
             /* dV += P^T dO: A(j, t) = P[t][j], zero for t < j */
-            tg_gemm_st(NULL, buf, T, hd, T, (tg_mat){P, 1, T}, (tg_mat){dout, nq, 1}, dv, nk, 1,
+            tg_gemm_st(a->ws->kr, buf, T, hd, T, (tg_mat){P, 1, T}, (tg_mat){dout, nq, 1}, dv, nk, 1,
                        TG_A_UPPER);
             /* dQ += dS K */
-            tg_gemm_st(NULL, buf, T, hd, T, (tg_mat){dS, T, 1}, (tg_mat){k, nk, 1}, dq, nq, 1,
+            tg_gemm_st(a->ws->kr, buf, T, hd, T, (tg_mat){dS, T, 1}, (tg_mat){k, nk, 1}, dq, nq, 1,
                        TG_A_LOWER);
             /* dK += dS^T Q */
-            tg_gemm_st(NULL, buf, T, hd, T, (tg_mat){dS, 1, T}, (tg_mat){q, nq, 1}, dk, nk, 1,
+            tg_gemm_st(a->ws->kr, buf, T, hd, T, (tg_mat){dS, 1, T}, (tg_mat){q, nq, 1}, dk, nk, 1,
                        TG_A_UPPER);
         }
     }

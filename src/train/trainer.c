@@ -8,6 +8,7 @@
 
 #include "adamw.h"
 #include "rng.h"
+#include "tgemm.h"
 
 void sk_train_params_default(sk_train_params *p) {
     memset(p, 0, sizeof *p);
@@ -76,6 +77,7 @@ sk_status sk_train_params_validate(const sk_train_params *p, sk_error *err) {
         return sk_error_set(err, SK_ERR_INVALID, "sink_logit must be 0 or 1");
     if (p->softmax1 && p->sink_logit)
         return sk_error_set(err, SK_ERR_INVALID, "softmax1 and sink_logit exclude each other");
+    if (p->bf16 != 0 && p->bf16 != 1) return sk_error_set(err, SK_ERR_INVALID, "bf16 must be 0 or 1");
     /* the biggest buffers: attention probabilities and a layer's FFN
      * activations, counted in floats, must stay far below the address space */
     double att = (double)p->n_layer * p->batch * p->n_head * p->n_ctx * p->n_ctx;
@@ -110,6 +112,7 @@ void tr_dims_from_params(const sk_train_params *p, tr_dims *dm) {
     dm->tied = p->tied;
     dm->softmax1 = p->softmax1;
     dm->sink_logit = p->sink_logit;
+    dm->bf16 = p->bf16;
     dm->eps = (double)(float)p->norm_eps; /* as GGUF stores it */
     dm->rope_base = (double)(float)p->rope_base;
 }
@@ -203,6 +206,7 @@ void sk_trainer_free(sk_trainer *t) {
 }
 
 const sk_train_params *sk_trainer_params(const sk_trainer *t) { return &t->p; }
+const char *sk_trainer_kernels(const sk_trainer *t) { return (t->p.bf16 ? tg_get_bf16() : tg_get())->name; }
 uint64_t sk_trainer_n_params(const sk_trainer *t) { return t->n_params; }
 int64_t sk_trainer_steps_done(const sk_trainer *t) { return t->step; }
 const float *sk_trainer_weights(const sk_trainer *t) { return t->w; }
