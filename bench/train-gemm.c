@@ -4,7 +4,9 @@
  * test. Build:
  *   cc -O3 -std=c11 -D_GNU_SOURCE -Isrc -Iinclude bench/train-gemm.c build/libsinkllm.a -lm -pthread
  * Usage: train-gemm [threads]   (default: 1, then 2)
- * SINKLLM_ISA=scalar measures the scalar twin. On a machine shared with
+ * Each shape in F32 and with BF16 operands (train --bf16: the AVX512-BF16
+ * kernels where the CPU has them). SINKLLM_ISA=scalar measures the scalar
+ * twins. On a machine shared with
  * other work, the figure per thread-second of CPU time (cpu) is steadier
  * than the wall-clock one: it leaves out the time the threads were not
  * running. */
@@ -68,13 +70,15 @@ int main(int argc, char **argv) {
     int t0 = argc > 1 ? atoi(argv[1]) : 1, t1 = argc > 1 ? t0 : 2;
     /* rows x in x out: the experiment's shape (4 x 256, ffn 768, V 4096, batch 8 x 256) */
     const int shapes[][3] = {{2048, 256, 256}, {2048, 256, 768}, {2048, 768, 256}, {2048, 256, 4096}};
-    printf("kernels: %s\n", tg_get()->name);
+    printf("kernels: %s, %s\n", tg_get()->name, tg_get_bf16()->name);
     if (strcmp(tg_get()->name, "avx2") == 0) printf("FMA peak: %.1f GFLOPS per core\n", fma_peak());
     for (int nth = t0; nth <= t1; nth++) {
         sk_pool *pool;
         tr_ws ws;
-        if (sk_pool_new(nth, &pool, NULL) || tr_ws_init(&ws, nth, 1, NULL)) return 1;
+        if (sk_pool_new(nth, &pool, NULL)) return 1;
+        for (int bf16 = 0; bf16 < 2; bf16++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            if (tr_ws_init(&ws, nth, 1, bf16, NULL)) return 1;
             int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
             float *X = rnd((size_t)n * in), *W = rnd((size_t)out * in), *Y = rnd((size_t)n * out),
                   *dX = rnd((size_t)n * in), *dW = rnd((size_t)out * in);
@@ -88,13 +92,13 @@ int main(int argc, char **argv) {
                     if ((t = now() - t) < b[k]) b[k] = t;
                     if ((u = (cpu() - u) / nth) < c[k]) c[k] = u;
                 }
-            printf("%d thread%s  %4d x %4d x %4d   Y=XW^T %5.1f (cpu %5.1f)   dX+=dY W %5.1f (%5.1f)   "
-                   "dW+=dY^T X %5.1f (%5.1f) GFLOPS\n", nth, nth > 1 ? "s" : " ", n, in, out,
+            printf("%s %d thread%s  %4d x %4d x %4d   Y=XW^T %5.1f (cpu %5.1f)   dX+=dY W %5.1f (%5.1f)   "
+                   "dW+=dY^T X %5.1f (%5.1f) GFLOPS\n", bf16 ? "bf16" : "f32 ", nth, nth > 1 ? "s" : " ", n, in, out,
                    fl / b[0] / 1e9, fl / c[0] / 1e9, fl / b[1] / 1e9, fl / c[1] / 1e9, fl / b[2] / 1e9,
                    fl / c[2] / 1e9);
             free(X), free(W), free(Y), free(dX), free(dW);
+            tr_ws_free(&ws);
         }
-        tr_ws_free(&ws);
         sk_pool_free(pool);
     }
     return 0;

@@ -223,15 +223,22 @@ static void pack_b_pairs(const tg_kernels *kr, uint32_t *pb, tg_mat B, int64_t k
                          int64_t j0, int64_t nc) {
     const int64_t kp = (kc + 1) / 2;
     uint32_t t[TG_KC / 2 + 1];
+    if (B.cs == 1) { /* rows of B contiguous: two rows make a panel row; along the rows */
+        if (nc % TG_NR) memset(pb + nc / TG_NR * TG_NR * kp, 0, sizeof *pb * (size_t)(kp * TG_NR));
+        for (int64_t q = 0; q < kp; q++) {
+            const float *r0 = B.p + (k0 + 2 * q) * B.rs + j0, *r1 = 2 * q + 1 < kc ? r0 + B.rs : NULL;
+            for (int64_t jr = 0; jr < nc; jr += TG_NR)
+                kr->cvt_pairs(pb + jr * kp + q * TG_NR, r0 + jr, r1 ? r1 + jr : NULL,
+                              nc - jr < TG_NR ? nc - jr : TG_NR);
+        }
+        return;
+    }
     for (int64_t jr = 0; jr < nc; jr += TG_NR) {
         int nr = nc - jr < TG_NR ? (int)(nc - jr) : TG_NR;
         uint32_t *d = pb + jr * kp;
         const float *s = B.p + k0 * B.rs + (j0 + jr) * B.cs;
         if (nr < TG_NR) memset(d, 0, sizeof *d * (size_t)(kp * TG_NR));
-        if (B.cs == 1) { /* rows of B contiguous: two rows make a panel row */
-            for (int64_t q = 0; q < kp; q++)
-                kr->cvt_pairs(d + q * TG_NR, s + 2 * q * B.rs, 2 * q + 1 < kc ? s + (2 * q + 1) * B.rs : NULL, nr);
-        } else if (B.rs == 1) { /* B = W^T: a column is a row of W */
+        if (B.rs == 1) { /* B = W^T: a column is a row of W */
             for (int j = 0; j < nr; j++) {
                 kr->cvt_row(t, s + j * B.cs, kc);
                 for (int64_t q = 0; q < kp; q++) d[q * TG_NR + j] = t[q];

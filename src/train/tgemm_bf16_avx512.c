@@ -33,6 +33,8 @@
  * current position; ADV advances A by 4 pairs */
 #define UKR_BODY(A, ADV)                                                                           \
     __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;                  \
+    for (int i_ = 0; i_ < TG_MR; i_++) /* C joins at the end: fetch it while the products run */  \
+        _mm_prefetch((const char *)(c + i_ * ldc), _MM_HINT_T0);                                   \
     int64_t q = 0;                                                                                 \
     for (; q + 4 <= kp; q += 4, b += 4 * TG_NR) {                                                  \
         DP_STEP(A, 0);                                                                             \
