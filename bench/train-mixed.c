@@ -18,8 +18,12 @@
  *   bf16  B stored as BF16 (half the bytes), widened by zero-extension and a
  *         16-bit shift per 8 values;
  *   f16   B stored as IEEE half, widened by F16C's vcvtph2ps.
- * A stays F32 in all three (A narrow too would add 6 widenings per step
+ * A stays F32 in these three (A narrow too would add 6 widenings per step
  * to the 2 here: this is the form most favourable to mixed precision).
+ * Where the CPU has AVX512-BF16, a fourth form:
+ *   bf16dp  A and B in BF16 pairs, the library's VDPBF16PS kernel
+ *           (tg_get_bf16_avx512()->ukr_p, what `train --bf16` runs): 32
+ *           products per instruction instead of an F32 FMA's 16.
  * GFLOPS per CPU-second, best of 9 rounds with the forms interleaved, and
  * the bf16/f16 results checked
  * against a double-precision product of the same rounded operands. */
@@ -94,11 +98,13 @@ __attribute__((target("f16c"))) static float from_f16(uint16_t h) { return _cvts
 NARROW_UKR(ukr_bf16, LOAD_BF16)
 NARROW_UKR(ukr_f16, LOAD_F16)
 
-enum { MC = TG_MC, KC = TG_KC, NC = TG_NC, FORMS = 3 };
-static const char *const g_form[FORMS] = {"f32", "bf16", "f16"};
+enum { MC = TG_MC, KC = TG_KC, NC = TG_NC, FORMS = 4 };
+static const char *const g_form[FORMS] = {"f32", "bf16", "f16", "bf16dp"};
+static const tg_kernels *g_dp; /* NULL without AVX512-BF16 */
 
 /* the packed block product C (MC x NC) = A B in one form: micro-tiles in the
  * loop nest's order, B micro-panels outer (as tg_gemm_st runs them) */
+static const uint32_t *ap_dp; /* A in BF16 pairs, the k-major panels of tgemm.h */
 static void block(int form, const tg_kernels *kr, const float *ap, const void *bp, float *c) {
     for (int j = 0; j < NC; j += TG_NR)
         for (int i = 0; i < MC; i += TG_MR) {
@@ -107,6 +113,9 @@ static void block(int form, const tg_kernels *kr, const float *ap, const void *b
             if (form == 0) kr->ukr(KC, a, (const float *)bp + (size_t)j * KC, t, NC, 0);
             if (form == 1) ukr_bf16(KC, a, (const uint16_t *)bp + (size_t)j * KC, t, NC);
             if (form == 2) ukr_f16(KC, a, (const uint16_t *)bp + (size_t)j * KC, t, NC);
+            if (form == 3) /* pairs: A at half the offset of its floats, B likewise */
+                g_dp->ukr_p(KC / 2, (const uint32_t *)ap_dp + (size_t)i * KC / 2,
+                            (const uint32_t *)bp + (size_t)j * KC / 2, t, NC, 0);
         }
 }
 
@@ -128,12 +137,30 @@ int main(void) {
         bh[i] = to_f16(v);
         bf[i] = v;
     }
-    const void *bs[FORMS] = {bf, bb, bh};
-    double flops = 2.0 * MC * KC * NC, best[FORMS] = {1e9, 1e9, 1e9};
+    /* the pairs of the fourth form: A's k-major panels, B's panels */
+    g_dp = tg_get_bf16_avx512();
+    const int nforms = g_dp ? FORMS : FORMS - 1;
+    uint32_t *adp = aligned_alloc(64, 4 * MC * KC / 2), *bdp = aligned_alloc(64, 4 * KC / 2 * NC);
+    for (int i = 0; i < MC; i++)
+        for (int q = 0; q < KC / 2; q++) {
+            const float *pa = ap + (size_t)(i / TG_MR) * KC * TG_MR + i % TG_MR;
+            adp[(size_t)(i / TG_MR) * KC / 2 * TG_MR + (size_t)q * TG_MR + i % TG_MR] =
+                tg_pair(pa[(size_t)(2 * q) * TG_MR], pa[(size_t)(2 * q + 1) * TG_MR]);
+        }
+    for (int j = 0; j < NC; j++)
+        for (int q = 0; q < KC / 2; q++) {
+            const float *pb = bf + (size_t)(j / TG_NR) * KC * TG_NR + j % TG_NR;
+            bdp[(size_t)(j / TG_NR) * KC / 2 * TG_NR + (size_t)q * TG_NR + j % TG_NR] =
+                tg_pair(pb[(size_t)(2 * q) * TG_NR], pb[(size_t)(2 * q + 1) * TG_NR]);
+        }
+    ap_dp = adp;
+    if (!g_dp) printf("no AVX512-BF16: the bf16dp form is skipped\n");
+    const void *bs[FORMS] = {bf, bb, bh, bdp};
+    double flops = 2.0 * MC * KC * NC, best[FORMS] = {1e9, 1e9, 1e9, 1e9};
     printf("one packed block: A %d x %d (f32), B %d x %d, C %d x %d; one thread\n", MC, KC, KC, NC,
            MC, NC);
     double worst[FORMS] = {0};
-    for (int form = 0; form < FORMS; form++) {
+    for (int form = 0; form < nforms; form++) {
         block(form, kr, ap, bs[form], c);
         /* check: every 7th output against f64 over the same (rounded) operands */
         for (int i = 0; i < MC; i++)
@@ -141,8 +168,10 @@ int main(void) {
                 double s = 0;
                 for (int k = 0; k < KC; k++) {
                     size_t bi = (size_t)(j / TG_NR) * KC * TG_NR + (size_t)k * TG_NR + j % TG_NR;
-                    double bv = form == 0 ? bf[bi] : form == 1 ? from_bf16(bb[bi]) : from_f16(bh[bi]);
-                    s += (double)ap[(size_t)(i / TG_MR) * KC * TG_MR + (size_t)k * TG_MR + i % TG_MR] * bv;
+                    double bv = form == 0 ? bf[bi] : form == 1 ? from_bf16(bb[bi]) : form == 2 ? from_f16(bh[bi])
+                                                                                   : from_bf16((uint16_t)tg_bf16(bf[bi]));
+                    float av = ap[(size_t)(i / TG_MR) * KC * TG_MR + (size_t)k * TG_MR + i % TG_MR];
+                    s += (form == 3 ? from_bf16((uint16_t)tg_bf16(av)) : (double)av) * bv;
                 }
                 double e = fabs(s - c[(size_t)i * NC + j]);
                 if (e > worst[form]) worst[form] = e;
@@ -151,17 +180,17 @@ int main(void) {
     /* the forms interleaved, 9 rounds: a slow phase of the machine or a
      * frequency ramp falls on all three */
     for (int r = 0; r < 9; r++)
-        for (int form = 0; form < FORMS; form++) {
+        for (int form = 0; form < nforms; form++) {
             const int reps = 40;
             double t = cpu();
             for (int q = 0; q < reps; q++) block(form, kr, ap, bs[form], c);
             t = (cpu() - t) / reps;
             if (t < best[form]) best[form] = t;
         }
-    for (int form = 0; form < FORMS; form++)
-        printf("%-5s B panel %4zu KiB  %6.1f GFLOPS  (x%.3f of f32)  max |err| vs f64 %.1e\n",
+    for (int form = 0; form < nforms; form++)
+        printf("%-6s B panel %4zu KiB  %6.1f GFLOPS  (x%.3f of f32)  max |err| vs f64 %.1e\n",
                g_form[form], (size_t)KC * NC * (form ? 2 : 4) / 1024, flops / best[form] / 1e9,
                best[0] / best[form], worst[form]);
-    free(ap), free(bf), free(bb), free(bh), free(c);
+    free(ap), free(bf), free(bb), free(bh), free(c), free(adp), free(bdp);
     return 0;
 }
