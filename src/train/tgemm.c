@@ -54,10 +54,12 @@ static inline float bf16_val(uint32_t h) { /* the low 16 bits as a float, subnor
 
 /* s + x y rounded once (in double: x y is exact, and the sum is exact or so
  * far below s's last bit that one rounding to float is still correct),
- * then flushed below FLT_MIN */
+ * flushed to a signed zero when tiny as x86 decides it: the sum rounded to
+ * 24 bits with an unbounded exponent is below FLT_MIN, i.e. |sum| <
+ * FLT_MIN - 2^-151 (from FLT_MIN - 2^-151 up it rounds to FLT_MIN) */
 static inline float dp_term(float s, float x, float y) {
-    float r = (float)((double)s + (double)x * (double)y);
-    return fabsf(r) < FLT_MIN ? copysignf(0.0f, r) : r;
+    double d = (double)s + (double)x * (double)y;
+    return fabs(d) < 0x1p-126 - 0x1p-151 ? copysignf(0.0f, (float)d) : (float)d;
 }
 
 static inline void ukr_p_ref_row(int64_t kp, const uint32_t *a, int64_t as, const uint32_t *b,

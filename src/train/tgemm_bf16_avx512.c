@@ -1,14 +1,15 @@
 /* tgemm_bf16_avx512.c - the BF16 mixed-precision kernels of the trainer's
- * matrix product (tgemm.h) on AVX512-BF16; compiled with the avx512 tier's
- * flags plus AVX512-BF16 (below), called only when the CPU has it. Their
- * scalar twins are in tgemm.c and give the same bits (tests/test_train_ops.c).
+ * matrix product (tgemm.h) on AVX512-BF16, called only when the CPU has it.
+ * Their scalar twins are in tgemm.c and give the same bits
+ * (tests/test_train_ops.c).
  *
  * A 6 x 16 tile in 6 accumulators (one 16-float vector a row); a pair step
  * loads one vector of B (16 columns x 2 k) and broadcasts one pair of A per
  * row into VDPBF16PS, which adds 32 products: twice the work of an F32 FMA
  * in one instruction of the same cost. The conversions are VCVTNE2PS2BF16
- * (nearest even, subnormal inputs to zero: tg_bf16's rule). */
-#pragma GCC target("avx512bf16")
+ * (nearest even, subnormal inputs to zero: tg_bf16's rule). Compiled with
+ * the avx512 tier's flags and -mavx512bf16 (the Makefile, by this file's
+ * name). */
 #include <immintrin.h>
 
 #include "tgemm.h"
