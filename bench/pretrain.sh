@@ -14,7 +14,9 @@
 #   sh bench/pretrain.sh [train] [eval] [report]    (default: all three)
 #
 # Long: a training run is STEPS x BATCH x CTX tokens (default 550 x 16 x 256
-# = 2.25M; about 14 minutes on 2 cores) per variant. Runs resume from their checkpoints (kill it and run
+# = 2.25M; about 14 minutes on 2 cores) per variant. BF16=1 trains with
+# `--bf16` (mixed precision: about 2x the tokens/s on a CPU with
+# AVX512-BF16, docs/training.md), for longer runs in the same time. Runs resume from their checkpoints (kill it and run
 # it again), and a finished variant is not trained again. Outputs in
 # $OUT (bench/out/pretrain); `report` writes the section of docs/results.md
 # between its markers (bench/pretrain_report.py).
@@ -33,6 +35,7 @@ CACHE=${CACHE:-$((CTX / 2))}                  # the eval cache: half the trainin
 EVAL_TOKENS=${EVAL_TOKENS:-16384}             # 64x the training context
 VARIANTS=${VARIANTS:-vanilla softmax1 sinktoken sinklogit}
 T=${THREADS:-2}
+BF16=${BF16:-0}
 mkdir -p "$OUT"
 [ -f "$VOCAB" ] && [ -f "$DATA" ] && [ -f "$HELD" ] || { echo "pretrain.sh: run 'make corpus' first ($VOCAB, $DATA, $HELD)" >&2; exit 1; }
 
@@ -60,7 +63,7 @@ train() { # variant
     "$SK" train -m "$VOCAB" -f "$DATA" --val-frac 0.002 --layers "$LAYERS" --dim "$DIM" --heads "$HEADS" \
         --kv-heads "$KV_HEADS" --ctx "$CTX" --batch "$BATCH" --steps "$STEPS" --lr "$LR" --warmup "$WARMUP" \
         -s "$SEED" --eval-every 100 --eval-windows 32 --save "$OUT/$v.ckpt" --save-every 50 \
-        --csv "$OUT/$v.csv" --export "$OUT/$v.gguf" -t "$T" $(flags "$v") 2>&1 | tr '\r' '\n' |
+        --csv "$OUT/$v.csv" --export "$OUT/$v.gguf" -t "$T" $(flags "$v") $([ "$BF16" = 1 ] && echo --bf16) 2>&1 | tr '\r' '\n' |
         tee -a "$OUT/$v.log"
     [ -f "$OUT/$v.gguf" ]
 }
@@ -103,7 +106,7 @@ report() {
 config() {
     cat > "$OUT/config.txt" <<CFG
 layers=$LAYERS dim=$DIM heads=$HEADS kv_heads=$KV_HEADS ctx=$CTX batch=$BATCH steps=$STEPS lr=$LR warmup=$WARMUP seed=$SEED
-tokens_per_variant=$((STEPS * BATCH * CTX)) eval_cache=$CACHE eval_tokens=$EVAL_TOKENS threads=$T
+tokens_per_variant=$((STEPS * BATCH * CTX)) eval_cache=$CACHE eval_tokens=$EVAL_TOKENS threads=$T bf16=$BF16
 vocab=$VOCAB data=$DATA heldout=$HELD
 machine=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores
 CFG
