@@ -10,6 +10,11 @@
 #   tgN       decode of N tokens from an empty cache
 #   tgN@dD    decode of N tokens after D tokens were fed, untimed (dense
 #             cache; llama-bench -d D)
+#   tgN@sinkD decode of N tokens after D tokens went through a sink cache
+#             of SINKS + SINK_WINDOW (4 + 2044) with eviction (issue 16's
+#             "100K-token sink row": tg128@sink100000); llama.cpp, which
+#             has no such cache, at depth SINKS + SINK_WINDOW (2,048), as
+#             many tokens as that cache holds (its dense cache)
 # sinkllm: `sinkllm bench --csv -r 1` under SINKLLM_ISA=T (its own warm-up
 # run first); llama.cpp: `llama-bench -r 1 -o csv` with -fa off and -fa on,
 # the faster kept (docs: ../shared/docs/peers.md), its CPU repacking left
@@ -31,7 +36,8 @@
 #
 # Environment: MODEL (SmolLM2-135M Q4_1), SINKLLM (build/sinkllm), THREADS
 # (2), ROUNDS (3), TIERS (default: every tier the CPU has, best first),
-# TESTS, PEER_BUILD (0), LLAMA_CPP_PYTHON_VERSION (0.3.36).
+# TESTS, PEER_BUILD (0), LLAMA_CPP_PYTHON_VERSION (0.3.36), SINKS (4),
+# SINK_WINDOW (2044).
 # Writes bench/out/tiers.csv (engine,tier,test,round,tokens_per_s,note) and
 # bench/out/tiers.md (the table, the machine, the load before and after).
 set -u
@@ -43,6 +49,8 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 TESTS=${TESTS:-"pp512 tg128 pp2048 tg128@d2048"}
 PEER_BUILD=${PEER_BUILD:-0}
+SINKS=${SINKS:-4}
+SINK_WINDOW=${SINK_WINDOW:-2044}
 VER=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 CACHE=${SINKLLM_CACHE:-$HOME/.cache/sinkllm}
 OUT=bench/out
@@ -84,9 +92,14 @@ peer_dir() { # tier
 }
 
 # the -p/-n/-d options of a test, the same for both engines' bench tools
-test_args() { # test
+# but for the sink row (llama.cpp: its dense cache of as many tokens)
+test_args() { # test [llama]
     case $1 in
     pp*) echo "-p ${1#pp} -n 0" ;;
+    tg*@sink*)
+        n=${1%@sink*}
+        if [ "${2:-}" = llama ]; then echo "-p 0 -n ${n#tg} -d $((SINKS + SINK_WINDOW))"
+        else echo "-p 0 -n ${n#tg} -d ${1#*@sink} --cache sink --sinks $SINKS --window $SINK_WINDOW"; fi ;;
     tg*@d*) n=${1%@d*}; echo "-p 0 -n ${n#tg} -d ${1#*@d}" ;;
     tg*) echo "-p 0 -n ${1#tg}" ;;
     esac
@@ -102,7 +115,7 @@ sk_run() { # tier test
 
 # llama.cpp's tokens/s for one test with bin/ b, best of -fa off/on
 lc_run() { # bin test
-    a=$(test_args "$2")
+    a=$(test_args "$2" llama)
     bestv=""
     for fa in off on; do
         # shellcheck disable=SC2086
@@ -143,10 +156,11 @@ done
 load_after=$(uptime)
 
 # the table: median and range per engine/tier/test, and the ratio of medians
-python3 - "$CSV" "$TESTS" >"$MD" <<'PY'
+python3 - "$CSV" "$TESTS" "$SINKS" "$SINK_WINDOW" >"$MD" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 tests = sys.argv[2].split()
+sinks, window = sys.argv[3], sys.argv[4]
 vals = {}
 for r in rows:
     if r["tokens_per_s"] not in ("", "-"):
@@ -167,7 +181,11 @@ for t in tiers:
         s, sm = cell(("sinkllm", t, test))
         l, lm = cell(("llama.cpp", t, test))
         ratio = "%.2fx" % (sm / lm) if sm and lm else "-"
-        print("| %s | %s | %s | %s | %s |" % (t, test.replace("@", " @ "), s, l, ratio))
+        label = test.replace("@", " @ ")
+        if "@sink" in test:
+            label = "%s @ sink %s+%s after %s tokens (llama.cpp: d%d)" % (
+                test.split("@")[0], sinks, window, test.split("@sink")[1], int(sinks) + int(window))
+        print("| %s | %s | %s | %s | %s |" % (t, label, s, l, ratio))
 PY
 {
     echo
