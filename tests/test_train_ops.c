@@ -137,12 +137,7 @@ static void test_matmul(void **state) {
 /* ---- the blocked matrix product (tgemm.h): AVX2 kernel vs scalar twin ---- */
 
 /* x rounded to BF16 (tg_bf16), as a float */
-static float bf16r(float x) {
-    uint32_t u = tg_bf16(x) << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+static float bf16r(float x) { return tg_bf16_f32(tg_bf16(x)); }
 
 /* C (M x N, row stride ldc) = C0 + A B in double; bf16: of the operands
  * rounded to BF16 */

@@ -45,13 +45,6 @@ static void pack_bt_ref(float *d, const float *w, int64_t ldw, int64_t kc) {
 
 /* ---- the scalar twin of the BF16 kernels ------------------------------------ */
 
-static inline float bf16_val(uint32_t h) { /* the low 16 bits as a float, subnormals as 0 */
-    uint32_t u = (h & 0x7F80u) ? h << 16 : (h & 0x8000u) << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* s + x y rounded once (in double: x y is exact, and the sum is exact or so
  * far below s's last bit that one rounding to float is still correct),
  * flushed to a signed zero when tiny as x86 decides it: the sum rounded to
@@ -67,10 +60,10 @@ static inline void ukr_p_ref_row(int64_t kp, const uint32_t *a, int64_t as, cons
     float t[TG_NR] = {0};
     for (int64_t p = 0; p < kp; p++, b += TG_NR) {
         uint32_t x = a[p * as];
-        float x0 = bf16_val(x & 0xFFFFu), x1 = bf16_val(x >> 16);
+        float x0 = tg_bf16_f32(x), x1 = tg_bf16_f32(x >> 16);
         for (int j = 0; j < TG_NR; j++) {
-            t[j] = dp_term(t[j], x1, bf16_val(b[j] >> 16));
-            t[j] = dp_term(t[j], x0, bf16_val(b[j] & 0xFFFFu));
+            t[j] = dp_term(t[j], x1, tg_bf16_f32(b[j] >> 16));
+            t[j] = dp_term(t[j], x0, tg_bf16_f32(b[j]));
         }
     }
     for (int j = 0; j < TG_NR; j++) c[j] = load ? c[j] + t[j] : t[j];

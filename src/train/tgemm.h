@@ -105,6 +105,14 @@ static inline uint32_t tg_bf16(float f) {
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (u >> 16) | 0x40u;
     return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
 }
+/* the BF16 in the low 16 bits of h as a float; a subnormal reads as a
+ * signed zero (VDPBF16PS's inputs) */
+static inline float tg_bf16_f32(uint32_t h) {
+    uint32_t u = (h & 0x7F80u) ? (h & 0xFFFFu) << 16 : (h & 0x8000u) << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
 /* a pair of k: the even term in the low half */
 static inline uint32_t tg_pair(float even, float odd) { return tg_bf16(even) | tg_bf16(odd) << 16; }
 
