@@ -44,6 +44,20 @@ class Tty:
                 self.out += chunk
         return self.out
 
+    def prompt(self, start=0, timeout=60):
+        """Wait for the "> " prompt at or after offset start and for the line
+        editor to hold the terminal in raw mode. A key typed before that, while
+        a command still runs, meets the cooked terminal: a Ctrl-D there is the
+        line discipline's end-of-file, not a key, and never reaches the chat
+        (as for a person typing ahead in any readline program)."""
+        self.read_until("> ", timeout=timeout, start=start)
+        deadline = time.time() + timeout
+        while termios.tcgetattr(self.master)[3] & termios.ICANON:  # the pty's own settings
+            assert time.time() < deadline, "the prompt never took the terminal"
+            assert self.proc.poll() is None, "the chat quit at its prompt"
+            time.sleep(0.01)
+        return self.out
+
     def send(self, data):
         os.write(self.master, data.encode() if isinstance(data, str) else data)
 
@@ -57,14 +71,15 @@ class Tty:
 def test_ctrl_c_at_prompt_keeps_the_chat_and_leaving_saves_it(tmp_path):
     t = Tty(str(tmp_path), "-n", "12", "--window", "40", "--temp", "0")
     try:
-        t.read_until("> ")
+        t.prompt()
         t.send("Tell me about whales.\r")
         t.read_until("[reply cut at 12 tokens")
+        t.prompt(start=t.out.rindex(b"[reply cut"))
         t.send("And about the sea.\r")
         t.read_until("left the window")
         # the prompt after the status line: a Ctrl-C sent before it is a
         # Ctrl-C during the reply, which only stops the reply
-        t.read_until("> ", start=t.out.rindex(b"left the window"))
+        t.prompt(start=t.out.rindex(b"left the window"))
         # Ctrl-C at the idle prompt. One that lands between the prompt's
         # printing and libedit's read() is only seen by the next key (the
         # read was not yet there to interrupt), so a second Ctrl-C may be
@@ -79,10 +94,12 @@ def test_ctrl_c_at_prompt_keeps_the_chat_and_leaving_saves_it(tmp_path):
                 assert t.proc.poll() is None, "Ctrl-C at the prompt quit the chat"
         else:
             t.read_until("Ctrl-D or /bye leaves", timeout=1, start=mark)
+        t.prompt(start=t.out.rindex(b"Ctrl-D or /bye leaves"))
         time.sleep(0.3)
         assert t.proc.poll() is None, "Ctrl-C at the prompt quit the chat"
         t.send("/stats\r")
         t.read_until("2 turns")
+        t.prompt(start=t.out.rindex(b"2 turns"))
         t.send(b"\x04")  # Ctrl-D: leave
         t.read_until("/load last")
         assert t.proc.wait(timeout=20) == 0
@@ -91,13 +108,15 @@ def test_ctrl_c_at_prompt_keeps_the_chat_and_leaving_saves_it(tmp_path):
     assert os.path.exists(tmp_path / "sessions" / "last.session")
     t = Tty(str(tmp_path), "--temp", "0")
     try:
-        t.read_until("> ")
+        t.prompt()
         t.send("/load last\r")
         out = t.read_until("evicted")
         assert b"window 40" in out and b"cache sink" in out, out[-400:]
         assert b": 2 turns, template" in out, out[-400:]  # the saved session's own turn count
+        t.prompt(start=t.out.rindex(b"evicted"))
         t.send("/stats\r")
         t.read_until("2 turns")  # and the count goes on from it
+        t.prompt(start=t.out.rindex(b"2 turns"))
         t.send("/bye\r")
         t.proc.wait(timeout=20)
     finally:
