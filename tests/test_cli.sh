@@ -86,6 +86,11 @@ check 2 "bench: depth without a value" "$SK" bench --depth
 contains "bench: depth without a value error" "depth needs a value" "$TXT.err"
 check 2 "bench: dense depth beyond -c" "$SK" bench --cache dense -c 256 --depth 200 -n 128
 contains "bench: dense depth error names -c" "but -c is 256" "$TXT.err"
+check 2 "bench: --parallel 0" "$SK" bench -P 0
+contains "bench: --parallel range named" "1\.\.256" "$TXT.err"
+check 2 "bench: --parallel with an empty count" "$SK" bench --parallel 1,,8
+contains "bench: --parallel list error" "separated by commas" "$TXT.err"
+check 2 "bench: --parallel without a value" "$SK" bench --parallel
 check 2 "bench: dense depth beyond the largest ctx" "$SK" bench --depth 20000000
 contains "bench: dense depth beyond the largest ctx error" "use an evicting --cache" "$TXT.err"
 check 2 "attn: too many tokens" "$SK" attn -f "$TXT" --png x.png --tokens 99999
@@ -174,6 +179,10 @@ if [ -f "$MODEL" ]; then
     check 0 "bench: depth through a sink cache (eviction)" "$SK" bench -m "$MODEL" -p 0 -n 4 --depth 100 \
         --cache sink --sinks 4 --window 28 -b 16 -r 1 -t 2
     contains "bench: depth label" "tg4 @ d100 " "$TXT.out"
+    check 0 "bench: --parallel 1,3 through sink caches" "$SK" bench -m "$MODEL" -p 0 -n 4 -P 1,3 --depth 40 \
+        --cache sink --sinks 4 --window 28 -r 1 -t 2 --csv
+    set -- $(awk -F, '$3 == "tg4x1" && $5 == 40 { a = $4 } $3 == "tg4x3" && $5 == 40 { b = $4 } END { print a + 0, b + 0 }' "$TXT.out")
+    expect "bench: tg4x1 and tg4x3 rows with positive speeds" "a > 0 && b > 0 && a < 1e6 && b < 1e6" "$1" "$2"
     rm -f "$TXT.png"
     check 0 "plot: from a ppl csv" "$SK" plot -o "$TXT.png" "$TXT.csv"
     png "plot: png" "$TXT.png"

@@ -144,10 +144,7 @@ enum { N_SEQ = 8 }; /* one session and 7 others sharing its passes */
 static const int seq_len[N_SEQ] = {N_PROMPT, 40, 90, 7, 64, 120, 1, 33},
                  seq_chunk[N_SEQ] = {5, 1, 17, 7, 64, 32, 1, 512}, seq_off[N_SEQ] = {0, 1000, 77, 5, 300, 9, 42, 2024};
 
-static void test_batch_equals_alone(void **state) {
-    (void)state;
-    sk_model *m = test_model();
-    if (!m) skip();
+static void batch_equals_alone(const sk_model *m) {
     const int64_t nv = sk_model_hparams(m)->n_vocab;
     size_t row = sizeof(float) * (size_t)nv;
     float *solo[N_SEQ], *got[N_SEQ];
@@ -233,12 +230,39 @@ static void test_batch_equals_alone(void **state) {
     sk_batch_free(b);
 }
 
+static void test_batch_equals_alone(void **state) {
+    (void)state;
+    sk_model *m = test_model();
+    if (!m) skip();
+    batch_equals_alone(m);
+}
+
+/* The same with sink logits in every layer (each decode row's own sink in
+ * the batched attention's whole items). */
+static void test_batch_equals_alone_sink_logits(void **state) {
+    (void)state;
+    tiny_opts o;
+    tiny_defaults(&o);
+    o.n_embd = 128;
+    o.attn_sinks = 1;
+    uint8_t *buf;
+    size_t n;
+    tiny_build(&o, &buf, &n);
+    sk_model *m = NULL;
+    sk_error err = {0};
+    if (sk_model_from_span(buf, n, &m, &err)) fail_msg("%s", err.msg);
+    batch_equals_alone(m);
+    sk_model_free(m);
+    free(buf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks_threads_f16),
         cmocka_unit_test(test_chunks_threads_q8_0),
         cmocka_unit_test(test_chunks_threads_sink_logits),
         cmocka_unit_test(test_batch_equals_alone),
+        cmocka_unit_test(test_batch_equals_alone_sink_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

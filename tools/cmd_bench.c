@@ -28,6 +28,10 @@ static const char *BENCH_USAGE =
     "  -b, --batch-size N     pre-fill chunk (default 256)\n"
     "      --cache POLICY ... as for 'sinkllm run' (default: dense, ctx = depth + p + n;\n"
     "                         dense without -c sizes its ctx the same way)\n"
+    "  -P, --parallel LIST    the tgN test with N streams decoded together, for each N of the\n"
+    "                         comma-separated LIST (1..256): one token of each per pass of\n"
+    "                         sk_decode_batch, as 'sinkllm serve' batches its slots; prints\n"
+    "                         aggregate tokens/s ('tg128 x8'; after -d tokens in each stream)\n"
     "      --csv              print CSV rows: engine,threads,test,tokens_per_s,depth,cache\n"
     "                         (cache: dense, sink4+2044, window2048, shift4+2044,\n"
     "                         recompute2048; ':f32' or ':q8_0' appended for those KV types)\n"
@@ -85,13 +89,40 @@ static int feed_depth(sk_context *ctx, int64_t depth, int32_t *buf, int64_t buf_
     return 0;
 }
 
-/* Take --depth/-d out of argv (the shared parser does not know it) into
- * *depth, and note whether -c/--ctx-size was given. argv_out has room for
+/* --parallel: a comma-separated list of stream counts into par[BENCH_MAX_PAR]
+ * (*n_par of them). Returns 0, or -1 after a usage error (printed). */
+#define BENCH_MAX_PAR 16
+static int parse_list(const char *flag, const char *s, int *par, int *n_par) {
+    char item[32];
+    for (const char *p = s;;) {
+        size_t len = strcspn(p, ",");
+        int64_t v;
+        if (len == 0 || len >= sizeof item || *n_par == BENCH_MAX_PAR) {
+            fprintf(stderr, "error: %s '%s': give up to %d counts separated by commas\n"
+                    "see 'sinkllm bench --help'\n", flag, s, BENCH_MAX_PAR);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (sk_cli_parse_i64(flag, item, 1, SK_MAX_BATCH_SEQS, &v)) {
+            fprintf(stderr, "see 'sinkllm bench --help'\n");
+            return -1;
+        }
+        par[(*n_par)++] = (int)v;
+        if (!p[len]) return 0;
+        p += len + 1;
+    }
+}
+
+/* Take --depth/-d and --parallel/-P out of argv (the shared parser does not
+ * know them) into *depth and par/n_par, and note whether -c/--ctx-size was given. argv_out has room for
  * argc pointers. Returns the new argc, or -1 after a usage error (printed). */
-static int take_bench_flags(int argc, char **argv, char **argv_out, int64_t *depth, int *ctx_given) {
+static int take_bench_flags(int argc, char **argv, char **argv_out, int64_t *depth, int *ctx_given,
+                            int *par, int *n_par) {
     int n = 0;
     *depth = 0;
     *ctx_given = 0;
+    *n_par = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-d") || !strcmp(a, "--depth")) {
@@ -105,10 +136,74 @@ static int take_bench_flags(int argc, char **argv, char **argv_out, int64_t *dep
             }
             continue;
         }
+        if (!strcmp(a, "-P") || !strcmp(a, "--parallel")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "error: %s needs a value\nsee 'sinkllm bench --help'\n", a);
+                return -1;
+            }
+            if (parse_list(a, argv[++i], par, n_par)) return -1;
+            continue;
+        }
         if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) *ctx_given = 1;
         argv_out[n++] = argv[i];
     }
     return n;
+}
+
+/* The tgN test with n_seq streams decoded together: n_seq contexts on one
+ * batch (its threads), each fed `depth` tokens (untimed), then o->tg passes
+ * of sk_decode_batch, each one greedy token of every stream. Aggregate
+ * tokens/s of each repetition into tps[o->reps]. Returns 0 or -1 with err set. */
+static int bench_parallel(const sk_cli *o, const sk_model *m, int64_t depth, int n_seq, double *tps,
+                          sk_error *err) {
+    const sk_hparams *hp = sk_model_hparams(m);
+    int rc = -1;
+    sk_batch *b = NULL;
+    sk_context **ctx = calloc((size_t)n_seq, sizeof *ctx);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n_seq);     /* (n_seq) the token of each stream */
+    const int32_t **tp = malloc(sizeof(int32_t *) * (size_t)n_seq); /* (n_seq) &tok[j] */
+    int *one = malloc(sizeof(int) * (size_t)n_seq);               /* (n_seq) 1 */
+    int32_t *fill = malloc(sizeof(int32_t) * (size_t)o->n_batch); /* (n_batch) depth ids */
+    if (!ctx || !tok || !tp || !one || !fill) {
+        sk_error_set(err, SK_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (sk_batch_new(m, o->n_threads, n_seq, n_seq, &b, err)) goto out;
+    sk_context_params cp;
+    sk_context_params_default(&cp);
+    cp.n_threads = o->n_threads;
+    cp.n_batch = o->n_batch;
+    cp.cache = o->cache;
+    cp.threads = b;
+    for (int j = 0; j < n_seq; j++) {
+        if (sk_context_new(m, &cp, &ctx[j], err)) goto out;
+        tp[j] = &tok[j];
+        one[j] = 1;
+    }
+    for (int r = depth > 0 ? 0 : -1; r < o->reps; r++) { /* r = -1: warm-up */
+        for (int j = 0; j < n_seq; j++) {
+            sk_context_reset(ctx[j]);
+            if (feed_depth(ctx[j], depth, fill, o->n_batch, hp->n_vocab, err)) goto out;
+            tok[j] = 1 + j; /* distinct streams */
+        }
+        double t0 = sk_now_ms();
+        for (int i = 0; i < o->tg; i++) {
+            if (sk_decode_batch(b, ctx, tp, one, n_seq, err)) goto out;
+            for (int j = 0; j < n_seq; j++) tok[j] = sk_logits_argmax(ctx[j]);
+        }
+        double dt = sk_now_ms() - t0;
+        if (r >= 0) tps[r] = (double)n_seq * o->tg / (dt / 1e3);
+    }
+    rc = 0;
+out:
+    for (int j = 0; ctx && j < n_seq; j++) sk_context_free(ctx[j]);
+    sk_batch_free(b);
+    free(ctx);
+    free(tok);
+    free(tp);
+    free(one);
+    free(fill);
+    return rc;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -117,8 +212,8 @@ int cmd_bench(int argc, char **argv) {
     char **args = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
     if (!args) return 1;
     int64_t depth;
-    int ctx_given;
-    int n_args = take_bench_flags(argc, argv, args, &depth, &ctx_given);
+    int ctx_given, par[BENCH_MAX_PAR], n_par;
+    int n_args = take_bench_flags(argc, argv, args, &depth, &ctx_given, par, &n_par);
     if (n_args < 0) {
         free(args);
         return 2;
@@ -191,7 +286,8 @@ int cmd_bench(int argc, char **argv) {
         printf("| model | size | params | isa | threads | test | t/s |\n");
         printf("| --- | ---: | ---: | --- | ---: | ---: | ---: |\n");
     }
-    struct { const char *kind; int n; } tests[2] = {{"pp", o.pp}, {"tg", o.tg}};
+    /* with --parallel the tg test runs in its parallel form only (below) */
+    struct { const char *kind; int n; } tests[2] = {{"pp", o.pp}, {"tg", n_par ? 0 : o.tg}};
     for (int ti = 0; ti < 2 && !rc; ti++) {
         if (tests[ti].n <= 0) continue;
         /* r = -1: warm-up, unless the depth pre-fill already warms up */
@@ -224,6 +320,18 @@ int cmd_bench(int argc, char **argv) {
             printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d%s | %.2f ± %.2f |\n",
                    sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, si.isa, nth,
                    tests[ti].kind, tests[ti].n, at, mean, sd);
+        fflush(stdout);
+    }
+    for (int pi = 0; pi < n_par && !rc && o.tg > 0; pi++) {
+        if ((rc = bench_parallel(&o, m, depth, par[pi], tps, &err) != 0)) break;
+        double mean, sd;
+        stats(tps, o.reps, &mean, &sd);
+        if (o.csv)
+            printf("sinkllm,%d,tg%dx%d,%.2f,%lld,%s\n", nth, o.tg, par[pi], mean, (long long)depth, cache);
+        else
+            printf("| %s | %.1f MiB | %.0fM | %s | %d | tg%d x%d%s | %.2f ± %.2f |\n", sk_model_desc(m),
+                   sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, si.isa, nth, o.tg, par[pi], at,
+                   mean, sd);
         fflush(stdout);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);

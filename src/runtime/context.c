@@ -512,7 +512,60 @@ static void attn_set_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Many decode rows (a batch of streams): one dispatch, whole items of
+ * (job, token, KV head), each the three steps over all its keys and
+ * columns (the split of one thread: the same bits), dealt to the threads
+ * in contiguous runs of about equal key counts. Three dispatches per layer
+ * become one, and each item reads its keys and values on one core. */
+static int64_t whole_cost(const attn_job *j, long it) {
+    int G = j->c->m->hp.n_head_kv, i = (int)(it / G);
+    return 1 + sk_attend_n_keys(j->kv, j->u0 + i, j->lo[i]);
+}
+
+static void attn_whole_worker(void *arg, int ith, int nth) {
+    const attn_set *s = arg;
+    int64_t total = 0;
+    for (int j = 0; j < s->k; j++)
+        for (long it = 0; it < (long)s->jobs[j].n * s->jobs[j].c->m->hp.n_head_kv; it++)
+            total += whole_cost(&s->jobs[j], it);
+    /* item runs: an item belongs to the thread whose share holds its first key */
+    int64_t lo = total * ith / nth, hi = total * (ith + 1) / nth, at = 0;
+    for (int j = 0; j < s->k && at < hi; j++) {
+        const attn_job *aj = &s->jobs[j];
+        sk_context *c = aj->c;
+        const sk_hparams *hp = &c->m->hp;
+        int G = hp->n_head_kv, R = c->n_rep, hd = hp->head_dim;
+        size_t nq = (size_t)hp->n_head * hd;
+        for (long it = 0; it < (long)aj->n * G && at < hi; it++) {
+            int64_t cost = whole_cost(aj, it);
+            at += cost;
+            if (at - cost < lo) continue;
+            int i = (int)(it / G), g = (int)(it % G);
+            size_t off = (size_t)i * nq + (size_t)g * R * hd;
+            const float *qw = aj->q + off, *qp = aj->use_pfx[i] ? aj->qp + off : qw;
+            int64_t u = aj->u0 + i, nk = sk_attend_n_keys(aj->kv, u, aj->lo[i]);
+            float *sc = c->sc + (size_t)(i * G + g) * R * c->sc_stride;
+            sk_attend_scores(aj->kv, aj->layer, g, R, qw, qp, u, aj->lo[i], 0, nk, sc, c->sc_stride);
+            for (int r = 0; r < R; r++)
+                sk_attend_probs(aj->kv, u, aj->lo[i], sc + (size_t)r * c->sc_stride,
+                                sk_attend_sink(aj->sinks, g * R + r));
+            sk_attend_values(aj->kv, aj->layer, g, R, u, aj->lo[i], sc, c->sc_stride, 0, hd, aj->ao + off);
+        }
+    }
+}
+
+/* whole items once there are this many per thread (SmolLM2's 3 KV heads:
+ * from 3 streams on 2 threads) */
+#define SK_WHOLE_PER_THREAD 4
+
 static void attn_split_run(sk_pool *pool, const attn_job *jobs, int k) {
+    long items = 0;
+    for (int j = 0; j < k; j++) items += (long)jobs[j].n * jobs[j].c->m->hp.n_head_kv;
+    if (items >= (long)SK_WHOLE_PER_THREAD * jobs[0].c->n_threads) {
+        attn_set s = {jobs, k, 0};
+        sk_pool_run(pool, attn_whole_worker, &s);
+        return;
+    }
     for (int step = 0; step < 3; step++) {
         attn_set s = {jobs, k, step};
         sk_pool_run(pool, attn_set_worker, &s);
