@@ -1,9 +1,11 @@
 /* test_rollback.c - sk_context_rollback's limits around a session load, on
- * a tiny random model: right after sk_context_load no token can be taken
- * back (which ring slots survived is not saved), and once the cache has
- * moved a full ring past the load point, rollback within n_rollback works
- * again and gives the logits of a context that never fed the taken-back
- * tokens. */
+ * a tiny random model: a session keeps the rows that taking back up to
+ * n_rollback tokens reads again, so right after sk_context_load up to
+ * n_rollback tokens can be taken back, with the logits (bit for bit) of a
+ * context that never fed them, and no more; a session saved with fewer
+ * rows intact below its window than that (just after a load and a
+ * rollback) allows only what it kept; once the cache has moved a full ring
+ * on, rollback works as before any load. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,7 +23,7 @@
 
 enum { S = 4, W = 16, ROLL = 8, BATCH = 4 };
 
-static sk_context *ctx(const sk_model *m) {
+static sk_context *ctx_roll(const sk_model *m, int roll) {
     sk_context_params p;
     sk_context_params_default(&p);
     p.n_threads = 1;
@@ -29,12 +31,14 @@ static sk_context *ctx(const sk_model *m) {
     p.cache.policy = SK_CACHE_SINK;
     p.cache.n_sinks = S;
     p.cache.n_window = W;
-    p.cache.n_rollback = ROLL;
+    p.cache.n_rollback = roll;
     sk_context *c = NULL;
     sk_error err = {0};
     if (sk_context_new(m, &p, &c, &err)) fail_msg("%s", err.msg);
     return c;
 }
+
+static sk_context *ctx(const sk_model *m) { return ctx_roll(m, ROLL); }
 
 static int32_t tok(int i) { return (int32_t)((i * 31 + 7) % 64); }
 
@@ -65,31 +69,70 @@ static void test_rollback_after_load(void **state) {
     feed(a, 48, 2);
     assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
 
+    int64_t nv = sk_model_hparams(m)->n_vocab;
+    size_t row = sizeof(float) * (size_t)nv;
+    for (int k = 1; k <= ROLL + 1; k++) {
+        sk_context *b = ctx(m);
+        assert_int_equal(sk_context_load(b, path, NULL, NULL, &err), SK_OK);
+        if (k > ROLL) { /* below the rows the session kept */
+            assert_int_equal(sk_context_rollback(b, k, &err), SK_ERR_INVALID);
+            sk_context_stats st;
+            sk_context_get_stats(b, &st);
+            assert_int_equal(st.n_past, 50); /* a refused rollback changes nothing */
+            sk_context_free(b);
+            break;
+        }
+        assert_int_equal(sk_context_rollback(b, k, &err), SK_OK);
+        int32_t t = 5;
+        assert_int_equal(sk_decode(b, &t, 1, &err), SK_OK);
+        /* the same bits as a context that never fed the k tokens */
+        sk_context *c = ctx(m);
+        feed(c, 0, 50 - k);
+        assert_int_equal(sk_decode(c, &t, 1, &err), SK_OK);
+        if (memcmp(sk_logits(b), sk_logits(c), row)) fail_msg("rollback of %d after a load: logits differ", k);
+        sk_context_free(c);
+        sk_context_free(b);
+    }
+
+    /* saved again right after a load and a rollback of 5: of the rows
+     * below the new window only the 3 that were loaded are known (the
+     * window moved down from position 35 to 30, the load kept 27..34) */
     sk_context *b = ctx(m);
     assert_int_equal(sk_context_load(b, path, NULL, NULL, &err), SK_OK);
-    for (int k = 1; k <= ROLL; k++) /* no slot below the load point is known intact */
-        assert_int_equal(sk_context_rollback(b, k, &err), SK_ERR_INVALID);
-    sk_context_stats st;
-    sk_context_get_stats(b, &st);
-    assert_int_equal(st.n_past, 50); /* a refused rollback changes nothing */
-
-    /* a full ring (W + BATCH - 1 + ROLL slots) past the load: possible again */
-    feed(b, 50, W + BATCH - 1 + ROLL);
-    feed(a, 50, W + BATCH - 1 + ROLL);
-    int64_t at = 50 + W + BATCH - 1 + ROLL;
+    assert_int_equal(sk_context_rollback(b, 5, &err), SK_OK);
+    assert_int_equal(sk_context_save(b, path, NULL, 0, &err), SK_OK);
+    assert_int_equal(sk_context_load(b, path, NULL, NULL, &err), SK_OK);
+    assert_int_equal(sk_context_rollback(b, 4, &err), SK_ERR_INVALID);
     assert_int_equal(sk_context_rollback(b, 3, &err), SK_OK);
+
+    /* a full ring (W + BATCH - 1 + ROLL slots) past the load: the whole
+     * n_rollback again */
+    feed(b, 42, W + BATCH - 1 + ROLL);
+    int64_t at = 42 + W + BATCH - 1 + ROLL;
+    assert_int_equal(sk_context_rollback(b, ROLL, &err), SK_OK);
+    at -= ROLL;
     int32_t t = 5;
     assert_int_equal(sk_decode(b, &t, 1, &err), SK_OK);
-    /* the same as a context that fed the same stream without the 3 tokens */
+    /* the same as a context that fed the same stream without the taken-back tokens */
     sk_context *c = ctx(m);
-    feed(c, 0, (int)at - 3);
+    feed(c, 0, (int)at);
     assert_int_equal(sk_decode(c, &t, 1, &err), SK_OK);
-    int64_t nv = sk_model_hparams(m)->n_vocab;
-    for (int64_t i = 0; i < nv; i++) assert_true(fabsf(sk_logits(b)[i] - sk_logits(c)[i]) < 1e-5f);
+    if (memcmp(sk_logits(b), sk_logits(c), row)) fail_msg("rollback a ring after a load: logits differ");
+
+    /* without n_rollback a session keeps no rows below its window: the
+     * ring's chunk slots allow a rollback before the save, none after */
+    sk_context *d = ctx_roll(m, 0);
+    feed(d, 0, 50);
+    assert_int_equal(sk_context_rollback(d, 2, &err), SK_OK);
+    feed(d, 48, 2);
+    assert_int_equal(sk_context_save(d, path, NULL, 0, &err), SK_OK);
+    assert_int_equal(sk_context_load(d, path, NULL, NULL, &err), SK_OK);
+    for (int k = 1; k < BATCH; k++) assert_int_equal(sk_context_rollback(d, k, &err), SK_ERR_INVALID);
 
     sk_context_free(a);
     sk_context_free(b);
     sk_context_free(c);
+    sk_context_free(d);
     unlink(path);
     sk_model_free(m);
     free(buf);

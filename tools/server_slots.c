@@ -12,8 +12,10 @@
  * pre-fills only what its prompt adds to the transcript when the
  * transcript is a prefix of the prompt; when the prompt leaves the
  * transcript within its last few hundred fed tokens (a client that
- * re-sends the last reply re-tokenized), the tokens from the divergence on
- * are taken back (sk_context_rollback, --rollback); otherwise the slot is
+ * re-sends the last reply re-tokenized, or a retry of a turn whose reply
+ * was lost), the tokens from the divergence on are taken back
+ * (sk_context_rollback, --rollback; also right after the session was
+ * loaded from the store, which keeps the rows for that); otherwise the slot is
  * reset and rebuilt from the pinned start of the prompt (the system turn,
  * at least the n_sinks first tokens) plus at most one window of its tail.
  * The transcript always holds the logical token sequence (the whole prompt,
@@ -118,7 +120,15 @@ static sk_status slot_load(srv_pool *p, srv_slot *sl, const char *id, sk_error *
     if (!st) {
         if (info.n_tokens) memcpy(sl->tr, info.tokens, sizeof(int32_t) * (size_t)info.n_tokens);
         sl->n_tr = info.n_tokens;
-        sl->tr_fed0 = sl->n_tr; /* a restored cache cannot take tokens back */
+        /* the session keeps the rows that taking back up to --rollback
+         * tokens reads (the library refuses more): when its cache was fed
+         * the whole transcript (never a truncated rebuild: then fewer
+         * tokens were fed than it holds), any of them may go, as in the
+         * slot that saved it; a retried turn then takes its saved reply
+         * back and gives the same reply again */
+        sk_context_stats cs;
+        sk_context_get_stats(sl->ctx, &cs);
+        sl->tr_fed0 = cs.n_past == sl->n_tr ? 0 : sl->n_tr;
     } else {
         slot_clear(sl);
     }

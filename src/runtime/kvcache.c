@@ -96,6 +96,7 @@ sk_status sk_kvcache_new(const sk_hparams *hp, const sk_cache_params *p, int n_b
     kv->n_window = n_window;
     /* dense never wraps; the others need room for a chunk behind a full window */
     kv->ring_cap = p->policy == SK_CACHE_DENSE ? n_window : n_window + n_batch - 1 + p->n_rollback;
+    kv->n_rollback = p->policy == SK_CACHE_DENSE ? 0 : p->n_rollback;
     kv->kv_type = kv_elem_type(p->kv_type);
     if (kv->kv_type == SK_TYPE_Q8_0 && hp->head_dim % SK_QK != 0) {
         free(kv);
@@ -224,7 +225,23 @@ static inline char *slot_ptr(void *base, const sk_kvcache *kv, int l, int g, int
     return (char *)base + (((size_t)l * kv->n_head_kv + g) * (size_t)n_slots + (size_t)s) * row;
 }
 
-size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, sk_kv_run run[2]) {
+int64_t sk_kvcache_back(const sk_kvcache *kv) {
+    if ((kv->policy != SK_CACHE_SINK && kv->policy != SK_CACHE_WINDOW) || kv->n_rollback == 0) return 0;
+    int64_t S = kv->n_prefix, lo = next_lo(kv);
+    if (kv->n_past <= S || lo <= S) return 0;
+    int64_t floor = lo - kv->n_rollback;
+    if (floor < S) floor = S;
+    if (floor < kv->hw - kv->ring_cap) floor = kv->hw - kv->ring_cap;
+    return lo > floor ? lo - floor : 0;
+}
+
+void sk_kvcache_loaded(sk_kvcache *kv, int64_t back) {
+    int64_t lo = next_lo(kv);
+    /* rollback reads down to hw - ring_cap: lo - back, or nothing below n_past */
+    kv->hw = back > 0 ? lo - back + kv->ring_cap : kv->n_past + kv->ring_cap;
+}
+
+size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, int64_t back, sk_kv_run run[2]) {
     run[0] = run[1] = (sk_kv_run){NULL, 0};
     int64_t S = kv->n_prefix, u = kv->n_past;
     if (area < 2) { /* the prefix */
@@ -233,7 +250,7 @@ size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, sk_kv_run r
                                         (size_t)n * kv->pfx_row};
         return run[0].n;
     }
-    int64_t lo = next_lo(kv);
+    int64_t lo = next_lo(kv) - back;
     if (lo < S) lo = S;
     if (u <= lo) return 0;
     void *base = area == 2 ? kv->k_ring : kv->v_ring;

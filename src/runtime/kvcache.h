@@ -42,6 +42,8 @@ typedef struct sk_kvcache {
     int64_t n_prefix;     /* prefix slots */
     int64_t n_window;     /* W: visible window, current token included */
     int64_t ring_cap;     /* ring slots */
+    int64_t n_rollback;   /* ring slots beyond a chunk behind the window: how far back
+                             sk_kvcache_rollback may reach */
     int kv_type;          /* enum sk_type of ring storage: F16, F32, Q8_0 */
     int pfx_type;         /* enum sk_type of prefix storage: F16 or F32 */
     size_t ring_row;      /* bytes per head_dim vector in the ring */
@@ -82,15 +84,29 @@ sk_status sk_kvcache_rollback(sk_kvcache *kv, int64_t n, sk_error *err);
 /* The bytes of one area that the next tokens can still read, for layer l
  * and KV head g: area 0 K prefix, 1 V prefix, 2 K ring, 3 V ring. The
  * prefix keeps slots [0, min(n_prefix, n_past)); the ring keeps the window
- * positions [lo, n_past) with lo the next token's lowest visible position
- * (everything below it is never read again), as at most two runs of ring
+ * positions [lo - back, n_past) with lo the next token's lowest visible
+ * position (everything below it is never read again unless tokens are
+ * taken back) and back <= sk_kvcache_back(kv), as at most two runs of ring
  * slots in stream order. run[i] = (start, bytes); bytes 0 when unused.
  * Returns the bytes of both runs: what a session file keeps (session.c). */
 typedef struct sk_kv_run {
     char *p;
     size_t n;
 } sk_kv_run;
-size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, sk_kv_run run[2]);
+size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, int64_t back, sk_kv_run run[2]);
+
+/* Ring positions just below the live window that are still intact and that
+ * a rollback of up to n_rollback tokens would read again: what a session
+ * keeps besides the live rows so that tokens can be taken back after it is
+ * loaded. 0 for the dense, shift and recompute caches and without
+ * n_rollback. */
+int64_t sk_kvcache_back(const sk_kvcache *kv);
+
+/* After a load that restored n_past and the live rows with `back` rows
+ * below them: a rollback may reach exactly those rows (and no deeper:
+ * the ring's other slots hold nothing). back 0: no rollback until the
+ * cache has moved a full ring on. */
+void sk_kvcache_loaded(sk_kvcache *kv, int64_t back);
 
 /* Tokens evicted so far (stream positions neither in the prefix nor
  * visible to the next token). */

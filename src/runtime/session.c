@@ -16,7 +16,10 @@
  *                             the rows sk_kvcache_live names, in stream order
  * Only rows that a later token can read are kept (kv_bytes of them): the
  * sinks and the visible window, not the whole ring, so a file costs what
- * the session holds. Which rows those are follows from the stream state in
+ * the session holds; with n_rollback, also the intact rows below the
+ * window that taking back up to n_rollback tokens would read again
+ * (header back[]), so that a loaded session can still take back its last
+ * turn (a retried request after a crash: the same reply as before). Which rows those are follows from the stream state in
  * the header, which the reader checks before it reads them.
  * A file is written to a temporary file in the same directory, then fsync,
  * rename, fsync of the directory: a crash leaves the old or the new file.
@@ -54,7 +57,9 @@ typedef struct sess_header {
     uint32_t has_logits, n_rollback;
     uint64_t blob_bytes, kv_bytes;
     uint64_t checksum;
-    uint8_t pad[48]; /* 144 bytes of fields above */
+    int64_t back[2]; /* ring rows kept below the live window, global and local cache
+                        (sk_kvcache_back; 0 in files from before they were kept) */
+    uint8_t pad[32]; /* 160 bytes of fields above */
 } sess_header;
 
 _Static_assert(sizeof(sess_header) == 192, "session header is 192 bytes");
@@ -73,9 +78,10 @@ static int sections(const sk_context *c, const void *blob, size_t blob_len, int 
     return n;
 }
 
-/* Visit the live cache rows in file order: fn(arg, run) for each run of
- * bytes; stops at the first nonzero return and returns it. */
-static int visit_rows(const sk_context *c, int (*fn)(void *arg, sk_kv_run r), void *arg) {
+/* Visit the live cache rows (with back[k] rows below cache k's window) in
+ * file order: fn(arg, run) for each run of bytes; stops at the first
+ * nonzero return and returns it. */
+static int visit_rows(const sk_context *c, const int64_t back[2], int (*fn)(void *arg, sk_kv_run r), void *arg) {
     const sk_kvcache *caches[2] = {c->kv, c->kv_swa};
     for (int k = 0; k < 2 && caches[k]; k++) {
         const sk_kvcache *kv = caches[k];
@@ -83,7 +89,7 @@ static int visit_rows(const sk_context *c, int (*fn)(void *arg, sk_kv_run r), vo
             for (int l = 0; l < kv->n_layer; l++)
                 for (int g = 0; g < kv->n_head_kv; g++) {
                     sk_kv_run run[2];
-                    sk_kvcache_live(kv, a, l, g, run);
+                    sk_kvcache_live(kv, a, l, g, back[k], run);
                     for (int i = 0; i < 2; i++) {
                         int rc = run[i].n ? fn(arg, run[i]) : 0;
                         if (rc) return rc;
@@ -117,9 +123,9 @@ static int row_read(void *arg, sk_kv_run r) {
 }
 
 /* bytes of the live cache rows at the context's present stream state */
-static uint64_t live_bytes(const sk_context *c) {
+static uint64_t live_bytes(const sk_context *c, const int64_t back[2]) {
     rows_io io = {0};
-    visit_rows(c, row_count, &io);
+    visit_rows(c, back, row_count, &io);
     return io.bytes;
 }
 
@@ -154,19 +160,21 @@ static int write_session(const sk_context *c, FILE *f, const void *blob, size_t 
     h.n_hist = c->hist ? c->n_hist : 0;
     h.has_logits = (uint32_t)(with_logits != 0);
     h.blob_bytes = blob_len;
+    h.back[0] = sk_kvcache_back(c->kv);
+    h.back[1] = c->kv_swa ? sk_kvcache_back(c->kv_swa) : 0;
     sect s[SESS_MAX_SECT];
     int ns = sections(c, blob, blob_len, with_logits, s);
     rows_io io = {.f = f, .sum = SK_FNV_OFFSET};
     for (int i = 0; i < ns; i++)
         if (s[i].n) io.sum = sk_fnv1a(io.sum, s[i].p, s[i].n);
-    visit_rows(c, row_sum, &io);
-    h.kv_bytes = live_bytes(c);
+    visit_rows(c, h.back, row_sum, &io);
+    h.kv_bytes = live_bytes(c, h.back);
     h.checksum = 0;
     h.checksum = sk_fnv1a(io.sum, &h, sizeof h);
     if (fwrite(&h, sizeof h, 1, f) != 1) return 1;
     for (int i = 0; i < ns; i++)
         if (s[i].n && fwrite(s[i].p, 1, s[i].n, f) != s[i].n) return 1;
-    return visit_rows(c, row_write, &io);
+    return visit_rows(c, h.back, row_write, &io);
 }
 
 sk_status sk_session_write(const sk_context *c, const char *path, const void *blob, size_t blob_len,
@@ -245,6 +253,12 @@ static int state_ok(const sk_context *c, const sess_header *h) {
         h->n_recomputed < 0 || h->n_recomputed > ((int64_t)1 << 62) || h->has_logits > 1 ||
         h->blob_bytes > SESS_MAX_BLOB || (h->has_logits && h->n_past == 0))
         return 0;
+    /* rows below the window: only where a rollback can reach them */
+    const sk_kvcache *caches[2] = {c->kv, c->kv_swa};
+    for (int k = 0; k < 2; k++)
+        if (h->back[k] < 0 || h->back[k] > (caches[k] ? caches[k]->n_rollback : 0) ||
+            (h->back[k] && caches[k]->policy != SK_CACHE_SINK && caches[k]->policy != SK_CACHE_WINDOW))
+            return 0;
     switch (kv->policy) {
     case SK_CACHE_DENSE:
         return h->n_past <= W && h->n_hist == 0 && h->shift_lo == S && h->n_recomputed == 0;
@@ -308,9 +322,9 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
         c->kv->shift_lo = h.shift_lo;
         c->kv->n_shifts = h.n_shifts;
         if (c->kv_swa) c->kv_swa->n_past = h.n_past;
-        if (live_bytes(c) != h.kv_bytes)
+        if (live_bytes(c, h.back) != h.kv_bytes)
             st = sk_error_set(err, SK_ERR_FORMAT, "%s: %llu bytes of cache rows, the state needs %llu", name,
-                              (unsigned long long)h.kv_bytes, (unsigned long long)live_bytes(c));
+                              (unsigned long long)h.kv_bytes, (unsigned long long)live_bytes(c, h.back));
     }
     c->n_hist = h.n_hist;
     sect s[SESS_MAX_SECT];
@@ -320,7 +334,7 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
         st = read_all(f, s[i].p, s[i].n, name, err);
         if (!st && s[i].n) io.sum = sk_fnv1a(io.sum, s[i].p, s[i].n);
     }
-    if (!st && visit_rows(c, row_read, &io)) st = sk_error_set(err, SK_ERR_FORMAT, "%s: truncated session", name);
+    if (!st && visit_rows(c, h.back, row_read, &io)) st = sk_error_set(err, SK_ERR_FORMAT, "%s: truncated session", name);
     if (!st && fgetc(f) != EOF)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: trailing bytes after the session", name);
     uint64_t want_sum = h.checksum;
@@ -340,10 +354,9 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
     }
     c->has_logits = (int)h.has_logits;
     c->emb_ok = 0; /* the embedding's sum is not saved */
-    /* which ring slots are still intact below n_past is not saved: no
-     * rollback until the cache has moved a full ring past this point */
-    c->kv->hw = h.n_past + c->kv->ring_cap;
-    if (c->kv_swa) c->kv_swa->hw = h.n_past + c->kv_swa->ring_cap;
+    /* a rollback may reach the rows kept below the window, no deeper */
+    sk_kvcache_loaded(c->kv, h.back[0]);
+    if (c->kv_swa) sk_kvcache_loaded(c->kv_swa, h.back[1]);
     c->n_recomputed = h.n_recomputed;
     c->n_logits = h.has_logits ? 1 : 0;
     c->n_logits_valid = 1;

@@ -753,6 +753,39 @@ def test_session_persistence(tmp_path):
         assert b.stop() == 0
 
 
+def test_retry_after_a_crash_gives_the_same_reply(tmp_path):
+    """A turn whose reply was saved (--session-sync) but never reached the
+    client, because the server died: the retried request, on a server that
+    loads the session, takes the saved reply back (the session keeps the
+    rows for that) and answers the same, token for token, with the cache
+    reused rather than rebuilt; the window is small, so the conversation
+    has evicted and a rebuild would not be the same cache."""
+    sdir = tmp_path / "sessions"
+    args = ("--slots", "1", "--session-dir", str(sdir), "--session-sync", "--window", "48")
+    msgs = [{"role": "user", "content": "Tell me about whales."}]
+    a = Server(tmp_path, *args, name="crash-a")
+    try:
+        ca = a.client()
+        r1 = ca.chat.completions.create(model="x", messages=msgs, max_tokens=24, temperature=0,
+                                        extra_headers={"X-Session-Id": "retry"})
+        msgs += [{"role": "assistant", "content": r1.choices[0].message.content},
+                 {"role": "user", "content": "And about the sea?"}]
+        lost = ca.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0,
+                                          extra_headers={"X-Session-Id": "retry"})
+    finally:
+        a.stop(signal.SIGKILL)  # as if the reply had died with it
+    b = Server(tmp_path, *args, name="crash-b")
+    try:
+        r = b.client().chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0,
+                                               extra_headers={"X-Session-Id": "retry"})
+        ext = r.model_extra["sinkllm"]
+        assert r.choices[0].message.content == lost.choices[0].message.content, (r, lost)
+        assert ext["rolled_back_tokens"] > 0 and ext["reused_tokens"] > 0, ext
+        assert r.usage.prompt_tokens > 48, r.usage  # the conversation is past the window
+    finally:
+        assert b.stop() == 0, b.read_log()
+
+
 def test_timeout_and_graceful_shutdown(tmp_path):
     sdir = tmp_path / "sd"
     s = Server(tmp_path, "--slots", "1", "--timeout", "2", "--session-dir", str(sdir), name="t")
