@@ -37,7 +37,8 @@ struct srv_batcher {
     int n_waiting, n_active, stop;
     double first_ms;         /* when the oldest waiting entry arrived */
     double decode_ms;        /* when a pass last carried a generating stream's token */
-    double ema_pass_ms;      /* time of a pass of generating streams only (moving average) */
+    double *ema_pass_ms;     /* (max_seqs + 1) time of a pass of d generating streams only
+                                (moving average per d; 0: not seen yet) */
     double ema_row_ms;       /* time a pre-fill row adds to a pass (moving average; its
                                 attention grows with the cache) */
     srv_batch_stats st;
@@ -71,6 +72,21 @@ static void unlink_done(srv_batcher *b) {
     if (b->head) b->first_ms = sk_now_ms();
 }
 
+/* The time of a pass of d >= 1 generating streams only: measured for d, or
+ * the nearest measured count scaled to d (0 when none was measured). A
+ * single average over every d would lag behind a growing batch and
+ * charge the extra streams' time to the pre-fill rows, shrinking their
+ * share pass after pass (16 clients at once: the last one's first token
+ * after 7.2 s instead of 1.2 s). */
+static double pass_ms(const srv_batcher *b, int d) {
+    if (d < 1) d = 1;
+    for (int k = 0; k <= b->max_seqs; k++) {
+        if (d - k >= 1 && b->ema_pass_ms[d - k] > 0) return b->ema_pass_ms[d - k] * d / (d - k);
+        if (d + k <= b->max_seqs && b->ema_pass_ms[d + k] > 0) return b->ema_pass_ms[d + k] * d / (d + k);
+    }
+    return 0;
+}
+
 /* Fill the pass from the queue (mu held): one row of every generating
  * stream first, then pre-fill chunks in arrival order. Returns its size. */
 static int assemble(srv_batcher *b) {
@@ -89,8 +105,9 @@ static int assemble(srv_batcher *b) {
     int cap = b->budget;
     if (decoders || (b->n_active > 1 && sk_now_ms() - b->decode_ms < 1000.0)) {
         cap = b->budget / PREFILL_SHARE;
-        if (b->ema_pass_ms > 0 && b->ema_row_ms > 0) {
-            double fit = (FAIR_FACTOR - 1.0) * b->ema_pass_ms / b->ema_row_ms;
+        double pass = pass_ms(b, decoders);
+        if (pass > 0 && b->ema_row_ms > 0) {
+            double fit = (FAIR_FACTOR - 1.0) * pass / b->ema_row_ms;
             if (fit < cap) cap = (int)fit;
         }
     }
@@ -162,10 +179,11 @@ static void *batcher_main(void *arg) {
             if (e->st) e->done = 1;
             else if ((e->fed += e->take) == e->n) e->done = 1;
         }
+        double *ep = &b->ema_pass_ms[dec];
         if (!st && dec && rows == dec) /* generating streams only */
-            b->ema_pass_ms = b->ema_pass_ms > 0 ? 0.8 * b->ema_pass_ms + 0.2 * ms : ms;
-        else if (!st && dec && b->ema_pass_ms > 0) { /* with pre-fill rows: what each added */
-            double row = (ms - b->ema_pass_ms) / (rows - dec);
+            *ep = *ep > 0 ? 0.8 * *ep + 0.2 * ms : ms;
+        else if (!st && dec && pass_ms(b, dec) > 0) { /* with pre-fill rows: what each added */
+            double row = (ms - pass_ms(b, dec)) / (rows - dec);
             if (row < 0) row = 0;
             b->ema_row_ms = b->ema_row_ms > 0 ? 0.8 * b->ema_row_ms + 0.2 * row : row;
         }
@@ -199,18 +217,19 @@ sk_status srv_batcher_new(const sk_model *m, int n_threads, int batch_tokens, in
     b->ctx = calloc((size_t)max_seqs, sizeof *b->ctx);
     b->tok = calloc((size_t)max_seqs, sizeof *b->tok);
     b->n = calloc((size_t)max_seqs, sizeof *b->n);
-    sk_status st = (!b->pass || !b->ctx || !b->tok || !b->n)
+    b->ema_pass_ms = calloc((size_t)max_seqs + 1, sizeof *b->ema_pass_ms);
+    sk_status st = (!b->pass || !b->ctx || !b->tok || !b->n || !b->ema_pass_ms)
                        ? sk_error_set(err, SK_ERR_NOMEM, "out of memory (batcher)")
                        : sk_batch_new(m, n_threads, batch_tokens, max_seqs, &b->batch, err);
     if (st) {
-        free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b);
+        free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b->ema_pass_ms), free(b);
         return st;
     }
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     if (pthread_create(&b->thread, NULL, batcher_main, b)) {
         sk_batch_free(b->batch);
-        free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b);
+        free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b->ema_pass_ms), free(b);
         return sk_error_set(err, SK_ERR_NOMEM, "cannot start the batcher thread");
     }
     *out = b;
@@ -227,7 +246,7 @@ void srv_batcher_free(srv_batcher *b) {
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     sk_batch_free(b->batch);
-    free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b);
+    free(b->pass), free(b->ctx), free(b->tok), free(b->n), free(b->ema_pass_ms), free(b);
 }
 
 sk_status srv_batcher_decode(srv_batcher *b, sk_context *ctx, const int32_t *t, int64_t n, int generated,

@@ -558,4 +558,9 @@ MUTANTS = [
          find="sl->tr_fed0 = cs.n_past == sl->n_tr ? 0 : sl->n_tr;",
          replace="sl->tr_fed0 = sl->n_tr;",
          tests=["pytest:retry_after_a_crash"]),
+    dict(id="batcher-pass-unscaled", file="tools/server_batch.c",
+         what="batcher: a pass of d streams is estimated by the nearest measured count without scaling (the pre-fill share shrinks as the batch grows)",
+         find="if (d - k >= 1 && b->ema_pass_ms[d - k] > 0) return b->ema_pass_ms[d - k] * d / (d - k);",
+         replace="if (d - k >= 1 && b->ema_pass_ms[d - k] > 0) return b->ema_pass_ms[d - k];",
+         tests=["pytest:burst"]),
 ]

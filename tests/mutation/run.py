@@ -110,7 +110,7 @@ def run_test(dst, name, timeout):
                "tests/integration/test_server.py", "tests/integration/test_hostile.py",
                "tests/integration/test_cluster.py", "tests/integration/test_logprobs.py",
                "tests/integration/test_embeddings.py", "tests/integration/test_tools.py",
-               "tests/integration/test_sink_token.py",
+               "tests/integration/test_sink_token.py", "tests/integration/test_batching.py",
                "-k", name[len("pytest:"):]]
     else:
         raise SystemExit(f"catalogue error: unknown test '{name}'")
