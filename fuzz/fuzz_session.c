@@ -4,14 +4,18 @@
  *
  * Structure-aware: the initializer saves one real session per model and
  * cache policy (sinks 4, window 8, ctx 32, batch 8; 12 tokens decoded, a
- * 4-byte blob). An input is byte 0: which file (policy byte % 5, model
- * byte / 5 % 2); the rest: bytes written over the start of that file (the
+ * 4-byte blob), and per model one sink file with n_rollback 4 after 20
+ * tokens (its header's back[] > 0: rows kept below the window). An input
+ * is byte 0: which file (250..255: a rollback file, model byte % 2, else
+ * policy byte % 5, model byte / 5 % 2); the rest: bytes written over the start of that file (the
  * header, the blob, the recompute history, the logits...), so that
  * mutations land on the fields that drive the loader rather than on the KV
  * bytes that make up most of the file. Every input is then given a valid
  * checksum (FNV-1a in src/runtime/session.c is an integrity check, not a
  * signature) and loaded; a file that loads is decoded one token further,
- * so that a state the checks let through is used.
+ * so that a state the checks let through is used (a rollback file first
+ * takes back the input's last byte % 8 tokens, which the loader's rows
+ * must allow or the rollback refuse).
  *
  * Models: the tiny family files of `make tiny` ($SINKLLM_TINY_DIR, else
  * build/tiny; docs/tiny-models.md): llama2.gguf (one cache, MHA) and
@@ -34,7 +38,7 @@
 
 #define N_POL 5
 #define N_MOD 2
-#define N_SEED (N_POL * N_MOD)
+#define N_SEED (N_POL * N_MOD + N_MOD) /* the last N_MOD: sink with rollback */
 #define HDR 192          /* sizeof(sess_header) */
 #define OFF_CHECKSUM 136 /* uint64 checksum */
 
@@ -42,13 +46,13 @@ static const sk_cache_policy g_pol[N_POL] = {SK_CACHE_DENSE, SK_CACHE_SINK, SK_C
                                              SK_CACHE_RECOMPUTE};
 static const char *const g_mod_name[N_MOD] = {"llama2", "gemma3"};
 static sk_model *g_m[N_MOD];
-static sk_context *g_c[N_SEED];   /* [model * N_POL + policy] */
+static sk_context *g_c[N_SEED];   /* [model * N_POL + policy], then [N_POL * N_MOD + model] */
 static uint8_t *g_seed[N_SEED];   /* the saved file of each context */
 static size_t g_seed_n[N_SEED];
 static uint8_t *g_buf;            /* (max g_seed_n) the file of one input */
 static char g_path[64];
 
-static sk_context *new_ctx(sk_model *m, sk_cache_policy pol) {
+static sk_context *new_ctx(sk_model *m, sk_cache_policy pol, int rollback) {
     sk_context_params p;
     sk_context_params_default(&p);
     p.n_threads = 1;
@@ -57,6 +61,7 @@ static sk_context *new_ctx(sk_model *m, sk_cache_policy pol) {
     p.cache.n_sinks = 4;
     p.cache.n_window = 8;
     p.cache.n_ctx = 32;
+    p.cache.n_rollback = rollback;
     sk_context *c = NULL;
     sk_error err = {0};
     if (sk_context_new(m, &p, &c, &err)) {
@@ -93,16 +98,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     atexit(remove_file);
     size_t max_n = 0;
     for (int k = 0; k < N_SEED; k++) {
-        const sk_cache_policy pol = g_pol[k % N_POL];
+        const int roll = k >= N_POL * N_MOD, mod = roll ? k - N_POL * N_MOD : k / N_POL;
+        const sk_cache_policy pol = roll ? SK_CACHE_SINK : g_pol[k % N_POL];
         sk_error err = {0};
-        g_c[k] = new_ctx(g_m[k / N_POL], pol);
-        for (int i = 0; i < 12; i++) {
+        g_c[k] = new_ctx(g_m[mod], pol, roll ? 4 : 0);
+        for (int i = 0; i < (roll ? 20 : 12); i++) {
             int32_t t = (int32_t)((i * 31 + 7) % 64);
             if (sk_decode(g_c[k], &t, 1, &err)) fprintf(stderr, "fuzz_session: seed: %s\n", err.msg);
         }
         if (sk_context_save(g_c[k], g_path, "blob", 4, &err) || !(g_seed[k] = fuzz_slurp(g_path, &g_seed_n[k]))) {
-            fprintf(stderr, "fuzz_session: seed %s %s: %s\n", g_mod_name[k / N_POL], sk_cache_policy_name(pol),
-                    err.msg);
+            fprintf(stderr, "fuzz_session: seed %s %s: %s\n", g_mod_name[mod], sk_cache_policy_name(pol), err.msg);
             exit(1);
         }
         if (g_seed_n[k] > max_n) max_n = g_seed_n[k];
@@ -113,10 +118,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     const char *sd = getenv("FUZZ_SESSION_SEEDS");
     for (int k = 0; sd && *sd && k < N_SEED; k++) {
         char p[512];
-        snprintf(p, sizeof p, "%s/seed-%s-%s", sd, g_mod_name[k / N_POL], sk_cache_policy_name(g_pol[k % N_POL]));
+        const int roll = k >= N_POL * N_MOD, mod = roll ? k - N_POL * N_MOD : k / N_POL;
+        snprintf(p, sizeof p, "%s/seed-%s-%s", sd, g_mod_name[mod],
+                 roll ? "sink-rollback" : sk_cache_policy_name(g_pol[k % N_POL]));
         FILE *f = fopen(p, "wb");
         if (!f) continue;
-        fputc(k, f);
+        fputc(roll ? 250 + mod : k, f);
         fwrite(g_seed[k], 1, g_seed_n[k] < 512 ? g_seed_n[k] : 512, f);
         fclose(f);
     }
@@ -127,7 +134,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
  * resealed, loaded; on success one more token decoded. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    const int k = (data[0] / N_POL % N_MOD) * N_POL + data[0] % N_POL;
+    const int roll = data[0] >= 250;
+    const int k = roll ? N_POL * N_MOD + data[0] % N_MOD : (data[0] / N_POL % N_MOD) * N_POL + data[0] % N_POL;
     size_t n = g_seed_n[k];
     uint8_t *b = g_buf;
     memcpy(b, g_seed[k], n);
@@ -146,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         sk_error err = {0};
         if (sk_context_load(g_c[k], g_path, &blob, &blob_len, &err) == SK_OK) {
             int32_t t = 42;
+            if (roll) sk_context_rollback(g_c[k], data[size - 1] % 8, &err);
             sk_decode(g_c[k], &t, 1, &err);
         }
         free(blob);

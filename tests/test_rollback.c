@@ -2,7 +2,8 @@
  * a tiny random model: a session keeps the rows that taking back up to
  * n_rollback tokens reads again, so right after sk_context_load up to
  * n_rollback tokens can be taken back, with the logits (bit for bit) of a
- * context that never fed them, and no more; a session saved with fewer
+ * context that never fed them, and no more (in a window not yet full,
+ * every token after the sinks); a session saved with fewer
  * rows intact below its window than that (just after a load and a
  * rollback) allows only what it kept; once the cache has moved a full ring
  * on, rollback works as before any load. */
@@ -118,6 +119,23 @@ static void test_rollback_after_load(void **state) {
     feed(c, 0, (int)at);
     assert_int_equal(sk_decode(c, &t, 1, &err), SK_OK);
     if (memcmp(sk_logits(b), sk_logits(c), row)) fail_msg("rollback a ring after a load: logits differ");
+
+    /* a window not yet full: every token after the sinks can go */
+    sk_context *e = ctx(m);
+    feed(e, 0, 10);
+    assert_int_equal(sk_context_save(e, path, NULL, 0, &err), SK_OK);
+    for (int k = 1; k <= 10 - S; k++) {
+        assert_int_equal(sk_context_load(e, path, NULL, NULL, &err), SK_OK);
+        assert_int_equal(sk_context_rollback(e, k, &err), SK_OK);
+        int32_t t5 = 5;
+        assert_int_equal(sk_decode(e, &t5, 1, &err), SK_OK);
+        sk_context *f = ctx(m);
+        feed(f, 0, 10 - k);
+        assert_int_equal(sk_decode(f, &t5, 1, &err), SK_OK);
+        if (memcmp(sk_logits(e), sk_logits(f), row)) fail_msg("rollback of %d in a window not yet full: logits differ", k);
+        sk_context_free(f);
+    }
+    sk_context_free(e);
 
     /* without n_rollback a session keeps no rows below its window: the
      * ring's chunk slots allow a rollback before the save, none after */

@@ -73,7 +73,10 @@ static void unlink_done(srv_batcher *b) {
 }
 
 /* The time of a pass of d >= 1 generating streams only: measured for d, or
- * the nearest measured count scaled to d (0 when none was measured). A
+ * the nearest measured count, scaled up to d from a smaller one (a pass
+ * costs less than linearly more per stream, so this errs long, which the
+ * pre-fill cap bounds; scaled down from a larger one it would err short
+ * and starve the pre-fill) (0 when none was measured). A
  * single average over every d would lag behind a growing batch and
  * charge the extra streams' time to the pre-fill rows, shrinking their
  * share pass after pass (16 clients at once: the last one's first token
@@ -82,7 +85,7 @@ static double pass_ms(const srv_batcher *b, int d) {
     if (d < 1) d = 1;
     for (int k = 0; k <= b->max_seqs; k++) {
         if (d - k >= 1 && b->ema_pass_ms[d - k] > 0) return b->ema_pass_ms[d - k] * d / (d - k);
-        if (d + k <= b->max_seqs && b->ema_pass_ms[d + k] > 0) return b->ema_pass_ms[d + k] * d / (d + k);
+        if (d + k <= b->max_seqs && b->ema_pass_ms[d + k] > 0) return b->ema_pass_ms[d + k];
     }
     return 0;
 }
@@ -172,6 +175,7 @@ static void *batcher_main(void *arg) {
         double ms = sk_now_ms() - t0;
         pthread_mutex_lock(&b->mu);
         int rows = 0, dec = 0;
+        double pass;
         for (int j = 0; j < k; j++) {
             entry *e = b->pass[j];
             rows += e->take;
@@ -182,8 +186,8 @@ static void *batcher_main(void *arg) {
         double *ep = &b->ema_pass_ms[dec];
         if (!st && dec && rows == dec) /* generating streams only */
             *ep = *ep > 0 ? 0.8 * *ep + 0.2 * ms : ms;
-        else if (!st && dec && pass_ms(b, dec) > 0) { /* with pre-fill rows: what each added */
-            double row = (ms - pass_ms(b, dec)) / (rows - dec);
+        else if (!st && dec && (pass = pass_ms(b, dec)) > 0) { /* with pre-fill rows: what each added */
+            double row = (ms - pass) / (rows - dec);
             if (row < 0) row = 0;
             b->ema_row_ms = b->ema_row_ms > 0 ? 0.8 * b->ema_row_ms + 0.2 * row : row;
         }

@@ -236,9 +236,9 @@ int64_t sk_kvcache_back(const sk_kvcache *kv) {
 }
 
 void sk_kvcache_loaded(sk_kvcache *kv, int64_t back) {
-    int64_t lo = next_lo(kv);
-    /* rollback reads down to hw - ring_cap: lo - back, or nothing below n_past */
-    kv->hw = back > 0 ? lo - back + kv->ring_cap : kv->n_past + kv->ring_cap;
+    /* rollback reads down to hw - ring_cap: the lowest row restored (with
+     * back 0, the window's start: a window not yet full can still shrink) */
+    kv->hw = next_lo(kv) - back + kv->ring_cap;
 }
 
 size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, int64_t back, sk_kv_run run[2]) {

@@ -104,8 +104,8 @@ int64_t sk_kvcache_back(const sk_kvcache *kv);
 
 /* After a load that restored n_past and the live rows with `back` rows
  * below them: a rollback may reach exactly those rows (and no deeper:
- * the ring's other slots hold nothing). back 0: no rollback until the
- * cache has moved a full ring on. */
+ * the ring's other slots hold nothing). back 0 with a full window: no
+ * rollback until the cache has moved a full ring on. */
 void sk_kvcache_loaded(sk_kvcache *kv, int64_t back);
 
 /* Tokens evicted so far (stream positions neither in the prefix nor

@@ -772,6 +772,10 @@ def test_retry_after_a_crash_gives_the_same_reply(tmp_path):
                  {"role": "user", "content": "And about the sea?"}]
         lost = ca.chat.completions.create(model="x", messages=msgs, max_tokens=16, temperature=0,
                                           extra_headers={"X-Session-Id": "retry"})
+        # and a first turn inside the window (nothing evicted yet)
+        short = [{"role": "user", "content": "Hi."}]
+        lost_short = ca.chat.completions.create(model="x", messages=short, max_tokens=6, temperature=0,
+                                                extra_headers={"X-Session-Id": "short"})
     finally:
         a.stop(signal.SIGKILL)  # as if the reply had died with it
     b = Server(tmp_path, *args, name="crash-b")
@@ -782,6 +786,12 @@ def test_retry_after_a_crash_gives_the_same_reply(tmp_path):
         assert r.choices[0].message.content == lost.choices[0].message.content, (r, lost)
         assert ext["rolled_back_tokens"] > 0 and ext["reused_tokens"] > 0, ext
         assert r.usage.prompt_tokens > 48, r.usage  # the conversation is past the window
+        r = b.client().chat.completions.create(model="x", messages=short, max_tokens=6, temperature=0,
+                                               extra_headers={"X-Session-Id": "short"})
+        ext = r.model_extra["sinkllm"]
+        assert r.choices[0].message.content == lost_short.choices[0].message.content, (r, lost_short)
+        assert ext["rolled_back_tokens"] > 0 and ext["reused_tokens"] > 0, ext
+        assert r.usage.prompt_tokens + 6 < 48, r.usage  # within the window
     finally:
         assert b.stop() == 0, b.read_log()
 
