@@ -372,6 +372,8 @@ static void test_crafted_state(void **state) {
         {SK_CACHE_DENSE, 64, 257},              /* past n_ctx */
         {SK_CACHE_RECOMPUTE, 96, 2},            /* history shorter than the cache */
         {SK_CACHE_WINDOW, 64, -5},
+        {SK_CACHE_SINK, 144, 1},                /* rows below the window without n_rollback */
+        {SK_CACHE_SHIFT, 152, -1},              /* a negative count of them (local cache) */
     };
     char path[128], bad[128];
     path_of(path, sizeof path, "craft.sess");
@@ -394,6 +396,35 @@ static void test_crafted_state(void **state) {
         sk_context_free(a);
         sk_context_free(b);
     }
+}
+
+/* Version 2 files (before rows below the window were kept: back[] zero)
+ * still load; a version 2 header with back[] set, or a version from the
+ * future, is refused. */
+static void test_versions(void **state) {
+    (void)state;
+    char path[128], bad[128];
+    path_of(path, sizeof path, "ver.sess");
+    path_of(bad, sizeof bad, "ver-bad.sess");
+    sk_context *a = ctx(g_m, SK_CACHE_SINK, 4, 8), *b = ctx(g_m, SK_CACHE_SINK, 4, 8);
+    feed(a, 0, 20);
+    sk_error err = {0};
+    assert_int_equal(sk_context_save(a, path, NULL, 0, &err), SK_OK);
+    size_t n;
+    uint8_t *buf = slurp(path, &n);
+    patch_and_reseal(buf, n, 8, (int64_t)192 << 32 | 2); /* version 2, header 192 bytes */
+    spit(bad, buf, n);
+    assert_int_equal(sk_context_load(b, bad, NULL, NULL, &err), SK_OK);
+    patch_and_reseal(buf, n, 144, 1);
+    spit(bad, buf, n);
+    expect_load_error(b, bad, "out of range");
+    patch_and_reseal(buf, n, 144, 0);
+    patch_and_reseal(buf, n, 8, (int64_t)192 << 32 | 4);
+    spit(bad, buf, n);
+    expect_load_error(b, bad, "session version 4");
+    free(buf);
+    sk_context_free(a);
+    sk_context_free(b);
 }
 
 /* A recompute session's history is fed back through the embedding: a
@@ -913,6 +944,7 @@ int main(void) {
         cmocka_unit_test(test_rollback_swa),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_crafted_state),
+        cmocka_unit_test(test_versions),
         cmocka_unit_test(test_crafted_history),
         cmocka_unit_test(test_kill9_during_save),
         cmocka_unit_test(test_store_roundtrip),

@@ -1,7 +1,8 @@
 /* session.c - save and restore a context (sk_context_save / _load, and the
  * in-memory forms the session store uses).
  *
- * Layout, little-endian, version 2:
+ * Layout, little-endian, version 3 (version 2, read too, is the same
+ * without rows below the window: its back[] is zero):
  *   header (struct sess_header, 192 bytes): magic "SINKSESS", version,
  *     model fingerprint, cache configuration, ring geometry, stream state,
  *     byte counts of each section, FNV-1a 64 checksum of the header
@@ -42,7 +43,8 @@
 #include "sinkllm.h"
 
 #define SESS_MAGIC "SINKSESS"
-#define SESS_VERSION 2
+#define SESS_VERSION 3
+#define SESS_VERSION_MIN 2 /* readable: back[] zero */
 #define SESS_MAX_BLOB (64u << 20)
 #define SESS_MAX_SECT 3
 
@@ -291,9 +293,11 @@ static sk_status read_session(sk_context *c, FILE *f, const char *name, void **b
     fill_header(c, &want);
     if (!st && memcmp(h.magic, SESS_MAGIC, 8) != 0)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm session", name);
-    if (!st && (h.version != SESS_VERSION || h.header_size != sizeof h))
-        st = sk_error_set(err, SK_ERR_FORMAT, "%s: session version %u, expected %u", name,
-                          h.version, SESS_VERSION);
+    if (!st && (h.version < SESS_VERSION_MIN || h.version > SESS_VERSION || h.header_size != sizeof h))
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s: session version %u, expected %u..%u", name,
+                          h.version, SESS_VERSION_MIN, SESS_VERSION);
+    if (!st && h.version < 3 && (h.back[0] || h.back[1]))
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s: session state out of range", name);
     if (!st && h.fingerprint != want.fingerprint)
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: saved with another model", name);
     if (!st && (h.policy != want.policy || h.n_sinks != want.n_sinks ||
@@ -430,9 +434,10 @@ static sk_status peek_session(FILE *f, const char *name, sk_cache_params *cache,
     *blob_len = 0;
     sess_header h;
     sk_status st = read_all(f, &h, sizeof h, name, err);
-    if (!st && (memcmp(h.magic, SESS_MAGIC, 8) != 0 || h.version != SESS_VERSION ||
-                h.header_size != sizeof h))
-        st = sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm session (version %u)", name, SESS_VERSION);
+    if (!st && (memcmp(h.magic, SESS_MAGIC, 8) != 0 || h.version < SESS_VERSION_MIN ||
+                h.version > SESS_VERSION || h.header_size != sizeof h))
+        st = sk_error_set(err, SK_ERR_FORMAT, "%s: not a sinkllm session (versions %u..%u)", name,
+                          SESS_VERSION_MIN, SESS_VERSION);
     if (!st && (h.blob_bytes > SESS_MAX_BLOB || h.policy < 0 || h.policy > SK_CACHE_SHIFT ||
                 h.kv_type < 0 || h.kv_type > SK_KV_Q8_0 || h.n_rollback > 65536))
         st = sk_error_set(err, SK_ERR_FORMAT, "%s: session header out of range", name);
