@@ -105,20 +105,27 @@ static void check_kv(sk_kv_type kt, const char *name) {
     check_kv_model(m, kt, name);
 }
 
-/* The same with sink logits (attn_sinks) in every layer: a tiny random
- * model (head_dim 32: the SIMD kernels), F16 and Q8_0 caches. */
-static void test_chunks_threads_sink_logits(void **state) {
-    (void)state;
+/* A tiny random model with sink logits in every layer (head_dim 32: the
+ * SIMD kernels); *buf holds its bytes (free after the model). */
+static sk_model *sink_logit_model(uint8_t **buf) {
     tiny_opts o;
     tiny_defaults(&o);
     o.n_embd = 128;
     o.attn_sinks = 1;
-    uint8_t *buf;
     size_t n;
-    tiny_build(&o, &buf, &n);
+    tiny_build(&o, buf, &n);
     sk_model *m = NULL;
     sk_error err = {0};
-    if (sk_model_from_span(buf, n, &m, &err)) fail_msg("%s", err.msg);
+    if (sk_model_from_span(*buf, n, &m, &err)) fail_msg("%s", err.msg);
+    return m;
+}
+
+/* The same with sink logits (attn_sinks) in every layer, F16 and Q8_0
+ * caches. */
+static void test_chunks_threads_sink_logits(void **state) {
+    (void)state;
+    uint8_t *buf;
+    sk_model *m = sink_logit_model(&buf);
     check_kv_model(m, SK_KV_F16, "f16 (sink logits)");
     check_kv_model(m, SK_KV_Q8_0, "q8_0 (sink logits)");
     sk_model_free(m);
@@ -241,16 +248,8 @@ static void test_batch_equals_alone(void **state) {
  * the batched attention's whole items). */
 static void test_batch_equals_alone_sink_logits(void **state) {
     (void)state;
-    tiny_opts o;
-    tiny_defaults(&o);
-    o.n_embd = 128;
-    o.attn_sinks = 1;
     uint8_t *buf;
-    size_t n;
-    tiny_build(&o, &buf, &n);
-    sk_model *m = NULL;
-    sk_error err = {0};
-    if (sk_model_from_span(buf, n, &m, &err)) fail_msg("%s", err.msg);
+    sk_model *m = sink_logit_model(&buf);
     batch_equals_alone(m);
     sk_model_free(m);
     free(buf);

@@ -206,6 +206,20 @@ out:
     return rc;
 }
 
+/* One result: the mean and spread of tps[o->reps] as a CSV row (test) or a
+ * table row (label, then " @ dD" from at). */
+static void report(const sk_cli *o, const sk_model *m, const char *isa, int nth, const char *test,
+                   const char *label, const char *at, int64_t depth, const char *cache, const double *tps) {
+    double mean, sd;
+    stats(tps, o->reps, &mean, &sd);
+    if (o->csv)
+        printf("sinkllm,%d,%s,%.2f,%lld,%s\n", nth, test, mean, (long long)depth, cache);
+    else
+        printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%s | %.2f ± %.2f |\n", sk_model_desc(m),
+               sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, isa, nth, label, at, mean, sd);
+    fflush(stdout);
+}
+
 int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < argc; i++) /* the streaming benchmark has its own flags */
         if (!strcmp(argv[i], "--stream")) return cmd_bench_stream(argc, argv);
@@ -311,28 +325,17 @@ int cmd_bench(int argc, char **argv) {
             if (r >= 0) tps[r] = tests[ti].n / (dt / 1e3);
         }
         if (rc) break;
-        double mean, sd;
-        stats(tps, o.reps, &mean, &sd);
-        if (o.csv)
-            printf("sinkllm,%d,%s%d,%.2f,%lld,%s\n", nth, tests[ti].kind, tests[ti].n, mean,
-                   (long long)depth, cache);
-        else
-            printf("| %s | %.1f MiB | %.0fM | %s | %d | %s%d%s | %.2f ± %.2f |\n",
-                   sk_model_desc(m), sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, si.isa, nth,
-                   tests[ti].kind, tests[ti].n, at, mean, sd);
-        fflush(stdout);
+        char test[32];
+        snprintf(test, sizeof test, "%s%d", tests[ti].kind, tests[ti].n);
+        report(&o, m, si.isa, nth, test, test, at, depth, cache, tps);
     }
     for (int pi = 0; pi < n_par && !rc && o.tg > 0; pi++) {
-        if ((rc = bench_parallel(&o, m, depth, par[pi], tps, &err) != 0)) break;
-        double mean, sd;
-        stats(tps, o.reps, &mean, &sd);
-        if (o.csv)
-            printf("sinkllm,%d,tg%dx%d,%.2f,%lld,%s\n", nth, o.tg, par[pi], mean, (long long)depth, cache);
-        else
-            printf("| %s | %.1f MiB | %.0fM | %s | %d | tg%d x%d%s | %.2f ± %.2f |\n", sk_model_desc(m),
-                   sk_model_size(m) / 1048576.0, sk_model_n_params(m) / 1e6, si.isa, nth, o.tg, par[pi], at,
-                   mean, sd);
-        fflush(stdout);
+        rc = bench_parallel(&o, m, depth, par[pi], tps, &err) != 0;
+        if (rc) break;
+        char test[32], label[32];
+        snprintf(test, sizeof test, "tg%dx%d", o.tg, par[pi]);
+        snprintf(label, sizeof label, "tg%d x%d", o.tg, par[pi]);
+        report(&o, m, si.isa, nth, test, label, at, depth, cache, tps);
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
     if (!rc && !o.csv)

@@ -485,6 +485,7 @@ typedef struct {
     const attn_job *jobs;
     int k;
     int step; /* 0 scores, 1 probabilities, 2 values */
+    int64_t total; /* attn_whole_worker: the items' summed costs (whole_cost) */
 } attn_set;
 
 static long step_items(const attn_job *j, int step) {
@@ -524,12 +525,8 @@ static int64_t whole_cost(const attn_job *j, long it) {
 
 static void attn_whole_worker(void *arg, int ith, int nth) {
     const attn_set *s = arg;
-    int64_t total = 0;
-    for (int j = 0; j < s->k; j++)
-        for (long it = 0; it < (long)s->jobs[j].n * s->jobs[j].c->m->hp.n_head_kv; it++)
-            total += whole_cost(&s->jobs[j], it);
     /* item runs: an item belongs to the thread whose share holds its first key */
-    int64_t lo = total * ith / nth, hi = total * (ith + 1) / nth, at = 0;
+    int64_t lo = s->total * ith / nth, hi = s->total * (ith + 1) / nth, at = 0;
     for (int j = 0; j < s->k && at < hi; j++) {
         const attn_job *aj = &s->jobs[j];
         sk_context *c = aj->c;
@@ -562,12 +559,15 @@ static void attn_split_run(sk_pool *pool, const attn_job *jobs, int k) {
     long items = 0;
     for (int j = 0; j < k; j++) items += (long)jobs[j].n * jobs[j].c->m->hp.n_head_kv;
     if (items >= (long)SK_WHOLE_PER_THREAD * jobs[0].c->n_threads) {
-        attn_set s = {jobs, k, 0};
+        attn_set s = {jobs, k, 0, 0};
+        for (int j = 0; j < k; j++)
+            for (long it = 0; it < (long)jobs[j].n * jobs[j].c->m->hp.n_head_kv; it++)
+                s.total += whole_cost(&jobs[j], it);
         sk_pool_run(pool, attn_whole_worker, &s);
         return;
     }
     for (int step = 0; step < 3; step++) {
-        attn_set s = {jobs, k, step};
+        attn_set s = {jobs, k, step, 0};
         sk_pool_run(pool, attn_set_worker, &s);
     }
 }

@@ -225,8 +225,12 @@ static inline char *slot_ptr(void *base, const sk_kvcache *kv, int l, int g, int
     return (char *)base + (((size_t)l * kv->n_head_kv + g) * (size_t)n_slots + (size_t)s) * row;
 }
 
+int64_t sk_kvcache_back_max(const sk_kvcache *kv) {
+    return kv->policy == SK_CACHE_SINK || kv->policy == SK_CACHE_WINDOW ? kv->n_rollback : 0;
+}
+
 int64_t sk_kvcache_back(const sk_kvcache *kv) {
-    if ((kv->policy != SK_CACHE_SINK && kv->policy != SK_CACHE_WINDOW) || kv->n_rollback == 0) return 0;
+    if (sk_kvcache_back_max(kv) == 0) return 0;
     int64_t S = kv->n_prefix, lo = next_lo(kv);
     if (kv->n_past <= S || lo <= S) return 0;
     int64_t floor = lo - kv->n_rollback;

@@ -101,6 +101,9 @@ size_t sk_kvcache_live(const sk_kvcache *kv, int area, int l, int g, int64_t bac
  * loaded. 0 for the dense, shift and recompute caches and without
  * n_rollback. */
 int64_t sk_kvcache_back(const sk_kvcache *kv);
+/* The most sk_kvcache_back can be: n_rollback for sink and window caches,
+ * else 0 (what a session file's claim is checked against). */
+int64_t sk_kvcache_back_max(const sk_kvcache *kv);
 
 /* After a load that restored n_past and the live rows with `back` rows
  * below them: a rollback may reach exactly those rows (and no deeper:

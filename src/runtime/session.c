@@ -258,9 +258,7 @@ static int state_ok(const sk_context *c, const sess_header *h) {
     /* rows below the window: only where a rollback can reach them */
     const sk_kvcache *caches[2] = {c->kv, c->kv_swa};
     for (int k = 0; k < 2; k++)
-        if (h->back[k] < 0 || h->back[k] > (caches[k] ? caches[k]->n_rollback : 0) ||
-            (h->back[k] && caches[k]->policy != SK_CACHE_SINK && caches[k]->policy != SK_CACHE_WINDOW))
-            return 0;
+        if (h->back[k] < 0 || h->back[k] > (caches[k] ? sk_kvcache_back_max(caches[k]) : 0)) return 0;
     switch (kv->policy) {
     case SK_CACHE_DENSE:
         return h->n_past <= W && h->n_hist == 0 && h->shift_lo == S && h->n_recomputed == 0;
