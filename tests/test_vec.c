@@ -1,8 +1,9 @@
-/* test_vec.c - SIMD attention kernels (vec_avx2.c, every tier's) against
- * the scalar reference (vec_ref.c) on random data and ragged shapes. Each
- * tier's table is built as the dispatcher builds it (sk_vec_fill), not
- * taken from the dispatcher, so every tier the CPU has is tested and the
- * others are reported SKIPPED (util_tiers.h). */
+/* test_vec.c - SIMD attention kernels (vec_avx2.c on the avx2 tier,
+ * vec_avx512.c on the avx512 and amx tiers) against the scalar reference
+ * (vec_ref.c) on random data and ragged shapes. Each tier's kernels are
+ * built into a table here (tier_kernels), not taken from the dispatcher,
+ * so every tier the CPU has is tested and the others are reported SKIPPED
+ * (util_tiers.h); the dispatcher's choice is checked against them. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,19 +28,19 @@ static float rnd(void) {
 /* kq and av on every path: few queries (n_rep <= 8, the register kernels),
  * many (n_rep > 8: a chunk of tokens, the blocked kernels; 64 = Gemma 3's
  * 16-token chunk x 4 query heads per KV head), head sizes up to 256, key
- * counts around the 8- and 16-key tiles; 24 is no multiple of 16 (the
+ * counts around the 8-, 16- and 32-key tiles; 24 is no multiple of 16 (the
  * reference). Each result is held to its float rounding: the SIMD sums
  * differ from the reference's only in order (kq) or in FMA contraction
  * (av, whose keys are added in the same order), so |diff| <= (terms + 8)
  * 2^-23 mag, mag = the sum of the magnitudes of the terms (scale |q_i k_i|
  * summed over i for a score; |out_0| + sum_j |a_j v_j| for an output). The
- * worst measured |diff| / mag is printed. AVX2's kernels repeat the
+ * worst measured |diff| / mag is printed. Every tier's kernels repeat the
  * reference's operations and must return its bits. Every set must give a
  * query the same bits alone as among n_rep (batch invariance, vec.h). */
 static void check_set(const char *isa, const sk_vec_kernels *simd) {
     const sk_vec_kernels *ref = sk_vec_get_ref();
     int hds[] = {16, 32, 64, 128, 256, 24};
-    int64_t ns[] = {1, 2, 3, 7, 8, 9, 17, 64, 257};
+    int64_t ns[] = {1, 2, 3, 7, 8, 9, 17, 31, 33, 64, 257};
     int reps[] = {1, 3, 4, 5, 7, 8, 9, 29, 49, 64};
     double worst_kq = 0, worst_av = 0;
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
@@ -47,8 +48,6 @@ static void check_set(const char *isa, const sk_vec_kernels *simd) {
             for (size_t c = 0; c < sizeof reps / sizeof *reps; c++) {
                 int hd = hds[a], n_rep = reps[c];
                 int64_t n = ns[b];
-                /* AVX2's kernels return the reference's bits */
-                const int exact = !strcmp(isa, "avx2");
                 const float scale = 0.125f;
                 uint16_t *K = malloc(sizeof(uint16_t) * (size_t)(n * hd));
                 float *q = malloc(sizeof(float) * (size_t)(n_rep * hd));
@@ -73,7 +72,7 @@ static void check_set(const char *isa, const sk_vec_kernels *simd) {
                         mag *= scale;
                         double d = fabs((double)s1[i] - s2[i]);
                         worst_kq = fmax(worst_kq, d / mag);
-                        if (exact && s1[i] != s2[i])
+                        if (s1[i] != s2[i]) /* every tier: the reference's bits */
                             fail_msg("%s kq hd=%d n=%lld rep=%d: [%zu] %.9g, reference %.9g: not its bits", isa, hd,
                                      (long long)n, n_rep, i, s2[i], s1[i]);
                         if (!(d <= (hd + 8) * 0x1p-23 * mag))
@@ -114,7 +113,7 @@ static void check_set(const char *isa, const sk_vec_kernels *simd) {
                         for (int64_t j = 0; j < n; j++) mag += fabs((double)s1[(size_t)r * ss + j] * sk_f16_to_f32(K[j * hd + e]));
                         double d = fabs((double)o1[i] - o2[i]);
                         worst_av = fmax(worst_av, d / mag);
-                        if (exact && o1[i] != o2[i])
+                        if (o1[i] != o2[i])
                             fail_msg("%s av hd=%d n=%lld rep=%d: [%zu] %.9g, reference %.9g: not its bits", isa, hd,
                                      (long long)n, n_rep, i, o2[i], o1[i]);
                         if (!(d <= (n + 8) * 0x1p-23 * mag))
@@ -208,22 +207,28 @@ static void check_geglu(const char *isa, const sk_vec_kernels *simd) {
     print_message("  %s geglu worst |diff| / |x u| %.3g\n", isa, worst);
 }
 
-/* AVX2's exp is libm's (vec_avx2.c; every tier above runs it): exp_sum and SwiGLU give the
+/* The kernels a tier's run checks: AVX2's on avx2; on avx512 and amx the
+ * AVX-512 file's over them, which every CPU with the tier can run though
+ * vec.c installs them only where sk_cpu_wide512() (test_tier checks that
+ * choice). */
+static void tier_kernels(sk_isa tier, sk_vec_kernels *t) {
+    sk_vec_fill(t, SK_ISA_AVX2);
+    if (tier >= SK_ISA_AVX512VNNI) sk_vec_register_avx512(t);
+}
+
+/* Each tier's exp is libm's (vec_avx2.c, vec_avx512.c): exp_sum and SwiGLU give the
  * reference's bits on every 61st float of exp's whole finite range, every
  * float within 2^16 ulps of libm's path boundaries (-103.97, 88.72) and of
  * 0, and the specials (+-0, +-inf, NaN, subnormals). exp_sum sees x - 0
  * (x <= 0, its contract); SwiGLU exp(-g) for every g, so both signs. */
 static void test_exp_libm(void **state) {
     sk_isa tier = util_tier(state, "test_exp_libm");
-    sk_vec_kernels t;
-    sk_vec_fill(&t, tier);
-    if (tier != SK_ISA_AVX2) { /* the tiers above run AVX2's exp: checked once, there */
-        sk_vec_kernels a;
-        sk_vec_fill(&a, SK_ISA_AVX2);
-        assert_true(t.exp_sum == a.exp_sum && t.swiglu == a.swiglu);
-        print_message("  %s: AVX2's exp_sum and swiglu\n", sk_isa_name(tier));
+    if (tier == SK_ISA_AMX) { /* the avx512 tier's kernels: checked once, there */
+        print_message("  amx: the avx512 tier's exp_sum and swiglu\n");
         return;
     }
+    sk_vec_kernels t;
+    tier_kernels(tier, &t);
     const sk_vec_kernels *ref = sk_vec_get_ref();
     enum { B = 4096 };
     static float x[B], y[B], u[B];
@@ -271,15 +276,22 @@ static void test_exp_libm(void **state) {
     print_message("  %s exp: libm's bits on %zu inputs\n", sk_isa_name(tier), n_all);
 }
 
-/* The table of each tier (util_tiers.h): the dispatcher's fill, compared
- * with the reference. */
+/* The kernels of each tier (util_tiers.h) compared with the reference;
+ * the dispatcher's fill for the tier is them, or AVX2's where the CPU
+ * splits 512-bit operations (sk_cpu_wide512). */
 static void test_tier(void **state) {
     sk_isa tier = util_tier(state, "test_tier");
-    sk_vec_kernels t;
-    sk_vec_fill(&t, tier);
+    sk_vec_kernels t, fill, a;
+    tier_kernels(tier, &t);
+    sk_vec_fill(&fill, tier);
+    sk_vec_fill(&a, SK_ISA_AVX2);
+    const sk_vec_kernels *want = tier >= SK_ISA_AVX512VNNI && !sk_cpu_wide512() ? &a : &t;
+    assert_true(!memcmp(&fill, want, sizeof fill));
     const char *isa = sk_isa_name(tier);
+    print_message("  %s: %s kernels installed\n", isa,
+                  want == &a && tier >= SK_ISA_AVX512VNNI ? "AVX2's (512-bit operations split)" : "its own");
     check_set(isa, &t);
-    check_softmax(isa, &t, 1); /* AVX2's kernels on every tier: the reference's bits */
+    check_softmax(isa, &t, 1); /* every tier: the reference's bits */
     check_swiglu(isa, &t, 1);
     check_geglu(isa, &t);
 }

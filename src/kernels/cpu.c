@@ -63,6 +63,16 @@ static uint64_t xcr0(void) {
 static int os_has_zmm(void) { return (xcr0() & 0xe6) == 0xe6; }           /* SSE AVX opmask ZMM */
 static int os_has_tiles(void) { return (xcr0() & 0x60000) == 0x60000; }   /* XTILECFG XTILEDATA */
 
+int sk_cpu_wide512(void) {
+    unsigned a, b, c, d;
+    if (!sk_cpu_has_avx512vnni() || !__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    if (b != 0x68747541u) return 1; /* not "Auth"enticAMD: Intel's cores run 512 bits whole */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned family = (a >> 8) & 0xf;
+    if (family == 0xf) family += (a >> 20) & 0xff;
+    return family >= 0x1a;
+}
+
 /* Report-only features: the cpuid bit and the OS's register state. */
 int sk_cpu_has_avx512bf16(void) { return os_has_zmm() && (leaf7(1, 0) & (1u << 5)); }
 int sk_cpu_has_avx512fp16(void) { return os_has_zmm() && (leaf7(0, 3) & (1u << 23)); }

@@ -1,7 +1,7 @@
 /* simd256.h - small 256-bit helpers shared by the x86 SIMD kernel files.
  *
  * Not a public header: included only by files compiled with at least the
- * AVX2 flags (quant_avx2.c, quant_k8_avx2.c, quant_avx512.c, vec_avx2.c), so everything is
+ * AVX2 flags (quant_avx2.c, quant_k8_avx2.c, quant_avx512.c, vec_avx2.c, vec_avx512.c), so everything is
  * static inline and built once per instruction set. */
 #ifndef SK_SIMD256_H
 #define SK_SIMD256_H

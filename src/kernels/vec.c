@@ -14,6 +14,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 void sk_vec_fill(sk_vec_kernels *t, int isa) {
     sk_vec_ref_fill(t);
     if (isa >= SK_ISA_AVX2) sk_vec_register_avx2(t); /* the AVX-512 and AMX tiers too */
+    if (isa >= SK_ISA_AVX512VNNI && sk_cpu_wide512()) sk_vec_register_avx512(t); /* same bits, faster */
 }
 
 static void vec_init_once(void) {

@@ -1,7 +1,8 @@
 /* vec.h - attention kernels over F16 keys and values.
  *
- * Scalar references live in vec_ref.c; vec_avx2.c holds the SIMD twins
- * (tests/test_vec.c compares them), which the AVX-512 and AMX tiers run too. sk_vec_get() returns the
+ * Scalar references live in vec_ref.c; vec_avx2.c and vec_avx512.c hold
+ * the SIMD twins (tests/test_vec.c compares them; the AVX-512 ones where
+ * the CPU runs 512-bit operations at full width, vec_impl.h). sk_vec_get() returns the
  * kernel set cpu.h chose, installed once; SINKLLM_ISA=scalar forces the
  * reference (the same switch as the tensor formats). */
 #ifndef SK_VEC_H
@@ -27,8 +28,8 @@ typedef struct sk_vec_kernels {
     /* Softmax numerator in place: a[j] = exp(a[j] - mx) for j < n (mx >= every
      * a[j]); returns the sum of the new a[j]. The reference uses libm's
      * expf and sums in double (eight interleaved partial sums, vec_ref.c);
-     * AVX2 (and every tier above, which runs it) gives its bits (libm's
-     * expf computed 8 wide; tests/test_vec.c). */
+     * every SIMD set gives its bits (libm's expf computed in double, 4 or
+     * 8 lanes; tests/test_vec.c). */
     float (*exp_sum)(float *a, int64_t n, float mx);
     /* max of a[0..n), -inf for n = 0 */
     float (*max)(const float *a, int64_t n);

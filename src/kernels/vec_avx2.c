@@ -180,8 +180,8 @@ static void kq_f16(int64_t n, int hd, const uint16_t *K, int n_rep, const float 
     else sk_vec_kq_f16_ref(n, hd, K, n_rep, q, scale, s, ss);
 }
 
-static void av_f16(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a, size_t as,
-                   float *out, size_t os) {
+void sk_vec_av_f16_avx2(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a, size_t as,
+                        float *out, size_t os) {
     if (blocked_fits(w)) av_f16_blocked(n, w, V, vs, n_rep, a, as, out, os);
     else sk_vec_av_f16_ref(n, w, V, vs, n_rep, a, as, out, os);
 }
@@ -351,7 +351,7 @@ static void geglu(float *g, const float *u, int64_t n) {
 /* Override the AVX2 entries of t (see vec_impl.h): all six. */
 void sk_vec_register_avx2(sk_vec_kernels *t) {
     t->kq_f16 = kq_f16;
-    t->av_f16 = av_f16;
+    t->av_f16 = sk_vec_av_f16_avx2;
     t->exp_sum = exp_sum;
     t->max = vmax;
     t->swiglu = swiglu;

@@ -2,12 +2,14 @@
  *
  * The dispatch hooks, in the style of quant_impl.h: sk_vec_fill (vec.c)
  * fills a table with sk_vec_ref_fill, then calls sk_vec_register_avx2 if
- * the tier (cpu.h) is at least SK_ISA_AVX2: every tier above runs the AVX2
- * kernels, the reference's bits (16-key AVX-512 versions with a
- * polynomial exp measured slower on Zen 4, which splits 512-bit operations
- * in two: SmolLM2 tg64 after 2,048 tokens 111-122 vs 150-157 tokens/s, and
- * gave other bits on every tier). The SIMD kernels call the reference
- * kq/av below for shapes they do not handle. */
+ * the tier (cpu.h) is at least SK_ISA_AVX2, then sk_vec_register_avx512
+ * on the avx512 and amx tiers where the CPU runs 512-bit operations at
+ * full width (sk_cpu_wide512: Zen 5, Intel). Every set gives the
+ * reference's bits. On Zen 4, which splits 512-bit operations in two, the
+ * AVX2 kernels stay: earlier 16-key AVX-512 versions (with a polynomial
+ * exp, other bits) measured slower there, SmolLM2 tg64 after 2,048 tokens
+ * 111-122 vs 150-157 tokens/s. The SIMD kernels call the reference kq/av
+ * below for shapes they do not handle. */
 #ifndef SK_VEC_IMPL_H
 #define SK_VEC_IMPL_H
 
@@ -24,6 +26,17 @@ void sk_vec_fill(sk_vec_kernels *t, int isa);
 /* Override every entry with the AVX2 kernels; the caller must have checked
  * the CPU (sk_cpu_has_*, cpu.h). */
 void sk_vec_register_avx2(sk_vec_kernels *t);
+
+/* Override kq, av, max, exp_sum and SwiGLU with the AVX-512 kernels
+ * (vec_avx512.c, the same bits as AVX2's); the caller must have checked
+ * the CPU (sk_cpu_has_avx512vnni). */
+void sk_vec_register_avx512(sk_vec_kernels *t);
+
+/* AVX2's av_f16 (vec_avx2.c), which the AVX-512 file runs for fewer than
+ * four queries (vec_avx512.c says why); the caller must have checked the
+ * CPU. */
+void sk_vec_av_f16_avx2(int64_t n, int w, const uint16_t *V, size_t vs, int n_rep, const float *a, size_t as,
+                        float *out, size_t os);
 
 /* The reference kq_f16 and av_f16 (contracts in vec.h), for fallbacks. */
 void sk_vec_kq_f16_ref(int64_t n, int hd, const uint16_t *K, int n_rep, const float *q, float scale,
