@@ -226,7 +226,7 @@ static float vmax(const float *a, int64_t n) {
  * Lanes outside it (libm returns 0 through its underflow code below
  * -103.97, +inf above 88.72; NaN) take libm's expf itself. So exp_sum and
  * SwiGLU give the reference's bits: every tier-2 path keeps the goldens. */
-static const uint64_t g_exp2_tab[32] = { /* bits(2^(i/32)) - (i << 47) */
+const uint64_t sk_vec_exp2_tab[32] = { /* bits(2^(i/32)) - (i << 47) */
     0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
     0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
     0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
@@ -245,7 +245,7 @@ INLINE __m128 expf4_libm(__m128 x) {
     const __m256i ki = _mm256_castpd_si256(kd);
     kd = _mm256_sub_pd(kd, shift);
     const __m256d r = _mm256_fmsub_pd(xd, inv, kd);
-    __m256i t = _mm256_i64gather_epi64((const long long *)g_exp2_tab, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
+    __m256i t = _mm256_i64gather_epi64((const long long *)sk_vec_exp2_tab, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
     t = _mm256_add_epi64(t, _mm256_slli_epi64(ki, 47));
     const __m256d c0 = _mm256_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32),
                   c1 = _mm256_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32), c2 = _mm256_set1_pd(0x1.62e42ff0c52d6p-1 / 32);

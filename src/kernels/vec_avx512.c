@@ -192,19 +192,9 @@ static float vmax(const float *a, int64_t n) {
 }
 
 /* ---- exp with libm's bits -----------------------------------------------------------
- * The method, constants and range of vec_avx2.c's expf4_libm, eight lanes
- * of doubles to a register: the same double operations per lane, so the
- * same bits (libm's). The table: bits(2^(i/32)) - (i << 47). */
-static const uint64_t g_exp2_tab[32] __attribute__((aligned(64))) = {
-    0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
-    0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
-    0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
-    0x3feebfdad5362a27ULL, 0x3feeb42b569d4f82ULL, 0x3feeab07dd485429ULL, 0x3feea47eb03a5585ULL,
-    0x3feea09e667f3bcdULL, 0x3fee9f75e8ec5f74ULL, 0x3feea11473eb0187ULL, 0x3feea589994cce13ULL,
-    0x3feeace5422aa0dbULL, 0x3feeb737b0cdc5e5ULL, 0x3feec49182a3f090ULL, 0x3feed503b23e255dULL,
-    0x3feee89f995ad3adULL, 0x3feeff76f2fb5e47ULL, 0x3fef199bdd85529cULL, 0x3fef3720dcef9069ULL,
-    0x3fef5818dcfba487ULL, 0x3fef7c97337b9b5fULL, 0x3fefa4afa2a490daULL, 0x3fefd0765b6e4540ULL,
-};
+ * The method, constants, range and table (sk_vec_exp2_tab) of vec_avx2.c's
+ * expf4_libm, eight lanes of doubles to a register: the same double
+ * operations per lane, so the same bits (libm's). */
 
 /* expf of 8 floats in libm's plain path, in double */
 INLINE __m256 expf8_plain(__m256 x) {
@@ -214,9 +204,9 @@ INLINE __m256 expf8_plain(__m256 x) {
     const __m512i ki = _mm512_castpd_si512(kd);
     kd = _mm512_sub_pd(kd, shift);
     const __m512d r = _mm512_fmsub_pd(xd, inv, kd);
-    const __m512i *tab = (const __m512i *)g_exp2_tab;
-    const __m512i lo = _mm512_permutex2var_epi64(_mm512_load_si512(tab), ki, _mm512_load_si512(tab + 1));
-    const __m512i hi = _mm512_permutex2var_epi64(_mm512_load_si512(tab + 2), ki, _mm512_load_si512(tab + 3));
+    const uint64_t *tab = sk_vec_exp2_tab;
+    const __m512i lo = _mm512_permutex2var_epi64(_mm512_loadu_si512(tab), ki, _mm512_loadu_si512(tab + 8));
+    const __m512i hi = _mm512_permutex2var_epi64(_mm512_loadu_si512(tab + 16), ki, _mm512_loadu_si512(tab + 24));
     __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
     t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
     const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32),

@@ -32,6 +32,10 @@ void sk_vec_register_avx2(sk_vec_kernels *t);
  * the CPU (sk_cpu_has_avx512vnni). */
 void sk_vec_register_avx512(sk_vec_kernels *t);
 
+/* bits(2^(i/32)) - (i << 47), i < 32: the table of the SIMD expf that
+ * gives libm's bits (vec_avx2.c explains it; vec_avx512.c uses it too) */
+extern const uint64_t sk_vec_exp2_tab[32];
+
 /* AVX2's av_f16 (vec_avx2.c), which the AVX-512 file runs for fewer than
  * four queries (vec_avx512.c says why); the caller must have checked the
  * CPU. */
