@@ -42,7 +42,7 @@ typedef struct {
     sk_type_traits t[SK_TYPE_COUNT];
 } isa_table;
 
-static isa_table g_isa[SK_ISA_COUNT];
+static isa_table g_isa[SK_ISA_COUNT + 1]; /* + the avx512-wide kernels (build_tables) */
 static int g_n_isa;
 static const sk_type_traits *g_ref; /* g_isa[0].t */
 
@@ -67,6 +67,14 @@ static void build_tables(void) {
         isa_table *a = &g_isa[g_n_isa++];
         a->name = sk_isa_name((sk_isa)tier);
         sk_quant_fill(a->t, tier);
+    }
+    /* the kernels for whole 512-bit registers where the dispatcher leaves
+     * them out (Zen 4): checked all the same */
+    if (sk_cpu_has_isa(SK_ISA_AVX512VNNI) && !sk_cpu_wide512()) {
+        isa_table *a = &g_isa[g_n_isa++];
+        a->name = "avx512-wide";
+        sk_quant_fill(a->t, SK_ISA_AVX512VNNI);
+        sk_quant_register_k_wide_avx512(a->t);
     }
 }
 

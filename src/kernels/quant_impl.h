@@ -109,5 +109,10 @@ void sk_quant_register_k8_avx2(sk_type_traits *table);
  * AVX-512 register function) */
 void sk_quant_register_k16_avx512(sk_type_traits *table);
 void sk_quant_register_k_avx512(sk_type_traits *table);
+/* The K-quant kernels written for whole 512-bit registers (Q6_K's
+ * vec_dot), which sk_quant_register_k_avx512 adds where sk_cpu_wide512();
+ * tests/test_quant.c adds them on any AVX-512 CPU, so they are checked
+ * where the dispatcher leaves them out. */
+void sk_quant_register_k_wide_avx512(sk_type_traits *table);
 
 #endif
