@@ -66,8 +66,8 @@ static int os_has_tiles(void) { return (xcr0() & 0x60000) == 0x60000; }   /* XTI
 int sk_cpu_wide512(void) {
     unsigned a, b, c, d;
     if (!sk_cpu_has_avx512vnni() || !__get_cpuid(0, &a, &b, &c, &d)) return 0;
-    if (b != 0x68747541u) return 1; /* not "Auth"enticAMD: Intel's cores run 512 bits whole */
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (b == 0x756e6547u) return 1; /* "Genu"ineIntel: its AVX-512 cores run 512 bits whole */
+    if (b != 0x68747541u || !__get_cpuid(1, &a, &b, &c, &d)) return 0; /* not "Auth"enticAMD: unknown */
     unsigned family = (a >> 8) & 0xf;
     if (family == 0xf) family += (a >> 20) & 0xff;
     return family >= 0x1a;

@@ -50,7 +50,8 @@ int sk_cpu_has_amx(void);
 /* 1 if the CPU runs 512-bit vector operations at full width, so that a
  * 16-lane float kernel does twice an 8-lane one's work a cycle: Intel's
  * AVX-512 cores and AMD from Zen 5 (family 0x1A) on; 0 on Zen 4 (family
- * 0x19), which splits them into two 256-bit halves, and without AVX-512.
+ * 0x19), which splits them into two 256-bit halves, on other vendors'
+ * CPUs (not measured) and without AVX-512.
  * Chooses among kernels of the same bits (vec.c), never the results. */
 int sk_cpu_wide512(void);
 
