@@ -826,7 +826,9 @@ typedef struct sk_system_info {
                              the "amx" tier can run (no AMX kernels yet, see isa_note) */
     int nopack;           /* SINKLLM_NOPACK=1: weights stay in the file layout */
     const char *isa_note; /* "" or what the tier's name does not say: for "amx",
-                             "no AMX kernels yet: the avx512 kernels" */
+                             "no AMX kernels yet: the avx512 kernels"; for
+                             "avx512" on a CPU that runs 512 bits whole (Intel,
+                             AMD Zen 5), "512-bit attention and Q6_K kernels" */
     const char *isa_error; /* NULL, or why SINKLLM_ISA / SINKLLM_SCALAR could not be
                              honoured (unknown tier, one the CPU lacks): isa is then the
                              best tier and sk_model_load fails with this message */

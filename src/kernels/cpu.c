@@ -131,7 +131,9 @@ int sk_isa_from_name(const char *name) {
 }
 
 const char *sk_isa_note(sk_isa isa) {
-    return isa == SK_ISA_AMX ? "no AMX kernels yet: the avx512 kernels" : "";
+    if (isa == SK_ISA_AMX) return "no AMX kernels yet: the avx512 kernels";
+    if (isa == SK_ISA_AVX512VNNI && sk_cpu_wide512()) return "512-bit attention and Q6_K kernels";
+    return "";
 }
 
 /* ---- the choice ----------------------------------------------------------- */

@@ -66,8 +66,10 @@ sk_isa sk_cpu_best(void);
 const char *sk_isa_name(sk_isa isa);
 int sk_isa_from_name(const char *name);
 
-/* What a tier's name does not say, for reports: "" for every tier but amx,
- * whose note says it runs the avx512 kernels (static). */
+/* What a tier's name does not say, for reports (static): for amx, that it
+ * runs the avx512 kernels; for avx512 on a CPU that runs 512 bits whole
+ * (sk_cpu_wide512), that its 512-bit attention and Q6_K kernels are in;
+ * "" otherwise. */
 const char *sk_isa_note(sk_isa isa);
 
 /* The tier in use: SINKLLM_ISA's (SINKLLM_SCALAR's) where valid, otherwise
