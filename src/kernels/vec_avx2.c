@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "simd256.h"
+#include "vec_exp.h"
 #include "vec_impl.h"
 
 #define VF_LOADH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
@@ -239,7 +240,7 @@ const uint64_t sk_vec_exp2_tab[32] = { /* bits(2^(i/32)) - (i << 47) */
 
 /* expf of 4 floats in libm's plain path (see above) */
 INLINE __m128 expf4_libm(__m128 x) {
-    const __m256d inv = _mm256_set1_pd(0x1.71547652b82fep+0 * 32), shift = _mm256_set1_pd(0x1.8p+52);
+    const __m256d inv = _mm256_set1_pd(SK_EXPF_INV), shift = _mm256_set1_pd(SK_EXPF_SHIFT);
     const __m256d xd = _mm256_cvtps_pd(x);
     __m256d kd = _mm256_fmadd_pd(xd, inv, shift);
     const __m256i ki = _mm256_castpd_si256(kd);
@@ -247,8 +248,7 @@ INLINE __m128 expf4_libm(__m128 x) {
     const __m256d r = _mm256_fmsub_pd(xd, inv, kd);
     __m256i t = _mm256_i64gather_epi64((const long long *)sk_vec_exp2_tab, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8);
     t = _mm256_add_epi64(t, _mm256_slli_epi64(ki, 47));
-    const __m256d c0 = _mm256_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32),
-                  c1 = _mm256_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32), c2 = _mm256_set1_pd(0x1.62e42ff0c52d6p-1 / 32);
+    const __m256d c0 = _mm256_set1_pd(SK_EXPF_C0), c1 = _mm256_set1_pd(SK_EXPF_C1), c2 = _mm256_set1_pd(SK_EXPF_C2);
     const __m256d z = _mm256_fmadd_pd(c0, r, c1), r2 = _mm256_mul_pd(r, r);
     __m256d y = _mm256_fmadd_pd(c2, r, _mm256_set1_pd(1.0));
     y = _mm256_fmadd_pd(z, r2, y);
@@ -257,14 +257,7 @@ INLINE __m128 expf4_libm(__m128 x) {
 
 /* expf of 8 floats: libm's bits */
 INLINE __m256 expf8_libm(__m256 x) {
-    const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-0x1.9fe368p6f), _CMP_GE_OQ),
-                                    _mm256_cmp_ps(x, _mm256_set1_ps(0x1.62e42ep6f), _CMP_LE_OQ));
-    if (_mm256_movemask_ps(ok) != 0xFF) { /* a lane off libm's plain path (rare): libm for all 8 */
-        float t[8];
-        _mm256_storeu_ps(t, x);
-        for (int i = 0; i < 8; i++) t[i] = expf(t[i]);
-        return _mm256_loadu_ps(t);
-    }
+    if (!sk_expf8_plain_ok(x)) return sk_expf8_by_libm(x); /* a lane off libm's plain path (rare) */
     return _mm256_set_m128(expf4_libm(_mm256_extractf128_ps(x, 1)), expf4_libm(_mm256_castps256_ps128(x)));
 }
 

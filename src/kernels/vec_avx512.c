@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "simd256.h"
+#include "vec_exp.h"
 #include "vec_impl.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -192,13 +193,13 @@ static float vmax(const float *a, int64_t n) {
 }
 
 /* ---- exp with libm's bits -----------------------------------------------------------
- * The method, constants, range and table (sk_vec_exp2_tab) of vec_avx2.c's
- * expf4_libm, eight lanes of doubles to a register: the same double
+ * The method, constants and range (vec_exp.h) and table (sk_vec_exp2_tab)
+ * of vec_avx2.c's expf4_libm, eight lanes of doubles to a register: the same double
  * operations per lane, so the same bits (libm's). */
 
 /* expf of 8 floats in libm's plain path, in double */
 INLINE __m256 expf8_plain(__m256 x) {
-    const __m512d inv = _mm512_set1_pd(0x1.71547652b82fep+0 * 32), shift = _mm512_set1_pd(0x1.8p+52);
+    const __m512d inv = _mm512_set1_pd(SK_EXPF_INV), shift = _mm512_set1_pd(SK_EXPF_SHIFT);
     const __m512d xd = _mm512_cvtps_pd(x);
     __m512d kd = _mm512_fmadd_pd(xd, inv, shift);
     const __m512i ki = _mm512_castpd_si512(kd);
@@ -209,8 +210,7 @@ INLINE __m256 expf8_plain(__m256 x) {
     const __m512i hi = _mm512_permutex2var_epi64(_mm512_loadu_si512(tab + 16), ki, _mm512_loadu_si512(tab + 24));
     __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
     t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
-    const __m512d c0 = _mm512_set1_pd(0x1.c6af84b912394p-5 / 32 / 32 / 32),
-                  c1 = _mm512_set1_pd(0x1.ebfce50fac4f3p-3 / 32 / 32), c2 = _mm512_set1_pd(0x1.62e42ff0c52d6p-1 / 32);
+    const __m512d c0 = _mm512_set1_pd(SK_EXPF_C0), c1 = _mm512_set1_pd(SK_EXPF_C1), c2 = _mm512_set1_pd(SK_EXPF_C2);
     const __m512d z = _mm512_fmadd_pd(c0, r, c1), r2 = _mm512_mul_pd(r, r);
     __m512d y = _mm512_fmadd_pd(c2, r, _mm512_set1_pd(1.0));
     y = _mm512_fmadd_pd(z, r2, y);
@@ -220,15 +220,7 @@ INLINE __m256 expf8_plain(__m256 x) {
 /* expf of 8 floats: libm's bits (libm itself for all 8 when a lane is off
  * the plain path, as vec_avx2.c does) */
 INLINE __m256 expf8_libm(__m256 x) {
-    const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-0x1.9fe368p6f), _CMP_GE_OQ),
-                                    _mm256_cmp_ps(x, _mm256_set1_ps(0x1.62e42ep6f), _CMP_LE_OQ));
-    if (_mm256_movemask_ps(ok) != 0xFF) {
-        float t[8];
-        _mm256_storeu_ps(t, x);
-        for (int i = 0; i < 8; i++) t[i] = expf(t[i]);
-        return _mm256_loadu_ps(t);
-    }
-    return expf8_plain(x);
+    return sk_expf8_plain_ok(x) ? expf8_plain(x) : sk_expf8_by_libm(x);
 }
 
 /* The reference's exp_sum: each block of 8 summed into the eight partial
